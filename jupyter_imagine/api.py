@@ -1,0 +1,137 @@
+"""The public functions: :func:`imagine`, :func:`job`, :func:`history`, :func:`providers`.
+
+They share one :class:`~jupyter_imagine.engine.Engine`, created on first use (a bare
+``import jupyter_imagine`` starts no thread) with the store at ``JUPYTER_IMAGINE_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pandas as pd
+
+from ._config import provider_settings
+from .engine import Engine
+from .errors import ConfigurationError
+from .models import Job
+from .providers import PROVIDERS, provider_class
+from .store import Store
+
+__all__ = ["get_engine", "history", "imagine", "job", "providers"]
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+#: The provider used when none is named (``JUPYTER_IMAGINE_PROVIDER``, default ``apiframe``).
+DEFAULT_PROVIDER = "apiframe"
+
+
+def get_engine() -> Engine:
+    """The shared engine, started (and unfinished jobs resumed) on first call."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = Engine(Store())
+        engine = _engine
+    return engine.start()
+
+
+def _set_engine(engine: Engine | None) -> Engine | None:
+    """Replace the shared engine (tests, or a notebook that wants another home); returns the old."""
+    global _engine
+    with _engine_lock:
+        old, _engine = _engine, engine
+    return old
+
+
+def default_provider() -> str:
+    """``JUPYTER_IMAGINE_PROVIDER`` or :data:`DEFAULT_PROVIDER`."""
+    return os.environ.get("JUPYTER_IMAGINE_PROVIDER", "").strip() or DEFAULT_PROVIDER
+
+
+def imagine(
+    prompt: str,
+    *,
+    provider: str | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
+    **params: Any,
+) -> Job:
+    """Submit ``prompt`` and return its :class:`Job` at once.
+
+    Args:
+        prompt: the prompt, sent untouched (``--ar 16:9``, ``::`` weights, ``{a, b}`` and all).
+        provider: ``apiframe`` … (default: ``JUPYTER_IMAGINE_PROVIDER`` or ``apiframe``). With no
+            key for it, the job runs in the built-in sandbox and ``job.sandbox`` is ``True``.
+        wait: block until the job is final (default ``False``); in a notebook prefer
+            ``await job``, which keeps widget clicks live.
+        timeout: the job's deadline in seconds (default: the provider's, 15 min for APIFRAME).
+        **params: provider parameters, e.g. ``aspect_ratio="3:2"``, ``process_mode="turbo"``.
+
+    Raises:
+        ConfigurationError: unknown provider, or a provider forced out of the sandbox with no key.
+        InvalidRequest: empty prompt or a parameter the provider does not take.
+        JobFailed, JobTimeout: only with ``wait=True``.
+    """
+    if not isinstance(prompt, str):
+        from .errors import InvalidRequest
+
+        raise InvalidRequest(f"the prompt must be a string, not {type(prompt).__name__}")
+    job = get_engine().imagine(prompt, provider=provider or default_provider(), timeout=timeout,
+                               **params)
+    return job.wait() if wait else job
+
+
+def job(job_id: str) -> Job:
+    """Re-attach to a stored job by local id, provider id or a unique id prefix (≥ 6 chars).
+
+    An unfinished job resumes polling. Raises :class:`~jupyter_imagine.errors.NotFound`.
+    """
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise ConfigurationError("give a job id, e.g. jupyter_imagine.job('3f2a9c…')")
+    return get_engine().get(job_id.strip())
+
+
+def history(
+    provider: str | None = None,
+    status: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The local history as a DataFrame, one row per job, newest first.
+
+    Columns: provider, id, parent_id, root_id, kind, prompt, status, progress, created_at,
+    completed_at, n_images, paths, error, sandbox. Filters default to ``None`` (all).
+    """
+    if provider is not None:
+        provider = provider_class(provider).name
+    return get_engine().store.frame(
+        provider=provider, status=status, since=since, until=until, limit=limit
+    )
+
+
+def providers() -> pd.DataFrame:
+    """Every provider: whether its key is set, and whether it runs in the sandbox."""
+    rows = []
+    for name, cls in PROVIDERS.items():
+        extra = getattr(cls, "extra_env", ())
+        keys = tuple(extra[:2]) if extra else (cls.env_key,)
+        row: dict[str, Any] = {
+            "provider": name,
+            "label": cls.label,
+            "key": " + ".join(keys),
+            "key_set": all(os.environ.get(k, "").strip() for k in keys),
+        }
+        try:
+            settings = provider_settings(
+                name, env_key=cls.env_key, default_base_url=cls.default_base_url,
+                sandbox_prefix=cls.sandbox_prefix, extra_keys=extra,
+            )
+            row.update(sandbox=settings.sandbox, base_url=settings.base_url, problem=None)
+        except ConfigurationError as exc:
+            row.update(sandbox=False, base_url=None, problem=str(exc))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,642 @@
+"""The background engine: one thread, one asyncio loop, every job's life.
+
+ipykernel runs its own asyncio loop and does not process comm messages while a cell runs, so the
+engine never touches it: it owns **one daemon thread with its own loop**, where the shared
+``httpx.AsyncClient``\\s live. Public calls validate and persist in the caller's thread, then hand a
+coroutine to the loop with :func:`asyncio.run_coroutine_threadsafe` and return the :class:`Job` at
+once. ``Job.wait()`` blocks on a ``concurrent.futures.Future``; ``await job`` wraps the same future
+for the caller's loop. No ``nest_asyncio``.
+
+Per job (:meth:`Engine._drive`):
+
+1. wait for a slot of the provider's concurrency limit (the job shows ``queued``);
+2. submit — **never retried blindly**: only a connection that provably never reached the server,
+   or a 429 (the server refused without doing anything), is tried again;
+3. poll, adaptively: the first interval is the provider's, it grows ×1.5 while progress stands
+   still and falls back when progress moves; polls of many jobs of one provider are batched
+   (APIFRAME ``/fetch-many``); 5xx, 429 (``Retry-After`` honoured) and network errors back off
+   exponentially with jitter;
+4. on success download every image once into the store's content-addressed cache, then show the
+   job as succeeded; a job past its deadline fails with :class:`~jupyter_imagine.errors.JobTimeout`.
+
+Every state change is written to the store before it is applied to the job and shown. On start
+the engine resumes the jobs the store holds as unfinished. A job whose submit was in flight when the
+kernel died is not sent again (it may have reached the provider): it fails with a reason saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _config
+from ._secrets import get_logger, redact, scrub
+from .errors import (
+    ConfigurationError,
+    ImagineError,
+    JobTimeout,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+)
+from .models import Image, Job, Status, utcnow
+from .providers import Provider, Update, provider_class
+from .store import Store
+
+logger = get_logger(__name__)
+
+__all__ = ["Engine"]
+
+T = TypeVar("T")
+
+
+class Engine:
+    """Runs jobs on a background loop and keeps the store in step.
+
+    Args:
+        store: where jobs and images are kept.
+        concurrency: jobs in flight per provider, e.g. ``{"apiframe": 30}`` (default: each
+            provider's ``max_concurrency``).
+        sandbox_speed: clock speed of the in-process sandbox (default
+            ``JUPYTER_IMAGINE_SANDBOX_SPEED`` or 10); polling intervals in the sandbox are divided
+            by it, so sandbox jobs are watched as closely as real ones relative to their length.
+        backoff_base: first back-off delay in seconds (default 0.5); doubles per attempt.
+        backoff_cap: longest back-off delay in seconds (default 30).
+        max_retries: retries of one request before its error counts (default 6).
+        http_timeout: seconds for one HTTP request (default 30).
+        sandbox_app: the in-process sandbox ASGI app to use (default: a new one, made on first
+            use); engines given the same app share its tasks, as a restarted kernel would share
+            a real service.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        concurrency: Mapping[str, int] | None = None,
+        sandbox_speed: float | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retries: int = 6,
+        http_timeout: float = 30.0,
+        sandbox_app: Any = None,
+    ) -> None:
+        self.store = store
+        self.concurrency = dict(concurrency or {})
+        self.sandbox_speed = sandbox_speed if sandbox_speed is not None else _config.sandbox_speed()
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_retries = max_retries
+        self.http_timeout = http_timeout
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._tasks: dict[str, concurrent.futures.Future[None]] = {}
+        self._providers: dict[str, Provider] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._batchers: dict[str, _PollBatcher] = {}
+        self._cancelled: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._sandbox_app: Any = sandbox_app
+
+    # ================================================================ lifecycle
+    @property
+    def running(self) -> bool:
+        """``True`` while the background thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Engine:
+        """Start the thread and resume unfinished jobs from the store (idempotent)."""
+        with self._lock:
+            if self.running:
+                return self
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            self._thread = threading.Thread(target=run, name="jupyter-imagine-engine", daemon=True)
+            self._loop = loop
+            self._thread.start()
+            ready.wait()
+        self._resume()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop polling (unfinished jobs stay unfinished in the store and resume next start)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is None or thread is None:
+                return
+            self._loop = self._thread = None
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in self._clients.values():
+                await client.aclose()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            logger.warning("engine shutdown timed out")
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()
+        self._clients.clear()
+        self._providers.clear()
+        self._semaphores.clear()
+        self._batchers.clear()
+        self._tasks.clear()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _resume(self) -> None:
+        for record in self.store.unfinished():
+            with self._lock:
+                if record["id"] in self._jobs:
+                    continue
+            job = self._attach(Job.from_record(record))
+            logger.info("resuming %s job %s (%s)", job.provider, job.id, job.status.value)
+            self._schedule(job)
+
+    # ================================================================ public calls
+    def imagine(
+        self,
+        prompt: str,
+        *,
+        provider: str,
+        kind: str = "imagine",
+        timeout: float | None = None,
+        **params: Any,
+    ) -> Job:
+        """Validate, store and schedule a new job; returns it at once (status ``queued``)."""
+        cls = provider_class(provider)
+        settings = self._settings(cls)
+        instance = self._provider(cls.name, settings)
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        clean = instance.validate(kind, prompt, params)
+        job = Job(
+            provider=cls.name,
+            kind=kind,
+            prompt=prompt.strip(),
+            params=clean,
+            sandbox=settings.sandbox,
+            timeout=float(timeout) if timeout else cls.default_timeout,
+        )
+        return self._launch(job)
+
+    def act(self, job: Job, label: str, **kwargs: Any) -> Job:
+        """Start the child job of action ``label`` on ``job`` (called by :meth:`Job.act`)."""
+        instance = self._provider(job.provider, self._settings(provider_class(job.provider)))
+        timeout = kwargs.pop("timeout", None)
+        spec = instance.child(job, label, **kwargs)
+        params = dict(spec.params)
+        for name, data in spec.files.items():
+            params[f"{name}_path"] = str(self.store.put_file(data, ext="png"))
+        child = Job(
+            provider=job.provider,
+            kind=spec.kind,
+            prompt=spec.prompt,
+            params=params,
+            parent_id=job.id,
+            action=label,
+            sandbox=job.sandbox,
+            timeout=float(timeout) if timeout else type(instance).default_timeout,
+        )
+        return self._launch(child)
+
+    def cancel(self, job: Job) -> None:
+        """Cancel ``job``: stop polling, ask the provider to cancel where it can, mark it."""
+        if job.status.final:
+            return
+        self._cancelled.add(job.id)
+        self._run(self._cancel(job))
+
+    def get(self, key: str) -> Job:
+        """The job with local id, provider id or unique id prefix ``key``."""
+        with self._lock:
+            job = self._jobs.get(key)
+        if job is not None:
+            return job
+        record = self.store.get(key)
+        if record is None:
+            raise NotFound(
+                f"no job {key!r} in the history at {self.store.path}; "
+                "list ids with jupyter_imagine.history()"
+            )
+        with self._lock:
+            if record["id"] in self._jobs:
+                return self._jobs[record["id"]]
+        job = self._attach(Job.from_record(record))
+        if not job.status.final:
+            self._schedule(job)
+        return job
+
+    # ================================================================ plumbing
+    def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:
+        extra = getattr(cls, "extra_env", ())
+        return _config.provider_settings(
+            cls.name,
+            env_key=cls.env_key,
+            default_base_url=cls.default_base_url,
+            sandbox_prefix=cls.sandbox_prefix,
+            extra_keys=extra,
+        )
+
+    def _provider(self, name: str, settings: _config.ProviderSettings) -> Provider:
+        key = f"{name}|{settings.base_url}"
+        with self._lock:
+            instance = self._providers.get(key)
+            if instance is None:
+                cls = provider_class(name)
+                kwargs: dict[str, Any] = {}
+                if settings.extra:
+                    kwargs["extra"] = dict(settings.extra)
+                instance = cls(
+                    client=self._client(settings.in_process),
+                    base_url=settings.base_url,
+                    api_key=settings.api_key,
+                    sandbox=settings.sandbox,
+                    **kwargs,
+                )
+                self._providers[key] = instance
+                self._providers.setdefault(name, instance)
+            self._providers[name] = instance
+            return instance
+
+    def _client(self, in_process: bool) -> httpx.AsyncClient:
+        kind = "asgi" if in_process else "net"
+        client = self._clients.get(kind)
+        if client is None:
+            timeout = httpx.Timeout(self.http_timeout, connect=min(10.0, self.http_timeout))
+            if in_process:
+                client = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=self.sandbox_app()), timeout=timeout
+                )
+            else:
+                limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+                client = httpx.AsyncClient(timeout=timeout, limits=limits)
+            self._clients[kind] = client
+        return client
+
+    def sandbox_app(self) -> Any:
+        """The in-process sandbox ASGI app this engine talks to (created on first use)."""
+        with self._lock:
+            if self._sandbox_app is None:
+                from .sandbox import create_app
+
+                self._sandbox_app = create_app(speed=self.sandbox_speed)
+            return self._sandbox_app
+
+    def _attach(self, job: Job) -> Job:
+        job._host = self
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+    def _launch(self, job: Job) -> Job:
+        self.start()
+        self.store.save(job.to_record())  # persisted before anyone sees it
+        self._attach(job)
+        self._schedule(job)
+        return job
+
+    def _schedule(self, job: Job) -> None:
+        future = self._run(self._drive(job))
+        with self._lock:
+            self._tasks[job.id] = future
+
+    def _run(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        if self._loop is None:
+            self.start()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+
+    def _time_scale(self, provider: Provider) -> float:
+        return 1.0 / self.sandbox_speed if provider.sandbox else 1.0
+
+    def _semaphore(self, provider: Provider) -> asyncio.Semaphore:
+        sem = self._semaphores.get(provider.name)
+        if sem is None:
+            limit = self.concurrency.get(provider.name, type(provider).max_concurrency)
+            sem = self._semaphores[provider.name] = asyncio.Semaphore(max(1, int(limit)))
+        return sem
+
+    # ================================================================ state changes
+    def _change(self, job: Job, **changes: Any) -> None:
+        """Store ``changes`` first, then apply them to the job (which wakes observers)."""
+        changes = {k: v for k, v in changes.items() if getattr(job, k) != v}
+        if not changes:
+            return
+        changes["updated_at"] = utcnow()
+        self.store.save(job._updated_record(changes))
+        job._apply(changes)
+
+    def _fail(self, job: Job, error: BaseException | str, error_type: str | None = None) -> None:
+        message = redact(str(error))
+        kind = error_type or (type(error).__name__ if isinstance(error, BaseException) else None)
+        self._change(
+            job,
+            status=Status.FAILED,
+            error=message,
+            error_type=kind,
+            completed_at=utcnow(),
+        )
+        logger.info("%s job %s failed: %s", job.provider, job.id, message)
+
+    # ================================================================ one job's life
+    async def _drive(self, job: Job) -> None:
+        try:
+            provider = self._provider(job.provider, self._settings(provider_class(job.provider)))
+        except ImagineError as exc:
+            self._fail(job, exc)
+            return
+        try:
+            async with self._semaphore(provider):
+                if job.id in self._cancelled:
+                    return
+                if job.submit_state == "sending":
+                    self._fail(
+                        job,
+                        f"the session stopped while this job was being sent to {provider.label}; "
+                        "it may or may not have reached the service, so it was not sent again — "
+                        "check the provider's dashboard or start it anew",
+                        "ServiceUnavailable",
+                    )
+                    return
+                if job.submit_state == "pending":
+                    done = await self._submit(job, provider)
+                    if done:
+                        return
+                # The deadline counts from submission, not from the wait for a free slot.
+                started = (job.started_at or utcnow()).timestamp()
+                deadline = started + (job.timeout or provider.default_timeout)
+                await self._poll_until_final(job, provider, deadline)
+        except asyncio.CancelledError:
+            if job.id in self._cancelled:
+                return
+            raise  # engine shutdown: the job stays unfinished and resumes next start
+        except ImagineError as exc:
+            if not job.status.final:
+                self._fail(job, exc)
+        except Exception as exc:  # a bug must not leave a job hanging
+            logger.exception("internal error while running job %s", job.id)
+            if not job.status.final:
+                self._fail(job, f"internal error ({type(exc).__name__}: {exc})", "ImagineError")
+
+    async def _submit(self, job: Job, provider: Provider) -> bool:
+        """Send the job; returns ``True`` when the answer already finished it."""
+        parent = self.get(job.parent_id) if job.parent_id else None
+        self._change(job, submit_state="sending")
+        submission = await self._retrying(
+            lambda: provider.submit(job, parent), provider, idempotent=False
+        )
+        self._change(
+            job,
+            submit_state="sent",
+            remote_id=submission.remote_id,
+            raw=scrub(submission.raw),
+            started_at=job.started_at or utcnow(),
+        )
+        if submission.update is not None:
+            await self._apply_update(job, provider, submission.update)
+        return job.status.final
+
+    async def _poll_until_final(self, job: Job, provider: Provider, deadline: float) -> None:
+        first, longest = provider.poll_interval
+        scale = self._time_scale(provider)
+        interval = first
+        batcher = self._batcher(provider)
+        while not job.status.final:
+            if time.time() >= deadline:
+                await self._time_out(job, provider)
+                return
+            before = (job.status, job.progress)
+            update = await batcher.poll(job)
+            if job.id in self._cancelled:
+                return
+            await self._apply_update(job, provider, update)
+            if job.status.final:
+                return
+            moved = (job.status, job.progress) != before
+            interval = first if moved else min(longest, interval * 1.5)
+            delay = interval * scale * random.uniform(0.9, 1.1)
+            await asyncio.sleep(max(0.0, min(delay, deadline - time.time())))
+
+    async def _time_out(self, job: Job, provider: Provider) -> None:
+        timeout = job.timeout or provider.default_timeout
+        try:
+            await provider.cancel(job)
+        except ImagineError:
+            pass
+        self._fail(
+            job,
+            f"no result from {provider.label} within its deadline of {timeout:g} s "
+            f"(last status {job.status.value}, {job.progress:.0f}%); "
+            "start it again with a longer timeout=",
+            JobTimeout.__name__,
+        )
+
+    async def _apply_update(self, job: Job, provider: Provider, update: Update) -> None:
+        changes: dict[str, Any] = {"raw": scrub(update.raw)} if update.raw else {}
+        if update.progress is not None:
+            changes["progress"] = float(update.progress)
+        for name in ("queue_position", "preview_url"):
+            value = getattr(update, name)
+            if value is not None or name == "queue_position":
+                changes[name] = value
+        if update.extras:
+            changes["extras"] = {**job.extras, **scrub(update.extras)}
+        status = update.status
+        if status is Status.RUNNING and job.started_at is None:
+            changes["started_at"] = utcnow()
+        if status is Status.SUCCEEDED:
+            images, grid, error = await self._download(job, provider, update)
+            changes.update(images=images, grid=grid, progress=100.0, completed_at=utcnow())
+            changes["queue_position"] = None
+            if error:
+                changes["error"] = error
+            preview = Job.from_record(job._updated_record({**changes, "status": status}))
+            changes["actions"] = provider.actions(preview)
+        elif status is Status.FAILED:
+            changes.update(
+                error=update.error or f"{provider.label} reported the job as failed",
+                error_type=update.error_type or "JobFailed",
+                completed_at=utcnow(),
+            )
+        elif status is Status.CANCELLED:
+            changes["completed_at"] = utcnow()
+        changes["status"] = status
+        self._change(job, **changes)
+
+    async def _download(
+        self, job: Job, provider: Provider, update: Update
+    ) -> tuple[list[Image], Image | None, str | None]:
+        """Download every image once into the cache; returns images, grid, error note."""
+        text = {
+            "prompt": job.prompt,
+            "parameters": json.dumps(
+                {
+                    "provider": job.provider,
+                    "kind": job.kind,
+                    "id": job.id,
+                    "remote_id": job.remote_id,
+                    "parent_id": job.parent_id,
+                    "action": job.action,
+                    "params": scrub(job.params),
+                },
+                ensure_ascii=False,
+                default=str,
+            ),
+            "Software": "jupyter_imagine",
+        }
+        wanted = list(update.images or []) + ([update.grid] if update.grid else [])
+        errors: list[str] = []
+
+        async def fetch(image: Image) -> Image:
+            if image.path or not image.url:
+                return image
+            try:
+                data = await self._retrying(
+                    lambda: provider.download(image.url or ""), provider, idempotent=True
+                )
+            except ImagineError as exc:
+                errors.append(str(exc))
+                return image
+            from .imaging import image_size
+
+            path = self.store.put_image(data, text=text)
+            try:
+                width, height = image_size(data)
+            except Exception:
+                width, height = image.width, image.height
+            return Image(
+                url=image.url, path=str(path), width=width, height=height,
+                role=image.role, index=image.index,
+            )
+
+        done = await asyncio.gather(*(fetch(image) for image in wanted))
+        grid = done.pop() if update.grid else None
+        error = f"some images could not be downloaded: {errors[0]}" if errors else None
+        return list(done), grid, error
+
+    async def _cancel(self, job: Job) -> None:
+        with self._lock:
+            task = self._tasks.get(job.id)
+        if task is not None:
+            task.cancel()
+        provider = self._providers.get(job.provider)
+        if provider is not None and job.remote_id:
+            try:
+                await self._retrying(lambda: provider.cancel(job), provider, idempotent=True)
+            except ImagineError as exc:
+                logger.warning("could not cancel %s at %s: %s", job.id, provider.label, exc)
+        if not job.status.final:
+            self._change(job, status=Status.CANCELLED, completed_at=utcnow())
+
+    # ================================================================ retries, batching
+    async def _retrying(
+        self, call: Callable[[], Awaitable[T]], provider: Provider, *, idempotent: bool
+    ) -> T:
+        """Run ``call`` with jittered exponential back-off on 5xx, 429 and network errors.
+
+        A non-idempotent call (a submit) is retried only on a 429 or when the request never
+        reached the server.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except RateLimited as exc:
+                if attempt >= self.max_retries:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+            except ServiceUnavailable as exc:
+                if attempt >= self.max_retries or (not idempotent and exc.reached_server):
+                    raise
+                delay = self._backoff(attempt)
+            attempt += 1
+            logger.info(
+                "%s: retry %d in %.2f s after a temporary error", provider.name, attempt, delay
+            )
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * (2**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _batcher(self, provider: Provider) -> _PollBatcher:
+        batcher = self._batchers.get(provider.name)
+        if batcher is None:
+            window = min(0.05, provider.poll_interval[0] * self._time_scale(provider) / 10)
+            batcher = self._batchers[provider.name] = _PollBatcher(self, provider, window)
+        return batcher
+
+
+class _PollBatcher:
+    """Collects the polls of one provider that fall within ``window`` seconds into one request."""
+
+    def __init__(self, engine: Engine, provider: Provider, window: float) -> None:
+        self.engine = engine
+        self.provider = provider
+        self.window = window
+        self._pending: list[tuple[Job, asyncio.Future[Update]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def poll(self, job: Job) -> Update:
+        if self.provider.poll_batch <= 1:
+            return await self.engine._retrying(
+                lambda: self.provider.poll(job), self.provider, idempotent=True
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Update] = loop.create_future()
+        self._pending.append((job, future))
+        if self._timer is None:
+            self._timer = loop.call_later(self.window, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._timer = None
+        pending = [(j, f) for j, f in self._pending if not f.done()]
+        self._pending = []
+        size = self.provider.poll_batch
+        for start in range(0, len(pending), size):
+            asyncio.ensure_future(self._run(pending[start : start + size]))
+
+    async def _run(self, chunk: Sequence[tuple[Job, asyncio.Future[Update]]]) -> None:
+        jobs = [job for job, _ in chunk]
+        try:
+            updates = await self.engine._retrying(
+                lambda: self.provider.poll_many(jobs), self.provider, idempotent=True
+            )
+        except BaseException as exc:
+            for _, future in chunk:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), update in zip(chunk, updates):
+            if not future.done():
+                future.set_result(update)
+

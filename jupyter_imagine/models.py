@@ -1,0 +1,485 @@
+"""The model every provider maps onto: :class:`Job`, :class:`Image`, :class:`Status` and the
+action labels.
+
+A :class:`Job` is a plain record plus a few methods. The engine owns its life: it creates the
+job, writes every change to the store first and only then applies it here
+(:meth:`Job._apply`), which also wakes observers (widgets) and waiters. Methods that start work
+(``act``, ``cancel``) hand over to the engine the job is attached to, so this module imports
+nothing above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import uuid
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from .errors import (
+    ActionNotAvailable,
+    InvalidRequest,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    error_class,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import PIL.Image
+
+__all__ = [
+    "ACTION_LABELS",
+    "GRID_ACTIONS",
+    "REROLL",
+    "VARY_REGION",
+    "Image",
+    "Job",
+    "Status",
+]
+
+
+class Status(str, Enum):
+    """The five states of every job, whatever the provider calls them."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """``True`` for succeeded, failed and cancelled."""
+        return self in _FINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+# Action labels are the Midjourney button texts wherever a provider has them.
+REROLL = "🔄"
+VARY_REGION = "Vary (Region)"
+UPSCALES = ("U1", "U2", "U3", "U4")
+VARIATIONS = ("V1", "V2", "V3", "V4")
+#: What a finished 2×2 grid offers, in Midjourney's button order.
+GRID_ACTIONS: tuple[str, ...] = (*UPSCALES, REROLL, *VARIATIONS)
+#: Labels offered on a Midjourney upscale (the full set lands with the Midjourney issue).
+UPSCALE_ACTIONS: tuple[str, ...] = (
+    "Vary (Strong)",
+    "Vary (Subtle)",
+    VARY_REGION,
+    "Upscale (Subtle)",
+    "Upscale (Creative)",
+    "Upscale (2x)",
+    "Upscale (4x)",
+    "Zoom Out 2x",
+    "Zoom Out 1.5x",
+    "⬅️",
+    "➡️",
+    "⬆️",
+    "⬇️",
+)
+#: Every Midjourney label; other providers add their own (Remix, Export, Edit, Upscale …).
+ACTION_LABELS: tuple[str, ...] = (*GRID_ACTIONS, *UPSCALE_ACTIONS)
+
+
+def utcnow() -> datetime:
+    """The current time, tz-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image of a job.
+
+    Attributes:
+        url: where the provider serves it (may expire), or ``None``.
+        path: the local file in the image cache once downloaded, else ``None``.
+        width, height: pixel size once known, else ``None``.
+        role: ``"image"`` (default), ``"grid"``, ``"thumbnail"`` or ``"depth"``.
+        index: 1–4 for the images of a grid, else ``None``.
+    """
+
+    url: str | None = None
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    role: str = "image"
+    index: int | None = None
+
+    def open(self) -> PIL.Image.Image:
+        """The image as a Pillow image (needs :attr:`path`)."""
+        from PIL import Image as PILImage
+
+        if not self.path:
+            raise InvalidRequest("this image is not downloaded yet; wait for the job to finish")
+        return PILImage.open(self.path)
+
+    def read_bytes(self) -> bytes:
+        """The image file's bytes (needs :attr:`path`)."""
+        if not self.path:
+            raise InvalidRequest("this image is not downloaded yet; wait for the job to finish")
+        with open(self.path, "rb") as fh:
+            return fh.read()
+
+    def _repr_png_(self) -> bytes | None:
+        if not self.path or not self.path.endswith(".png"):
+            return None
+        return self.read_bytes()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Image:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+class JobHost(Protocol):
+    """What a :class:`Job` needs from the engine that runs it."""
+
+    def act(self, job: Job, label: str, **kwargs: Any) -> Job: ...
+
+    def cancel(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job: ...
+
+
+Observer = Callable[["Job", frozenset[str]], None]
+
+#: Record fields, in the order the store keeps them.
+RECORD_FIELDS = (
+    "id",
+    "provider",
+    "kind",
+    "prompt",
+    "params",
+    "parent_id",
+    "remote_id",
+    "action",
+    "status",
+    "progress",
+    "queue_position",
+    "preview_url",
+    "images",
+    "grid",
+    "actions",
+    "error",
+    "error_type",
+    "extras",
+    "sandbox",
+    "submit_state",
+    "timeout",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "updated_at",
+    "raw",
+)
+
+
+@dataclass(eq=False, repr=False)
+class Job:
+    """One request to a provider and everything it produced.
+
+    Created by :func:`jupyter_imagine.imagine` (or an action on another job), never by hand.
+
+    Attributes:
+        id: the local id (a UUID); ``remote_id`` is the provider's own id once submitted.
+        provider: ``apiframe``, ``thenextleg``, ``blockade``, ``neuroflash`` or ``banatie``.
+        kind: imagine, reroll, upscale, variation, vary_region … (see DESIGN.md).
+        prompt: the prompt exactly as sent.
+        params: the provider parameters given (secrets masked).
+        parent_id: the local id of the job this one was started from, else ``None``.
+        action: the label that started it from its parent (``"U2"``, ``"🔄"`` …), else ``None``.
+        status: a :class:`Status`; ``progress`` is 0–100.
+        images: the result images; ``grid`` the composite grid where the provider returns one.
+        actions: the labels this job offers now (empty until it succeeded).
+        error: one readable line when it failed, in the provider's words where it gave any.
+        sandbox: ``True`` when the job ran against the built-in sandbox.
+        raw: the last provider payload, secrets stripped.
+        timeout: the job's deadline in seconds from submission.
+    """
+
+    provider: str
+    kind: str
+    prompt: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    parent_id: str | None = None
+    remote_id: str | None = None
+    action: str | None = None
+    status: Status = Status.QUEUED
+    progress: float = 0.0
+    queue_position: int | None = None
+    preview_url: str | None = None
+    images: list[Image] = field(default_factory=list)
+    grid: Image | None = None
+    actions: tuple[str, ...] = ()
+    error: str | None = None
+    error_type: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    sandbox: bool = False
+    submit_state: str = "pending"
+    timeout: float | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime = field(default_factory=utcnow)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+        self._lock = threading.RLock()
+        self._done: concurrent.futures.Future[Job] = concurrent.futures.Future()
+        self._observers: list[Observer] = []
+        self._host: JobHost | None = None
+        if self.status.final:
+            self._done.set_result(self)
+
+    # ----------------------------------------------------------------- records
+    def to_record(self) -> dict[str, Any]:
+        """The job as a JSON-ready dict (what the store keeps)."""
+        with self._lock:
+            rec = {name: getattr(self, name) for name in RECORD_FIELDS}
+        rec["status"] = self.status.value
+        rec["images"] = [img.to_dict() for img in self.images]
+        rec["grid"] = self.grid.to_dict() if self.grid else None
+        rec["actions"] = list(self.actions)
+        for name in ("created_at", "started_at", "completed_at", "updated_at"):
+            rec[name] = _iso(rec[name])
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Job:
+        """Rebuild a job from :meth:`to_record`'s output."""
+        data = {k: rec[k] for k in RECORD_FIELDS if k in rec}
+        data["images"] = [Image.from_dict(d) for d in data.get("images") or []]
+        data["grid"] = Image.from_dict(data["grid"]) if data.get("grid") else None
+        data["actions"] = tuple(data.get("actions") or ())
+        data["params"] = dict(data.get("params") or {})
+        data["extras"] = dict(data.get("extras") or {})
+        data["raw"] = dict(data.get("raw") or {})
+        for name in ("created_at", "started_at", "completed_at", "updated_at"):
+            if name in data:
+                data[name] = _dt(data[name])
+        if data.get("created_at") is None:
+            data.pop("created_at", None)
+        if data.get("updated_at") is None:
+            data.pop("updated_at", None)
+        return cls(**data)
+
+    def _updated_record(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """What :meth:`to_record` will return once ``changes`` are applied (to store first)."""
+        clone = Job.from_record(self.to_record())
+        for name, value in changes.items():
+            setattr(clone, name, value)
+        clone.status = Status(clone.status)
+        return clone.to_record()
+
+    def _apply(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes`` (already stored), wake observers, and resolve waiters if final."""
+        if not changes:
+            return
+        with self._lock:
+            for name, value in changes.items():
+                if name not in RECORD_FIELDS:
+                    raise AttributeError(f"Job has no field {name!r}")
+                setattr(self, name, value)
+            self.status = Status(self.status)
+            final = self.status.final
+        if final and not self._done.done():
+            self._done.set_result(self)
+        for observer in list(self._observers):
+            try:
+                observer(self, frozenset(changes))
+            except Exception:  # an observer must never break the engine
+                from ._secrets import get_logger
+
+                get_logger(__name__).exception("job observer failed")
+
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(job, changed_field_names)`` after every change; returns an unsubscribe."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    # ----------------------------------------------------------------- waiting
+    @property
+    def done(self) -> bool:
+        """``True`` once the job is succeeded, failed or cancelled."""
+        return self.status.final
+
+    @property
+    def parent(self) -> Job | None:
+        """The job this one was started from (looked up through the engine), else ``None``."""
+        if self.parent_id is None or self._host is None:
+            return None
+        return self._host.get(self.parent_id)
+
+    def wait(self, timeout: float | None = None) -> Job:
+        """Block until the job is final and return it.
+
+        Args:
+            timeout: seconds to wait (default ``None``: until the job's own deadline).
+
+        Raises:
+            JobFailed: the job failed (``JobCancelled`` if it was cancelled).
+            JobTimeout: the job's deadline passed, or ``timeout`` ran out (the job keeps running).
+        """
+        try:
+            self._done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise JobTimeout(
+                f"job {self.id} is still {self.status.value} after waiting {timeout:g} s; "
+                "it keeps running: wait again or call .cancel()",
+                job=self,
+                provider=self.provider,
+            ) from None
+        self._raise_for_status()
+        return self
+
+    def __await__(self) -> Generator[Any, None, Job]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> Job:
+        await asyncio.shield(asyncio.wrap_future(self._done))
+        self._raise_for_status()
+        return self
+
+    def _raise_for_status(self) -> None:
+        if self.status is Status.CANCELLED:
+            raise JobCancelled(f"job {self.id} was cancelled", job=self, provider=self.provider)
+        if self.status is Status.FAILED:
+            cls = error_class(self.error_type)
+            message = f"{self.provider} job {self.id} failed: {self.error or 'no reason given'}"
+            if issubclass(cls, (JobFailed, JobTimeout)):
+                raise cls(message, job=self, provider=self.provider)
+            raise JobFailed(message, job=self, provider=self.provider) from cls(
+                self.error or "failed", provider=self.provider
+            )
+
+    # ----------------------------------------------------------------- actions
+    def _require_host(self) -> JobHost:
+        if self._host is None:
+            raise InvalidRequest(
+                f"job {self.id} is not attached to an engine; load it with jupyter_imagine.job(id)"
+            )
+        return self._host
+
+    def act(self, label: str, **kwargs: Any) -> Job:
+        """Start the child job for the action ``label`` (one of :attr:`actions`) and return it.
+
+        Raises:
+            ActionNotAvailable: the job does not offer ``label`` now.
+        """
+        if label not in self.actions:
+            offered = ", ".join(self.actions) or "none until it has succeeded"
+            raise ActionNotAvailable(
+                f"{self.kind} job {self.id} does not offer {label!r} (status {self.status.value}); "
+                f"it offers: {offered}",
+                provider=self.provider,
+            )
+        return self._require_host().act(self, label, **kwargs)
+
+    def upscale(self, index: int) -> Job:
+        """Upscale image ``index`` (1–4) of a grid: the ``U<index>`` action."""
+        return self.act(f"U{_index(index)}")
+
+    def vary(self, index: int, **kwargs: Any) -> Job:
+        """Variations of image ``index`` (1–4) of a grid: the ``V<index>`` action."""
+        return self.act(f"V{_index(index)}", **kwargs)
+
+    def reroll(self, prompt: str | None = None, **kwargs: Any) -> Job:
+        """Run the job again (🔄), with ``prompt`` instead of the original if given."""
+        return self.act(REROLL, prompt=prompt, **kwargs)
+
+    def vary_region(self, mask: Any = None, prompt: str | None = None, **kwargs: Any) -> Job:
+        """Redraw the white part of ``mask`` (PIL image, numpy array, PNG bytes or a path).
+
+        The mask must have this job's image size; ``prompt`` defaults to the job's prompt.
+        """
+        return self.act(VARY_REGION, mask=mask, prompt=prompt, **kwargs)
+
+    def cancel(self) -> None:
+        """Cancel the job (at the provider where it supports it); no-op once final."""
+        if not self.status.final:
+            self._require_host().cancel(self)
+
+    # ----------------------------------------------------------------- display
+    def _summary(self) -> str:
+        prompt = self.prompt if len(self.prompt) <= 60 else self.prompt[:57] + "…"
+        parts = [f"{self.provider} {self.kind} {self.id[:8]}", self.status.value]
+        if self.status is Status.RUNNING:
+            parts.append(f"{self.progress:.0f}%")
+        if self.sandbox:
+            parts.append("[sandbox]")
+        text = " · ".join(parts) + f" · {prompt!r}"
+        if self.error:
+            text += f"\n  error: {self.error}"
+        if self.actions:
+            text += f"\n  actions: {' '.join(self.actions)}"
+        return text
+
+    def __repr__(self) -> str:
+        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:37] + "…"
+        sandbox = " sandbox" if self.sandbox else ""
+        return (
+            f"<Job {self.id[:8]} {self.provider}{sandbox} {self.kind} "
+            f"{self.status.value} {self.progress:.0f}% {prompt!r}>"
+        )
+
+    #: Replaced by the widgets layer to show the live view; returns a MIME bundle.
+    _display_hook: ClassVar[Callable[[Job], dict[str, Any]] | None] = None
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        hook = type(self)._display_hook
+        if hook is not None:
+            return hook(self)
+        return self._static_bundle()
+
+    def _static_bundle(self) -> dict[str, Any]:
+        """text/plain plus a PNG thumbnail of the grid or first image once there is one."""
+        bundle: dict[str, Any] = {"text/plain": self._summary()}
+        png = self._thumbnail_png()
+        if png is not None:
+            bundle["image/png"] = png
+        return bundle
+
+    def _thumbnail_png(self, size: int = 512) -> bytes | None:
+        image = self.grid or (self.images[0] if self.images else None)
+        if image is None or not image.path:
+            return None
+        from .imaging import thumbnail_png
+
+        try:
+            return thumbnail_png(image.read_bytes(), size)
+        except OSError:
+            return None
+
+
+def _index(index: int) -> int:
+    if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 4:
+        raise InvalidRequest(f"image index must be 1, 2, 3 or 4, not {index!r}")
+    return index

@@ -1,0 +1,34 @@
+"""One module per provider: wire format ⇄ model. :data:`PROVIDERS` maps names to classes."""
+
+from __future__ import annotations
+
+from ..errors import ConfigurationError
+from ._base import ChildSpec, ParamSpec, Provider, Submission, Update
+from .apiframe import Apiframe
+
+__all__ = [
+    "PROVIDERS",
+    "ChildSpec",
+    "ParamSpec",
+    "Provider",
+    "Submission",
+    "Update",
+    "provider_class",
+]
+
+#: Every provider by name, in the order ``%imagine providers`` lists them.
+PROVIDERS: dict[str, type[Provider]] = {
+    "apiframe": Apiframe,
+}
+
+
+def provider_class(name: str | None) -> type[Provider]:
+    """The class for provider ``name``; a :class:`ConfigurationError` names the choices."""
+    key = (name or "").strip().lower()
+    try:
+        return PROVIDERS[key]
+    except KeyError:
+        choices = ", ".join(PROVIDERS)
+        raise ConfigurationError(
+            f"unknown provider {name!r}; choose one of: {choices}"
+        ) from None

@@ -1,0 +1,115 @@
+"""Shared fixtures. Each section belongs to the module family named in its header."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep the developer's real keys and settings out of every test run.
+_ENV_TO_CLEAR = (
+    "APIFRAME_API_KEY",
+    "APIFRAME_BASE_URL",
+    "THENEXTLEG_API_KEY",
+    "THENEXTLEG_BASE_URL",
+    "BLOCKADE_API_KEY",
+    "BLOCKADE_BASE_URL",
+    "NEUROFLASH_CLIENT_ID",
+    "NEUROFLASH_CLIENT_SECRET",
+    "NEUROFLASH_WORKSPACE_ID",
+    "NEUROFLASH_BASE_URL",
+    "BANATIE_API_KEY",
+    "BANATIE_BASE_URL",
+    "JUPYTER_IMAGINE_SANDBOX",
+    "JUPYTER_IMAGINE_SANDBOX_URL",
+    "JUPYTER_IMAGINE_PROVIDER",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path_factory):
+    for name in _ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("imagine-home")
+    monkeypatch.setenv("JUPYTER_IMAGINE_HOME", str(home))
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_SPEED", "1000")
+    yield
+
+
+# --- engine fixtures ---
+FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.2}
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """A started engine on a fresh store, with the in-process sandbox at 1000× speed.
+
+    It is also the engine behind ``jupyter_imagine.imagine()`` for the test's duration.
+    """
+    from jupyter_imagine import api
+    from jupyter_imagine.engine import Engine
+    from jupyter_imagine.store import Store
+
+    eng = Engine(Store(tmp_path / "home"), **FAST)
+    old = api._set_engine(eng)
+    eng.start()
+    try:
+        yield eng
+    finally:
+        eng.close()
+        api._set_engine(old)
+
+
+@pytest.fixture
+def sandbox(engine):
+    """The ``SandboxState`` of the engine's in-process sandbox (clock, faults, requests)."""
+    return engine.sandbox_app().state.sandbox
+
+
+# --- live sandbox (real HTTP on loopback) ---
+class LiveSandbox:
+    """A sandbox app served by uvicorn on 127.0.0.1 in a thread: ``.url``, ``.app``, ``.state``."""
+
+    def __init__(self, speed: float = 1000.0) -> None:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        from jupyter_imagine.sandbox import create_app
+
+        self.app = create_app(speed=speed)
+        self.state = self.app.state.sandbox
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sandbox server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_sandbox():
+    """A fresh sandbox served over real HTTP on loopback at 1000× speed."""
+    server = LiveSandbox()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONHASHSEED", "0")

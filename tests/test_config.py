@@ -1,0 +1,61 @@
+"""Where each provider's requests go."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_imagine import _config
+from jupyter_imagine.errors import ConfigurationError
+
+ARGS = {"env_key": "APIFRAME_API_KEY", "default_base_url": "https://api.apiframe.pro",
+        "sandbox_prefix": "/apiframe"}
+
+
+def test_no_key_means_in_process_sandbox():
+    s = _config.provider_settings("apiframe", **ARGS)
+    assert s.sandbox and s.in_process and s.base_url.endswith("/apiframe")
+
+
+def test_key_means_real_service_and_key_hidden(monkeypatch):
+    monkeypatch.setenv("APIFRAME_API_KEY", "real-key-1234567")
+    s = _config.provider_settings("apiframe", **ARGS)
+    assert not s.sandbox and s.base_url == "https://api.apiframe.pro"
+    assert "real-key" not in repr(s)
+
+
+def test_base_url_override(monkeypatch):
+    monkeypatch.setenv("APIFRAME_API_KEY", "real-key-1234567")
+    monkeypatch.setenv("APIFRAME_BASE_URL", "http://127.0.0.1:9/apiframe")
+    assert _config.provider_settings("apiframe", **ARGS).base_url == "http://127.0.0.1:9/apiframe"
+
+
+def test_sandbox_url_points_everything_at_a_running_sandbox(monkeypatch):
+    monkeypatch.setenv("APIFRAME_API_KEY", "real-key-1234567")
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_URL", "http://127.0.0.1:8765/")
+    s = _config.provider_settings("apiframe", **ARGS)
+    assert s.sandbox and not s.in_process and s.base_url == "http://127.0.0.1:8765/apiframe"
+
+
+@pytest.mark.parametrize("env", [{"JUPYTER_IMAGINE_SANDBOX": "0"},
+                                 {"APIFRAME_BASE_URL": "https://api.apiframe.pro"}])
+def test_forced_out_of_sandbox_without_key_is_a_clear_error(monkeypatch, env):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigurationError, match="APIFRAME_API_KEY is not set"):
+        _config.provider_settings("apiframe", **ARGS)
+
+
+def test_bad_settings(monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX", "maybe")
+    with pytest.raises(ConfigurationError, match="0, 1 or auto"):
+        _config.provider_settings("apiframe", **ARGS)
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_SPEED", "fast")
+    with pytest.raises(ConfigurationError, match="must be a number"):
+        _config.sandbox_speed()
+
+
+def test_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("JUPYTER_IMAGINE_HOME", str(tmp_path))
+    assert _config.home() == tmp_path
+    monkeypatch.delenv("JUPYTER_IMAGINE_HOME")
+    assert _config.home().name == "jupyter_imagine"
