@@ -1,0 +1,568 @@
+"""Tests of jupyter_imagine.store: real SQLite files under tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+
+from jupyter_imagine import _secrets
+from jupyter_imagine.errors import ImagineError, InvalidRequest
+from jupyter_imagine.models import Image, Job, Status
+from jupyter_imagine.store import FRAME_COLUMNS, STATUS_ORDER, Store
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "home") as s:
+        yield s
+
+
+def make_job(i: int = 0, **kw) -> Job:
+    defaults = dict(
+        provider="apiframe",
+        kind="imagine",
+        prompt=f"a lighthouse at dusk {i} --ar 3:2",
+        params={"aspect_ratio": "3:2", "seed": i},
+        created_at=T0 + timedelta(minutes=i),
+    )
+    defaults.update(kw)
+    return Job(**defaults)
+
+
+def png_bytes(color=(200, 30, 30), size=(8, 6), fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def row_count(store: Store) -> int:
+    with sqlite3.connect(store.path) as conn:
+        return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+def column(store: Store, name: str, job_id: str):
+    with sqlite3.connect(store.path) as conn:
+        return conn.execute(f"SELECT {name} FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+
+
+# ------------------------------------------------------------------------------ basics
+def test_layout_and_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_HOME", str(tmp_path / "envhome"))
+    with Store() as s:
+        assert s.home == (tmp_path / "envhome").absolute()
+        assert s.path == s.home / "history.sqlite"
+        assert s.images_dir == s.home / "images"
+        assert s.path.is_file() and s.images_dir.is_dir()
+        assert "history.sqlite" in repr(s)
+
+
+def test_wal_mode_pragmas_and_schema_version(store):
+    store.save(make_job().to_record())
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        indexes = {r[1]: r for r in conn.execute("PRAGMA index_list(jobs)")}
+    assert Path(f"{store.path}-wal").exists()
+    assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote"} <= set(indexes)
+    assert indexes["jobs_remote"][2] == 1  # unique
+    with store._lock:
+        conn = store._db()
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+
+
+def test_round_trip_of_full_job(store):
+    job = make_job(
+        1,
+        remote_id="r-1",
+        status=Status.SUCCEEDED,
+        progress=100.0,
+        images=[
+            Image(url=f"https://cdn.example/{k}.png", path=f"/x/{k}.png", width=512, height=512,
+                  index=k)
+            for k in range(1, 5)
+        ],
+        grid=Image(url="https://cdn.example/grid.png", path="/x/grid.png", role="grid"),
+        actions=("U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"),
+        extras={"seed": 7, "nested": {"a": [1, 2]}},
+        sandbox=True,
+        started_at=T0 + timedelta(minutes=1, seconds=2),
+        completed_at=T0 + timedelta(minutes=1, seconds=40),
+        raw={"status": "finished", "progress": 100, "émoji": "🌅"},
+        timeout=600.0,
+    )
+    record = job.to_record()
+    store.save(record)
+    got = store.get(job.id)
+    assert got == record
+    rebuilt = Job.from_record(got)
+    assert rebuilt.to_record() == record
+    assert rebuilt.status is Status.SUCCEEDED
+    assert rebuilt.images[3].path == "/x/4.png"
+    assert rebuilt.grid.role == "grid"
+    assert rebuilt.actions == job.actions
+    assert rebuilt.completed_at == job.completed_at
+    assert rebuilt.completed_at.tzinfo is not None
+    # the indexed columns say the same thing
+    assert column(store, "n_images", job.id) == 4
+    assert column(store, "sandbox", job.id) == 1
+    assert column(store, "paths", job.id) == '["/x/1.png","/x/2.png","/x/3.png","/x/4.png"]'
+    assert column(store, "completed_at", job.id) == "2024-05-01T12:01:40.000000+00:00"
+
+
+def test_timestamps_are_normalised_to_utc_text(store):
+    cet = timezone(timedelta(hours=2))
+    rec = make_job(created_at=datetime(2024, 5, 1, 14, 0, tzinfo=cet)).to_record()
+    store.save(rec)
+    assert column(store, "created_at", rec["id"]) == "2024-05-01T12:00:00.000000+00:00"
+    assert store.get(rec["id"])["created_at"] == rec["created_at"]  # the record stays as given
+
+
+def test_save_is_an_upsert(store):
+    job = make_job()
+    store.save(job.to_record())
+    store.save(job._updated_record({"status": Status.RUNNING, "progress": 40.0,
+                                    "remote_id": "abc"}))
+    store.save(job._updated_record({"status": Status.FAILED, "error": "moderated",
+                                    "error_type": "ModeratedPrompt", "remote_id": "abc"}))
+    assert row_count(store) == 1
+    got = store.get(job.id)
+    assert got["status"] == "failed" and got["error"] == "moderated"
+    assert column(store, "status", job.id) == "failed"
+    assert column(store, "error_type", job.id) == "ModeratedPrompt"
+    assert store.frame()["status"].tolist() == ["failed"]
+
+
+def test_save_rejects_bad_records(store):
+    with pytest.raises(InvalidRequest, match="id"):
+        store.save({"provider": "apiframe"})
+    with pytest.raises(InvalidRequest, match="provider"):
+        store.save({"id": "x"})
+    with pytest.raises(InvalidRequest, match="status must be one of"):
+        store.save({**make_job().to_record(), "status": "finished"})
+    assert row_count(store) == 0
+
+
+def test_same_remote_id_twice_for_one_provider_is_refused(store):
+    store.save(make_job(1, remote_id="dup").to_record())
+    with pytest.raises(InvalidRequest, match="remote id"):
+        store.save(make_job(2, remote_id="dup").to_record())
+    store.save(make_job(3, remote_id="dup", provider="banatie").to_record())  # other provider
+    assert row_count(store) == 2
+
+
+# ------------------------------------------------------------------------------ lookups
+def test_get_by_local_remote_and_prefix(store):
+    a = make_job(1, id="abcdef12-0000-4000-8000-000000000001", remote_id="task-9")
+    b = make_job(2, id="abcdef34-0000-4000-8000-000000000002", provider="blockade",
+                 remote_id="4711")
+    for job in (a, b):
+        store.save(job.to_record())
+    assert store.get(a.id)["id"] == a.id
+    assert store.get("task-9")["id"] == a.id
+    assert store.get("4711")["id"] == b.id
+    assert store.get("abcdef12")["id"] == a.id
+    assert store.get("abcdef3")["id"] == b.id
+    assert store.get(f"  {a.id}  ")["id"] == a.id
+    assert store.get("abcde") is None  # shorter than 6: never a prefix
+    assert store.get("zzzzzzzz") is None
+    assert store.get("") is None
+    assert store.find_remote("apiframe", "task-9")["id"] == a.id
+    assert store.find_remote("blockade", "task-9") is None
+    assert store.find_remote("blockade", "4711")["id"] == b.id
+
+
+def test_ambiguous_prefix_raises_with_count(store):
+    for k in range(3):
+        store.save(make_job(k, id=f"abc123{k}f-0000-4000-8000-00000000000{k}").to_record())
+    store.save(make_job(9, id="abc999ff-0000-4000-8000-000000000009").to_record())
+    with pytest.raises(InvalidRequest) as info:
+        store.get("abc123")
+    assert str(info.value) == "job id prefix 'abc123' matches 3 jobs; give more characters"
+    assert store.get("abc1231")["id"].startswith("abc1231")
+
+
+def test_prefix_is_not_a_pattern(store):
+    store.save(make_job(id="abc_def%-0000").to_record())
+    store.save(make_job(1, id="abcXdefY-0000").to_record())
+    assert store.get("abc_def")["id"] == "abc_def%-0000"
+    assert store.get("abc_de")["id"] == "abc_def%-0000"
+
+
+def test_remote_id_shared_by_two_providers_is_ambiguous_in_get(store):
+    store.save(make_job(1, remote_id="42").to_record())
+    store.save(make_job(2, remote_id="42", provider="banatie").to_record())
+    with pytest.raises(InvalidRequest, match="matches 2 jobs"):
+        store.get("42")
+    assert store.find_remote("banatie", "42")["provider"] == "banatie"
+
+
+def test_root_id_over_three_generations(store):
+    grand = make_job(0)
+    parent = make_job(1, kind="upscale", parent_id=grand.id, action="U2")
+    child = make_job(2, kind="variation", parent_id=parent.id, action="Vary (Subtle)")
+    other = make_job(3)
+    for job in (grand, parent, child, other):
+        store.save(job.to_record())
+    roots = dict(zip(store.frame()["id"], store.frame()["root_id"], strict=True))
+    assert roots == {grand.id: grand.id, parent.id: grand.id, child.id: grand.id,
+                     other.id: other.id}
+    assert [r["id"] for r in store.children(grand.id)] == [parent.id]
+    assert [r["id"] for r in store.children(parent.id)] == [child.id]
+    assert store.children(child.id) == []
+
+
+def test_root_id_does_not_depend_on_save_order(store):
+    grand = make_job(0)
+    parent = make_job(1, parent_id=grand.id)
+    child = make_job(2, parent_id=parent.id)
+    store.save(child.to_record())  # parent unknown yet: provisional root
+    assert column(store, "root_id", child.id) == parent.id
+    store.save(parent.to_record())
+    store.save(grand.to_record())
+    assert {column(store, "root_id", j.id) for j in (grand, parent, child)} == {grand.id}
+
+
+def test_bulk_save_resolves_lineage_in_any_order(tmp_path):
+    jobs = [make_job(0)]
+    for i in range(1, 6):
+        jobs.append(make_job(i, parent_id=jobs[-1].id))
+    with Store(tmp_path) as s:
+        s.save(jobs[0].to_record())  # the root is already stored
+        assert s._bulk_save([j.to_record() for j in reversed(jobs[1:])]) == 5
+        assert set(s.frame()["root_id"]) == {jobs[0].id}
+        assert row_count(s) == 6
+
+
+def test_unfinished_oldest_first(store):
+    statuses = [Status.RUNNING, Status.SUCCEEDED, Status.QUEUED, Status.FAILED, Status.CANCELLED,
+                Status.RUNNING]
+    jobs = [make_job(i, status=s) for i, s in enumerate(statuses)]
+    random.Random(1).shuffle(jobs)
+    for job in jobs:
+        store.save(job.to_record())
+    got = store.unfinished()
+    assert [r["status"] for r in got] == ["running", "queued", "running"]
+    assert [r["created_at"] for r in got] == sorted(r["created_at"] for r in got)
+
+
+def test_last(store):
+    assert store.last() is None
+    a = make_job(1, provider="apiframe")
+    b = make_job(3, provider="banatie")
+    c = make_job(2, provider="apiframe")
+    for job in (a, b, c):
+        store.save(job.to_record())
+    assert store.last()["id"] == b.id
+    assert store.last(provider="apiframe")["id"] == c.id
+    assert store.last(provider="neuroflash") is None
+
+
+def test_last_breaks_ties_by_save_order(store):
+    a, b = make_job(1), make_job(1)
+    store.save(a.to_record())
+    store.save(b.to_record())
+    assert store.last()["id"] == b.id
+
+
+def test_records_filters(store):
+    providers = ["apiframe", "banatie", "blockade"]
+    statuses = list(Status)
+    jobs = [make_job(i, provider=providers[i % 3], status=statuses[i % 5]) for i in range(15)]
+    for job in jobs:
+        store.save(job.to_record())
+    everything = store.records()
+    assert [r["id"] for r in everything] == [j.id for j in reversed(jobs)]  # newest first
+    assert {r["provider"] for r in store.records(provider="banatie")} == {"banatie"}
+    assert len(store.records(provider=["banatie", "blockade"])) == 10
+    assert {r["status"] for r in store.records(status="failed")} == {"failed"}
+    assert len(store.records(status=[Status.QUEUED, "running"])) == 6
+    since = store.records(since=T0 + timedelta(minutes=10))
+    assert [r["id"] for r in since] == [j.id for j in reversed(jobs[10:])]
+    until = store.records(until="2024-05-01T12:03:00Z")  # exclusive
+    assert [r["id"] for r in until] == [j.id for j in reversed(jobs[:3])]
+    naive = store.records(since=datetime(2024, 5, 1, 12, 5), until=datetime(2024, 5, 1, 12, 7))
+    assert [r["id"] for r in naive] == [jobs[6].id, jobs[5].id]
+    assert [r["id"] for r in store.records(limit=2)] == [jobs[14].id, jobs[13].id]
+    combined = store.records(provider="apiframe", status="succeeded", limit=1)
+    assert [r["id"] for r in combined] == [jobs[12].id]
+    assert store.records(limit=0) == []
+    with pytest.raises(InvalidRequest, match="status must be one of"):
+        store.records(status="done")
+    with pytest.raises(InvalidRequest, match="limit"):
+        store.records(limit=-1)
+    with pytest.raises(InvalidRequest, match="ISO-8601"):
+        store.records(since="yesterday")
+
+
+def test_delete(store):
+    a, b = make_job(1), make_job(2)
+    store.save(a.to_record())
+    store.save(b.to_record())
+    assert store.delete(a.id) is True
+    assert store.delete(a.id) is False
+    assert store.get(a.id) is None
+    assert [r["id"] for r in store.records()] == [b.id]
+
+
+# ------------------------------------------------------------------------------ frame
+def test_frame_columns_dtypes_and_na(store):
+    root = make_job(0, status=Status.SUCCEEDED, progress=100.0, completed_at=T0 + timedelta(
+        minutes=1), images=[Image(url="https://x/1.png", path="/p/1.png"),
+                            Image(url="https://x/2.png")], sandbox=True)
+    child = make_job(1, kind="upscale", parent_id=root.id, status=Status.FAILED,
+                     error="the prompt was refused", provider="banatie")
+    blank = make_job(2, prompt="", error="", status=Status.RUNNING, progress=12.5)
+    for job in (root, child, blank):
+        store.save(job.to_record())
+    df = store.frame()
+    assert list(df.columns) == list(FRAME_COLUMNS)
+    assert isinstance(df.index, pd.RangeIndex) and list(df.index) == [0, 1, 2]
+    assert df["id"].tolist() == [blank.id, child.id, root.id]  # newest first
+    for name in ("provider", "status", "kind"):
+        assert isinstance(df[name].dtype, pd.CategoricalDtype), name
+    assert list(df["status"].cat.categories) == list(STATUS_ORDER)
+    assert df["status"].tolist() == ["running", "failed", "succeeded"]
+    assert list(df["provider"].cat.categories) == ["apiframe", "banatie"]
+    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert str(df["completed_at"].dtype) == "datetime64[ns, UTC]"
+    assert df["created_at"].iloc[2] == pd.Timestamp(T0)
+    assert df["completed_at"].iloc[2] == pd.Timestamp(T0 + timedelta(minutes=1))
+    assert df["completed_at"].isna().tolist() == [True, True, False]
+    assert df["progress"].dtype == "float64" and df["progress"].tolist() == [12.5, 0.0, 100.0]
+    assert df["n_images"].dtype == "int64" and df["n_images"].tolist() == [0, 0, 2]
+    assert df["sandbox"].dtype == bool and df["sandbox"].tolist() == [False, False, True]
+    assert df["paths"].tolist() == [[], [], ["/p/1.png"]]
+    assert all(type(p) is list for p in df["paths"])
+    assert df["parent_id"].isna().tolist() == [True, False, True]
+    assert df["parent_id"].iloc[1] == root.id
+    assert df["root_id"].tolist() == [blank.id, root.id, root.id]
+    assert df["error"].isna().tolist() == [True, False, True]  # "" became NA
+    assert df["prompt"].isna().tolist() == [True, False, False]
+    for name in df.columns:
+        assert not (df[name].astype(object) == "").any(), f"empty string in {name}"
+
+
+def test_frame_of_empty_history_has_the_same_dtypes(store):
+    store.save(make_job().to_record())
+    full = store.frame()
+    empty = store.frame(provider="nobody")
+    assert len(empty) == 0 and list(empty.columns) == list(FRAME_COLUMNS)
+    for name in ("provider", "kind", "status", "created_at", "completed_at", "progress",
+                 "n_images", "sandbox"):
+        assert type(empty[name].dtype) is type(full[name].dtype), name
+    assert str(empty["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert list(empty["status"].cat.categories) == list(STATUS_ORDER)
+
+
+def test_frame_order_matches_records_whatever_the_save_order(store):
+    jobs = [make_job(i % 7, remote_id=f"r{i}") for i in range(30)]  # many created_at ties
+    random.Random(7).shuffle(jobs)
+    for job in jobs:
+        store.save(job.to_record())
+    expected = [r["id"] for r in store.records()]
+    assert store.frame()["id"].tolist() == expected
+    assert store.frame(limit=5)["id"].tolist() == expected[:5]
+    assert store.frame(status="queued")["id"].tolist() == expected
+    created = store.frame()["created_at"]
+    assert created.is_monotonic_decreasing
+
+
+def test_frame_filters(store):
+    for i in range(6):
+        store.save(make_job(i, provider=["apiframe", "blockade"][i % 2],
+                            status=[Status.SUCCEEDED, Status.FAILED, Status.QUEUED][i % 3])
+                   .to_record())
+    assert set(store.frame(provider="blockade")["provider"]) == {"blockade"}
+    assert len(store.frame(status=["failed", "queued"])) == 4
+    assert len(store.frame(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))) == 2
+    assert len(store.frame(limit=3)) == 3
+
+
+# ------------------------------------------------------------------------------ secrets
+SECRET = "sk-test-SECRET-123456"
+
+
+def test_secrets_never_reach_the_database(tmp_path):
+    _secrets.register(SECRET)
+    job = make_job(
+        params={"api_key": SECRET, "style": f"raw --key {SECRET}", "headers": {"x": SECRET}},
+        extras={"client_secret": "other-value", "note": f"used {SECRET}"},
+        raw={"api_key": SECRET, "Authorization": f"Bearer {SECRET}", "echo": [SECRET],
+             SECRET: "as a key"},
+        status=Status.FAILED,
+        error=f"401 invalid key {SECRET}",
+        prompt=f"a prompt that pasted {SECRET} by mistake",
+        images=[Image(url=f"https://cdn.example/1.png?key={SECRET}")],
+        preview_url=f"https://cdn.example/p.png?token={SECRET}",
+    )
+    s = Store(tmp_path)
+    s.save(job.to_record())
+    s._bulk_save([make_job(1, raw={"k": SECRET}).to_record()])
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("history.sqlite")]
+    assert any(p.name.endswith("-wal") for p in files)
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path.name
+    got = s.get(job.id)
+    assert SECRET not in repr(got)
+    assert got["params"]["api_key"] == "***"
+    assert got["raw"]["Authorization"] == "***"
+    assert got["error"] == "401 invalid key ***"
+    assert got["extras"]["client_secret"] == "***"
+    assert SECRET not in repr(s.frame().to_dict())
+    s.close()
+    for path in tmp_path.iterdir():
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path.name
+
+
+# ------------------------------------------------------------------------------ images
+def test_put_image_is_content_addressed_and_written_once(store):
+    data = png_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    path = store.put_image(data)
+    assert path == store.images_dir / digest[:2] / f"{digest[2:]}.png"
+    assert path.read_bytes() == data
+    stat = path.stat()
+    again = store.put_image(data, text={"prompt": "something else"})
+    assert again == path
+    assert path.read_bytes() == data and path.stat().st_mtime_ns == stat.st_mtime_ns
+    other = store.put_image(png_bytes(color=(0, 0, 255)))
+    assert other != path
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ext"), [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp"), ("GIF", "gif")]
+)
+def test_put_image_detects_the_format(store, fmt, ext):
+    path = store.put_image(png_bytes(fmt=fmt))
+    assert path.suffix == f".{ext}"
+    assert PILImage.open(path).format == fmt
+
+
+def test_put_image_unknown_bytes_and_explicit_ext(store):
+    assert store.put_image(b"not an image at all").suffix == ".bin"
+    assert store.put_image(b"jpeg-ish", ext=".JPEG").suffix == ".jpg"
+    with pytest.raises(InvalidRequest, match="extension"):
+        store.put_image(b"x", ext="../../evil")
+
+
+def test_put_image_adds_png_text_chunks(store):
+    pytest.importorskip("jupyter_imagine.imaging")
+    _secrets.register(SECRET)
+    data = png_bytes()
+    text = {"prompt": "a lighthouse at dusk --ar 3:2", "parameters": '{"seed": 7}',
+            "leak": f"key={SECRET}"}
+    path = store.put_image(data, text=text)
+    digest = hashlib.sha256(data).hexdigest()  # the address is the bytes as given
+    assert path.name == f"{digest[2:]}.png" and path.parent.name == digest[:2]
+    stored = path.read_bytes()
+    assert stored != data
+    assert SECRET.encode() not in stored
+    with PILImage.open(path) as img:
+        assert img.text["prompt"] == text["prompt"]
+        assert img.text["parameters"] == text["parameters"]
+        assert img.text["leak"] == "key=***"
+        assert img.size == (8, 6)
+    assert store.put_image(data, text=text) == path  # the same download maps to the same file
+
+
+def test_put_image_ignores_text_for_jpeg(store):
+    data = png_bytes(fmt="JPEG")
+    path = store.put_image(data, text={"prompt": "x"})
+    assert path.read_bytes() == data
+
+
+def test_put_file(store):
+    mask = png_bytes(color=(255, 255, 255))
+    path = store.put_file(mask, ext="png")
+    digest = hashlib.sha256(mask).hexdigest()
+    assert path == store.images_dir / digest[:2] / f"{digest[2:]}.png"
+    assert path.read_bytes() == mask
+    assert store.put_file(mask, ext="png") == path
+    assert store.put_file(b"raw", ext="bin").suffix == ".bin"
+
+
+# ------------------------------------------------------------------------------ threads, reopen
+def test_concurrent_saves_from_four_threads(store):
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(50):
+                job = make_job(i, provider=f"p{n}", remote_id=f"{n}-{i}")
+                store.save(job.to_record())
+                store.save(job._updated_record({"status": Status.RUNNING}))
+                if i % 10 == 0:
+                    store.frame(limit=5)
+                    store.unfinished()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert row_count(store) == 200
+    assert len(store.frame()) == 200
+    assert len(store.unfinished()) == 200
+
+
+def test_reopening_sees_the_data(tmp_path):
+    job = make_job(remote_id="keep")
+    with Store(tmp_path) as s:
+        s.save(job.to_record())
+    with Store(tmp_path) as s:
+        assert s.get("keep")["id"] == job.id
+        assert len(s.frame()) == 1
+        s.save(make_job(1).to_record())
+    with Store(str(tmp_path)) as s:
+        assert len(s.records()) == 2
+
+
+def test_a_crash_right_after_save_keeps_the_row(tmp_path):
+    script = (
+        "import os, sys\n"
+        "from jupyter_imagine.store import Store\n"
+        "s = Store(sys.argv[1])\n"
+        "s.save({'id': 'crash-1', 'provider': 'apiframe', 'kind': 'imagine', 'prompt': 'p',\n"
+        "        'status': 'running', 'created_at': '2024-05-01T12:00:00+00:00'})\n"
+        "os._exit(0)\n"  # no close, no checkpoint, no atexit
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env,
+                   timeout=60)
+    with Store(tmp_path) as s:
+        assert s.get("crash-1")["status"] == "running"
+
+
+def test_closed_store(tmp_path):
+    s = Store(tmp_path)
+    s.close()
+    s.close()  # idempotent
+    assert "closed" in repr(s)
+    with pytest.raises(ImagineError, match="closed"):
+        s.get("anything")
+    with Store(tmp_path) as s2:
+        pass
+    with pytest.raises(ImagineError, match="closed"):
+        s2.save(make_job().to_record())
