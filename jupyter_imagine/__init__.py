@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import history, imagine, job, providers
+from .api import client, history, imagine, job, providers
 from .errors import (
     ActionNotAvailable,
     AuthenticationError,
@@ -52,6 +52,7 @@ __all__ = [
     "ServiceUnavailable",
     "Status",
     "__version__",
+    "client",
     "history",
     "imagine",
     "job",

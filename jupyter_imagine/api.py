@@ -19,7 +19,7 @@ from .models import Job
 from .providers import PROVIDERS, provider_class
 from .store import Store
 
-__all__ = ["get_engine", "history", "imagine", "job", "providers"]
+__all__ = ["client", "get_engine", "history", "imagine", "job", "providers"]
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
@@ -135,3 +135,55 @@ def providers() -> pd.DataFrame:
             row.update(sandbox=False, base_url=None, problem=str(exc))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+class ProviderClient:
+    """Synchronous access to one provider's own calls, run on the engine's loop.
+
+    ``jupyter_imagine.client("apiframe").account()`` → APIFRAME's ``GET /account``. Every public
+    coroutine method of the provider class is reachable this way; ``dir()`` lists them.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._cls = provider_class(name)
+
+    def __repr__(self) -> str:
+        return f"<ProviderClient {self._cls.name}: {', '.join(self._calls())}>"
+
+    def _calls(self) -> list[str]:
+        import inspect
+
+        return sorted(
+            n for n, fn in inspect.getmembers(self._cls, inspect.iscoroutinefunction)
+            if not n.startswith("_") and n not in _JOB_METHODS
+        )
+
+    def __dir__(self) -> list[str]:
+        return self._calls()
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_") or method not in self._calls():
+            raise AttributeError(
+                f"{self._cls.label} has no call {method!r}; it has: {', '.join(self._calls())}"
+            )
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return get_engine().call(self._cls.name, method, *args, **kwargs)
+
+        call.__name__ = method
+        call.__doc__ = getattr(self._cls, method).__doc__
+        return call
+
+
+_JOB_METHODS = frozenset(
+    {"submit", "poll", "poll_many", "cancel", "download", "remote_history"}
+)
+
+
+def client(provider: str | None = None) -> ProviderClient:
+    """The provider's own calls that are not jobs (``account()``, ``styles()`` …), synchronous.
+
+    Args:
+        provider: the provider's name (default: the default provider).
+    """
+    return ProviderClient(provider or default_provider())

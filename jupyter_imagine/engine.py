@@ -186,20 +186,31 @@ class Engine:
         provider: str,
         kind: str = "imagine",
         timeout: float | None = None,
+        parent: Job | None = None,
         **params: Any,
     ) -> Job:
-        """Validate, store and schedule a new job; returns it at once (status ``queued``)."""
+        """Validate, store and schedule a new job; returns it at once (status ``queued``).
+
+        ``kind`` is one of the provider's ``kinds`` (default ``imagine``); ``parent`` (default
+        ``None``) links jobs that work on another job without being one of its buttons
+        (APIFRAME's ``seed``).
+        """
         cls = provider_class(provider)
         settings = self._settings(cls)
         instance = self._provider(cls.name, settings)
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if kind not in cls.kinds:
+            raise ConfigurationError(
+                f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
+            )
         clean = instance.validate(kind, prompt, params)
         job = Job(
             provider=cls.name,
-            kind=kind,
+            kind=instance.job_kind(kind),
             prompt=prompt.strip(),
             params=clean,
+            parent_id=parent.id if parent is not None else None,
             sandbox=settings.sandbox,
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
@@ -251,6 +262,43 @@ class Engine:
         if not job.status.final:
             self._schedule(job)
         return job
+
+    def call(self, provider: str, method: str, *args: Any, timeout: float | None = None,
+             **kwargs: Any) -> Any:
+        """Run the provider's coroutine method ``method(*args, **kwargs)`` on the engine loop and
+        return its result (for calls that are not jobs: ``account()``, ``styles()`` …).
+
+        Reads (GET) are retried like polls; anything else is one attempt unless it provably never
+        reached the server.
+        """
+        instance = self._provider(provider_class(provider).name,
+                                  self._settings(provider_class(provider)))
+        fn = getattr(instance, method, None)
+        if method.startswith("_") or fn is None or not asyncio.iscoroutinefunction(fn):
+            raise ConfigurationError(f"{instance.label} has no call {method!r}")
+        idempotent = getattr(fn, "idempotent", False)
+        coro = self._retrying(lambda: fn(*args, **kwargs), instance, idempotent=idempotent)
+        return self._run(coro).result(timeout if timeout is not None else self.http_timeout * 4)
+
+    def defer(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        """Run the plain callable ``fn`` on the engine thread; its result or error lands in the
+        returned future. Widget message handlers use this so they never block or write traits.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        if self._loop is None:
+            self.start()
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(run)
+        return future
 
     # ================================================================ plumbing
     def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:

@@ -113,3 +113,10 @@ def live_sandbox():
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+# --- sandbox fixtures ---
+@pytest.fixture
+def anyio_backend():
+    """Run ``@pytest.mark.anyio`` tests on asyncio only (the sandbox and engine use asyncio)."""
+    return "asyncio"

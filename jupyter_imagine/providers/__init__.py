@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigurationError
-from ._base import ChildSpec, ParamSpec, Provider, Submission, Update
+from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update
 from .apiframe import Apiframe
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ChildSpec",
     "ParamSpec",
     "Provider",
+    "RemoteJob",
     "Submission",
     "Update",
     "provider_class",

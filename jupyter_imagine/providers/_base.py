@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,7 +32,22 @@ from ..models import Image, Job, Status
 
 logger = get_logger(__name__)
 
-__all__ = ["ChildSpec", "ParamSpec", "Provider", "Submission", "Update"]
+__all__ = [
+    "ChildSpec",
+    "ParamSpec",
+    "Provider",
+    "RemoteJob",
+    "Submission",
+    "Update",
+    "idempotent",
+]
+
+
+def idempotent(fn: Any) -> Any:
+    """Mark a provider coroutine method as safe to retry (a read): the engine backs off and
+    retries it on 5xx, 429 and network errors like a poll."""
+    fn.idempotent = True
+    return fn
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,23 @@ class Submission:
 
 
 @dataclass
+class RemoteJob:
+    """A job found on the provider's side (remote history pulls, ``sync_history``).
+
+    ``update`` carries its status, images (remote URLs) and raw payload; ``created_at`` is the
+    provider's own timestamp when it gives one (tz-aware UTC), else ``None``.
+    """
+
+    remote_id: str
+    kind: str
+    prompt: str
+    update: Update
+    params: dict[str, Any] = field(default_factory=dict)
+    parent_remote_id: str | None = None
+    created_at: Any = None
+
+
+@dataclass
 class ChildSpec:
     """What an action on a job starts: the child's kind, prompt and parameters.
 
@@ -137,6 +169,12 @@ class Provider:
         poll_interval: (first, longest) seconds between polls (default ``(2.0, 15.0)``).
         default_timeout: a job's deadline in seconds (default 900).
         poll_batch: how many jobs one poll request may cover (default 1: no batching).
+        extra_env: further credential variables (neuroflash: client id, client secret,
+            workspace id); the first two are required for the real service (default none).
+        kinds: the job kinds :meth:`validate` accepts from the Python API (default imagine).
+
+    Public coroutine methods that are not part of this base (``account()``, ``styles()`` …) are
+    reachable from Python as ``jupyter_imagine.client(name).method(...)``, run on the engine.
     """
 
     name: ClassVar[str]
@@ -150,13 +188,22 @@ class Provider:
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 15.0)
     default_timeout: ClassVar[float] = 900.0
     poll_batch: ClassVar[int] = 1
+    extra_env: ClassVar[tuple[str, ...]] = ()
+    kinds: ClassVar[tuple[str, ...]] = ("imagine",)
 
     def __init__(
-        self, *, client: httpx.AsyncClient, base_url: str, api_key: str | None, sandbox: bool
+        self,
+        *,
+        client: httpx.AsyncClient,
+        base_url: str,
+        api_key: str | None,
+        sandbox: bool,
+        extra: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        self._extra = dict(extra or {})
         self.sandbox = sandbox
 
     def __repr__(self) -> str:
@@ -186,6 +233,11 @@ class Provider:
                 out[spec.name] = spec.coerce(value, self.name)
         return out
 
+    def job_kind(self, kind: str) -> str:
+        """The :attr:`Job.kind` of a job started as ``kind`` (default: the same; Blockade's
+        ``imagine`` is a ``skybox``, Banatie's a ``generation``)."""
+        return kind
+
     def actions(self, job: Job) -> tuple[str, ...]:
         """The labels ``job`` offers now (only called once it succeeded). Default: none."""
         return ()
@@ -209,6 +261,11 @@ class Provider:
     async def cancel(self, job: Job) -> bool:
         """Cancel at the provider; ``False`` when the service has no cancel (default)."""
         return False
+
+    async def remote_history(self, *, since: Any = None) -> AsyncIterator[list[RemoteJob]]:
+        """Pages of the jobs the provider itself knows (default: none). Used by history pulls."""
+        return
+        yield  # pragma: no cover
 
     async def download(self, url: str) -> bytes:
         """The bytes behind an image URL the provider returned."""

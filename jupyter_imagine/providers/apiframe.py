@@ -29,7 +29,7 @@ from ..errors import (
     QuotaExceeded,
 )
 from ..models import GRID_ACTIONS, REROLL, VARY_REGION, Image, Job, Status
-from ._base import ChildSpec, ParamSpec, Provider, Submission, Update
+from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
 
 __all__ = ["Apiframe"]
 
@@ -235,6 +235,7 @@ class Apiframe(Provider):
                     updates.append(self.parse(task))
         return updates
 
+    @idempotent
     async def account(self) -> dict[str, Any]:
         """``GET /account``: email, credits, plan, next_billing_date, total_images."""
         response = await self._send("GET", "/account")

@@ -1,0 +1,268 @@
+"""The APIFRAME client against the sandbox: in-process (ASGI) and over real HTTP on loopback.
+
+Each call here is one provider method = one wire exchange; the engine's retries are not involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import httpx
+import pytest
+from PIL import Image as PILImage
+
+from jupyter_imagine.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    ModeratedPrompt,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+)
+from jupyter_imagine.models import GRID_ACTIONS, VARY_REGION, Job, Status
+from jupyter_imagine.providers.apiframe import STATUS_MAP, Apiframe
+from jupyter_imagine.sandbox import create_app
+
+
+class Harness:
+    """An Apiframe client on a sandbox, with helpers to run a task to its end."""
+
+    def __init__(self, client: httpx.AsyncClient, base: str, state, key: str = "test-key-0001"):
+        self.client = client
+        self.state = state
+        self.api = Apiframe(client=client, base_url=base + "/apiframe", api_key=key, sandbox=True)
+
+    async def run(self, kind, prompt="a lighthouse at dusk", parent=None, **params):
+        job = Job(provider="apiframe", kind=kind, prompt=prompt, params=params,
+                  parent_id=parent.id if parent else None)
+        sub = await self.api.submit(job, parent)
+        job.remote_id = sub.remote_id
+        statuses = []
+        for _ in range(400):
+            update = await self.api.poll(job)
+            statuses.append((update.status, update.progress))
+            if update.status.final:
+                break
+            await asyncio.sleep(0.005)
+        job.status = update.status
+        job.images = update.images or []
+        job.grid = update.grid
+        job.raw = update.raw
+        job.error = update.error
+        return job, update, statuses
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _in_process(fn, speed=1000.0):
+    app = create_app(speed=speed)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        return await fn(Harness(client, "http://sandbox.test", app.state.sandbox))
+
+
+def in_process(fn, speed=1000.0):
+    return run(_in_process(fn, speed))
+
+
+@pytest.mark.parametrize("raw, status", sorted(STATUS_MAP.items()))
+def test_status_table(raw, status):
+    api = Apiframe(client=None, base_url="http://x", api_key="k", sandbox=True)
+    assert api.map_status(raw) is status
+    assert api.parse({"task_id": "t", "status": raw}).status is status
+
+
+def test_status_table_covers_the_documented_strings():
+    documented = {"pending", "staged", "starting", "processing", "finished", "failed", "retry",
+                  "retrying"}
+    assert documented <= set(STATUS_MAP)
+
+
+def test_parse_tolerates_docs_examples():
+    api = Apiframe(client=None, base_url="http://x", api_key="k", sandbox=True)
+    # the seed's finished example has no status field and says taskId
+    done = api.parse({"taskId": "t", "task_type": "reroll", "original_image_url": "g",
+                      "image_urls": ["1", "2", "3", "4"]})
+    assert done.status is Status.SUCCEEDED and [i.index for i in done.images] == [1, 2, 3, 4]
+    assert done.grid.url == "g"
+    running = api.parse({"task_id": "t", "status": "processing", "percentage": "80"})
+    assert running.status is Status.RUNNING and running.progress == 80.0
+    failed = api.parse({"task_id": "t", "status": "failed"})
+    assert failed.status is Status.FAILED and "without a reason" in failed.error
+
+
+def test_imagine_lifecycle_and_grid():
+    async def flow(h):
+        job, update, statuses = await h.run("imagine", aspect_ratio="3:2")
+        assert update.status is Status.SUCCEEDED
+        assert update.raw["status"] == "finished" and isinstance(update.raw["percentage"], str)
+        assert statuses[0][0] in (Status.QUEUED, Status.RUNNING)
+        assert len(update.images) == 4 and update.grid is not None
+        grid = PILImage.open(io.BytesIO(await h.api.download(update.grid.url)))
+        cell = PILImage.open(io.BytesIO(await h.api.download(update.images[0].url)))
+        assert grid.size == (cell.width * 2, cell.height * 2)
+        assert cell.width / cell.height == pytest.approx(1.5, rel=0.02)
+        assert h.api.actions(job) == GRID_ACTIONS
+        return job
+
+    in_process(flow)
+
+
+def test_every_grid_action_endpoint():
+    async def flow(h):
+        parent, _, _ = await h.run("imagine")
+        parent.status = Status.SUCCEEDED
+        up, u, _ = await h.run("upscale", parent=parent, index=2)
+        assert u.status is Status.SUCCEEDED and len(u.images) == 1 and u.grid is None
+        assert u.raw["task_type"] == "upscale#2" and "image_url" in u.raw
+        up.status = Status.SUCCEEDED
+        assert h.api.actions(up) == (VARY_REGION,)
+        _, v, _ = await h.run("variation", parent=parent, index=3)
+        assert v.raw["task_type"] == "variation-3" and len(v.images) == 4
+        _, r, _ = await h.run("reroll", prompt="a sunflower field", parent=parent)
+        assert r.raw["task_type"] == "reroll" and len(r.images) == 4
+        return up
+
+    in_process(flow)
+
+
+def test_inpaint_sends_a_png_data_uri_and_changes_only_the_mask(tmp_path):
+    async def flow(h):
+        parent, _, _ = await h.run("imagine")
+        up, u, _ = await h.run("upscale", parent=parent, index=1)
+        up.status = Status.SUCCEEDED
+        source = PILImage.open(io.BytesIO(await h.api.download(u.images[0].url))).convert("RGB")
+        mask = PILImage.new("L", source.size, 0)
+        mask.paste(255, (10, 10, 200, 120))
+        mask_path = tmp_path / "mask.png"
+        mask.save(mask_path)
+        _, ip, _ = await h.run("vary_region", prompt="a red balloon", parent=up,
+                               mask_path=str(mask_path))
+        assert ip.status is Status.SUCCEEDED and ip.raw["task_type"] == "inpaint"
+        out = PILImage.open(io.BytesIO(await h.api.download(ip.images[0].url))).convert("RGB")
+        assert out.size == source.size
+        outside = PILImage.new("L", source.size, 255)
+        outside.paste(0, (10, 10, 200, 120))
+        from PIL import ImageChops
+
+        diff = ImageChops.difference(out, source)
+        assert ImageChops.multiply(diff.convert("L"), outside).getbbox() is None
+        assert diff.getbbox() is not None  # something inside the mask changed
+
+        wrong = tmp_path / "wrong.png"
+        PILImage.new("L", (64, 64), 255).save(wrong)
+        job = Job(provider="apiframe", kind="vary_region", prompt="x",
+                  params={"mask_path": str(wrong)})
+        with pytest.raises(InvalidRequest, match="(?i)mask"):
+            await h.api.submit(job, up)
+
+    in_process(flow)
+
+
+def test_fetch_many_batches_in_order():
+    async def flow(h):
+        jobs = []
+        for i in range(3):
+            job = Job(provider="apiframe", kind="imagine", prompt=f"tower {i}")
+            job.remote_id = (await h.api.submit(job, None)).remote_id
+            jobs.append(job)
+        before = sum(n for (m, p), n in h.state.requests.items() if p.endswith("/fetch-many"))
+        updates = await h.api.poll_many(jobs)
+        after = sum(n for (m, p), n in h.state.requests.items() if p.endswith("/fetch-many"))
+        assert len(updates) == 3 and after - before == 1
+        assert [u.raw["task_id"] for u in updates] == [j.remote_id for j in jobs]
+
+    in_process(flow)
+
+
+def test_account():
+    async def flow(h):
+        before = await h.api.account()
+        await h.run("imagine")
+        after = await h.api.account()
+        assert set(before) >= {"email", "credits", "plan", "next_billing_date", "total_images"}
+        assert after["credits"] == before["credits"] - 4
+
+    in_process(flow)
+
+
+def test_webhook_fields_pass_through():
+    async def flow(h):
+        job = Job(provider="apiframe", kind="imagine", prompt="a boat",
+                  params={"webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": "whs-123"})
+        sub = await h.api.submit(job, None)
+        task = h.state.tasks[sub.remote_id]
+        fields = task if isinstance(task, dict) else vars(task)
+        text = repr(fields)
+        assert "http://127.0.0.1:9/hook" in text and "whs-123" in text
+
+    in_process(flow)
+
+
+# ------------------------------------------------------------------ error shapes
+def test_errors_map_to_typed_exceptions():
+    async def flow(h):
+        with pytest.raises(InvalidRequest, match="APIFRAME answered 400: .*prompt"):
+            await h.api._send("POST", "/imagine", json={})
+        with pytest.raises(ModeratedPrompt, match="(?i)banned"):
+            await h.api.submit(Job(provider="apiframe", kind="imagine", prompt="gore"), None)
+        job = Job(provider="apiframe", kind="imagine", prompt="x", remote_id="no-such-task")
+        with pytest.raises(NotFound):
+            await h.api.poll(job)
+        h.state.faults.add(r"/apiframe/fetch$", status=500)
+        with pytest.raises(ServiceUnavailable, match="500") as info:
+            await h.api.poll(job)
+        assert info.value.reached_server
+        h.state.faults.add(r"/apiframe/imagine$", status=429, retry_after=7)
+        with pytest.raises(RateLimited) as info:
+            await h.api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
+        assert info.value.retry_after == 7
+
+    in_process(flow)
+
+
+@pytest.mark.parametrize("key", [None, "invalid-key"])
+def test_rejected_key_names_the_variable_not_the_key(key):
+    async def flow(h):
+        h.api._api_key = key
+        with pytest.raises(AuthenticationError) as info:
+            await h.api.account()
+        assert "APIFRAME_API_KEY" in str(info.value) and "invalid-key" not in str(info.value)
+
+    in_process(flow)
+
+
+def test_auth_header_is_the_raw_key():
+    api = Apiframe(client=None, base_url="http://x", api_key="abc-123-456", sandbox=False)
+    assert api.auth_headers() == {"Authorization": "abc-123-456"}
+
+
+def test_connection_refused_is_marked_as_never_reaching_the_server():
+    async def flow():
+        async with httpx.AsyncClient() as client:
+            api = Apiframe(client=client, base_url="http://127.0.0.1:9", api_key="k", sandbox=False)
+            with pytest.raises(ServiceUnavailable) as info:
+                await api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
+            assert info.value.reached_server is False
+
+    run(flow())
+
+
+# ------------------------------------------------------------------ over real HTTP
+def test_full_flow_over_loopback(live_sandbox):
+    async def flow():
+        async with httpx.AsyncClient() as client:
+            h = Harness(client, live_sandbox.url, live_sandbox.state)
+            parent, update, _ = await h.run("imagine", aspect_ratio="16:9")
+            assert update.status is Status.SUCCEEDED
+            assert update.grid.url.startswith(live_sandbox.url)
+            data = await h.api.download(update.images[3].url)
+            assert PILImage.open(io.BytesIO(data)).width > PILImage.open(io.BytesIO(data)).height
+            parent.status = Status.SUCCEEDED
+            _, up, _ = await h.run("upscale", parent=parent, index=4)
+            assert up.status is Status.SUCCEEDED
+            assert (await h.api.account())["total_images"] >= 1
+
+    run(flow())

@@ -1,0 +1,295 @@
+"""The engine: background loop, concurrency, back-off, deadlines, cancel, resume, persistence."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+import jupyter_imagine as ji
+from jupyter_imagine.engine import Engine
+from jupyter_imagine.models import GRID_ACTIONS, VARY_REGION, Job, Status
+from jupyter_imagine.sandbox import create_app
+from jupyter_imagine.store import Store
+
+FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.2}
+
+
+def imagine_count(state) -> int:
+    """POST /apiframe/imagine requests the sandbox received (refused ones included)."""
+    return sum(n for (method, path), n in state.requests.items()
+               if method == "POST" and path.endswith("/apiframe/imagine"))
+
+
+def tasks_created(state) -> int:
+    return len(state.tasks)
+
+
+def test_imagine_returns_at_once_then_finishes_with_downloaded_images(engine):
+    t0 = time.perf_counter()
+    job = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2")
+    held = time.perf_counter() - t0
+    assert job.status is Status.QUEUED and job.sandbox is True
+    assert held < 1.0  # returns before any HTTP round trip completes (benchmarks measure properly)
+    assert engine.store.get(job.id)["status"] == "queued"  # stored before it was returned
+    job.wait(10)
+    assert job.status is Status.SUCCEEDED and job.progress == 100
+    assert job.actions == GRID_ACTIONS
+    assert len(job.images) == 4 and job.grid.role == "grid"
+    for image in [*job.images, job.grid]:
+        with PILImage.open(image.path) as img:
+            assert img.text["prompt"] == "a lighthouse at dusk"
+            assert '"aspect_ratio": "3:2"' in img.text["parameters"]
+            assert img.size == (image.width, image.height)
+    assert job.completed_at >= job.created_at
+    assert engine.store.get(job.id)["status"] == "succeeded"
+
+
+def test_upscale_vary_reroll_and_vary_region(engine):
+    job = ji.imagine("a pine forest in snow").wait(10)
+    up = job.upscale(2).wait(10)
+    assert up.kind == "upscale" and up.parent_id == job.id and up.action == "U2"
+    assert len(up.images) == 1 and up.actions == (VARY_REGION,)
+    quadrant = PILImage.open(job.images[1].path).convert("RGB")
+    big = PILImage.open(up.images[0].path).convert("RGB")
+    assert big.size == (quadrant.width * 2, quadrant.height * 2)
+    small = np.asarray(big.resize(quadrant.size, PILImage.LANCZOS), dtype=float)
+    assert np.abs(small - np.asarray(quadrant, dtype=float)).mean() < 8
+
+    var = job.vary(3).wait(10)
+    assert var.kind == "variation" and len(var.images) == 4
+    reroll = job.reroll(prompt="a pine forest at night").wait(10)
+    assert reroll.kind == "reroll" and reroll.prompt == "a pine forest at night"
+    assert reroll.action == "🔄"
+
+    mask = np.zeros((big.height, big.width), dtype=bool)
+    mask[20:140, 30:200] = True
+    region = up.vary_region(mask, prompt="a red cabin").wait(10)
+    assert region.kind == "vary_region" and region.prompt == "a red cabin"
+    out = np.asarray(PILImage.open(region.images[0].path).convert("RGB"), dtype=int)
+    changed = np.abs(out - np.asarray(big, dtype=int)).sum(axis=2) > 0
+    assert changed.any() and not changed[~mask].any()
+
+
+def test_bad_input_is_refused_before_anything_is_stored(engine, tmp_path):
+    job = ji.imagine("a boat").wait(10)
+    up = job.upscale(1).wait(10)
+    before = len(engine.store.records())
+    cases = [
+        (lambda: ji.imagine(""), ji.InvalidRequest, "prompt is empty"),
+        (lambda: ji.imagine("x", provider="nope"), ji.ConfigurationError, "unknown provider 'nope'"),
+        (lambda: ji.imagine("x", colour="red"), ji.InvalidRequest, "unknown parameter 'colour'"),
+        (lambda: ji.imagine("x", aspect_ratio="wide"), ji.InvalidRequest, "must look like 16:9"),
+        (lambda: ji.imagine("x", process_mode="slow"), ji.InvalidRequest, "fast, turbo"),
+        (lambda: ji.job("no-such-job-id"), ji.NotFound, "no job 'no-such-job-id'"),
+        (lambda: job.act("U5"), ji.ActionNotAvailable, "'U5'"),
+        (lambda: up.act("U1"), ji.ActionNotAvailable, "offers: Vary \\(Region\\)"),
+        (lambda: up.vary_region(np.ones((8, 8), bool)), ji.InvalidMask, "size"),
+        (lambda: up.vary_region(42), ji.InvalidMask, "not int"),
+        (lambda: up.vary_region(b"not an image"), ji.InvalidMask, "(?i)not an image|image"),
+        (lambda: up.vary_region(str(tmp_path / "missing.png")), ji.InvalidMask, "(?i)exist|found"),
+        (lambda: job.reroll(prompt="  "), ji.InvalidRequest, "prompt is empty"),
+    ]
+    for call, cls, text in cases:
+        with pytest.raises(cls, match=text) as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert len(engine.store.records()) == before
+
+
+def test_missing_key_when_forced_out_of_the_sandbox(engine, monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX", "0")
+    with pytest.raises(ji.ConfigurationError, match="APIFRAME_API_KEY is not set"):
+        ji.imagine("a cat")
+    assert engine.store.records() == []
+
+
+def test_concurrency_limit(tmp_path):
+    eng = Engine(Store(tmp_path), concurrency={"apiframe": 2}, **FAST)
+    in_flight: set[str] = set()
+    peak = []
+    lock = threading.Lock()
+
+    def watch(job, changed):
+        with lock:
+            if job.submit_state != "pending" and not job.status.final:
+                in_flight.add(job.id)
+            else:
+                in_flight.discard(job.id)
+            peak.append(len(in_flight))
+
+    with eng:
+        jobs = []
+        for i in range(6):
+            job = eng.imagine(f"tower {i}", provider="apiframe")
+            job.observe(watch)
+            jobs.append(job)
+        for job in jobs:
+            job.wait(20)
+    assert max(peak) == 2
+
+
+def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
+    sandbox.faults.add(r"/apiframe/fetch(-many)?$", status=500, count=2)
+    sandbox.faults.add(r"/apiframe/fetch(-many)?$", status=429, count=1, retry_after=0.3)
+    with caplog.at_level(logging.INFO, logger="jupyter_imagine.engine"):
+        job = ji.imagine("a windmill").wait(20)
+    assert job.status is Status.SUCCEEDED
+    assert "retry 3 in 0.30 s" in caplog.text  # the third retry waited exactly Retry-After
+    assert imagine_count(sandbox) == 1 and tasks_created(sandbox) == 1
+
+
+def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
+    sandbox.faults.add(r"/apiframe/imagine$", status=500, count=1)
+    job = ji.imagine("a castle")
+    with pytest.raises(ji.JobFailed, match="500"):
+        job.wait(10)
+    assert job.error_type == "ServiceUnavailable"
+    assert imagine_count(sandbox) == 1  # one attempt, not retried
+    assert tasks_created(sandbox) == 0
+
+
+def test_submit_is_retried_after_a_429(engine, sandbox):
+    sandbox.faults.add(r"/apiframe/imagine$", status=429, count=1, retry_after=0.05)
+    job = ji.imagine("a bridge").wait(10)
+    assert job.status is Status.SUCCEEDED
+    assert imagine_count(sandbox) == 2 and tasks_created(sandbox) == 1
+
+
+def test_submit_retried_only_when_the_server_was_never_reached(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_URL", "http://127.0.0.1:9")  # nothing listens
+    with Engine(Store(tmp_path), **{**FAST, "max_retries": 2}) as eng:
+        job = eng.imagine("a kite", provider="apiframe")
+        with pytest.raises(ji.JobFailed, match="could not connect"):
+            job.wait(10)
+
+
+def test_deadline_fails_the_job_with_job_timeout(engine):
+    job = ji.imagine("a lighthouse sandbox:hang", timeout=0.3)
+    with pytest.raises(ji.JobTimeout, match="deadline of 0.3 s"):
+        job.wait(10)
+    assert job.status is Status.FAILED and job.error_type == "JobTimeout"
+
+
+def test_wait_timeout_does_not_stop_the_job(engine):
+    job = ji.imagine("a lighthouse sandbox:hang")
+    with pytest.raises(ji.JobTimeout, match="keeps running"):
+        job.wait(0.05)
+    assert not job.status.final
+    job.cancel()
+
+
+def test_cancel(engine):
+    job = ji.imagine("a slow lighthouse sandbox:hang")
+    time.sleep(0.1)
+    job.cancel()
+    with pytest.raises(ji.JobCancelled):
+        job.wait(5)
+    assert job.status is Status.CANCELLED
+    assert engine.store.get(job.id)["status"] == "cancelled"
+
+
+def test_provider_failure_is_a_failed_job_with_the_providers_words(engine):
+    job = ji.imagine("a city sandbox:fail")
+    with pytest.raises(ji.JobFailed, match="could not complete the job"):
+        job.wait(10)
+    with pytest.raises(ji.JobFailed) as info:
+        ji.imagine("gore on the floor").wait(10)
+    assert isinstance(info.value.__cause__, ji.ModeratedPrompt)
+
+
+def test_resume_after_restart_without_a_second_submit(tmp_path):
+    app = create_app(speed=40)  # imagine ≈ 1 s of real time
+    state = app.state.sandbox
+    store_dir = tmp_path / "home"
+    first = Engine(Store(store_dir), sandbox_app=app, **{**FAST, "sandbox_speed": 40})
+    first.start()
+    job = first.imagine("a harbour at night", provider="apiframe")
+    for _ in range(200):
+        if job.submit_state == "sent":
+            break
+        time.sleep(0.01)
+    first.close()
+    assert Store(store_dir).get(job.id)["status"] in ("queued", "running")
+
+    second = Engine(Store(store_dir), sandbox_app=app, **{**FAST, "sandbox_speed": 40})
+    with second:
+        resumed = second.get(job.id)
+        assert resumed is not job
+        resumed.wait(20)
+        assert resumed.status is Status.SUCCEEDED and len(resumed.images) == 4
+    assert imagine_count(state) == 1 and tasks_created(state) == 1
+
+
+def test_a_submit_interrupted_in_flight_is_not_resent(tmp_path):
+    app = create_app(speed=1000)
+    store = Store(tmp_path)
+    ghost = Job(provider="apiframe", kind="imagine", prompt="lost", submit_state="sending",
+                sandbox=True)
+    store.save(ghost.to_record())
+    with Engine(store, sandbox_app=app, **FAST) as eng:
+        job = eng.get(ghost.id)
+        with pytest.raises(ji.JobFailed, match="may or may not have reached"):
+            job.wait(5)
+    assert imagine_count(app.state.sandbox) == 0 and tasks_created(app.state.sandbox) == 0
+
+
+def test_polls_are_batched_with_fetch_many(engine, sandbox):
+    jobs = [ji.imagine(f"lantern {i}") for i in range(25)]
+    for job in jobs:
+        job.wait(20)
+    many = sum(n for (m, p), n in sandbox.requests.items() if p.endswith("/fetch-many"))
+    single = sum(n for (m, p), n in sandbox.requests.items() if p.endswith("/fetch"))
+    assert many > 0 and many + single < 25 * 3
+
+
+def test_history_frame(engine):
+    job = ji.imagine("a lighthouse").wait(10)
+    up = job.upscale(1).wait(10)
+    df = ji.history()
+    assert list(df["id"][:2]) == [up.id, job.id]
+    row = df.set_index("id").loc[up.id]
+    assert row["parent_id"] == job.id and row["kind"] == "upscale" and row["n_images"] == 1
+    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_await_job_in_an_event_loop(engine):
+    import asyncio
+
+    async def main():
+        job = ji.imagine("a desert road")
+        return await job
+
+    assert asyncio.run(main()).status is Status.SUCCEEDED
+
+
+def test_secrets_never_reach_store_logs_repr_or_errors(tmp_path, monkeypatch, live_sandbox, caplog):
+    key = "sk-FAKE-apiframe-7c1d2e3f4a5b"
+    monkeypatch.setenv("APIFRAME_API_KEY", key)
+    monkeypatch.setenv("APIFRAME_BASE_URL", live_sandbox.url + "/apiframe")
+    with caplog.at_level(logging.DEBUG), Engine(Store(tmp_path), **FAST) as eng:
+        job = eng.imagine("a comet", provider="apiframe", webhook_secret="whsec-abcdef-123")
+        job.wait(10)
+        assert job.sandbox is False  # a real-service client, pointed at the sandbox server
+        up = job.upscale(1).wait(10)
+        live_sandbox.state.faults.add(r"/apiframe/imagine$", status=401, count=1)
+        bad = eng.imagine("a star", provider="apiframe")
+        with pytest.raises(ji.AuthenticationError) as info:
+            try:
+                bad.wait(10)
+            except ji.JobFailed as exc:
+                raise exc.__cause__ from None
+        texts = [repr(job), repr(up), str(job._repr_mimebundle_()["text/plain"]),
+                 str(info.value), bad.error or "", caplog.text]
+    for text in texts:
+        assert key not in text and "whsec-abcdef-123" not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert key.encode() not in data and b"whsec-abcdef-123" not in data, path
+    assert "APIFRAME_API_KEY" in bad.error

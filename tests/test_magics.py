@@ -1,0 +1,564 @@
+"""The magics: ``%imagine`` and ``%%reroll`` through a real ``InteractiveShell``, and ``_parse``."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import ClassVar
+
+import httpx
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+
+import jupyter_imagine as ji
+from jupyter_imagine import magics as magics_module
+from jupyter_imagine.magics import ImagineMagics, ParsedCommand, _interpolate, _parse
+from jupyter_imagine.models import REROLL, Job, Status
+from jupyter_imagine.providers import PROVIDERS, ParamSpec
+from jupyter_imagine.providers.apiframe import Apiframe
+
+# ====================================================================== fixtures
+PARAMS = {
+    "aspect_ratio": ParamSpec("aspect_ratio"),
+    "process_mode": ParamSpec("process_mode", choices=("fast", "turbo")),
+}
+
+
+@pytest.fixture
+def shell(engine):
+    """A real InteractiveShell with the extension loaded; unloaded again afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_imagine")
+    try:
+        yield ip
+    finally:
+        ip.run_line_magic("unload_ext", "jupyter_imagine")
+        ip.config.pop("ImagineMagics", None)  # %config also writes the shell's own config
+        for name in ("job", "child", "subject", "style", "HOME", "red", "green", "jid", "out"):
+            ip.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def magics(shell) -> ImagineMagics:
+    return shell.magics_manager.registry["ImagineMagics"]
+
+
+@pytest.fixture
+def wire(monkeypatch):
+    """Every JSON body the provider clients send to the in-process sandbox, as (path, body)."""
+    sent: list[tuple[str, dict]] = []
+    original = httpx.ASGITransport.handle_async_request
+
+    async def spy(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.content:
+            sent.append((request.url.path, json.loads(request.content)))
+        return await original(self, request)
+
+    monkeypatch.setattr(httpx.ASGITransport, "handle_async_request", spy)
+    return sent
+
+
+def rows(engine) -> int:
+    return len(engine.store.records())
+
+
+def sent_to(wire, suffix: str) -> list[dict]:
+    return [body for path, body in wire if path.endswith(suffix)]
+
+
+def one_line_usage_error(call, *expected: str) -> str:
+    """Run ``call``; it must raise a one-line UsageError containing every ``expected`` text."""
+    with pytest.raises(UsageError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message and message
+    for text in expected:
+        assert text in message, message
+    return message
+
+
+# ====================================================================== %imagine
+def test_assignment_returns_the_job_at_once_then_it_finishes(
+    shell, magics, engine, sandbox, monkeypatch
+):
+    waited: list[Job] = []
+    monkeypatch.setattr(Job, "wait", lambda self, timeout=None: waited.append(self) or self)
+    sandbox.clock.speed = 0  # frozen: the job cannot finish until the clock runs again
+    result = shell.run_cell("job = %imagine a lighthouse at dusk")
+    assert result.success, result.error_in_exec
+    job = shell.user_ns["job"]
+    assert isinstance(job, Job)
+    assert not waited  # the magic returned without waiting …
+    assert job.status in (Status.QUEUED, Status.RUNNING)
+    assert engine.store.get(job.id)["status"] in ("queued", "running")
+    assert job.provider == "apiframe" and job.kind == "imagine" and job.sandbox
+    assert job.prompt == "a lighthouse at dusk"
+    assert magics.last_job is job
+    monkeypatch.undo()
+    sandbox.clock.speed = 1000
+    job.wait(10)  # … and the job finishes on its own
+    assert job.status is Status.SUCCEEDED and len(job.images) == 4
+
+
+def test_a_hanging_job_is_returned_unfinished(shell, engine, monkeypatch):
+    monkeypatch.setattr(Job, "wait", lambda self, timeout=None: pytest.fail("waited"))
+    job = shell.run_line_magic("imagine", "a lighthouse at dusk sandbox:hang")
+    assert isinstance(job, Job) and job.status in (Status.QUEUED, Status.RUNNING)
+    assert engine.store.get(job.id)["status"] in ("queued", "running")
+    job.cancel()
+
+
+def test_bare_magic_displays_the_job(shell, capsys):
+    result = shell.run_cell("%imagine a lighthouse at dusk")
+    assert result.success
+    assert isinstance(result.result, Job)
+    result.result.wait(10)
+
+
+# With red, green and HOME defined, IPython's $var / {expr} expansion would change this prompt.
+PROMPT = "a {red, green} \"quoted\" fox::2  cat::-0.5 $HOME 'single' --ar 16:9 --chaos 5 --no trees"
+# Nested permutations and braces that IPython's formatter cannot parse.
+ODD_PROMPT = "{{red, green}, blue} {{ {a,b}, c} }} $ {{ 1+1 }} \\ tab\there"
+
+
+def test_prompt_reaches_the_provider_untouched(shell, engine, sandbox, wire):
+    shell.user_ns.update(HOME="/expanded", red="RED", green="GREEN")  # would show if expanded
+    result = shell.run_cell(f"job = %imagine {PROMPT}")
+    assert result.success, result.error_in_exec
+    job = shell.user_ns["job"].wait(10)
+    assert job.prompt == PROMPT
+    assert sent_to(wire, "/apiframe/imagine") == [{"prompt": PROMPT}]
+    assert engine.store.get(job.id)["prompt"] == PROMPT
+    assert sandbox.tasks[job.remote_id].prompt == PROMPT  # what the sandbox recorded
+
+
+def test_prompt_untouched_through_run_line_magic_too(shell, wire):
+    shell.user_ns.update(HOME="/expanded", red="RED", green="GREEN")
+    job = shell.run_line_magic("imagine", f"--process_mode turbo {PROMPT}").wait(10)
+    assert job.prompt == PROMPT and job.params == {"process_mode": "turbo"}
+    odd = shell.run_line_magic("imagine", f"-- {ODD_PROMPT}").wait(10)
+    assert odd.prompt == ODD_PROMPT
+    assert sent_to(wire, "/apiframe/imagine") == [
+        {"prompt": PROMPT, "process_mode": "turbo"}, {"prompt": ODD_PROMPT}
+    ]
+
+
+def test_options_and_provider_parameters_reach_the_job(shell, wire):
+    job = shell.run_line_magic("imagine", "-p apiframe --aspect_ratio 3:2 -- a cat").wait(10)
+    assert job.provider == "apiframe" and job.prompt == "a cat"
+    assert job.params["aspect_ratio"] == "3:2"
+    assert sent_to(wire, "/apiframe/imagine") == [{"prompt": "a cat", "aspect_ratio": "3:2"}]
+
+
+def test_double_dash_lets_a_prompt_start_with_a_dash_or_a_subcommand(shell):
+    job = shell.run_line_magic("imagine", "--aspect-ratio=16:9 -- -a cat --ar 2:3")
+    assert job.prompt == "-a cat --ar 2:3" and job.params == {"aspect_ratio": "16:9"}
+    job2 = shell.run_line_magic("imagine", "-- history of the lighthouse")
+    assert job2.prompt == "history of the lighthouse" and job2.kind == "imagine"
+    for j in (job, job2):
+        j.wait(10)
+
+
+def test_variable_interpolation(shell):
+    shell.user_ns["subject"] = "lighthouse"
+    shell.user_ns["style"] = SimpleNamespace(painter=SimpleNamespace(name="Turner"), year=1840)
+    result = shell.run_cell(
+        "job = %imagine a {{subject}} by {{ style.painter.name }} ({{style.year}}), {red, green}"
+    )
+    assert result.success, result.error_in_exec
+    job = shell.user_ns["job"]
+    assert job.prompt == "a lighthouse by Turner (1840), {red, green}"
+    job.wait(10)
+
+
+def test_unknown_variable_is_one_line_and_starts_nothing(shell, engine):
+    before = rows(engine)
+    message = one_line_usage_error(
+        lambda: shell.run_line_magic("imagine", "a {{foo}} at dusk"),
+    )
+    assert message == "unknown variable 'foo' in {{foo}}"
+    shell.user_ns["style"] = SimpleNamespace(name="Turner")
+    one_line_usage_error(
+        lambda: shell.run_line_magic("imagine", "a cat by {{style.nope}}"),
+        "style has no attribute 'nope'",
+        "{{style.nope}}",
+    )
+    assert rows(engine) == before
+
+
+def test_wait_returns_a_finished_job(shell, engine):
+    job = shell.run_line_magic("imagine", "--wait a lighthouse at dusk")
+    assert job.status is Status.SUCCEEDED and len(job.images) == 4
+    job2 = shell.run_line_magic("imagine", "-w -t 20 a harbour")
+    assert job2.status is Status.SUCCEEDED and job2.timeout == 20
+
+
+def test_wait_on_a_failing_job_is_one_line(shell):
+    one_line_usage_error(
+        lambda: shell.run_line_magic("imagine", "-w a city sandbox:fail"), "failed"
+    )
+
+
+# ====================================================================== %%reroll
+def test_reroll_with_an_explicit_id(shell, wire):
+    parent = shell.run_line_magic("imagine", "--wait -- a lighthouse at dusk")
+    child = shell.run_cell_magic("reroll", parent.id[:8], "  a lighthouse at dawn, {fog, rain}\n")
+    assert isinstance(child, Job)
+    assert child.kind == "reroll" and child.parent_id == parent.id and child.action == REROLL
+    assert child.prompt == "a lighthouse at dawn, {fog, rain}"
+    child.wait(10)
+    assert sent_to(wire, "/apiframe/reroll")[0]["prompt"] == "a lighthouse at dawn, {fog, rain}"
+
+
+def test_reroll_without_an_id_takes_the_last_magic_job(shell, magics):
+    parent = shell.run_line_magic("imagine", "-w a lighthouse at dusk")
+    newer = ji.imagine("a newer job, not started by the magics").wait(10)
+    shell.user_ns["subject"] = "harbour"
+    result = shell.run_cell("%%reroll --wait\na {{subject}} at dawn\n")
+    assert result.success, result.error_in_exec
+    child = result.result
+    assert child.status is Status.SUCCEEDED
+    assert child.kind == "reroll" and child.parent_id == parent.id != newer.id
+    assert child.prompt == "a harbour at dawn"
+    assert magics.last_job is child
+
+
+def test_reroll_without_an_id_or_magic_job_takes_the_newest_in_the_history(shell, magics):
+    magics.last_job = None
+    older = ji.imagine("an older job").wait(10)
+    newest = ji.imagine("the newest job").wait(10)
+    child = shell.run_cell_magic("reroll", "", "a new prompt")
+    assert child.parent_id == newest.id != older.id and child.prompt == "a new prompt"
+    child.wait(10)
+
+
+def test_reroll_of_a_job_without_reroll_is_one_line(shell, engine):
+    parent = shell.run_line_magic("imagine", "-w a lighthouse")
+    upscale = parent.upscale(1).wait(10)
+    before = rows(engine)
+    message = one_line_usage_error(
+        lambda: shell.run_cell_magic("reroll", upscale.id, "a new prompt"),
+        upscale.id, "upscale", f"offers no {REROLL}", "Vary (Region)",
+    )
+    assert "it offers:" in message
+    assert rows(engine) == before
+
+
+def test_reroll_of_a_running_job_is_one_line(shell, engine):
+    running = shell.run_line_magic("imagine", "a lighthouse sandbox:hang")
+    before = rows(engine)
+    one_line_usage_error(
+        lambda: shell.run_cell_magic("reroll", "", "a new prompt"),
+        running.id, f"no {REROLL}", "still",
+    )
+    assert rows(engine) == before
+    running.cancel()
+
+
+def test_reroll_errors_are_one_line_and_start_nothing(shell, engine):
+    parent = shell.run_line_magic("imagine", "-w a lighthouse")
+    before = rows(engine)
+    one_line_usage_error(
+        lambda: shell.run_cell_magic("reroll", "nosuchjob", "a new prompt"), "nosuchjob"
+    )
+    one_line_usage_error(
+        lambda: shell.run_cell_magic("reroll", parent.id, "  \n\t\n"), "empty"
+    )
+    one_line_usage_error(
+        lambda: shell.run_cell_magic("reroll", parent.id, "a {{nope}}"),
+        "unknown variable 'nope'",
+    )
+    one_line_usage_error(lambda: shell.run_cell_magic("reroll", "--bogus", "x"), "--bogus")
+    assert rows(engine) == before
+
+
+def test_reroll_with_an_empty_history_is_one_line(shell, magics, engine):
+    magics.last_job = None
+    assert rows(engine) == 0
+    one_line_usage_error(lambda: shell.run_cell_magic("reroll", "", "a prompt"), "no job")
+
+
+# ====================================================================== errors
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", ("prompt is empty",)),
+        ("-w -p apiframe", ("prompt is empty",)),
+        ("--   ", ("prompt is empty",)),
+        ("-p nope a cat", ("unknown provider 'nope'", "apiframe")),
+        ("--nope 1 a cat", ("unknown option --nope", "--provider", "--aspect_ratio")),
+        ("--ar 16:9 a cat", ("unknown option --ar", "in the prompt")),
+        ("-x a cat", ("unknown option -x",)),
+        ("--aspect_ratio", ("--aspect_ratio needs a value",)),
+        ("-t soon a cat", ("--timeout", "soon")),
+        ("-t 0 a cat", ("positive",)),
+        ("--wait=yes a cat", ("--wait takes no value",)),
+        ("--aspect_ratio 16by9 a cat", ("aspect_ratio", "16by9")),
+        ("--process_mode slow a cat", ("process_mode", "slow")),
+        ("history of rome", ("history takes one number", "%imagine -- history")),
+        ("job", ("job takes one job id",)),
+        ("job nosuchjob", ("nosuchjob", "%imagine -- job")),
+        ("providers please", ("providers takes no arguments",)),
+        ("--aspect_ratio '3:2 a cat", ("unclosed",)),
+    ],
+)
+def test_user_errors_are_one_line_and_start_nothing(shell, engine, line, expected):
+    before = rows(engine)
+    one_line_usage_error(lambda: shell.run_line_magic("imagine", line), *expected)
+    assert rows(engine) == before
+
+
+def test_run_cell_shows_a_usage_error_without_traceback(shell, capsys):
+    result = shell.run_cell("%imagine -p nope a cat")
+    assert isinstance(result.error_in_exec, UsageError)
+    err = capsys.readouterr().err
+    assert "UsageError: unknown provider 'nope'" in err
+    assert "Traceback" not in err
+
+
+def test_unexpected_exceptions_are_not_swallowed(shell, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(magics_module.api, "imagine", boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        shell.run_line_magic("imagine", "a cat")
+
+
+# ====================================================================== subcommands
+def test_providers_subcommand(shell, monkeypatch):
+    report = shell.run_line_magic("imagine", "providers")
+    text = repr(report)
+    assert "apiframe" in text and "APIFRAME_API_KEY" in text
+    assert "❌" in text and "sandbox" in text and "✅" not in text
+    assert len(text.splitlines()) == len(PROVIDERS)
+    assert "| ❌ | **apiframe** |" in report._repr_markdown_()
+
+    monkeypatch.setenv("APIFRAME_API_KEY", "k" * 32)
+    text = repr(shell.run_line_magic("imagine", "providers"))
+    line = next(line for line in text.splitlines() if "apiframe" in line)
+    assert line.startswith("✅") and "https://api.apiframe.pro" in line and "k" * 32 not in text
+
+
+def test_history_subcommand(shell):
+    jobs = [shell.run_line_magic("imagine", f"-w a lighthouse number {i}") for i in range(6)]
+    frame = shell.run_line_magic("imagine", "history 5")
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 5
+    assert list(frame["id"]) == [j.id for j in reversed(jobs[1:])]
+    assert len(shell.run_line_magic("imagine", "history")) == 6
+
+
+def test_job_subcommand(shell):
+    job = shell.run_line_magic("imagine", "-w a lighthouse")
+    assert shell.run_line_magic("imagine", f"job {job.id[:8]}") is job
+    shell.user_ns["jid"] = job.id
+    result = shell.run_cell("out = %imagine job {{jid}}")
+    assert result.success and shell.user_ns["out"] is job
+
+
+def test_help_documents_options_subcommands_and_examples(shell):
+    doc = shell.find_line_magic("imagine").__doc__
+    for text in (
+        "--provider", "--wait", "--timeout", " -- ", "{{", "--aspect_ratio", "--process_mode",
+        "providers", "history", "job ID", "%imagine -- history",
+    ):
+        assert text in doc, text
+    reroll_doc = shell.find_cell_magic("reroll").__doc__
+    assert "JOB_ID" in reroll_doc and "--wait" in reroll_doc and "%%reroll" in reroll_doc
+
+
+# ====================================================================== configuration
+class Otherframe(Apiframe):
+    """An APIFRAME look-alike under another name (same sandbox), with its own parameter."""
+
+    name = "otherframe"
+    params: ClassVar[dict[str, ParamSpec]] = {
+        **Apiframe.params, "style": ParamSpec("style", help="a made-up parameter")
+    }
+
+
+def test_config_traits_are_registered_settable_and_honoured(
+    shell, magics, monkeypatch, capsys, caplog
+):
+    monkeypatch.setitem(PROVIDERS, "otherframe", Otherframe)
+    assert [c for c in shell.configurables if isinstance(c, ImagineMagics)] == [magics]
+    assert magics.default_provider == "" and magics.wait is False and magics.timeout is None
+    for trait in ("default_provider", "wait", "timeout"):
+        assert magics.traits()[trait].help
+
+    # without the setting, --style is not an apiframe parameter
+    one_line_usage_error(lambda: shell.run_line_magic("imagine", "--style x a cat"), "--style")
+
+    shell.run_line_magic("config", 'ImagineMagics.default_provider = "otherframe"')
+    assert magics.default_provider == "otherframe"
+    job = shell.run_line_magic("imagine", "--style oil a cat")
+    assert job.provider == "otherframe" and job.params == {"style": "oil"}
+    assert shell.run_line_magic("imagine", "-p apiframe a dog").provider == "apiframe"
+
+    shell.run_line_magic("config", 'ImagineMagics.default_provider = " Nope "')
+    assert "'nope' is not a provider" in caplog.text  # told at once …
+    assert magics.default_provider == "nope"
+    one_line_usage_error(  # … and on use, naming the setting
+        lambda: shell.run_line_magic("imagine", "a cat"),
+        "ImagineMagics.default_provider is 'nope'", "apiframe",
+    )
+    assert shell.run_line_magic("imagine", "-p otherframe a cat").provider == "otherframe"
+    shell.run_line_magic("config", 'ImagineMagics.default_provider = "otherframe"')
+
+    shell.run_line_magic("config", "ImagineMagics.wait = True")
+    shell.run_line_magic("config", "ImagineMagics.timeout = 30.0")
+    finished = shell.run_line_magic("imagine", "a finished cat")
+    assert finished.status is Status.SUCCEEDED and finished.timeout == 30
+    job.wait(10)
+
+
+def test_unload_removes_the_configurable(engine):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_imagine")
+    ip.run_line_magic("reload_ext", "jupyter_imagine")
+    assert sum(isinstance(c, ImagineMagics) for c in ip.configurables) == 1
+    ip.run_line_magic("unload_ext", "jupyter_imagine")
+    assert not any(isinstance(c, ImagineMagics) for c in ip.configurables)
+
+
+def test_load_ext_starts_the_engine_and_resumes_unfinished_jobs(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from jupyter_imagine import api
+    from jupyter_imagine.engine import Engine
+    from jupyter_imagine.store import Store
+
+    fast = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.2}
+    store = Store(tmp_path / "home")
+    pending = Job(provider="apiframe", kind="imagine", prompt="left over", sandbox=True)
+    store.save(pending.to_record())
+    monkeypatch.setattr(api, "_engine", None)
+    monkeypatch.setattr(api, "Engine", lambda store_: Engine(store, **fast))
+    ip = InteractiveShell.instance()
+    try:
+        ip.run_line_magic("load_ext", "jupyter_imagine")
+        engine = api._engine
+        assert engine is not None and engine.running
+        resumed = engine.get(pending.id).wait(10)
+        assert resumed.status is Status.SUCCEEDED
+    finally:
+        ip.run_line_magic("unload_ext", "jupyter_imagine")
+        if api._engine is not None:
+            api._engine.close()
+
+
+# ====================================================================== _parse (pure)
+def parse(line: str, **kw) -> ParsedCommand:
+    return _parse(line, PARAMS, default_provider="apiframe", **kw)
+
+
+@pytest.mark.parametrize(
+    ("line", "prompt"),
+    [
+        ("a cat", "a cat"),
+        ("   a  cat  ", "a  cat  "),
+        ("a cat --ar 16:9 -w", "a cat --ar 16:9 -w"),
+        ("-w a cat -p x", "a cat -p x"),
+        ("-- -w a cat", "-w a cat"),
+        ("--  two spaces", " two spaces"),
+        ("--\tthe tab goes", "the tab goes"),
+        ("-w -- -- a cat", "-- a cat"),
+        ("\"quoted\" stays 'as typed'", "\"quoted\" stays 'as typed'"),
+        ("{red, green}  $HOME  ::2 {{x}}", "{red, green}  $HOME  ::2 {{x}}"),
+        ("a cat \"unclosed", "a cat \"unclosed"),
+        ("providersX of the night", "providersX of the night"),
+        ("Providers of the night", "Providers of the night"),
+    ],
+)
+def test_parse_prompt_is_the_raw_rest_of_the_line(line, prompt):
+    parsed = parse(line)
+    assert parsed.command == "imagine" and parsed.prompt == prompt
+
+
+def test_parse_options():
+    parsed = parse("-p apiframe -w -t 30 --aspect_ratio 3:2 --process-mode=turbo a cat")
+    assert parsed == ParsedCommand(
+        prompt="a cat", provider="apiframe", wait=True, timeout=30.0,
+        params={"aspect_ratio": "3:2", "process_mode": "turbo"},
+    )
+    assert parse("--provider=apiframe --wait --timeout=2.5 x") == ParsedCommand(
+        prompt="x", provider="apiframe", wait=True, timeout=2.5
+    )
+    assert parse("-wt5 -papiframe x") == ParsedCommand(
+        prompt="x", provider="apiframe", wait=True, timeout=5.0
+    )
+    assert parse("-wp apiframe x").provider == "apiframe"
+    assert parse('--aspect_ratio "3:2" x').params == {"aspect_ratio": "3:2"}
+    assert parse("--aspect_ratio 1:1 --aspect-ratio 2:3 x").params == {"aspect_ratio": "2:3"}
+
+
+def test_parse_provider_parameters_are_checked_against_the_chosen_provider():
+    by_provider = {"apiframe": PARAMS, "other": {"style": ParamSpec("style")}}
+    lookup = by_provider.__getitem__
+    assert _parse("-p other --style oil x", lookup).params == {"style": "oil"}
+    assert _parse("--style oil -p other x", lookup).params == {"style": "oil"}
+    assert _parse("--style oil x", lookup, default_provider="other").provider is None
+    with pytest.raises(UsageError, match=r"unknown option --style; .* apiframe's parameters"):
+        _parse("--style oil x", lookup, default_provider="apiframe")
+    with pytest.raises(UsageError, match=r"unknown option --aspect-ratio; .*other's.*--style"):
+        _parse("-p other --aspect-ratio 1:1 x", lookup)
+
+
+def test_parse_unknown_provider_raises_what_the_lookup_raises():
+    with pytest.raises(ji.ConfigurationError, match="unknown provider 'nope'"):
+        _parse("-p nope a cat", magics_module._provider_params)
+
+
+def test_parse_subcommands():
+    assert parse("providers") == ParsedCommand(command="providers")
+    assert parse("  history ") == ParsedCommand(command="history")
+    assert parse("history 5") == ParsedCommand(command="history", limit=5)
+    assert parse("job 3f2a9c") == ParsedCommand(command="job", job_id="3f2a9c")
+    assert parse("-- providers").prompt == "providers"
+    assert parse("-w history").prompt == "history"  # only the first word of the line counts
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("", "prompt is empty"),
+        ("-w", "prompt is empty"),
+        ("-- ", "prompt is empty"),
+        ("--aspect_ratio", "needs a value"),
+        ("--aspect_ratio --", "needs a value"),
+        ("-p", "needs a value"),
+        ("-p '' x", "needs a provider name"),
+        ("- x", "lone '-'"),
+        ("-wx cat", "unknown option -x"),
+        ("--= x", "unknown option"),
+        ("--nope 1 x", "unknown option --nope"),
+        ("-t -1 x", "positive"),
+        ("-t inf x", "positive"),
+        ("-t abc x", "invalid float value"),
+        ("--wait=1 x", "takes no value"),
+        ("--aspect_ratio \"3:2 x", "unclosed"),
+        ("history five", "history takes one number"),
+        ("job a b", "job takes one job id"),
+        ("providers x", "takes no arguments"),
+    ],
+)
+def test_parse_errors(line, message):
+    with pytest.raises(UsageError, match=message) as info:
+        parse(line)
+    assert "\n" not in str(info.value)
+
+
+def test_interpolate():
+    ns = {"x": 3, "obj": SimpleNamespace(inner=SimpleNamespace(name="deep")), "é": "accent"}
+    assert _interpolate("{{x}} {{ x }} {{obj.inner.name}} {{é}}", ns) == "3 3 deep accent"
+    untouched = "{red, green} {{red, green}, blue} {{ 1+1 }} {{x[0]}} {x} $x"
+    assert _interpolate(untouched, ns) == untouched
+    with pytest.raises(UsageError, match=r"^unknown variable 'foo' in \{\{foo\}\}$"):
+        _interpolate("a {{foo}}", ns)
+    with pytest.raises(UsageError, match=r"obj\.inner has no attribute 'nope'"):
+        _interpolate("{{obj.inner.nope}}", ns)
