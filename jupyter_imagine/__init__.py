@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import client, history, imagine, job, providers
+from .api import (
+    account,
+    blend,
+    client,
+    describe,
+    faceswap,
+    history,
+    imagine,
+    job,
+    provider_status,
+    seed,
+    upscale,
+)
 from .errors import (
     ActionNotAvailable,
     AuthenticationError,
@@ -52,12 +64,18 @@ __all__ = [
     "ServiceUnavailable",
     "Status",
     "__version__",
+    "account",
+    "blend",
     "client",
+    "describe",
+    "faceswap",
     "history",
     "imagine",
     "job",
     "load_ipython_extension",
-    "providers",
+    "provider_status",
+    "seed",
+    "upscale",
 ]
 
 

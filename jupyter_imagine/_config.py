@@ -2,13 +2,13 @@
 
 Resolution for provider ``p`` (``P`` = its upper-case name):
 
-1. ``JUPYTER_IMAGINE_SANDBOX_URL`` set → every provider goes to that running sandbox over HTTP
-   (``{url}/{p}``); ``sandbox`` is ``True``.
+1. ``JUPYTER_IMAGINE_SANDBOX_URL`` set → every provider goes to that running sandbox over
+   HTTP (``{url}/{p}``); ``sandbox`` is ``True``.
 2. ``JUPYTER_IMAGINE_SANDBOX`` = ``1`` → the in-process sandbox, keys or not.
-3. ``P_API_KEY`` set (neuroflash: ``NEUROFLASH_CLIENT_ID`` + ``NEUROFLASH_CLIENT_SECRET``) → the real
-   service at ``P_BASE_URL`` or its default.
-4. ``JUPYTER_IMAGINE_SANDBOX`` = ``0`` or ``P_BASE_URL`` set, but no key → :class:`ConfigurationError`
-   (the provider was forced out of the sandbox).
+3. ``P_API_KEY`` set (neuroflash: ``NEUROFLASH_CLIENT_ID`` + ``NEUROFLASH_CLIENT_SECRET``) →
+   the real service at ``P_BASE_URL`` or its default.
+4. ``JUPYTER_IMAGINE_SANDBOX`` = ``0`` or ``P_BASE_URL`` set, but no key →
+   :class:`ConfigurationError` (the provider was forced out of the sandbox).
 5. otherwise → the in-process sandbox (default).
 """
 

@@ -19,7 +19,20 @@ from .models import Job
 from .providers import PROVIDERS, provider_class
 from .store import Store
 
-__all__ = ["client", "get_engine", "history", "imagine", "job", "providers"]
+__all__ = [
+    "account",
+    "blend",
+    "client",
+    "describe",
+    "faceswap",
+    "get_engine",
+    "history",
+    "imagine",
+    "job",
+    "provider_status",
+    "seed",
+    "upscale",
+]
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
@@ -113,7 +126,7 @@ def history(
     )
 
 
-def providers() -> pd.DataFrame:
+def provider_status() -> pd.DataFrame:
     """Every provider: whether its key is set, and whether it runs in the sandbox."""
     rows = []
     for name, cls in PROVIDERS.items():
@@ -187,3 +200,81 @@ def client(provider: str | None = None) -> ProviderClient:
         provider: the provider's name (default: the default provider).
     """
     return ProviderClient(provider or default_provider())
+
+
+def _image_url(image: Any, name: str) -> str:
+    """A URL from a URL string, an :class:`~jupyter_imagine.models.Image` or a finished Job."""
+    from .models import Image
+
+    if isinstance(image, Job):
+        if not image.images:
+            from .errors import InvalidRequest
+
+            raise InvalidRequest(f"{name}: job {image.id} has no images yet; wait for it first")
+        image = image.images[0]
+    if isinstance(image, Image):
+        image = image.url
+    return image
+
+
+def describe(image: Any, *, provider: str | None = None, wait: bool = False, **params: Any) -> Job:
+    """Ask the provider for four prompts that would draw ``image``; they land in
+    ``job.extras["prompts"]``.
+
+    Args:
+        image: a public image URL, an :class:`Image` or a finished Job (its first image).
+        provider: ``apiframe`` or ``thenextleg`` (default: the default provider).
+        wait: block until done (default ``False``).
+    """
+    job = get_engine().imagine("", provider=provider or default_provider(), kind="describe",
+                               image_url=_image_url(image, "describe"), **params)
+    return job.wait() if wait else job
+
+
+def blend(images: Any, *, provider: str | None = None, wait: bool = False,
+          **params: Any) -> Job:
+    """Blend 2–5 images into a new 2×2 grid (``dimension`` square (default), portrait or
+    landscape on APIFRAME).
+
+    Args:
+        images: image URLs, :class:`Image` objects or finished Jobs.
+    """
+    urls = [_image_url(i, "blend") for i in images]
+    job = get_engine().imagine("", provider=provider or default_provider(), kind="blend",
+                               image_urls=urls, **params)
+    return job.wait() if wait else job
+
+
+def faceswap(target: Any, swap: Any, *, provider: str = "apiframe", wait: bool = False) -> Job:
+    """Put the face of ``swap`` onto ``target`` (each one face; URLs, Images or Jobs)."""
+    job = get_engine().imagine("", provider=provider, kind="faceswap",
+                               target_image_url=_image_url(target, "faceswap"),
+                               swap_image_url=_image_url(swap, "faceswap"))
+    return job.wait() if wait else job
+
+
+def seed(job: Job, *, timeout: float | None = None) -> str:
+    """The Midjourney seed of ``job`` (a string), fetched with a ``seed`` job and also kept in
+    ``job.extras["seed"]``. Blocks until the provider answers (default timeout: the provider's).
+    """
+    if job.extras.get("seed"):
+        return str(job.extras["seed"])
+    engine = get_engine()
+    child = engine.imagine("", provider=job.provider, kind="seed", parent=job).wait(timeout)
+    value = str(child.extras.get("seed", ""))
+    engine.defer(engine.annotate, job, seed=value).result(timeout)
+    return value
+
+
+def upscale(image: Any, *, factor: int = 2, provider: str = "apiframe",
+            wait: bool = False) -> Job:
+    """Upscale any image (≤ 2048×2048) by ``factor`` 2 (default) or 4: APIFRAME's
+    ``/upscale-highres`` from an ``image_url``."""
+    job = get_engine().imagine("", provider=provider, kind="upscale",
+                               image_url=_image_url(image, "upscale"), type=f"{factor}x")
+    return job.wait() if wait else job
+
+
+def account(provider: str | None = None) -> dict[str, Any]:
+    """The provider's account: credits, plan … (APIFRAME ``GET /account``)."""
+    return client(provider).account()

@@ -33,6 +33,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -48,7 +49,7 @@ from .errors import (
     ServiceUnavailable,
 )
 from .models import Image, Job, Status, utcnow
-from .providers import Provider, Update, provider_class
+from .providers import Provider, RemoteJob, Update, provider_class
 from .store import Store
 
 logger = get_logger(__name__)
@@ -199,7 +200,9 @@ class Engine:
         settings = self._settings(cls)
         instance = self._provider(cls.name, settings)
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
         if kind not in cls.kinds:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
@@ -300,6 +303,85 @@ class Engine:
         self._loop.call_soon_threadsafe(run)
         return future
 
+    # ================================================================ remote history
+    async def adopt(
+        self,
+        provider: str,
+        remote: RemoteJob,
+        *,
+        parent_id: str | None = None,
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+        download: bool = True,
+    ) -> tuple[Job, bool]:
+        """Keep a job found on the provider's side as a local job, once (on the engine loop).
+
+        Matched by ``(provider, remote.remote_id)``. A job already stored is brought up to
+        date: a non-final one takes the remote state (images downloaded as usual) and a missing
+        ``parent_id`` is filled in. Otherwise a new job is stored with the remote's kind, prompt,
+        parameters, status and timestamps (``completed_at``/``started_at`` as given, default
+        ``None``: unknown) and, when it succeeded and ``download`` is true (default), its images
+        downloaded into the cache; a new job that is not final yet is watched like any other.
+        Returns ``(job, created)``.
+        """
+        instance = self._provider(provider, self._settings(provider_class(provider)))
+        remote_id = str(remote.remote_id)
+        update = remote.update
+        found = self.store.find_remote(instance.name, remote_id)
+        if found is not None:
+            job = self.get(found["id"])
+            if parent_id and not job.parent_id and parent_id != job.id:
+                self._change(job, parent_id=parent_id)
+            if not job.status.final and (update.status, update.progress) != (
+                job.status, job.progress
+            ):
+                await self._apply_update(job, instance, update)
+            return job, False
+        final = update.status.final
+        job = Job(
+            provider=instance.name,
+            kind=remote.kind or "imagine",
+            prompt=remote.prompt or "",
+            params=scrub(dict(remote.params or {})),
+            remote_id=remote_id,
+            parent_id=parent_id,
+            status=Status.RUNNING if update.status is Status.SUCCEEDED else update.status,
+            progress=float(update.progress or 0.0),
+            queue_position=update.queue_position,
+            preview_url=update.preview_url,
+            error=update.error,
+            error_type=update.error_type or (
+                "JobFailed" if update.status is Status.FAILED else None
+            ),
+            extras={**scrub(update.extras), "adopted": True},
+            sandbox=instance.sandbox,
+            submit_state="sent",
+            timeout=type(instance).default_timeout,
+            created_at=remote.created_at or utcnow(),
+            started_at=started_at if final else None,  # a live job's deadline counts from now
+            completed_at=completed_at if final else None,
+            raw=scrub(update.raw),
+        )
+        self.store.save(job.to_record())  # claims (provider, remote_id) before any await
+        self._attach(job)
+        if update.status is Status.SUCCEEDED:
+            if download:
+                images, grid, error = await self._download(job, instance, update)
+            else:
+                images, grid, error = list(update.images or []), update.grid, None
+            changes: dict[str, Any] = dict(
+                status=Status.SUCCEEDED, progress=100.0, images=images, grid=grid,
+                queue_position=None,
+            )
+            if error:
+                changes["error"] = error
+            preview = Job.from_record(job._updated_record(changes))
+            changes["actions"] = instance.actions(preview)
+            self._change(job, **changes)
+        elif not final:
+            self._schedule(job)
+        return job, True
+
     # ================================================================ plumbing
     def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:
         extra = getattr(cls, "extra_env", ())
@@ -399,6 +481,10 @@ class Engine:
         changes["updated_at"] = utcnow()
         self.store.save(job._updated_record(changes))
         job._apply(changes)
+
+    def annotate(self, job: Job, **extras: Any) -> None:
+        """Merge ``extras`` into ``job.extras`` (stored first). Call on the engine thread."""
+        self._change(job, extras={**job.extras, **scrub(extras)})
 
     def _fail(self, job: Job, error: BaseException | str, error_type: str | None = None) -> None:
         message = redact(str(error))

@@ -547,7 +547,7 @@ class ImagineMagics(Magics):
         try:
             command = _parse(line, self._params_for, default_provider=self._default_provider())
             if command.command == "providers":
-                return ProviderReport(api.providers())
+                return ProviderReport(api.provider_status())
             if command.command == "history":
                 return api.history(limit=command.limit or DEFAULT_HISTORY_LIMIT)
             if command.command == "job":

@@ -20,7 +20,7 @@ from jupyter_imagine.errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from jupyter_imagine.models import GRID_ACTIONS, VARY_REGION, Job, Status
+from jupyter_imagine.models import GRID_ACTIONS, UPSCALE_ACTIONS, VARY_REGION, Job, Status
 from jupyter_imagine.providers.apiframe import STATUS_MAP, Apiframe
 from jupyter_imagine.sandbox import create_app
 
@@ -118,7 +118,7 @@ def test_every_grid_action_endpoint():
         assert u.status is Status.SUCCEEDED and len(u.images) == 1 and u.grid is None
         assert u.raw["task_type"] == "upscale#2" and "image_url" in u.raw
         up.status = Status.SUCCEEDED
-        assert h.api.actions(up) == (VARY_REGION,)
+        assert h.api.actions(up) == UPSCALE_ACTIONS and VARY_REGION in UPSCALE_ACTIONS
         _, v, _ = await h.run("variation", parent=parent, index=3)
         assert v.raw["task_type"] == "variation-3" and len(v.images) == 4
         _, r, _ = await h.run("reroll", prompt="a sunflower field", parent=parent)
@@ -266,3 +266,143 @@ def test_full_flow_over_loopback(live_sandbox):
             assert (await h.api.account())["total_images"] >= 1
 
     run(flow())
+
+
+# ------------------------------------------------------------------ every action, end to end
+UPSCALE_LABELS = [
+    ("Vary (Strong)", "variation", 4), ("Vary (Subtle)", "variation", 4),
+    ("Upscale (Subtle)", "upscale", 1), ("Upscale (Creative)", "upscale", 1),
+    ("Upscale (2x)", "upscale", 1), ("Upscale (4x)", "upscale", 1),
+    ("Zoom Out 2x", "outpaint", 4), ("Zoom Out 1.5x", "outpaint", 4),
+    ("⬅️", "pan", 4), ("➡️", "pan", 4), ("⬆️", "pan", 4), ("⬇️", "pan", 4),
+]
+
+
+@pytest.fixture
+def upscaled(engine):
+    import jupyter_imagine as ji
+
+    grid = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(10)
+    return grid, grid.upscale(1).wait(10)
+
+
+def test_every_upscale_action_through_the_engine(upscaled):
+    _, up = upscaled
+    assert [label for label, _, _ in UPSCALE_LABELS] == [
+        a for a in up.actions if a != "Vary (Region)"
+    ]
+    children = {label: up.act(label) for label, _, _ in UPSCALE_LABELS}  # all in flight at once
+    w, h = up.images[0].width, up.images[0].height
+    for label, kind, n_images in UPSCALE_LABELS:
+        child = children[label].wait(30)
+        assert child.kind == kind and child.action == label and child.parent_id == up.id
+        assert len(child.images) == n_images and all(i.path for i in child.images)
+        first = child.images[0]
+        if label == "Upscale (2x)":
+            assert (first.width, first.height) == (2 * w, 2 * h)
+        if label == "Upscale (4x)":
+            assert (first.width, first.height) == (4 * w, 4 * h)
+        if label in ("⬅️", "➡️"):
+            assert first.width / first.height > w / h  # the picture grew sideways
+        if label in ("⬆️", "⬇️"):
+            assert first.width / first.height < w / h
+        if n_images == 4:
+            assert child.actions[:4] == ("U1", "U2", "U3", "U4")
+
+
+def test_custom_zoom_and_bad_arguments(upscaled):
+    import jupyter_imagine as ji
+
+    _, up = upscaled
+    assert up.act("Zoom Out 2x", zoom_ratio=1.2).wait(10).params["zoom_ratio"] == 1.2
+    with pytest.raises(ji.InvalidRequest, match="zoom_ratio must be between 1 and 2"):
+        up.act("Zoom Out 2x", zoom_ratio=3)
+    with pytest.raises(ji.InvalidRequest, match="takes no prompt"):
+        up.act("Upscale (2x)", prompt="bigger")
+    with pytest.raises(ji.InvalidRequest, match="takes no nope"):
+        up.act("⬅️", nope=1)
+
+
+def test_python_api_functions(engine, upscaled):
+    import jupyter_imagine as ji
+
+    grid, up = upscaled
+    described = ji.describe(up, wait=True)
+    assert described.kind == "describe" and len(described.extras["prompts"]) == 4
+    assert described.images == []
+    blended = ji.blend([grid.images[0], up.images[0].url], dimension="landscape", wait=True)
+    assert blended.kind == "blend" and len(blended.images) == 4
+    assert blended.images[0].width > blended.images[0].height
+    value = ji.seed(grid)
+    assert value.isdigit() and grid.extras["seed"] == value
+    assert engine.store.get(grid.id)["extras"]["seed"] == value  # stored, not just shown
+    swapped = ji.faceswap(grid.images[1], grid.images[2], wait=True)
+    assert swapped.kind == "faceswap" and len(swapped.images) == 1
+    big = ji.upscale(grid.images[3], factor=4, wait=True)
+    assert big.images[0].width == 4 * grid.images[3].width
+    account = ji.account()
+    assert account["plan"] == "sandbox" and account["credits"] < 10000
+    with pytest.raises(ji.InvalidRequest, match="2 to 5 image URLs"):
+        ji.blend([grid.images[0]])
+    with pytest.raises(ji.InvalidRequest, match="public http"):
+        ji.describe("/tmp/local.png")
+
+
+def test_webhook_delivered_with_secret(engine, sandbox):
+    import jupyter_imagine as ji
+    from jupyter_imagine._config import IN_PROCESS_ROOT
+
+    hook = IN_PROCESS_ROOT + "/_sandbox/webhook-sink/apiframe"
+    job = ji.imagine("a kite", webhook_url=hook, webhook_secret="whs-777-abc").wait(10)
+    deadline = __import__("time").monotonic() + 5
+    while not any(w["body"].get("status") == "finished" for w in sandbox.webhooks):
+        assert __import__("time").monotonic() < deadline, sandbox.webhooks
+        __import__("time").sleep(0.02)
+    finished = [w for w in sandbox.webhooks if w["body"].get("status") == "finished"][0]
+    assert finished["headers"]["x-webhook-secret"] == "whs-777-abc"
+    assert finished["body"]["task_id"] == job.remote_id
+    assert len(sandbox.webhooks) > 1  # progress updates too, not only the result
+
+
+# ------------------------------------------------------------------ payload shapes (hypothesis)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_API = Apiframe(client=None, base_url="http://x", api_key="k", sandbox=True)
+_percent = st.one_of(
+    st.integers(0, 100), st.integers(0, 100).map(str), st.floats(0, 100).map(lambda f: f"{f:.1f}"),
+    st.none(), st.just(""),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(status=st.sampled_from(sorted(STATUS_MAP)), percentage=_percent,
+       id_key=st.sampled_from(["task_id", "taskId"]))
+def test_parse_any_progress_shape(status, percentage, id_key):
+    body = {id_key: "t", "task_type": "imagine", "status": status}
+    if percentage is not None:
+        body["percentage"] = percentage
+    update = _API.parse(body)
+    assert update.status is STATUS_MAP[status]
+    if update.progress is not None:
+        assert 0 <= update.progress <= 100
+    if update.status is Status.SUCCEEDED:
+        assert update.progress == 100
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 4), grid=st.booleans(), with_status=st.booleans(),
+       kind=st.sampled_from(["imagine", "reroll", "upscale#1", "variation-2", "faceswap",
+                             "outpaint-2", "pan-left", "blend", "inpaint"]))
+def test_parse_any_finished_shape(n, grid, with_status, kind):
+    urls = [f"https://cdn.example/{i}.png" for i in range(n)]
+    body = {"task_id": "t", "task_type": kind}
+    body.update({"image_urls": urls} if n > 1 else {"image_url": urls[0]})
+    if grid:
+        body["original_image_url"] = "https://cdn.example/grid.png"
+    if with_status:
+        body["status"] = "finished"
+    update = _API.parse(body)
+    assert update.status is Status.SUCCEEDED
+    assert [i.url for i in update.images] == urls
+    assert (update.grid is not None) == grid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -13,7 +12,7 @@ from PIL import Image as PILImage
 
 import jupyter_imagine as ji
 from jupyter_imagine.engine import Engine
-from jupyter_imagine.models import GRID_ACTIONS, VARY_REGION, Job, Status
+from jupyter_imagine.models import GRID_ACTIONS, UPSCALE_ACTIONS, Job, Status
 from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
 
@@ -54,7 +53,7 @@ def test_upscale_vary_reroll_and_vary_region(engine):
     job = ji.imagine("a pine forest in snow").wait(10)
     up = job.upscale(2).wait(10)
     assert up.kind == "upscale" and up.parent_id == job.id and up.action == "U2"
-    assert len(up.images) == 1 and up.actions == (VARY_REGION,)
+    assert len(up.images) == 1 and up.actions == UPSCALE_ACTIONS
     quadrant = PILImage.open(job.images[1].path).convert("RGB")
     big = PILImage.open(up.images[0].path).convert("RGB")
     assert big.size == (quadrant.width * 2, quadrant.height * 2)
@@ -88,7 +87,7 @@ def test_bad_input_is_refused_before_anything_is_stored(engine, tmp_path):
         (lambda: ji.imagine("x", process_mode="slow"), ji.InvalidRequest, "fast, turbo"),
         (lambda: ji.job("no-such-job-id"), ji.NotFound, "no job 'no-such-job-id'"),
         (lambda: job.act("U5"), ji.ActionNotAvailable, "'U5'"),
-        (lambda: up.act("U1"), ji.ActionNotAvailable, "offers: Vary \\(Region\\)"),
+        (lambda: up.act("U1"), ji.ActionNotAvailable, "offers: Vary \\(Strong\\)"),
         (lambda: up.vary_region(np.ones((8, 8), bool)), ji.InvalidMask, "size"),
         (lambda: up.vary_region(42), ji.InvalidMask, "not int"),
         (lambda: up.vary_region(b"not an image"), ji.InvalidMask, "(?i)not an image|image"),

@@ -28,7 +28,7 @@ from ..errors import (
     ProviderError,
     QuotaExceeded,
 )
-from ..models import GRID_ACTIONS, REROLL, VARY_REGION, Image, Job, Status
+from ..models import GRID_ACTIONS, REROLL, UPSCALE_ACTIONS, VARY_REGION, Image, Job, Status
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
 
 __all__ = ["Apiframe"]
@@ -47,14 +47,37 @@ STATUS_MAP: dict[str, Status] = {
 }
 
 #: Job kinds whose result is a 2×2 grid.
-GRID_KINDS = frozenset({"imagine", "reroll", "variation", "vary_region"})
+GRID_KINDS = frozenset(
+    {"imagine", "reroll", "variation", "vary_region", "outpaint", "pan", "blend"}
+)
 
 _ENDPOINT = {
     "imagine": "/imagine",
     "reroll": "/reroll",
-    "upscale": "/upscale-1x",
     "variation": "/variations",
     "vary_region": "/inpaint",
+    "outpaint": "/outpaint",
+    "pan": "/pan",
+    "describe": "/describe",
+    "blend": "/blend",
+    "seed": "/seed",
+    "faceswap": "/faceswap",
+}
+
+#: Labels on an upscale-1x → (child kind, params). Upscale modes pick the endpoint at submit.
+UPSCALE_CHILDREN: dict[str, tuple[str, dict[str, Any]]] = {
+    "Vary (Strong)": ("variation", {"index": "strong"}),
+    "Vary (Subtle)": ("variation", {"index": "subtle"}),
+    "Upscale (Subtle)": ("upscale", {"mode": "subtle"}),
+    "Upscale (Creative)": ("upscale", {"mode": "creative"}),
+    "Upscale (2x)": ("upscale", {"mode": "2x"}),
+    "Upscale (4x)": ("upscale", {"mode": "4x"}),
+    "Zoom Out 2x": ("outpaint", {"zoom_ratio": 2}),
+    "Zoom Out 1.5x": ("outpaint", {"zoom_ratio": 1.5}),
+    "⬅️": ("pan", {"direction": "left"}),
+    "➡️": ("pan", {"direction": "right"}),
+    "⬆️": ("pan", {"direction": "up"}),
+    "⬇️": ("pan", {"direction": "down"}),
 }
 
 _WEBHOOK_FIELDS = ("webhook_url", "webhook_secret")
@@ -91,6 +114,9 @@ class Apiframe(Provider):
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 12.0)
     default_timeout: ClassVar[float] = 900.0
     poll_batch: ClassVar[int] = 20
+    kinds: ClassVar[tuple[str, ...]] = (
+        "imagine", "describe", "blend", "seed", "faceswap", "upscale",
+    )
     params: ClassVar[Mapping[str, ParamSpec]] = {
         "aspect_ratio": _AspectRatio(
             "aspect_ratio", help='width:height of each image, e.g. "16:9" (APIFRAME default 1:1)'
@@ -127,28 +153,74 @@ class Apiframe(Provider):
             return NotFound  # type: ignore[return-value]
         return None
 
+    # --------------------------------------------------------------- validation
+    def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a new job; ``imagine`` needs a prompt, the other kinds their own fields:
+
+        - ``describe``: ``image_url`` (public URL).
+        - ``blend``: ``image_urls`` (2–5 URLs), ``dimension`` square (default) | portrait |
+          landscape.
+        - ``faceswap``: ``target_image_url`` and ``swap_image_url``.
+        - ``upscale`` (high-res from a URL): ``image_url`` and ``type`` 2x (default) | 4x.
+        - ``seed``: a parent job (``parent=``), no fields.
+        """
+        if kind == "imagine":
+            return super().validate(kind, prompt, params)
+        params = dict(params)
+        out: dict[str, Any] = {
+            k: self.params[k].coerce(params.pop(k), self.name)
+            for k in list(params) if k in _WEBHOOK_FIELDS or k == "process_mode"
+        }
+        if kind == "describe":
+            out["image_url"] = _url(params.pop("image_url", None), "image_url")
+        elif kind == "blend":
+            urls = params.pop("image_urls", None)
+            if not isinstance(urls, (list, tuple)) or not 2 <= len(urls) <= 5:
+                raise InvalidRequest(
+                    "blend needs image_urls: a list of 2 to 5 image URLs", provider=self.name
+                )
+            out["image_urls"] = [_url(u, "image_urls") for u in urls]
+            dimension = params.pop("dimension", None)
+            if dimension is not None:
+                out["dimension"] = ParamSpec(
+                    "dimension", choices=("square", "portrait", "landscape")
+                ).coerce(dimension, self.name)
+        elif kind == "faceswap":
+            out["target_image_url"] = _url(params.pop("target_image_url", None),
+                                           "target_image_url")
+            out["swap_image_url"] = _url(params.pop("swap_image_url", None), "swap_image_url")
+        elif kind == "upscale":
+            out["image_url"] = _url(params.pop("image_url", None), "image_url")
+            out["mode"] = ParamSpec("type", choices=("2x", "4x")).coerce(
+                params.pop("type", "2x"), self.name
+            )
+        if params:
+            raise InvalidRequest(
+                f"{self.name} {kind} takes no {', '.join(sorted(params))} parameter",
+                provider=self.name,
+            )
+        return out
+
     # --------------------------------------------------------------- actions
     def actions(self, job: Job) -> tuple[str, ...]:
         if job.status is not Status.SUCCEEDED:
             return ()
         if job.kind in GRID_KINDS:
             return GRID_ACTIONS
-        if job.kind == "upscale":
-            return (VARY_REGION,)
+        if job.kind == "upscale" and "index" in job.params:  # an upscale-1x
+            return UPSCALE_ACTIONS
         return ()
 
     def child(self, job: Job, label: str, **kwargs: Any) -> ChildSpec:
-        inherited = {k: job.params[k] for k in _WEBHOOK_FIELDS if job.params.get(k)}
+        inherited = {k: job.params[k] for k in (*_WEBHOOK_FIELDS, "process_mode")
+                     if job.params.get(k)}
         prompt = kwargs.pop("prompt", None)
         if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
             raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
         if label in GRID_ACTIONS and label != REROLL:
             _no_extra(label, kwargs)
             kind = "upscale" if label[0] == "U" else "variation"
-            params = {"index": int(label[1]), **inherited}
-            if kind == "variation" and job.params.get("aspect_ratio"):
-                params["aspect_ratio"] = job.params["aspect_ratio"]
-            return ChildSpec(kind, job.prompt, params)
+            return ChildSpec(kind, job.prompt, {"index": int(label[1]), **inherited})
         if label == REROLL:
             aspect = kwargs.pop("aspect_ratio", None) or job.params.get("aspect_ratio")
             _no_extra(label, kwargs)
@@ -170,44 +242,102 @@ class Apiframe(Provider):
                 "vary_region", prompt or job.prompt, dict(inherited),
                 files={"mask": load_mask(mask, size)},
             )
+        if label in UPSCALE_CHILDREN:
+            kind, params = UPSCALE_CHILDREN[label]
+            params = {**params, **inherited}
+            if kind in ("outpaint", "pan"):
+                if kind == "outpaint" and kwargs.get("zoom_ratio") is not None:
+                    ratio = float(kwargs.pop("zoom_ratio"))
+                    if not 1 <= ratio <= 2:
+                        raise InvalidRequest(f"zoom_ratio must be between 1 and 2, not {ratio:g}")
+                    params["zoom_ratio"] = ratio
+                if kind == "outpaint" and kwargs.get("aspect_ratio"):
+                    params["aspect_ratio"] = _aspect_ratio(kwargs.pop("aspect_ratio"))
+                _no_extra(label, kwargs)
+                return ChildSpec(kind, prompt or job.prompt, params)
+            _no_extra(label, {**kwargs, "prompt": prompt})
+            return ChildSpec(kind, job.prompt, params)
         raise InvalidRequest(f"APIFRAME has no action {label!r}")
 
     # --------------------------------------------------------------- wire
     async def submit(self, job: Job, parent: Job | None) -> Submission:
-        endpoint = _ENDPOINT.get(job.kind)
-        if endpoint is None:
-            raise InvalidRequest(f"APIFRAME cannot start a {job.kind!r} job")
-        params = job.params
-        body: dict[str, Any] = {k: params[k] for k in _WEBHOOK_FIELDS if params.get(k)}
-        if job.kind == "imagine":
-            body["prompt"] = job.prompt
-            for key in ("aspect_ratio", "process_mode"):
-                if params.get(key):
-                    body[key] = params[key]
-        else:
-            if parent is None or not parent.remote_id:
-                raise InvalidRequest(f"a {job.kind} job needs a submitted parent task")
-            body["parent_task_id"] = parent.remote_id
-            if job.kind == "reroll":
-                body["prompt"] = job.prompt
-                if params.get("aspect_ratio"):
-                    body["aspect_ratio"] = params["aspect_ratio"]
-            elif job.kind in ("upscale", "variation"):
-                body["index"] = str(params["index"])
-            elif job.kind == "vary_region":
-                with open(params["mask_path"], "rb") as fh:
-                    mask = fh.read()
-                body["mask"] = "data:image/png;base64," + base64.b64encode(mask).decode("ascii")
-                body["prompt"] = job.prompt
+        endpoint, body = self.request_for(job, parent)
         response = await self._send("POST", endpoint, json=body)
         data = response.json()
-        task_id = data.get("task_id") or data.get("taskId") if isinstance(data, dict) else None
+        task_id = (data.get("task_id") or data.get("taskId")) if isinstance(data, dict) else None
         if not task_id:
             raise ProviderError(
                 f"APIFRAME accepted the request but returned no task_id: {str(data)[:120]}",
                 provider=self.name,
             )
         return Submission(remote_id=str(task_id), raw=data)
+
+    def request_for(self, job: Job, parent: Job | None) -> tuple[str, dict[str, Any]]:
+        """The endpoint and JSON body that start ``job`` (``parent`` for actions)."""
+        params = job.params
+        body: dict[str, Any] = {k: params[k] for k in _WEBHOOK_FIELDS if params.get(k)}
+        kind = job.kind
+        if kind == "imagine":
+            body["prompt"] = job.prompt
+            for key in ("aspect_ratio", "process_mode"):
+                if params.get(key):
+                    body[key] = params[key]
+            return "/imagine", body
+        if kind == "describe":
+            return "/describe", {**body, "image_url": params["image_url"]}
+        if kind == "blend":
+            body["image_urls"] = list(params["image_urls"])
+            for key in ("dimension", "process_mode"):
+                if params.get(key):
+                    body[key] = params[key]
+            return "/blend", body
+        if kind == "faceswap":
+            return "/faceswap", {**body, "target_image_url": params["target_image_url"],
+                                 "swap_image_url": params["swap_image_url"]}
+        if kind == "upscale" and parent is None:
+            return "/upscale-highres", {**body, "image_url": params["image_url"],
+                                        "type": params.get("mode", "2x")}
+        if parent is None or not parent.remote_id:
+            raise InvalidRequest(f"a {kind} job needs a submitted parent task")
+        if kind == "seed":
+            return "/seed", {"task_id": parent.remote_id}
+        body["parent_task_id"] = parent.remote_id
+        if kind == "upscale":
+            mode = params.get("mode")
+            if mode in ("subtle", "creative"):
+                return "/upscale-alt", {**body, "type": mode}
+            if mode in ("2x", "4x"):
+                body["type"] = mode
+                if parent.kind in GRID_KINDS and params.get("index"):
+                    body["index"] = str(params["index"])
+                return "/upscale-highres", body
+            return "/upscale-1x", {**body, "index": str(params["index"])}
+        if kind == "reroll":
+            body["prompt"] = job.prompt
+            if params.get("aspect_ratio"):
+                body["aspect_ratio"] = params["aspect_ratio"]
+        elif kind == "variation":
+            body["index"] = str(params["index"])
+        elif kind == "vary_region":
+            with open(params["mask_path"], "rb") as fh:
+                mask = fh.read()
+            body["mask"] = "data:image/png;base64," + base64.b64encode(mask).decode("ascii")
+            body["prompt"] = job.prompt
+        elif kind == "outpaint":
+            body["zoom_ratio"] = params["zoom_ratio"]
+            body["prompt"] = job.prompt
+            if params.get("aspect_ratio"):
+                body["aspect_ratio"] = params["aspect_ratio"]
+        elif kind == "pan":
+            body["direction"] = params["direction"]
+            body["prompt"] = job.prompt
+        if params.get("process_mode") and kind in ("reroll", "variation", "vary_region",
+                                                   "outpaint", "pan"):
+            body["process_mode"] = params["process_mode"]
+        endpoint = _ENDPOINT.get(kind)
+        if endpoint is None:
+            raise InvalidRequest(f"APIFRAME cannot start a {kind!r} job")
+        return endpoint, body
 
     async def poll(self, job: Job) -> Update:
         response = await self._send("POST", "/fetch", json={"task_id": job.remote_id})
@@ -226,7 +356,9 @@ class Apiframe(Provider):
                 "POST", "/fetch-many", json={"task_ids": [j.remote_id for j in chunk]}
             )
             tasks = response.json().get("tasks") or []
-            by_id = {str(t.get("task_id") or t.get("taskId")): t for t in tasks if isinstance(t, dict)}
+            by_id = {
+                str(t.get("task_id") or t.get("taskId")): t for t in tasks if isinstance(t, dict)
+            }
             for job in chunk:
                 task = by_id.get(str(job.remote_id))
                 if task is None:
@@ -244,7 +376,12 @@ class Apiframe(Provider):
     def parse(self, body: Mapping[str, Any]) -> Update:
         """The :class:`Update` for a fetch / fetch-many / webhook task object."""
         body = dict(body)
-        has_result = bool(body.get("image_urls") or body.get("image_url"))
+        task_type = str(body.get("task_type") or "")
+        no_images = task_type in ("describe", "seed")
+        has_result = bool(
+            body.get("image_urls") or body.get("image_url") or body.get("content")
+            or body.get("seed")
+        )
         status = self.map_status(body.get("status")) if body.get("status") else (
             Status.SUCCEEDED if has_result else Status.RUNNING
         )
@@ -257,13 +394,18 @@ class Apiframe(Provider):
             if body.get("original_image_url"):
                 update.grid = Image(url=body["original_image_url"], role="grid")
             urls = body.get("image_urls") or ([body["image_url"]] if body.get("image_url") else [])
+            if no_images:
+                urls = []
             update.images = [
                 Image(url=u, role="image", index=(i + 1 if len(urls) > 1 else None))
                 for i, u in enumerate(urls)
             ]
         if update.status is Status.FAILED:
             errors = body.get("errors")
-            msgs = [e.get("msg") for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+            msgs = (
+                [e.get("msg") for e in errors if isinstance(e, dict)]
+                if isinstance(errors, list) else []
+            )
             update.error = (
                 body.get("message") or body.get("error") or "; ".join(m for m in msgs if m)
                 or "APIFRAME reported the task as failed without a reason"
@@ -273,10 +415,23 @@ class Apiframe(Provider):
                 update.error_type = "NotFound"
             elif any(w in lowered for w in ("banned", "moderat", "nsfw")):
                 update.error_type = "ModeratedPrompt"
-        for key in ("seed", "sref", "content"):
-            if key in body:
-                update.extras[key] = body[key]
+        for key in ("seed", "sref"):
+            if body.get(key) is not None:
+                update.extras[key] = str(body[key])
+        if task_type == "describe" and isinstance(body.get("content"), list):
+            update.extras["prompts"] = [str(p) for p in body["content"]]
         return update
+
+
+def _url(value: Any, name: str) -> str:
+    if isinstance(value, Image):
+        value = value.url
+    if not isinstance(value, str) or not value.startswith(("http://", "https://", "data:")):
+        raise InvalidRequest(
+            f"{name} must be a public http(s) image URL (e.g. job.images[0].url), not {value!r}",
+            provider="apiframe",
+        )
+    return value
 
 
 def _percentage(value: Any) -> float | None:

@@ -1,0 +1,23 @@
+"""The sandbox: the providers' own HTTP APIs, emulated in one ASGI app.
+
+With no API key set, every provider runs against this app — in-process through
+``httpx.ASGITransport``, or served on a port with ``python -m jupyter_imagine.sandbox``. Each
+provider is mounted under a prefix (``/apiframe`` …) and keeps its real paths, fields, status
+strings and error shapes below it. Jobs advance on a simulated clock; images are procedural and
+follow the semantics of each action (see :mod:`jupyter_imagine.imaging`).
+
+    >>> app = create_app(speed=100)
+    >>> state = app.state.sandbox          # clock, tasks, faults, request counter, webhooks
+    >>> state.faults.add(r"/apiframe/fetch$", status=429, retry_after=2)
+    >>> state.clock.advance(60)            # jump every job a minute ahead
+
+See ``_app.py`` for the control routes (``/_sandbox/...``) and how to add a provider, and each
+provider module (``_apiframe.py`` …) for what it emulates, its magic words and its choices.
+"""
+
+from ._app import PROVIDERS, create_app
+from ._clock import SimClock
+from ._faults import Fault, FaultInjector
+from ._state import SandboxState
+
+__all__ = ["PROVIDERS", "Fault", "FaultInjector", "SandboxState", "SimClock", "create_app"]

@@ -1,0 +1,206 @@
+"""The sandbox app: one Starlette app that mounts each emulated provider under its prefix.
+
+Adding a provider is one module and one line: write ``_<name>.py`` exposing
+
+- ``NAME`` (``"thenextleg"``) and ``PREFIX`` (``"/thenextleg"``),
+- ``build(state: SandboxState) -> ASGIApp`` — the provider's own app, mounted at ``PREFIX``
+  and keeping the real paths below it,
+- ``fault_response(status, *, retry_after, body) -> Response`` — how that provider answers an
+  injected fault (its own error shape),
+
+and add the module to :data:`PROVIDERS`.
+
+Besides the providers the app serves:
+
+- ``GET /`` — a JSON index of the mounted providers; ``GET /healthz`` — ``{"ok": true}``.
+- ``POST /_sandbox/faults`` (JSON: ``path_regex``, ``status``, ``count``, ``method``,
+  ``retry_after``, ``body``), ``GET`` to list, ``DELETE`` to clear.
+- ``GET /_sandbox/requests`` — requests received per ``"METHOD /path"`` and their ``total``;
+  ``DELETE`` resets the counter. The ``/_sandbox/...`` routes are not counted.
+- ``POST /_sandbox/webhook-sink[/anything]`` — records the body and headers of webhooks
+  (``state.webhooks``); ``GET`` lists them, ``DELETE`` clears. Webhook URLs on the sandbox's own
+  address are delivered in-process, so this works without a socket too.
+- ``GET /_sandbox/clock`` — ``{"now", "speed"}``; ``POST`` ``{"advance": seconds}`` and/or
+  ``{"speed": s}`` moves or re-speeds the clock (for tests against a server in another process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .._secrets import get_logger
+from . import (
+    _apiframe,
+)
+from ._clock import SimClock
+from ._state import SandboxState
+
+__all__ = ["PROVIDERS", "create_app"]
+
+logger = get_logger(__name__)
+
+#: The emulated providers, each mounted at its ``PREFIX``.
+PROVIDERS: tuple[ModuleType, ...] = (
+    _apiframe,
+)
+
+CONTROL_PREFIX = "/_sandbox"
+
+
+class _SandboxMiddleware:
+    """Counts requests and answers injected faults before the app sees the request."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        self.state.requests[(method, path)] += 1
+        fault = self.state.faults.take(method, path)
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        response = _fault_response(path, fault.status, fault.retry_after, fault.body)
+        await response(scope, receive, send)
+
+
+def _fault_response(path: str, status: int, retry_after: float | None, body: Any) -> Response:
+    for provider in PROVIDERS:
+        if path == provider.PREFIX or path.startswith(provider.PREFIX + "/"):
+            return provider.fault_response(status, retry_after=retry_after, body=body)
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+    content = {"error": f"injected fault ({status})"} if body is None else body
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def create_app(*, speed: float = 1.0, seed: int = 0) -> Starlette:
+    """The sandbox: every emulated provider under its prefix, plus the control routes.
+
+    Args:
+        speed: simulated seconds per real second for job progress (default 1.0; 0 freezes
+            the clock so only ``app.state.sandbox.clock.advance()`` moves it).
+        seed: mixed into every image seed (default 0).
+
+    Returns:
+        A Starlette app; ``app.state.sandbox`` is its :class:`SandboxState`.
+    """
+    state = SandboxState(clock=SimClock(speed), seed=int(seed))
+    mounts = [Mount(p.PREFIX, app=p.build(state), name=p.NAME) for p in PROVIDERS]
+
+    async def index(request: Request) -> Response:
+        root = str(request.base_url).rstrip("/")
+        return JSONResponse(
+            {
+                "name": "jupyter_imagine sandbox",
+                "providers": [
+                    {"name": p.NAME, "prefix": p.PREFIX, "url": root + p.PREFIX} for p in PROVIDERS
+                ],
+                "clock": {"now": state.clock.now(), "speed": state.clock.speed},
+                "control": root + CONTROL_PREFIX,
+            }
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.faults.clear()
+            return JSONResponse({"faults": []})
+        if request.method == "POST":
+            try:
+                spec = json.loads(await request.body() or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("the body must be a JSON object")
+                fault = state.faults.add(
+                    spec["path_regex"],
+                    status=spec["status"],
+                    count=spec.get("count", 1),
+                    method=spec.get("method"),
+                    retry_after=spec.get("retry_after"),
+                    body=spec.get("body"),
+                )
+            except KeyError as exc:
+                return JSONResponse({"error": f"{exc.args[0]} is required"}, status_code=400)
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse(fault.to_dict(), status_code=201)
+        return JSONResponse({"faults": [f.to_dict() for f in state.faults.pending()]})
+
+    async def requests(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.requests.clear()
+        counts = {f"{m} {p}": n for (m, p), n in sorted(state.requests.items())}
+        return JSONResponse({"total": sum(counts.values()), "requests": counts})
+
+    async def webhook_sink(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.webhooks.clear()
+            return JSONResponse({"webhooks": []})
+        if request.method == "GET":
+            return JSONResponse({"webhooks": state.webhooks})
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        state.webhooks.append(
+            {
+                "path": request.url.path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body": body,
+                "received_at": state.clock.now(),
+            }
+        )
+        return JSONResponse({"ok": True})
+
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                spec = json.loads(await request.body() or b"{}")
+                if "speed" in spec:
+                    state.clock.speed = spec["speed"]
+                if "advance" in spec:
+                    state.clock.advance(spec["advance"])
+            except (ValueError, TypeError, AttributeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"now": state.clock.now(), "speed": state.clock.speed})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await state.aclose()
+
+    control = [
+        Route(CONTROL_PREFIX + "/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route(CONTROL_PREFIX + "/requests", requests, methods=["GET", "DELETE"]),
+        Route(CONTROL_PREFIX + "/webhook-sink", webhook_sink, methods=["GET", "POST", "DELETE"]),
+        Route(CONTROL_PREFIX + "/webhook-sink/{rest:path}", webhook_sink, methods=["POST"]),
+        Route(CONTROL_PREFIX + "/clock", clock, methods=["GET", "POST"]),
+    ]
+    app = Starlette(
+        routes=[Route("/", index), Route("/healthz", healthz), *control, *mounts],
+        lifespan=lifespan,
+    )
+    app.add_middleware(_SandboxMiddleware, state=state)
+    app.state.sandbox = state
+    state.app = app
+    return app

@@ -1,0 +1,395 @@
+"""jupyter_imagine.imaging: sizes, scenes, grids, upscale/vary/inpaint, masks, PNG text."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, PngImagePlugin
+
+from jupyter_imagine import imaging
+from jupyter_imagine.errors import InvalidMask, InvalidRequest
+
+
+def _arr(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def _diff(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(_arr(a) - _arr(b)).mean())
+
+
+def _png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _chunk_types(data: bytes) -> list[bytes]:
+    types, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        types.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return types
+
+
+def _idat(data: bytes) -> bytes:
+    out, pos = b"", 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            out += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return out
+
+
+# ----------------------------------------------------------------------------- aspect_size
+@pytest.mark.parametrize(
+    ("ratio", "size"),
+    [
+        ("1:1", (512, 512)),
+        ("3:2", (512, 342)),
+        ("2:3", (342, 512)),
+        ("16:9", (512, 288)),
+        ("9:16", (288, 512)),
+        ("4:1", (512, 128)),
+        ("1:4", (128, 512)),
+        (" 7 : 5 ", (512, 366)),
+    ],
+)
+def test_aspect_size(ratio, size):
+    assert imaging.aspect_size(ratio) == size
+    assert all(side % 2 == 0 for side in size)
+
+
+def test_aspect_size_defaults_and_long_side():
+    assert imaging.aspect_size() == (512, 512)
+    assert imaging.aspect_size("3:2", long_side=1024) == (1024, 682)
+
+
+@pytest.mark.parametrize("bad", ["abc", "16-9", "16:", ":9", "0:1", "1:0", "", "1.5:1", None, 16])
+def test_aspect_size_malformed(bad):
+    with pytest.raises(InvalidRequest, match="aspect ratio must look like 16:9") as info:
+        imaging.aspect_size(bad)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["5:1", "1:5", "21:4"])
+def test_aspect_size_out_of_range(bad):
+    with pytest.raises(InvalidRequest, match="between 1:4 and 4:1"):
+        imaging.aspect_size(bad)
+
+
+# ----------------------------------------------------------------------------- render
+def test_render_size_mode_and_determinism():
+    a = imaging.render("a lighthouse at dusk", 7, (320, 200))
+    b = imaging.render("a lighthouse at dusk", 7, (320, 200))
+    assert a.size == (320, 200) and a.mode == "RGB"
+    assert a.tobytes() == b.tobytes()
+
+
+def test_render_seed_and_prompt_change_the_picture():
+    base = imaging.render("a pine forest in snow", 1, (256, 256))
+    assert _diff(base, imaging.render("a pine forest in snow", 2, (256, 256))) > 5
+    assert _diff(base, imaging.render("desert dunes", 1, (256, 256))) > 5
+
+
+def test_render_palette_follows_the_words():
+    night = np.mean([_arr(imaging.render("a quiet night", s, (128, 128))).mean() for s in range(3)])
+    day = np.mean([_arr(imaging.render("a sunny day", s, (128, 128))).mean() for s in range(3)])
+    assert night < day - 40
+    desert = _arr(imaging.render("desert dunes at noon", 3, (128, 128)))
+    assert desert[..., 0].mean() > desert[..., 2].mean()  # ochre: more red than blue
+    snow = np.mean(
+        [_arr(imaging.render("snowy peaks at noon", s, (128, 128)))[64:].mean() for s in range(4)]
+    )
+    forest = np.mean(
+        [_arr(imaging.render("pine forest at noon", s, (128, 128)))[64:].mean() for s in range(4)]
+    )
+    assert snow > forest + 50  # white ground against green
+
+
+def test_render_flags_do_not_change_the_picture():
+    a = imaging.render("a lighthouse at dusk", 3, (128, 128))
+    b = imaging.render("a lighthouse at dusk --ar 3:2 --seed 99", 3, (128, 128))
+    assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 300), (300, 3), (47, 47), (48, 48)])
+def test_render_tiny_and_thin_sizes(size):
+    assert imaging.render("neon city at night", 5, size).size == size
+
+
+def test_render_rejects_empty_size():
+    with pytest.raises(InvalidRequest):
+        imaging.render("x", 1, (0, 10))
+
+
+# ----------------------------------------------------------------------------- grids
+def test_make_and_split_grid_round_trip():
+    cells = [imaging.render("a lake", s, (60, 40)) for s in range(4)]
+    grid = imaging.make_grid(cells)
+    assert grid.size == (120, 80)
+    assert _arr(grid)[:40, 60:].tolist() == _arr(cells[1]).tolist()  # 2 is top-right
+    back = imaging.split_grid(grid)
+    assert [c.tobytes() for c in back] == [c.tobytes() for c in cells]
+
+
+def test_make_grid_errors():
+    cells = [Image.new("RGB", (10, 10))] * 3
+    with pytest.raises(InvalidRequest, match="exactly 4"):
+        imaging.make_grid(cells)
+    with pytest.raises(InvalidRequest, match="one size"):
+        imaging.make_grid([*cells, Image.new("RGB", (10, 12))])
+
+
+# ----------------------------------------------------------------------------- upscale / vary
+def test_upscale_is_the_same_picture_bigger():
+    src = imaging.render("autumn forest at dawn", 4, (128, 96))
+    big = imaging.upscale(src)
+    assert big.size == (256, 192)
+    assert _diff(big.resize(src.size, Image.Resampling.LANCZOS), src) < 3
+    assert imaging.upscale(src, 3).size == (384, 288)
+    assert imaging.upscale(src, 1).tobytes() == src.tobytes()
+    with pytest.raises(InvalidRequest):
+        imaging.upscale(src, 0)
+
+
+def test_vary_resembles_and_strength_scales():
+    src = imaging.render("a lighthouse at dusk", 1, (256, 256))
+    weak = imaging.vary(src, 11, 0.1)
+    default = imaging.vary(src, 11)
+    strong = imaging.vary(src, 11, 0.8)
+    other = imaging.render("a lighthouse at dusk", 2, (256, 256))
+    assert default.size == src.size and default.mode == "RGB"
+    assert 0 < _diff(src, weak) < _diff(src, default) < _diff(src, strong)
+    assert _diff(src, default) * 1.5 < _diff(src, other)
+    assert imaging.vary(src, 11).tobytes() == default.tobytes()
+    assert imaging.vary(src, 12).tobytes() != default.tobytes()
+    assert imaging.vary(src, 11, 0).tobytes() == src.tobytes()
+
+
+# ----------------------------------------------------------------------------- inpaint
+def test_inpaint_changes_only_the_masked_pixels():
+    src = imaging.render("a lighthouse at dusk", 1, (200, 160))
+    mask = Image.new("L", src.size, 0)
+    ImageDraw.Draw(mask).rectangle([40, 30, 150, 120], fill=255)
+    out = imaging.inpaint(src, mask, "neon city at night", 5)
+    a, b = _arr(src), _arr(out)
+    inside = np.asarray(mask) > 127
+    assert out.size == src.size
+    assert np.array_equal(a[~inside], b[~inside])
+    changed = np.abs(a - b).sum(axis=2) > 0
+    assert changed[inside].mean() > 0.9
+    assert imaging.inpaint(src, mask, "neon city at night", 5).tobytes() == out.tobytes()
+
+
+def test_inpaint_threshold_and_errors():
+    src = imaging.render("x", 1, (64, 64))
+    grey = Image.new("L", (64, 64), 127)  # not > 127: nothing to redraw
+    assert imaging.inpaint(src, grey, "y", 1).tobytes() == src.tobytes()
+    with pytest.raises(InvalidMask, match="mask is 32×32 but the image is 64×64"):
+        imaging.inpaint(src, Image.new("L", (32, 32), 255), "y", 1)
+
+
+# ----------------------------------------------------------------------------- load_mask
+SIZE = (40, 30)
+
+
+def _check_mask(png: bytes, white: np.ndarray) -> None:
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.mode == "L" and image.size == SIZE
+    values = np.asarray(image)
+    assert set(np.unique(values)) <= {0, 255}
+    assert np.array_equal(values == 255, white)
+
+
+def _region() -> np.ndarray:
+    white = np.zeros((SIZE[1], SIZE[0]), bool)
+    white[5:20, 10:30] = True
+    return white
+
+
+def test_load_mask_from_pil_images():
+    white = _region()
+    grey = Image.fromarray(np.where(white, 200, 30).astype(np.uint8))
+    _check_mask(imaging.load_mask(grey, SIZE), white)
+    _check_mask(imaging.load_mask(grey.convert("RGB"), SIZE), white)
+    _check_mask(
+        imaging.load_mask(
+            grey.point(lambda v: 255 * (v > 127)).convert("1", dither=Image.Dither.NONE), SIZE
+        ),
+        white,
+    )
+    _check_mask(imaging.load_mask(grey.convert("P"), SIZE), white)
+    # a drawer's export: white strokes on a transparent background
+    rgba = np.zeros((SIZE[1], SIZE[0], 4), np.uint8)
+    rgba[white] = (255, 255, 255, 255)
+    rgba[~white] = (255, 255, 255, 0)
+    _check_mask(imaging.load_mask(Image.fromarray(rgba, "RGBA"), SIZE), white)
+
+
+def test_load_mask_from_numpy_arrays():
+    white = _region()
+    _check_mask(imaging.load_mask(white, SIZE), white)
+    _check_mask(imaging.load_mask(white.astype(np.uint8) * 255, SIZE), white)
+    _check_mask(imaging.load_mask(white.astype(np.uint8), SIZE), white)  # 0/1 integers
+    _check_mask(imaging.load_mask(white.astype(np.int64), SIZE), white)
+    _check_mask(imaging.load_mask(white.astype(np.float32), SIZE), white)  # 0.0–1.0
+    _check_mask(imaging.load_mask(white.astype(np.float64) * 255, SIZE), white)  # 0–255 floats
+    rgb = np.repeat((white * 255).astype(np.uint8)[..., None], 3, axis=2)
+    _check_mask(imaging.load_mask(rgb, SIZE), white)
+    rgba = np.concatenate([rgb, np.full((*white.shape, 1), 255, np.uint8)], axis=2)
+    _check_mask(imaging.load_mask(rgba, SIZE), white)
+    _check_mask(imaging.load_mask(white[..., None], SIZE), white)
+
+
+def test_load_mask_from_bytes_paths_and_data_uris(tmp_path):
+    white = _region()
+    image = Image.fromarray((white * 255).astype(np.uint8))
+    png = _png(image)
+    _check_mask(imaging.load_mask(png, SIZE), white)
+    _check_mask(imaging.load_mask(bytearray(png), SIZE), white)
+    _check_mask(imaging.load_mask(_png(image, "WEBP"), SIZE), white)
+    _check_mask(imaging.load_mask(_png(image.convert("RGB"), "JPEG"), SIZE), white)
+    path = tmp_path / "mask.png"
+    path.write_bytes(png)
+    _check_mask(imaging.load_mask(path, SIZE), white)
+    _check_mask(imaging.load_mask(str(path), SIZE), white)
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    _check_mask(imaging.load_mask(uri, SIZE), white)
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (42, "mask must be a PIL image, a numpy array, PNG bytes or a path, not int"),
+        (None, "not NoneType"),
+        ([[0, 1]], "not list"),
+        (b"definitely not an image", "not an image"),
+        (np.zeros((3, 4, 5)), "2-D"),
+        (np.array(["a", "b"]).reshape(1, 2), "numbers or booleans"),
+    ],
+)
+def test_load_mask_rejects_what_is_not_an_image(obj, message):
+    with pytest.raises(InvalidMask, match=message) as info:
+        imaging.load_mask(obj, SIZE)
+    assert "\n" not in str(info.value)
+
+
+def test_load_mask_file_errors(tmp_path):
+    with pytest.raises(InvalidMask, match="does not exist"):
+        imaging.load_mask(tmp_path / "missing.png", SIZE)
+    junk = tmp_path / "junk.png"
+    junk.write_text("hello")
+    with pytest.raises(InvalidMask, match="not an image"):
+        imaging.load_mask(junk, SIZE)
+
+
+def test_load_mask_size_and_empty_errors():
+    with pytest.raises(InvalidMask) as info:
+        imaging.load_mask(np.ones((512, 512), bool), (1024, 1024))
+    assert str(info.value) == (
+        "mask is 512×512 but the image is 1024×1024; draw the mask at the image's size"
+    )
+    with pytest.raises(InvalidMask, match="the mask is empty: paint the region to redraw"):
+        imaging.load_mask(np.zeros((SIZE[1], SIZE[0]), bool), SIZE)
+
+
+# ----------------------------------------------------------------------------- decode_mask
+def test_decode_mask_accepts_base64_with_or_without_prefix_and_raw_bytes():
+    image = Image.new("L", (16, 8), 0)
+    image.paste(255, (0, 0, 8, 8))
+    png, webp = _png(image), _png(image, "WEBP")
+    b64 = base64.b64encode(png).decode()
+    for data in (
+        b64,
+        "data:image/png;base64," + b64,
+        "data:image/webp;base64," + base64.b64encode(webp).decode(),
+        b64.rstrip("="),
+        png,
+        b64.encode(),
+    ):
+        out = imaging.decode_mask(data)
+        assert out.mode == "L" and out.size == (16, 8)
+        assert np.asarray(out)[4, 2] > 127 and np.asarray(out)[4, 12] < 128
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "!!!not base64!!!", base64.b64encode(b"plain text").decode(), b"\x00\x01binary", 12],
+)
+def test_decode_mask_rejects_garbage(garbage):
+    with pytest.raises(InvalidMask):
+        imaging.decode_mask(garbage)
+
+
+# ----------------------------------------------------------------------------- PNG text
+def test_to_png_and_read_png_text_round_trip():
+    text = {"prompt": "a lighthouse at dusk --ar 3:2", "emoji": "🔄 Vary (Region) — ünïcode"}
+    data = imaging.to_png(Image.new("RGB", (4, 4), "red"), text)
+    assert data.startswith(b"\x89PNG")
+    assert imaging.read_png_text(data) == text
+    assert Image.open(io.BytesIO(data)).getpixel((1, 1)) == (255, 0, 0)
+    assert imaging.read_png_text(imaging.to_png(Image.new("L", (2, 2)))) == {}
+
+
+def test_png_with_text_keeps_the_pixels_and_replaces_keys():
+    image = imaging.render("a lake", 3, (64, 48))
+    data = imaging.to_png(image, {"prompt": "old", "keep": "me"})
+    out = imaging.png_with_text(data, {"prompt": "new ✓", "job": "123"})
+    assert _idat(out) == _idat(data)  # pixels not re-encoded
+    assert imaging.read_png_text(out) == {"prompt": "new ✓", "keep": "me", "job": "123"}
+    assert _chunk_types(out)[-1] == b"IEND"
+    assert Image.open(io.BytesIO(out)).tobytes() == image.tobytes()
+
+
+def test_png_text_with_non_png_data():
+    jpeg = _png(Image.new("RGB", (4, 4)), "JPEG")
+    assert imaging.png_with_text(jpeg, {"a": "b"}) == jpeg
+    assert imaging.png_with_text(b"garbage", {"a": "b"}) == b"garbage"
+    assert imaging.read_png_text(jpeg) == {}
+
+
+def test_read_png_text_reads_compressed_chunks():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("ztxt", "squeezed " * 20, zip=True)
+    info.add_itxt("itxt", "ïtxt zipped", zip=True)
+    buf = io.BytesIO()
+    Image.new("L", (2, 2)).save(buf, "PNG", pnginfo=info)
+    assert imaging.read_png_text(buf.getvalue()) == {
+        "ztxt": "squeezed " * 20,
+        "itxt": "ïtxt zipped",
+    }
+    assert zlib  # (the module is used by the implementation for zTXt)
+
+
+# ----------------------------------------------------------------------------- thumbnails, sizes
+def test_thumbnail_png_keeps_aspect():
+    data = imaging.to_png(imaging.render("x", 1, (1000, 400)))
+    thumb = imaging.thumbnail_png(data, 256)
+    image = Image.open(io.BytesIO(thumb))
+    assert image.format == "PNG" and image.size == (256, 102)
+    assert imaging.thumbnail_png(data).startswith(b"\x89PNG")
+    assert max(imaging.image_size(imaging.thumbnail_png(data))) == 512
+
+
+def test_thumbnail_png_small_png_unchanged_and_jpeg_converted():
+    small = imaging.to_png(Image.new("RGB", (100, 50)))
+    assert imaging.thumbnail_png(small, 512) == small
+    jpeg = _png(Image.new("RGB", (800, 600), "blue"), "JPEG")
+    thumb = imaging.thumbnail_png(jpeg, 400)
+    assert thumb.startswith(b"\x89PNG") and imaging.image_size(thumb) == (400, 300)
+    with pytest.raises(InvalidRequest):
+        imaging.thumbnail_png(b"nope")
+
+
+def test_image_size():
+    assert imaging.image_size(_png(Image.new("RGB", (33, 21)))) == (33, 21)
+    assert imaging.image_size(_png(Image.new("RGB", (33, 21)), "JPEG")) == (33, 21)
+    with pytest.raises(InvalidRequest):
+        imaging.image_size(b"not an image")
