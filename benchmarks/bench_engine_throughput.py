@@ -1,0 +1,90 @@
+"""500 concurrent sandbox jobs: the engine vs. a plain httpx asyncio loop (goal: ratio ≤ 1.10).
+
+Both talk to the same sandbox server (``python -m jupyter_imagine.sandbox``) on loopback and do
+the same work per job: submit ``/imagine``, poll until finished, download the grid and the four
+images. The baseline is what a careful hand-written client does: one ``httpx.AsyncClient``,
+``asyncio.gather`` over all jobs, ``POST /fetch`` every poll interval. The engine adds what the
+product needs (the SQLite store written on every change, the image cache with PNG text chunks,
+adaptive polling batched through ``/fetch-many``). Both run with the same concurrency (all jobs
+at once) and the same first poll interval. Printed: wall time and HTTP requests for each.
+
+Run: ``python benchmarks/bench_engine_throughput.py [--jobs 500] [--speed 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+
+import httpx
+from _common import request_count, reset_requests, sandbox_server
+
+
+async def baseline(url: str, jobs: int, interval: float) -> None:
+    headers = {"Authorization": "bench-key"}
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    async with httpx.AsyncClient(base_url=url + "/apiframe", headers=headers, limits=limits,
+                                 timeout=60) as client:
+
+        async def one(i: int) -> None:
+            r = await client.post("/imagine", json={"prompt": "a lighthouse at dusk"})
+            task_id = r.json()["task_id"]
+            while True:
+                await asyncio.sleep(interval)
+                body = (await client.post("/fetch", json={"task_id": task_id})).json()
+                if body.get("status") in ("finished", "failed"):
+                    break
+            for u in [body["original_image_url"], *body["image_urls"]]:
+                (await client.get(u)).raise_for_status()
+
+        await asyncio.gather(*(one(i) for i in range(jobs)))
+
+
+def engine_run(url: str, jobs: int, speed: float) -> None:
+    os.environ["JUPYTER_IMAGINE_SANDBOX_URL"] = url
+    from jupyter_imagine.engine import Engine
+    from jupyter_imagine.store import Store
+
+    with Engine(Store(tempfile.mkdtemp(prefix="ji-bench-")), concurrency={"apiframe": jobs},
+                sandbox_speed=speed) as engine:
+        started = [engine.imagine("a lighthouse at dusk", provider="apiframe")
+                   for _ in range(jobs)]
+        for job in started:
+            job.wait(600)
+        failed = [j for j in started if j.status.value != "succeeded"]
+        if failed:
+            raise SystemExit(f"{len(failed)} jobs did not succeed: {failed[0].error}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--speed", type=float, default=20.0,
+                        help="sandbox clock speed (20: an imagine takes 2 s of real time)")
+    args = parser.parse_args()
+    os.environ.pop("APIFRAME_API_KEY", None)
+    interval = 2.0 / args.speed  # APIFRAME's first poll interval, scaled like the engine's
+    with sandbox_server(args.speed) as url:
+        httpx.post(url + "/apiframe/imagine", json={"prompt": "a lighthouse at dusk"},
+                   headers={"Authorization": "warm"})
+        reset_requests(url)
+        t0 = time.perf_counter()
+        asyncio.run(baseline(url, args.jobs, interval))
+        base_time, base_requests = time.perf_counter() - t0, request_count(url)
+        reset_requests(url)
+        t0 = time.perf_counter()
+        engine_run(url, args.jobs, args.speed)
+        eng_time, eng_requests = time.perf_counter() - t0, request_count(url)
+    print(f"{args.jobs} concurrent sandbox jobs (imagine ≈ {40 / args.speed:.1f} s each), "
+          "submit + poll + 5 image downloads per job")
+    print(f"  plain httpx asyncio loop   wall {base_time:7.2f} s   HTTP requests {base_requests:6d}")
+    print(f"  jupyter_imagine engine     wall {eng_time:7.2f} s   HTTP requests {eng_requests:6d}")
+    print(f"  ratio engine / baseline    wall {eng_time / base_time:7.2f}     "
+          f"requests {eng_requests / base_requests:6.2f}   (goal: wall ratio ≤ 1.10)")
+
+
+if __name__ == "__main__":
+    main()
