@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigurationError
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update
 from .apiframe import Apiframe
+from .thenextleg import TheNextLeg
 
 __all__ = [
     "PROVIDERS",
@@ -20,6 +21,7 @@ __all__ = [
 #: Every provider by name, in the order ``%imagine providers`` lists them.
 PROVIDERS: dict[str, type[Provider]] = {
     "apiframe": Apiframe,
+    "thenextleg": TheNextLeg,
 }
 
 

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._secrets import get_logger
 from . import (
     _apiframe,
+    _thenextleg,
 )
 from ._clock import SimClock
 from ._state import SandboxState
@@ -52,6 +53,7 @@ logger = get_logger(__name__)
 #: The emulated providers, each mounted at its ``PREFIX``.
 PROVIDERS: tuple[ModuleType, ...] = (
     _apiframe,
+    _thenextleg,
 )
 
 CONTROL_PREFIX = "/_sandbox"
