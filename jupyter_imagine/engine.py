@@ -207,6 +207,7 @@ class Engine:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
             )
+        self._prepare(instance)
         clean = instance.validate(kind, prompt, params)
         job = Job(
             provider=cls.name,
@@ -413,6 +414,21 @@ class Engine:
                 self._providers.setdefault(name, instance)
             self._providers[name] = instance
             return instance
+
+    def _prepare(self, instance: Provider) -> None:
+        """Run ``instance.prepare()`` once, so validation sees the provider's catalogue. A
+        failure is logged and not raised: the provider then checks again before it submits."""
+        if getattr(instance, "_prepared", False):
+            return
+        try:
+            self._run(
+                self._retrying(instance.prepare, instance, idempotent=True)
+            ).result(self.http_timeout * 2)
+        except (ImagineError, concurrent.futures.TimeoutError) as exc:
+            logger.warning("%s: could not load its catalogue before validating: %s",
+                           instance.label, exc)
+            return
+        instance._prepared = True  # type: ignore[attr-defined]
 
     def _client(self, in_process: bool) -> httpx.AsyncClient:
         kind = "asgi" if in_process else "net"

@@ -34,15 +34,21 @@ from ._secrets import get_logger
 from .errors import InvalidMask, InvalidRequest
 
 __all__ = [
+    "SKIES",
+    "TERRAIN",
+    "Sky",
     "aspect_size",
     "decode_mask",
+    "hash32",
     "image_size",
     "inpaint",
     "load_mask",
     "make_grid",
     "png_with_text",
+    "prompt_words",
     "read_png_text",
     "render",
+    "scene_plan",
     "split_grid",
     "thumbnail_png",
     "to_png",
@@ -94,7 +100,7 @@ def _rgb(*values: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Sky:
+class Sky:
     zenith: np.ndarray
     middle: np.ndarray
     horizon: np.ndarray
@@ -110,8 +116,8 @@ class _Sky:
     stars: bool
 
 
-_SKIES: dict[str, _Sky] = {
-    "day": _Sky(
+SKIES: dict[str, Sky] = {
+    "day": Sky(
         _rgb(34, 88, 172),
         _rgb(86, 150, 218),
         _rgb(204, 226, 240),
@@ -126,7 +132,7 @@ _SKIES: dict[str, _Sky] = {
         0.35,
         False,
     ),
-    "dusk": _Sky(
+    "dusk": Sky(
         _rgb(28, 26, 78),
         _rgb(142, 62, 118),
         _rgb(255, 150, 76),
@@ -141,7 +147,7 @@ _SKIES: dict[str, _Sky] = {
         0.9,
         False,
     ),
-    "dawn": _Sky(
+    "dawn": Sky(
         _rgb(58, 92, 166),
         _rgb(210, 158, 184),
         _rgb(255, 216, 170),
@@ -156,7 +162,7 @@ _SKIES: dict[str, _Sky] = {
         0.7,
         False,
     ),
-    "night": _Sky(
+    "night": Sky(
         _rgb(3, 6, 20),
         _rgb(12, 22, 56),
         _rgb(36, 56, 104),
@@ -171,7 +177,7 @@ _SKIES: dict[str, _Sky] = {
         0.45,
         True,
     ),
-    "neon": _Sky(
+    "neon": Sky(
         _rgb(8, 4, 30),
         _rgb(66, 16, 98),
         _rgb(236, 70, 150),
@@ -186,7 +192,7 @@ _SKIES: dict[str, _Sky] = {
         0.55,
         True,
     ),
-    "alien": _Sky(
+    "alien": Sky(
         _rgb(14, 40, 70),
         _rgb(30, 130, 140),
         _rgb(236, 200, 150),
@@ -204,7 +210,7 @@ _SKIES: dict[str, _Sky] = {
 }
 
 # (far colour, near colour) of the terrain in neutral light, per scene kind.
-_TERRAIN: dict[str, tuple[np.ndarray, np.ndarray]] = {
+TERRAIN: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "mountain": (_rgb(126, 140, 164), _rgb(46, 58, 62)),
     "forest": (_rgb(96, 138, 124), _rgb(16, 56, 36)),
     "snow": (_rgb(226, 234, 246), _rgb(176, 192, 214)),
@@ -323,11 +329,11 @@ _SCENE_PRIORITY = ("snow", "desert", "alien", "city", "ocean", "forest", "mounta
 _FLAG = re.compile(r"--\w+(?:\s+(?!--)\S+)?")
 
 
-def _words(prompt: str) -> set[str]:
+def prompt_words(prompt: str) -> set[str]:
     return set(re.findall(r"[a-z]+", _FLAG.sub(" ", prompt.lower())))
 
 
-def _hash32(*parts: object) -> int:
+def hash32(*parts: object) -> int:
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & 0xFFFFFFFF
 
@@ -349,10 +355,10 @@ class _Plan:
     flags: set[str] = field(default_factory=set)
 
 
-def _plan(prompt: str, rng: np.random.Generator) -> _Plan:
-    words = _words(prompt)
+def scene_plan(prompt: str, rng: np.random.Generator) -> _Plan:
+    words = prompt_words(prompt)
     hits = {name for name, vocab in _WORDS.items() if words.intersection(vocab)}
-    phash = _hash32(" ".join(sorted(words)))
+    phash = hash32(" ".join(sorted(words)))
     scene = next((s for s in _SCENE_PRIORITY if s in hits), None)
     if scene is None:
         scene = ("mountain", "forest", "ocean", "desert", "snow", "mountain", "alien")[phash % 7]
@@ -459,7 +465,7 @@ def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
     return a + (b - a) * t
 
 
-def _sky_gradient(sky: _Sky, h: int, horizon: int) -> np.ndarray:
+def _sky_gradient(sky: Sky, h: int, horizon: int) -> np.ndarray:
     """(h, 1, 3) gradient: zenith → middle → horizon at ``horizon``, slightly darker below."""
     y = np.arange(h, dtype=_F)[:, None] / max(horizon, 1)
     y = np.clip(y, 0, 1.2)
@@ -515,9 +521,9 @@ def render(prompt: str, seed: int, size: tuple[int, int]) -> Image.Image:
     if w < _MIN_SIDE or h < _MIN_SIDE:  # too small to draw: draw bigger, then shrink
         big = render(prompt, seed, (max(w, _MIN_SIDE), max(h, _MIN_SIDE)))
         return big.resize((w, h), Image.Resampling.LANCZOS)
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, _hash32(sorted(_words(prompt)))])
-    plan = _plan(prompt, rng)
-    sky = _SKIES[plan.time]
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, hash32(sorted(prompt_words(prompt)))])
+    plan = scene_plan(prompt, rng)
+    sky = SKIES[plan.time]
     short = min(w, h)
     cols = np.arange(w, dtype=np.intp)
     xs = cols.astype(_F)[None, :]
@@ -658,7 +664,7 @@ def _ridges(
     rng: np.random.Generator, plan: _Plan, w: int, h: int, horizon: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ridge line (y per column) and colour of each terrain layer, far to near."""
-    far, near = _TERRAIN[plan.scene]
+    far, near = TERRAIN[plan.scene]
     n_layers = 4 if plan.water else 5
     top = horizon - h * (0.16 if plan.water else 0.36)
     ridges = np.empty((n_layers, w), _F)
@@ -697,7 +703,7 @@ def _ridges(
 def _paint_sky(
     rng: np.random.Generator,
     plan: _Plan,
-    sky: _Sky,
+    sky: Sky,
     w: int,
     rows: int,
     horizon: int,
@@ -805,7 +811,7 @@ def _paint_water(
     img: np.ndarray,
     mirror: np.ndarray,
     land: np.ndarray,
-    sky: _Sky,
+    sky: Sky,
     horizon: int,
     body_x: float,
     radius: float,
@@ -947,7 +953,7 @@ def _lighthouse(
     ridge: np.ndarray,
     horizon: int,
     plan: _Plan,
-    sky: _Sky,
+    sky: Sky,
 ) -> None:
     """Paint a striped lighthouse (and its beam when dark) on the headland ``ridge``, in place."""
     h, w = img.shape[:2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigurationError
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update
 from .apiframe import Apiframe
+from .blockade import Blockade
 from .thenextleg import TheNextLeg
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
 PROVIDERS: dict[str, type[Provider]] = {
     "apiframe": Apiframe,
     "thenextleg": TheNextLeg,
+    "blockade": Blockade,
 }
 
 

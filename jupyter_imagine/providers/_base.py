@@ -233,6 +233,10 @@ class Provider:
                 out[spec.name] = spec.coerce(value, self.name)
         return out
 
+    async def prepare(self) -> None:
+        """Load what :meth:`validate` needs from the service (a style catalogue …), once per
+        provider instance, before the first job is validated. Default: nothing."""
+
     def job_kind(self, kind: str) -> str:
         """The :attr:`Job.kind` of a job started as ``kind`` (default: the same; Blockade's
         ``imagine`` is a ``skybox``, Banatie's a ``generation``)."""

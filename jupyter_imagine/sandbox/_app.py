@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._secrets import get_logger
 from . import (
     _apiframe,
+    _blockade,
     _thenextleg,
 )
 from ._clock import SimClock
@@ -54,6 +55,7 @@ logger = get_logger(__name__)
 PROVIDERS: tuple[ModuleType, ...] = (
     _apiframe,
     _thenextleg,
+    _blockade,
 )
 
 CONTROL_PREFIX = "/_sandbox"
