@@ -63,9 +63,12 @@ def provider_settings(
     upper = name.upper()
     key = _env(env_key)
     extra = tuple((k, v) for k in extra_keys if (v := _env(k)) is not None)
-    for secret in (key, *(v for _, v in extra)):
+    for secret in (key, *(v for k, v in extra if k in extra_keys[:2])):
         register(secret)
-    has_credentials = key is not None if not extra_keys else len(extra) >= 2
+    present = {k for k, _ in extra}
+    has_credentials = (
+        all(k in present for k in extra_keys[:2]) if extra_keys else key is not None
+    )
     sandbox_url = _env("JUPYTER_IMAGINE_SANDBOX_URL")
     forced = (_env("JUPYTER_IMAGINE_SANDBOX") or "auto").lower()
     if forced not in {"auto", "0", "1", "true", "false", "yes", "no"}:

@@ -6,6 +6,7 @@ from ..errors import ConfigurationError
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update
 from .apiframe import Apiframe
 from .blockade import Blockade
+from .neuroflash import Neuroflash
 from .thenextleg import TheNextLeg
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
 PROVIDERS: dict[str, type[Provider]] = {
     "apiframe": Apiframe,
     "thenextleg": TheNextLeg,
+    "neuroflash": Neuroflash,
     "blockade": Blockade,
 }
 

@@ -42,6 +42,8 @@ from .._secrets import get_logger
 from . import (
     _apiframe,
     _blockade,
+    _neuroflash,
+    _neuroflash_id,
     _thenextleg,
 )
 from ._clock import SimClock
@@ -54,6 +56,8 @@ logger = get_logger(__name__)
 #: The emulated providers, each mounted at its ``PREFIX``.
 PROVIDERS: tuple[ModuleType, ...] = (
     _apiframe,
+    _neuroflash,
+    _neuroflash_id,
     _thenextleg,
     _blockade,
 )
