@@ -68,6 +68,7 @@ def imagine(
     prompt: str,
     *,
     provider: str | None = None,
+    kind: str = "imagine",
     wait: bool = False,
     timeout: float | None = None,
     **params: Any,
@@ -78,6 +79,8 @@ def imagine(
         prompt: the prompt, sent untouched (``--ar 16:9``, ``::`` weights, ``{a, b}`` and all).
         provider: ``apiframe`` … (default: ``JUPYTER_IMAGINE_PROVIDER`` or ``apiframe``). With no
             key for it, the job runs in the built-in sandbox and ``job.sandbox`` is ``True``.
+        kind: one of the provider's kinds (default ``imagine``; Banatie also ``live``,
+            neuroflash ``edit``/``upscale``, Blockade ``skybox``).
         wait: block until the job is final (default ``False``); in a notebook prefer
             ``await job``, which keeps widget clicks live.
         timeout: the job's deadline in seconds (default: the provider's, 15 min for APIFRAME).
@@ -92,8 +95,9 @@ def imagine(
         from .errors import InvalidRequest
 
         raise InvalidRequest(f"the prompt must be a string, not {type(prompt).__name__}")
-    job = get_engine().imagine(prompt, provider=provider or default_provider(), timeout=timeout,
-                               **params)
+    job = get_engine().imagine(
+        prompt, provider=provider or default_provider(), kind=kind, timeout=timeout, **params
+    )
     return job.wait() if wait else job
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConfigurationError
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update
 from .apiframe import Apiframe
+from .banatie import Banatie
 from .blockade import Blockade
 from .neuroflash import Neuroflash
 from .thenextleg import TheNextLeg
@@ -25,6 +26,7 @@ PROVIDERS: dict[str, type[Provider]] = {
     "apiframe": Apiframe,
     "thenextleg": TheNextLeg,
     "neuroflash": Neuroflash,
+    "banatie": Banatie,
     "blockade": Blockade,
 }
 

@@ -24,7 +24,6 @@ from ..errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
-    ProviderError,
     RateLimited,
     ServiceUnavailable,
 )
@@ -300,7 +299,7 @@ class Provider:
         text = response.text.strip()
         return text[:200] if text and text not in ("{}", "[]") else response.reason_phrase
 
-    def classify_error(self, response: httpx.Response, message: str) -> type[ProviderError] | None:
+    def classify_error(self, response: httpx.Response, message: str) -> type[ImagineError] | None:
         """A more specific exception class for this answer, or ``None`` for the default by code."""
         return None
 

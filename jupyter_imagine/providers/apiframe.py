@@ -150,7 +150,7 @@ class Apiframe(Provider):
         if any(word in lowered for word in ("credit", "quota", "insufficient", "subscription")):
             return QuotaExceeded
         if response.status_code == 404 or "not found" in lowered:
-            return NotFound  # type: ignore[return-value]
+            return NotFound
         return None
 
     # --------------------------------------------------------------- validation

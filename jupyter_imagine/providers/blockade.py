@@ -254,7 +254,7 @@ class Blockade(Provider):
         if any(w in lowered for w in ("credit", "quota", "insufficient", "balance")):
             return QuotaExceeded
         if response.status_code == 404:
-            return NotFound  # type: ignore[return-value]
+            return NotFound
         return None
 
     # --------------------------------------------------------------- validation

@@ -36,8 +36,8 @@ Choices (where ``providers.md`` says [I] or [U]):
   HTTP; the engine calls :meth:`Neuroflash.prepare` once first, which fetches the catalogue, so
   ``validate()`` makes the static checks (types, ``W:H`` ratios, known parameters for the kind)
   and the catalogue checks before anything is stored. ``submit()`` checks against the catalogue
-  again before the POST (fetching it if ``prepare`` could not), so an unknown aspect ratio or too many images
-  fail as :class:`~jupyter_imagine.errors.InvalidRequest` listing the allowed values, and
+  again before the POST (fetching it if ``prepare`` could not), so an unknown aspect ratio or
+  too many images fail as :class:`~jupyter_imagine.errors.InvalidRequest` listing the allowed values, and
   nothing is sent. Without ``model_id`` the first allowed model (by ``order``) with the needed
   capability is chosen and sent, so what is validated is what runs.
 - **Capabilities**: ``text2image`` for ``imagine``, ``image2image`` for ``edit``, ``upscale``

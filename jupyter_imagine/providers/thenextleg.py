@@ -327,12 +327,12 @@ class TheNextLeg(Provider):
     def classify_error(self, response: httpx.Response, message: str) -> type[ProviderError] | None:
         code = content_code(message)
         if code is not None and CODES[code].error is not None:
-            return CODES[code].error  # type: ignore[return-value]
+            return CODES[code].error
         lowered = message.lower()
         if "invalid phrase" in lowered or "banned" in lowered:
             return ModeratedPrompt
         if "mask" in lowered and response.status_code in (400, 422):
-            return InvalidMask  # type: ignore[return-value]
+            return InvalidMask
         return None
 
     def _raise_for_answer(self, data: Any, status: int = 200) -> None:

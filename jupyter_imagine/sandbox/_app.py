@@ -41,6 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._secrets import get_logger
 from . import (
     _apiframe,
+    _banatie,
+    _banatie_cdn,
     _blockade,
     _neuroflash,
     _neuroflash_id,
@@ -58,6 +60,8 @@ PROVIDERS: tuple[ModuleType, ...] = (
     _apiframe,
     _neuroflash,
     _neuroflash_id,
+    _banatie,
+    _banatie_cdn,
     _thenextleg,
     _blockade,
 )
