@@ -85,7 +85,7 @@ from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidMask, InvalidRequest
 from . import _apiframe_images as art
-from ._state import SandboxState, Snapshot, watch_and_post
+from ._state import SandboxState, Snapshot, retry_headers, watch_and_post
 
 __all__ = ["NAME", "PREFIX", "Apiframe", "Task", "build", "fault_response"]
 
@@ -171,24 +171,12 @@ def error_response(
         body: Any = {}
     else:
         body = {"errors": [{"msg": msg or _DEFAULT_MSG.get(status, "Request failed")}]}
-    headers = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=retry_headers(status, retry_after))
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
-    """The answer to an injected fault: ``body`` if given, else APIFRAME's error shape."""
-    if body is None:
-        return error_response(status, retry_after=retry_after)
-    headers = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-    return JSONResponse(body, status_code=status, headers=headers)
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
+    """The answer to an injected fault, in APIFRAME's error shape."""
+    return error_response(status, retry_after=retry_after)
 
 
 # ------------------------------------------------------------------------------ tasks

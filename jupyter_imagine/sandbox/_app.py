@@ -5,7 +5,7 @@ Adding a provider is one module and one line: write ``_<name>.py`` exposing
 - ``NAME`` (``"thenextleg"``) and ``PREFIX`` (``"/thenextleg"``),
 - ``build(state: SandboxState) -> ASGIApp`` — the provider's own app, mounted at ``PREFIX``
   and keeping the real paths below it,
-- ``fault_response(status, *, retry_after, body) -> Response`` — how that provider answers an
+- ``fault_response(status, *, retry_after) -> Response`` — how that provider answers an
   injected fault (its own error shape),
 
 and add the module to :data:`PROVIDERS`.
@@ -49,7 +49,7 @@ from . import (
     _thenextleg,
 )
 from ._clock import SimClock
-from ._state import SandboxState
+from ._state import SandboxState, retry_headers
 
 __all__ = ["PROVIDERS", "create_app"]
 
@@ -95,12 +95,14 @@ class _SandboxMiddleware:
 
 
 def _fault_response(path: str, status: int, retry_after: float | None, body: Any) -> Response:
+    """An injected fault: ``body`` as given, else the error shape of the provider under ``path``."""
+    if body is not None:
+        return JSONResponse(body, status_code=status, headers=retry_headers(status, retry_after))
     for provider in PROVIDERS:
         if path == provider.PREFIX or path.startswith(provider.PREFIX + "/"):
-            return provider.fault_response(status, retry_after=retry_after, body=body)
-    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
-    content = {"error": f"injected fault ({status})"} if body is None else body
-    return JSONResponse(content, status_code=status, headers=headers)
+            return provider.fault_response(status, retry_after=retry_after)
+    return JSONResponse({"error": f"injected fault ({status})"}, status_code=status,
+                        headers=retry_headers(status, retry_after))
 
 
 def create_app(*, speed: float = 1.0, seed: int = 0) -> Starlette:

@@ -111,7 +111,7 @@ from starlette.routing import Mount, Route
 
 from .._secrets import get_logger
 from . import _banatie_images as art
-from ._state import SandboxState
+from ._state import SandboxState, retry_headers
 
 __all__ = ["NAME", "PREFIX", "Banatie", "build", "emulator", "fault_response"]
 
@@ -211,24 +211,15 @@ def error_response(
     if message is None:
         message = _DEFAULT_MESSAGE.get(status, "Internal server error")
     out = dict(headers or {})
-    if status == 429 and retry_after is None and "Retry-After" not in out:
-        retry_after = 1
-    if retry_after is not None:
-        out["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    if "Retry-After" not in out:
+        out.update(retry_headers(status, retry_after, whole_seconds=True))
     body = {"success": False, "error": {"message": message, "code": code}}
     return JSONResponse(body, status_code=status, headers=out)
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
-    """The answer to an injected fault: ``body`` if given, else Banatie's error envelope."""
-    if body is None:
-        return error_response(status, retry_after=retry_after)
-    headers = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return JSONResponse(body, status_code=status, headers=headers)
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
+    """The answer to an injected fault, in Banatie's error envelope."""
+    return error_response(status, retry_after=retry_after)
 
 
 def ok(data: Any, status: int = 200, pagination: dict[str, Any] | None = None) -> JSONResponse:

@@ -14,8 +14,6 @@ The sandbox's organisation and project are ``sandbox`` / ``notebook`` (``GET
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.applications import Starlette
 from starlette.responses import Response
 
@@ -33,6 +31,6 @@ def build(state: SandboxState) -> Starlette:
     return _banatie.build_cdn(state)
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
     """The answer to an injected fault, in Banatie's error envelope."""
-    return _banatie.fault_response(status, retry_after=retry_after, body=body)
+    return _banatie.fault_response(status, retry_after=retry_after)

@@ -105,7 +105,7 @@ from starlette.routing import Route
 from .. import imaging
 from .._secrets import get_logger
 from . import _blockade_images as art
-from ._state import SandboxState, Snapshot, watch_and_post
+from ._state import SandboxState, Snapshot, retry_headers, watch_and_post
 
 __all__ = [
     "EXPORT_TYPES",
@@ -305,17 +305,9 @@ def error_response(
     return JSONResponse({"error": text}, status_code=status, headers=headers or {})
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
-    """The answer to an injected fault: ``body`` if given, else Blockade's error shape; a 429
-    always carries ``Retry-After`` (1 s unless given)."""
-    headers: dict[str, str] = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-    if body is None:
-        return error_response(status, headers=headers)
-    return JSONResponse(body, status_code=status, headers=headers)
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
+    """The answer to an injected fault, in Blockade's error shape."""
+    return error_response(status, headers=retry_headers(status, retry_after))
 
 
 # ------------------------------------------------------------------------------ records
@@ -643,8 +635,8 @@ class Blockade:
             return
         last: dict[str, Any] = {}
 
-        def snapshot() -> Snapshot:
-            now = self.now()
+        def snapshot(at: float) -> Snapshot:
+            now = at
             status, following = item.phase(now)
             if last.get("status") != status:
                 payload = (
@@ -657,8 +649,10 @@ class Blockade:
                 following = None
             return Snapshot(last["payload"], final, following)
 
+        # snapshot(at) lets the watcher replay every status it slept through, from creation.
         self.state.spawn(
-            watch_and_post(self.state, item.webhook_url, snapshot, origin=item.origin)
+            watch_and_post(self.state, item.webhook_url, snapshot, origin=item.origin,
+                           since=item.created)
         )
 
     # ----------------------------------------------------------------- images

@@ -113,7 +113,7 @@ from starlette.routing import Route
 from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidRequest
-from ._state import SandboxState
+from ._state import SandboxState, retry_headers
 
 __all__ = [
     "NAME",
@@ -304,17 +304,11 @@ def problem(
     )
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
-    """The answer to an injected fault: ``body`` if given, else a problem document."""
-    headers: dict[str, str] = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-    if body is not None:
-        return JSONResponse(body, status_code=status, headers=headers)
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
+    """The answer to an injected fault, as a problem document."""
     kind = "rate-limit" if status == 429 else "quota-exceeded" if status == 402 else None
-    return problem(status, f"injected fault ({status})", kind=kind, headers=headers)
+    return problem(status, f"injected fault ({status})", kind=kind,
+                   headers=retry_headers(status, retry_after))
 
 
 # ------------------------------------------------------------------------------ records

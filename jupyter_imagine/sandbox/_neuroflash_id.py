@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 from starlette.applications import Starlette
@@ -32,7 +31,7 @@ from starlette.routing import Route
 
 from .._secrets import get_logger
 from ._neuroflash import emulator
-from ._state import SandboxState
+from ._state import SandboxState, retry_headers
 
 __all__ = ["NAME", "PREFIX", "build", "fault_response", "oauth_error"]
 
@@ -65,21 +64,15 @@ def oauth_error(
     return JSONResponse(body, status_code=status, headers=extra)
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
-    """The answer to an injected fault: ``body`` if given, else an OAuth error."""
-    headers: dict[str, str] = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-    if body is not None:
-        return JSONResponse(body, status_code=status, headers=headers)
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
+    """The answer to an injected fault, as an OAuth error."""
     error = {
         401: "invalid_client",
         429: "slow_down",
         503: "temporarily_unavailable",
     }.get(status, "server_error" if status >= 500 else "invalid_request")
-    return oauth_error(status, error, f"injected fault ({status})", headers=headers)
+    return oauth_error(status, error, f"injected fault ({status})",
+                       headers=retry_headers(status, retry_after))
 
 
 def _basic(request: Request) -> tuple[str | None, str | None]:

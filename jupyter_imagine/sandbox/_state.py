@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import math
 import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
@@ -17,7 +18,14 @@ from .._secrets import get_logger
 from ._clock import SimClock
 from ._faults import FaultInjector
 
-__all__ = ["LRU", "SandboxState", "Snapshot", "deliver_webhook", "watch_and_post"]
+__all__ = [
+    "LRU",
+    "SandboxState",
+    "Snapshot",
+    "deliver_webhook",
+    "retry_headers",
+    "watch_and_post",
+]
 
 logger = get_logger(__name__)
 
@@ -306,3 +314,21 @@ def _takes_time(fn: Callable[..., Any]) -> bool:
     return any(
         p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
     )
+
+
+def retry_headers(
+    status: int, retry_after: float | None, *, whole_seconds: bool = False
+) -> dict[str, str]:
+    """The ``Retry-After`` header of an error answer: ``retry_after`` seconds if given, else 1 s
+    for a 429 (every provider's 429 carries one), else none.
+
+    ``whole_seconds`` rounds up to an integer ≥ 1, as RFC 9110 writes it (default ``False``: the
+    sandbox also sends fractions, so tests can ask for short waits).
+    """
+    if retry_after is None:
+        if status != 429:
+            return {}
+        retry_after = 1
+    if whole_seconds:
+        return {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return {"Retry-After": f"{retry_after:g}"}

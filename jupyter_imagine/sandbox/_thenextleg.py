@@ -128,7 +128,7 @@ from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidMask, InvalidRequest
 from . import _apiframe_images as art
-from ._state import SandboxState, deliver_webhook
+from ._state import SandboxState, deliver_webhook, retry_headers
 
 __all__ = ["NAME", "PREFIX", "Account", "Message", "TheNextLeg", "build", "fault_response"]
 
@@ -267,25 +267,13 @@ _DEFAULT_MSG = {
 def error_response(status: int, msg: str | None = None, *, retry_after: float | None = None
                    ) -> JSONResponse:
     """TNL's error answer ``{"success": false, "msg": …}`` (a 429 always has ``Retry-After``)."""
-    headers = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
     body = {"success": False, "msg": msg or _DEFAULT_MSG.get(status, "Request failed")}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=retry_headers(status, retry_after))
 
 
-def fault_response(status: int, *, retry_after: float | None = None, body: Any = None) -> Response:
-    """The answer to an injected fault: ``body`` if given, else TNL's error shape."""
-    if body is None:
-        return error_response(status, retry_after=retry_after)
-    headers = {}
-    if status == 429 and retry_after is None:
-        retry_after = 1
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-    return JSONResponse(body, status_code=status, headers=headers)
+def fault_response(status: int, *, retry_after: float | None = None) -> Response:
+    """The answer to an injected fault, in TNL's error shape."""
+    return error_response(status, retry_after=retry_after)
 
 
 # ------------------------------------------------------------------------------ records
