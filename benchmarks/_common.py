@@ -44,7 +44,11 @@ def sandbox_server(speed: float) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def request_count(url: str, prefix: str = "/apiframe") -> int:

@@ -26,8 +26,9 @@ from _common import request_count, reset_requests, sandbox_server
 async def baseline(url: str, jobs: int, interval: float) -> None:
     headers = {"Authorization": "bench-key"}
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    timeout = httpx.Timeout(60, pool=None)  # as the engine: waiting for a connection is no error
     async with httpx.AsyncClient(base_url=url + "/apiframe", headers=headers, limits=limits,
-                                 timeout=60) as client:
+                                 timeout=timeout) as client:
 
         async def one(i: int) -> None:
             r = await client.post("/imagine", json={"prompt": "a lighthouse at dusk"})

@@ -434,7 +434,10 @@ class Engine:
         kind = "asgi" if in_process else "net"
         client = self._clients.get(kind)
         if client is None:
-            timeout = httpx.Timeout(self.http_timeout, connect=min(10.0, self.http_timeout))
+            # Waiting for a free pooled connection is our own queue, not the service failing.
+            timeout = httpx.Timeout(
+                self.http_timeout, connect=min(10.0, self.http_timeout), pool=None
+            )
             if in_process:
                 client = httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=self.sandbox_app()), timeout=timeout

@@ -36,7 +36,7 @@ def test_imagine_returns_at_once_then_finishes_with_downloaded_images(engine):
     assert job.status is Status.QUEUED and job.sandbox is True
     assert held < 1.0  # returns before any HTTP round trip completes (benchmarks measure properly)
     assert engine.store.get(job.id)["status"] == "queued"  # stored before it was returned
-    job.wait(10)
+    job.wait(30)
     assert job.status is Status.SUCCEEDED and job.progress == 100
     assert job.actions == GRID_ACTIONS
     assert len(job.images) == 4 and job.grid.role == "grid"
@@ -50,8 +50,8 @@ def test_imagine_returns_at_once_then_finishes_with_downloaded_images(engine):
 
 
 def test_upscale_vary_reroll_and_vary_region(engine):
-    job = ji.imagine("a pine forest in snow").wait(10)
-    up = job.upscale(2).wait(10)
+    job = ji.imagine("a pine forest in snow").wait(30)
+    up = job.upscale(2).wait(30)
     assert up.kind == "upscale" and up.parent_id == job.id and up.action == "U2"
     assert len(up.images) == 1 and up.actions == UPSCALE_ACTIONS
     quadrant = PILImage.open(job.images[1].path).convert("RGB")
@@ -60,15 +60,15 @@ def test_upscale_vary_reroll_and_vary_region(engine):
     small = np.asarray(big.resize(quadrant.size, PILImage.LANCZOS), dtype=float)
     assert np.abs(small - np.asarray(quadrant, dtype=float)).mean() < 8
 
-    var = job.vary(3).wait(10)
+    var = job.vary(3).wait(30)
     assert var.kind == "variation" and len(var.images) == 4
-    reroll = job.reroll(prompt="a pine forest at night").wait(10)
+    reroll = job.reroll(prompt="a pine forest at night").wait(30)
     assert reroll.kind == "reroll" and reroll.prompt == "a pine forest at night"
     assert reroll.action == "🔄"
 
     mask = np.zeros((big.height, big.width), dtype=bool)
     mask[20:140, 30:200] = True
-    region = up.vary_region(mask, prompt="a red cabin").wait(10)
+    region = up.vary_region(mask, prompt="a red cabin").wait(30)
     assert region.kind == "vary_region" and region.prompt == "a red cabin"
     out = np.asarray(PILImage.open(region.images[0].path).convert("RGB"), dtype=int)
     changed = np.abs(out - np.asarray(big, dtype=int)).sum(axis=2) > 0
@@ -76,8 +76,8 @@ def test_upscale_vary_reroll_and_vary_region(engine):
 
 
 def test_bad_input_is_refused_before_anything_is_stored(engine, tmp_path):
-    job = ji.imagine("a boat").wait(10)
-    up = job.upscale(1).wait(10)
+    job = ji.imagine("a boat").wait(30)
+    up = job.upscale(1).wait(30)
     before = len(engine.store.records())
     cases = [
         (lambda: ji.imagine(""), ji.InvalidRequest, "prompt is empty"),
@@ -147,7 +147,7 @@ def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
     sandbox.faults.add(r"/apiframe/imagine$", status=500, count=1)
     job = ji.imagine("a castle")
     with pytest.raises(ji.JobFailed, match="500"):
-        job.wait(10)
+        job.wait(30)
     assert job.error_type == "ServiceUnavailable"
     assert imagine_count(sandbox) == 1  # one attempt, not retried
     assert tasks_created(sandbox) == 0
@@ -155,7 +155,7 @@ def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
 
 def test_submit_is_retried_after_a_429(engine, sandbox):
     sandbox.faults.add(r"/apiframe/imagine$", status=429, count=1, retry_after=0.05)
-    job = ji.imagine("a bridge").wait(10)
+    job = ji.imagine("a bridge").wait(30)
     assert job.status is Status.SUCCEEDED
     assert imagine_count(sandbox) == 2 and tasks_created(sandbox) == 1
 
@@ -165,13 +165,13 @@ def test_submit_retried_only_when_the_server_was_never_reached(tmp_path, monkeyp
     with Engine(Store(tmp_path), **{**FAST, "max_retries": 2}) as eng:
         job = eng.imagine("a kite", provider="apiframe")
         with pytest.raises(ji.JobFailed, match="could not connect"):
-            job.wait(10)
+            job.wait(30)
 
 
 def test_deadline_fails_the_job_with_job_timeout(engine):
     job = ji.imagine("a lighthouse sandbox:hang", timeout=0.3)
     with pytest.raises(ji.JobTimeout, match="deadline of 0.3 s"):
-        job.wait(10)
+        job.wait(30)
     assert job.status is Status.FAILED and job.error_type == "JobTimeout"
 
 
@@ -196,9 +196,9 @@ def test_cancel(engine):
 def test_provider_failure_is_a_failed_job_with_the_providers_words(engine):
     job = ji.imagine("a city sandbox:fail")
     with pytest.raises(ji.JobFailed, match="could not complete the job"):
-        job.wait(10)
+        job.wait(30)
     with pytest.raises(ji.JobFailed) as info:
-        ji.imagine("gore on the floor").wait(10)
+        ji.imagine("gore on the floor").wait(30)
     assert isinstance(info.value.__cause__, ji.ModeratedPrompt)
 
 
@@ -248,8 +248,8 @@ def test_polls_are_batched_with_fetch_many(engine, sandbox):
 
 
 def test_history_frame(engine):
-    job = ji.imagine("a lighthouse").wait(10)
-    up = job.upscale(1).wait(10)
+    job = ji.imagine("a lighthouse").wait(30)
+    up = job.upscale(1).wait(30)
     df = ji.history()
     assert list(df["id"][:2]) == [up.id, job.id]
     row = df.set_index("id").loc[up.id]
@@ -273,14 +273,14 @@ def test_secrets_never_reach_store_logs_repr_or_errors(tmp_path, monkeypatch, li
     monkeypatch.setenv("APIFRAME_BASE_URL", live_sandbox.url + "/apiframe")
     with caplog.at_level(logging.DEBUG), Engine(Store(tmp_path), **FAST) as eng:
         job = eng.imagine("a comet", provider="apiframe", webhook_secret="whsec-abcdef-123")
-        job.wait(10)
+        job.wait(30)
         assert job.sandbox is False  # a real-service client, pointed at the sandbox server
-        up = job.upscale(1).wait(10)
+        up = job.upscale(1).wait(30)
         live_sandbox.state.faults.add(r"/apiframe/imagine$", status=401, count=1)
         bad = eng.imagine("a star", provider="apiframe")
         with pytest.raises(ji.AuthenticationError) as info:
             try:
-                bad.wait(10)
+                bad.wait(30)
             except ji.JobFailed as exc:
                 raise exc.__cause__ from None
         texts = [repr(job), repr(up), str(job._repr_mimebundle_()["text/plain"]),

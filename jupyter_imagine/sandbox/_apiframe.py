@@ -388,33 +388,42 @@ class Apiframe:
         return JSONResponse({"task_id": task.id})
 
     # ----------------------------------------------------------------- images
+    def _drawing_key(self, task: Task) -> tuple[Any, ...]:
+        """What a task's pixels depend on: a fresh grid only on prompt, seed and aspect ratio (so
+        identical imagines share one drawing), anything else on its own lineage."""
+        if task.kind in ("imagine", "reroll"):
+            return ("fresh", task.prompt, task.seed, task.aspect_ratio)
+        return ("task", task.id)
+
     def cells(self, task_id: str) -> list[Image.Image]:
         """The images of a task (4 cells or 1 image), drawn once and cached."""
-        key = (NAME, "cells", task_id)
+        task = self.tasks[task_id]
+        key = (NAME, "cells", self._drawing_key(task))
         cached = self.state.images.get(key)
         if cached is not None:
             return cached
-        task = self.tasks[task_id]
         return self.state.images.put(key, art.draw(task, self.cells, self.state.seed))
 
     def png(self, task: Task, name: str) -> bytes:
-        key = (NAME, "png", task.id, name)
-        cached = self.state.images.get(key)
-        if cached is not None:
-            return cached
-        cells = self.cells(task.id)
-        if name == "grid.png":
-            image = imaging.make_grid(cells)
-        else:
-            image = cells[0] if name == "image.png" else cells[int(name[0]) - 1]
+        """One served PNG: pixels encoded once per drawing, the task's text chunks added."""
+        key = (NAME, "png", self._drawing_key(task), name)
+        encoded = self.state.images.get(key)
+        if encoded is None:
+            cells = self.cells(task.id)
+            if name == "grid.png":
+                image = imaging.make_grid(cells)
+            else:
+                image = cells[0] if name == "image.png" else cells[int(name[0]) - 1]
+            encoded = self.state.images.put(
+                key, imaging.to_png(image, compress_level=PNG_LEVEL)
+            )
         text = {
             "prompt": task.prompt,
             "task_id": task.id,
             "task_type": task.task_type,
             "Software": "jupyter_imagine sandbox (apiframe)",
         }
-        png = imaging.to_png(image, text, compress_level=PNG_LEVEL)
-        return self.state.images.put(key, png)
+        return imaging.png_with_text(encoded, text)
 
     def image_size(self, task: Task) -> tuple[int, int]:
         """The size of each image of ``task`` (a grid's cells), from its lineage: no drawing."""
