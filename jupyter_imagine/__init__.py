@@ -1,15 +1,18 @@
 """jupyter_imagine — image-generation services in Jupyter.
 
 ``%load_ext jupyter_imagine`` for the magics; :func:`imagine`, :func:`job`, :func:`history` for
-Python. Importing starts nothing: the background engine starts on first use.
+Python, :func:`gallery` for a grid of past jobs. Importing starts nothing: the background engine
+starts on first use, and the widgets (ipywidgets, anywidget) load when a job is first displayed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import _accessor  # noqa: F401  (registers the df.imagine accessor)
 from .api import (
     account,
+    batch,
     blend,
     client,
     describe,
@@ -19,6 +22,7 @@ from .api import (
     job,
     provider_status,
     seed,
+    sync_history,
     upscale,
 )
 from .errors import (
@@ -65,18 +69,52 @@ __all__ = [
     "Status",
     "__version__",
     "account",
+    "batch",
     "blend",
     "client",
     "describe",
     "faceswap",
+    "gallery",
     "history",
     "imagine",
     "job",
     "load_ipython_extension",
     "provider_status",
     "seed",
+    "sync_history",
     "upscale",
 ]
+
+
+def gallery(df_or_jobs: Any = None) -> Any:
+    """A filterable grid of past jobs (:class:`jupyter_imagine.widgets.Gallery`).
+
+    Args:
+        df_or_jobs: a frame from :func:`history`, an iterable of jobs, or ``None`` (default):
+            the newest 200 jobs. Clicking a job opens its live view with its actions.
+    """
+    from .widgets import gallery as make
+
+    return make(df_or_jobs)
+
+
+def _display_job(job: Job) -> dict[str, Any]:
+    """``Job._display_hook``: the live widget (imported on first display)."""
+    from .widgets._bundle import job_bundle
+
+    return job_bundle(job)
+
+
+def _mask_drawer(job: Job, prompt: str | None) -> Any:
+    """``Job._mask_drawer_hook``: ``job.vary_region()`` with no mask opens the mask drawer in a
+    notebook (``None`` elsewhere: the job then asks for a mask)."""
+    from .widgets._mask_drawer import drawer_for
+
+    return drawer_for(job, prompt)
+
+
+Job._display_hook = _display_job
+Job._mask_drawer_hook = _mask_drawer  # read by Job.vary_region
 
 
 def load_ipython_extension(ipython: Any) -> None:

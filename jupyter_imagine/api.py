@@ -1,4 +1,5 @@
-"""The public functions: :func:`imagine`, :func:`job`, :func:`history`, :func:`providers`.
+"""The public functions: :func:`imagine`, :func:`job`, :func:`history`, :func:`sync_history`,
+:func:`batch`, :func:`providers`, :func:`client`.
 
 They share one :class:`~jupyter_imagine.engine.Engine`, created on first use (a bare
 ``import jupyter_imagine`` starts no thread) with the store at ``JUPYTER_IMAGINE_HOME``.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,18 +22,14 @@ from .providers import PROVIDERS, provider_class
 from .store import Store
 
 __all__ = [
-    "account",
-    "blend",
+    "batch",
     "client",
-    "describe",
-    "faceswap",
     "get_engine",
     "history",
     "imagine",
     "job",
     "provider_status",
-    "seed",
-    "upscale",
+    "sync_history",
 ]
 
 _engine: Engine | None = None
@@ -112,21 +110,153 @@ def job(job_id: str) -> Job:
 
 
 def history(
-    provider: str | None = None,
-    status: str | None = None,
+    provider: str | Sequence[str] | None = None,
+    status: str | Sequence[str] | None = None,
     since: Any = None,
     until: Any = None,
+    query: str | None = None,
+    remote: bool = False,
     limit: int | None = None,
+    *,
+    include_raw: bool = False,
 ) -> pd.DataFrame:
-    """The local history as a DataFrame, one row per job, newest first.
+    """Every job of every provider as one DataFrame, one row per job, newest first.
 
-    Columns: provider, id, parent_id, root_id, kind, prompt, status, progress, created_at,
-    completed_at, n_images, paths, error, sandbox. Filters default to ``None`` (all).
+    Args:
+        provider: only this provider (or these), default ``None``: all.
+        status: only this status (or these): queued, running, succeeded, failed, cancelled;
+            default ``None``: all.
+        since: only jobs created at or after this time (datetime or ISO text; naive = UTC);
+            default ``None``.
+        until: only jobs created before this time (exclusive); default ``None``.
+        query: only jobs whose prompt contains this text (case-insensitive for ASCII letters);
+            default ``None``.
+        remote: first pull what the providers themselves know and merge it into the local
+            history (see :func:`sync_history`; its report, one dict per provider, is in
+            ``df.attrs["sync"]``); default ``False``: the local history only.
+        limit: at most this many rows, the newest; default ``None``: all.
+        include_raw: add a ``raw`` column with each job's last provider payload as a dict,
+            secrets stripped; default ``False``.
+
+    Columns, the same for every provider (missing values are NA, never ``""``):
+
+    ============================== ================================================================
+    ``provider``, ``kind``,        category (``status`` in the order queued, running, succeeded,
+    ``status``                     failed, cancelled)
+    ``id``                         the local job id (``jupyter_imagine.job(id)`` re-attaches)
+    ``remote_id``                  the provider's own id
+    ``parent_id``, ``root_id``     the job it was started from; the imagine that began its lineage
+    ``action``                     the button that started it (``U2``, ``🔄`` …)
+    ``prompt``, ``negative_prompt`` text
+    ``params``                     dict of the parameters sent (aspect ratio, seed, style, model …)
+    ``created_at``, ``started_at``, datetime64[ns, UTC]; started = accepted by the provider
+    ``completed_at``
+    ``queue_s``, ``run_s``,        float seconds: created→started, started→completed,
+    ``total_s``                    created→completed
+    ``n_images``                   int: result images (not a skybox's thumbnail or depth map)
+    ``width``, ``height``          Int64: the first result image's pixel size (NA until known)
+    ``image_urls``, ``image_paths`` lists of the result images (provider URLs, which may expire;
+                                   the downloaded files)
+    ``credits``                    float, where the provider tells the cost (see
+                                   :mod:`jupyter_imagine._history`), else NA
+    ``error``                      text
+    ``sandbox``                    bool
+    ============================== ================================================================
+
+    The index is the key ``(provider, id)``: unique and stable across calls, so
+    ``df.loc[("apiframe", job_id)]`` is one job and ``df.loc["apiframe"]`` one provider's. Its
+    two levels are unnamed because pandas refuses ``df.groupby("provider")`` when a name is
+    both a column and an index level. ``df.imagine`` adds gallery, show, reroll, export and
+    jobs to the frame and to any slice of it.
     """
     if provider is not None:
-        provider = provider_class(provider).name
-    return get_engine().store.frame(
-        provider=provider, status=status, since=since, until=until, limit=limit
+        names = [provider] if isinstance(provider, str) else list(provider)
+        resolved = [provider_class(name).name for name in names]
+        provider = resolved[0] if isinstance(provider, str) else resolved
+    engine = get_engine()
+    report = None
+    if remote:
+        report = sync_history(provider=provider)
+    frame = engine.store.frame(
+        provider=provider, status=status, since=since, until=until, query=query, limit=limit,
+        include_raw=include_raw,
+    )
+    if report is not None:
+        # Plain records: pandas compares attrs with == when it propagates them, which a
+        # DataFrame in attrs would break.
+        frame.attrs["sync"] = report.to_dict("records")
+    return frame
+
+
+def sync_history(
+    provider: str | Sequence[str] | None = None,
+    *,
+    since: Any = None,
+    download: bool = True,
+    max_concurrency: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Pull what the providers themselves know and merge it into the local history.
+
+    Jobs are matched by (provider, the provider's id): pulling twice adds nothing the second
+    time. What each provider gives: Blockade its ``myRequests`` pages, Banatie its generations,
+    neuroflash its images (grouped by generation) — whatever ``Provider.remote_history()``
+    lists — and for every provider the stored jobs that are not final yet are asked again
+    (APIFRAME with ``/fetch-many``, 20 ids per request). A provider that fails half-way keeps
+    what it had fetched; its row in the report says what went wrong, and a warning names it.
+
+    Args:
+        provider: this provider (or these); default ``None``: every registered provider.
+        since: only remote jobs created at or after this time, where the provider can filter
+            (default ``None``: everything it lists).
+        download: download the images of new succeeded jobs into the cache (default ``True``;
+            provider URLs expire).
+        max_concurrency: pages in flight per provider for APIs that number their pages
+            (default ``None``: the provider's own ``max_concurrency``; ``1``: one at a time).
+        progress: show pages fetched per provider while the pull runs (default ``True``;
+            in a notebook only).
+
+    Returns:
+        One row per provider: ``provider``, ``pages``, ``listed``, ``new``, ``updated``,
+        ``refreshed``, ``seconds``, ``error`` (NA when it worked).
+    """
+    from . import _history
+
+    if provider is None:
+        names = list(PROVIDERS)
+    else:
+        names = [provider_class(p).name for p in ([provider] if isinstance(provider, str)
+                                                  else provider)]
+    return _history.sync(
+        get_engine(), names, since=since, download=download, max_concurrency=max_concurrency,
+        progress=progress,
+    )
+
+
+def batch(
+    data: Any,
+    prompt: str = "prompt",
+    *,
+    provider: str | None = None,
+    max_concurrency: int | None = None,
+    name: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Submit many prompts; return the input as a frame with job ids, statuses and images.
+
+    See :func:`jupyter_imagine._batch.batch` for the details; in short: ``data`` is a
+    DataFrame (its ``prompt`` column is the prompt, every other column a parameter, a
+    ``provider`` column picks the provider per row) or a list of prompts or of dicts. Calling
+    it again with the same input (or the same ``name``) resumes the batch from the history
+    instead of submitting it again, also after a kernel restart.
+    """
+    from ._batch import batch as run
+
+    return run(
+        data, prompt, provider=provider, max_concurrency=max_concurrency, name=name, wait=wait,
+        timeout=timeout, progress=progress,
     )
 
 

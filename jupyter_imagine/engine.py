@@ -73,6 +73,10 @@ class Engine:
         backoff_cap: longest back-off delay in seconds (default 30).
         max_retries: retries of one request before its error counts (default 6).
         http_timeout: seconds for one HTTP request (default 30).
+        max_connections: HTTP connections to the network, and requests in flight, at most
+            (default 32, a quarter of them kept alive when idle); more requests wait their turn
+            in the engine, not in httpcore's pool, whose bookkeeping grows with its queue and
+            its idle connections.
         sandbox_app: the in-process sandbox ASGI app to use (default: a new one, made on first
             use); engines given the same app share its tasks, as a restarted kernel would share
             a real service.
@@ -88,6 +92,7 @@ class Engine:
         backoff_cap: float = 30.0,
         max_retries: int = 6,
         http_timeout: float = 30.0,
+        max_connections: int = 32,
         sandbox_app: Any = None,
     ) -> None:
         self.store = store
@@ -97,6 +102,8 @@ class Engine:
         self.backoff_cap = backoff_cap
         self.max_retries = max_retries
         self.http_timeout = http_timeout
+        self.max_connections = max_connections
+        self.max_keepalive = max(1, max_connections // 4)
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, concurrent.futures.Future[None]] = {}
@@ -284,7 +291,9 @@ class Engine:
         coro = self._retrying(lambda: fn(*args, **kwargs), instance, idempotent=idempotent)
         return self._run(coro).result(timeout if timeout is not None else self.http_timeout * 4)
 
-    def defer(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+    def defer(
+        self, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
         """Run the plain callable ``fn`` on the engine thread; its result or error lands in the
         returned future. Widget message handlers use this so they never block or write traits.
         """
@@ -326,9 +335,8 @@ class Engine:
         Returns ``(job, created)``.
         """
         instance = self._provider(provider, self._settings(provider_class(provider)))
-        remote_id = str(remote.remote_id)
         update = remote.update
-        found = self.store.find_remote(instance.name, remote_id)
+        found = self.store.find_remote(instance.name, str(remote.remote_id))
         if found is not None:
             job = self.get(found["id"])
             if parent_id and not job.parent_id and parent_id != job.id:
@@ -338,50 +346,102 @@ class Engine:
             ):
                 await self._apply_update(job, instance, update)
             return job, False
-        final = update.status.final
-        job = Job(
-            provider=instance.name,
-            kind=remote.kind or "imagine",
-            prompt=remote.prompt or "",
-            params=scrub(dict(remote.params or {})),
-            remote_id=remote_id,
-            parent_id=parent_id,
-            status=Status.RUNNING if update.status is Status.SUCCEEDED else update.status,
-            progress=float(update.progress or 0.0),
-            queue_position=update.queue_position,
-            preview_url=update.preview_url,
-            error=update.error,
-            error_type=update.error_type or (
-                "JobFailed" if update.status is Status.FAILED else None
-            ),
-            extras={**scrub(update.extras), "adopted": True},
-            sandbox=instance.sandbox,
-            submit_state="sent",
-            timeout=type(instance).default_timeout,
-            created_at=remote.created_at or utcnow(),
-            started_at=started_at if final else None,  # a live job's deadline counts from now
-            completed_at=completed_at if final else None,
-            raw=scrub(update.raw),
-        )
+        fetch = update.status is Status.SUCCEEDED and download
+        job = self._remote_job(instance, remote, parent_id, started_at, completed_at,
+                               final=not fetch)
         self.store.save(job.to_record())  # claims (provider, remote_id) before any await
         self._attach(job)
-        if update.status is Status.SUCCEEDED:
-            if download:
-                images, grid, error = await self._download(job, instance, update)
-            else:
-                images, grid, error = list(update.images or []), update.grid, None
+        if fetch:
+            images, grid, error = await self._download(job, instance, update)
             changes: dict[str, Any] = dict(
                 status=Status.SUCCEEDED, progress=100.0, images=images, grid=grid,
-                queue_position=None,
+                queue_position=None, completed_at=completed_at,
             )
             if error:
                 changes["error"] = error
             preview = Job.from_record(job._updated_record(changes))
             changes["actions"] = instance.actions(preview)
             self._change(job, **changes)
-        elif not final:
+        elif not update.status.final:
             self._schedule(job)
         return job, True
+
+    def adopt_many(
+        self,
+        provider: str,
+        remotes: Sequence[tuple[RemoteJob, str | None, datetime | None, datetime | None]],
+    ) -> list[RemoteJob]:
+        """Store, in one transaction, the final remote jobs of ``remotes`` that are not stored
+        yet and need no download: ``(remote, parent_id, started_at, completed_at)`` each.
+
+        What a page of a remote listing mostly is (failed jobs, and succeeded ones when the
+        pull does not download). Returns the remote jobs it left for :meth:`adopt` (already
+        stored, not final, or repeated), in their order. Thread-safe (it only reads the provider
+        class and writes the store), so a pull runs it off the loop.
+        """
+        instance = self._provider(provider, self._settings(provider_class(provider)))
+        known = self.store.find_remotes(instance.name, [str(r.remote_id) for r, *_ in remotes])
+        new: list[Job] = []
+        rest: list[RemoteJob] = []
+        seen: set[str] = set()
+        for remote, parent_id, started_at, completed_at in remotes:
+            key = str(remote.remote_id)
+            if key in known or key in seen or not remote.update.status.final:
+                rest.append(remote)
+                continue
+            seen.add(key)
+            new.append(self._remote_job(instance, remote, parent_id, started_at, completed_at,
+                                        final=True))
+        if new:
+            try:
+                self.store._bulk_save([job.to_record() for job in new])
+            except ImagineError:  # one of them was stored meanwhile: let adopt sort them out
+                return [remote for remote, *_ in remotes]
+        return rest
+
+    def _remote_job(
+        self,
+        instance: Provider,
+        remote: RemoteJob,
+        parent_id: str | None,
+        started_at: datetime | None,
+        completed_at: datetime | None,
+        *,
+        final: bool,
+    ) -> Job:
+        """The local :class:`Job` for a remote one. ``final=False`` for a succeeded job whose
+        images are still to be downloaded: it is stored as running until they are."""
+        update = remote.update
+        status = update.status
+        done = status.final
+        job = Job(
+            provider=instance.name,
+            kind=remote.kind or "imagine",
+            prompt=remote.prompt or "",
+            params=scrub(dict(remote.params or {})),
+            remote_id=str(remote.remote_id),
+            parent_id=parent_id,
+            status=status if final or status is not Status.SUCCEEDED else Status.RUNNING,
+            progress=100.0 if status is Status.SUCCEEDED and final else float(
+                update.progress or 0.0),
+            queue_position=None if done else update.queue_position,
+            preview_url=update.preview_url,
+            images=list(update.images or []) if final else [],
+            grid=update.grid if final else None,
+            error=update.error,
+            error_type=update.error_type or ("JobFailed" if status is Status.FAILED else None),
+            extras={**scrub(update.extras), "adopted": True},
+            sandbox=instance.sandbox,
+            submit_state="sent",
+            timeout=type(instance).default_timeout,
+            created_at=remote.created_at or utcnow(),
+            started_at=started_at if done else None,  # a live job's deadline counts from now
+            completed_at=completed_at if done and final else None,
+            raw=scrub(update.raw),
+        )
+        if final and status is Status.SUCCEEDED:
+            job.actions = instance.actions(job)
+        return job
 
     # ================================================================ plumbing
     def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:
@@ -443,8 +503,14 @@ class Engine:
                     transport=httpx.ASGITransport(app=self.sandbox_app()), timeout=timeout
                 )
             else:
-                limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-                client = httpx.AsyncClient(timeout=timeout, limits=limits)
+                limits = httpx.Limits(
+                    max_connections=self.max_connections,
+                    max_keepalive_connections=self.max_keepalive,
+                )
+                transport = _BoundedTransport(
+                    httpx.AsyncHTTPTransport(limits=limits), self.max_connections
+                )
+                client = httpx.AsyncClient(timeout=timeout, transport=transport)
             self._clients[kind] = client
         return client
 
@@ -561,15 +627,19 @@ class Engine:
         """Send the job; returns ``True`` when the answer already finished it."""
         parent = self.get(job.parent_id) if job.parent_id else None
         self._change(job, submit_state="sending")
+        sent_at = utcnow()
         submission = await self._retrying(
             lambda: provider.submit(job, parent), provider, idempotent=False
         )
+        # ``started_at`` is when the provider started working: for an answer that is already
+        # the result (neuroflash), when we sent it; otherwise when a poll first says running.
+        answered = submission.update is not None and submission.update.status.final
         self._change(
             job,
             submit_state="sent",
             remote_id=submission.remote_id,
             raw=scrub(submission.raw),
-            started_at=job.started_at or utcnow(),
+            started_at=job.started_at or (sent_at if answered else None),
         )
         if submission.update is not None:
             await self._apply_update(job, provider, submission.update)
@@ -621,7 +691,7 @@ class Engine:
         if update.extras:
             changes["extras"] = {**job.extras, **scrub(update.extras)}
         status = update.status
-        if status is Status.RUNNING and job.started_at is None:
+        if status is not Status.QUEUED and job.started_at is None:
             changes["started_at"] = utcnow()
         if status is Status.SUCCEEDED:
             images, grid, error = await self._download(job, provider, update)
@@ -678,7 +748,8 @@ class Engine:
                 return image
             from .imaging import image_size
 
-            path = self.store.put_image(data, text=text)
+            # Hashing and writing megabytes release the GIL: off the loop, they overlap with it.
+            path = await asyncio.to_thread(self.store.put_image, data, text=text)
             try:
                 width, height = image_size(data)
             except Exception:
@@ -755,6 +826,7 @@ class _PollBatcher:
         self.window = window
         self._pending: list[tuple[Job, asyncio.Future[Update]]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     async def poll(self, job: Job) -> Update:
         if self.provider.poll_batch <= 1:
@@ -774,7 +846,9 @@ class _PollBatcher:
         self._pending = []
         size = self.provider.poll_batch
         for start in range(0, len(pending), size):
-            asyncio.ensure_future(self._run(pending[start : start + size]))
+            task = asyncio.ensure_future(self._run(pending[start : start + size]))
+            self._running.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._running.discard)
 
     async def _run(self, chunk: Sequence[tuple[Job, asyncio.Future[Update]]]) -> None:
         jobs = [job for job, _ in chunk]
@@ -789,7 +863,61 @@ class _PollBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), update in zip(chunk, updates):
-            if not future.done():
+        if len(updates) != len(chunk):  # a provider bug must fail the polls, not hang them
+            error = ImagineError(
+                f"{self.provider.label} answered {len(updates)} updates for {len(chunk)} jobs"
+            )
+            updates = [error] * len(chunk)
+        for (_, future), update in zip(chunk, updates, strict=True):
+            if future.done():
+                continue
+            if isinstance(update, BaseException):
+                future.set_exception(update)
+            else:
                 future.set_result(update)
 
+
+class _BoundedTransport(httpx.AsyncBaseTransport):
+    """At most ``limit`` requests inside the wrapped transport, each held until its body closes.
+
+    httpcore's pool assigns queued requests to connections by scanning all of them on every
+    event, which turns quadratic when thousands of requests wait (500 jobs × 5 image
+    downloads); queueing them here, on a semaphore, keeps the pool's queue short.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(limit)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._slots.acquire()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        response.stream = _ReleasingStream(response.stream, self._slots)  # type: ignore[arg-type]
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _ReleasingStream(httpx.AsyncByteStream):
+    """A response body that frees its transport slot when closed (once)."""
+
+    def __init__(self, inner: Any, slots: asyncio.Semaphore) -> None:
+        self._inner = inner
+        self._slots: asyncio.Semaphore | None = slots
+
+    async def __aiter__(self) -> Any:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+                self._slots = None

@@ -73,7 +73,9 @@ class ImagineError(Exception):
         self.status_code = status_code
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.provider, self.status_code))
+        # The third item restores subclass attributes (retry_after, reached_server, job …).
+        state = {k: v for k, v in self.__dict__.items() if k != "job"}
+        return (_rebuild, (type(self), self.message, self.provider, self.status_code), state)
 
 
 def _rebuild(cls: type[ImagineError], message: str, provider: str | None, status: int | None):
@@ -176,5 +178,6 @@ _BY_NAME = {
 
 
 def error_class(name: str | None) -> type[ImagineError]:
-    """The exception class called ``name`` (as stored with a failed job); ``JobFailed`` if unknown."""
+    """The exception class called ``name`` (as stored with a failed job); ``JobFailed`` if
+    unknown."""
     return _BY_NAME.get(name or "", JobFailed)

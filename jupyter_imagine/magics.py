@@ -386,7 +386,9 @@ def _imagine_epilog() -> str:
         "",
         "subcommands (when the line starts with one of these words):",
         "  %imagine providers     which providers have a key (✅/❌), sandbox or base URL",
-        f"  %imagine history [N]   the newest N jobs (default {DEFAULT_HISTORY_LIMIT}) as a table",
+        f"  %imagine history [N]   the newest N jobs (default {DEFAULT_HISTORY_LIMIT}) as a "
+        "gallery:",
+        "                         filter by provider, status, prompt; click one to open it",
         "  %imagine job ID        a stored job by local id, provider id or unique prefix",
         "",
         "examples:",
@@ -549,7 +551,9 @@ class ImagineMagics(Magics):
             if command.command == "providers":
                 return ProviderReport(api.provider_status())
             if command.command == "history":
-                return api.history(limit=command.limit or DEFAULT_HISTORY_LIMIT)
+                from .widgets import gallery
+
+                return gallery(api.history(limit=command.limit or DEFAULT_HISTORY_LIMIT))
             if command.command == "job":
                 return self._job(_interpolate(command.job_id or "", self._namespace()))
             return self._imagine(command)

@@ -319,7 +319,8 @@ class Job:
                 get_logger(__name__).exception("job observer failed")
 
     def observe(self, callback: Observer) -> Callable[[], None]:
-        """Call ``callback(job, changed_field_names)`` after every change; returns an unsubscribe."""
+        """Call ``callback(job, changed_field_names)`` after every change (on the engine thread);
+        returns a function that unsubscribes."""
         self._observers.append(callback)
         return lambda: self._observers.remove(callback) if callback in self._observers else None
 
@@ -413,11 +414,18 @@ class Job:
         """Run the job again (🔄), with ``prompt`` instead of the original if given."""
         return self.act(REROLL, prompt=prompt, **kwargs)
 
-    def vary_region(self, mask: Any = None, prompt: str | None = None, **kwargs: Any) -> Job:
+    def vary_region(self, mask: Any = None, prompt: str | None = None, **kwargs: Any) -> Any:
         """Redraw the white part of ``mask`` (PIL image, numpy array, PNG bytes or a path).
 
         The mask must have this job's image size; ``prompt`` defaults to the job's prompt.
+        Without a mask, in a notebook, it returns the mask drawer over the image instead: paint,
+        Submit, and the drawer turns into the child's view (``drawer.child`` is the child job).
         """
+        hook = type(self)._mask_drawer_hook
+        if mask is None and hook is not None and VARY_REGION in self.actions:
+            drawer = hook(self, prompt)
+            if drawer is not None:
+                return drawer
         return self.act(VARY_REGION, mask=mask, prompt=prompt, **kwargs)
 
     def cancel(self) -> None:
@@ -450,6 +458,8 @@ class Job:
 
     #: Replaced by the widgets layer to show the live view; returns a MIME bundle.
     _display_hook: ClassVar[Callable[[Job], dict[str, Any]] | None] = None
+    #: Replaced by the widgets layer: the mask drawer for vary_region() without a mask, or None.
+    _mask_drawer_hook: ClassVar[Callable[[Job, str | None], Any] | None] = None
 
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None

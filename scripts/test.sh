@@ -20,6 +20,10 @@ fi
 # JS unit tests (vitest) when the widgets' JS has a package.json.
 if [ -f js/package.json ]; then
   echo "==> JS packages and unit tests"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "the widgets' JS tests need Node.js 20+ with npm (e.g. from nodesource); none found" >&2
+    exit 1
+  fi
   (cd js && { [ -f package-lock.json ] && npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; } && npx vitest run)
 fi
 

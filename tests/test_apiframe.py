@@ -358,7 +358,7 @@ def test_webhook_delivered_with_secret(engine, sandbox):
     while not any(w["body"].get("status") == "finished" for w in sandbox.webhooks):
         assert __import__("time").monotonic() < deadline, sandbox.webhooks
         __import__("time").sleep(0.02)
-    finished = [w for w in sandbox.webhooks if w["body"].get("status") == "finished"][0]
+    finished = next(w for w in sandbox.webhooks if w["body"].get("status") == "finished")
     assert finished["headers"]["x-webhook-secret"] == "whs-777-abc"
     assert finished["body"]["task_id"] == job.remote_id
     assert len(sandbox.webhooks) > 1  # progress updates too, not only the result

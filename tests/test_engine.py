@@ -81,7 +81,8 @@ def test_bad_input_is_refused_before_anything_is_stored(engine, tmp_path):
     before = len(engine.store.records())
     cases = [
         (lambda: ji.imagine(""), ji.InvalidRequest, "prompt is empty"),
-        (lambda: ji.imagine("x", provider="nope"), ji.ConfigurationError, "unknown provider 'nope'"),
+        (lambda: ji.imagine("x", provider="nope"), ji.ConfigurationError,
+         "unknown provider 'nope'"),
         (lambda: ji.imagine("x", colour="red"), ji.InvalidRequest, "unknown parameter 'colour'"),
         (lambda: ji.imagine("x", aspect_ratio="wide"), ji.InvalidRequest, "must look like 16:9"),
         (lambda: ji.imagine("x", process_mode="slow"), ji.InvalidRequest, "fast, turbo"),

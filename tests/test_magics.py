@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import httpx
-import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
@@ -345,9 +344,9 @@ def test_providers_subcommand(shell, monkeypatch):
 
 def test_history_subcommand(shell):
     jobs = [shell.run_line_magic("imagine", f"-w a lighthouse number {i}") for i in range(6)]
-    frame = shell.run_line_magic("imagine", "history 5")
-    assert isinstance(frame, pd.DataFrame) and len(frame) == 5
-    assert list(frame["id"]) == [j.id for j in reversed(jobs[1:])]
+    gallery = shell.run_line_magic("imagine", "history 5")  # the gallery widget over the rows
+    assert type(gallery).__name__ == "Gallery" and len(gallery) == 5
+    assert list(gallery.frame["id"]) == [j.id for j in reversed(jobs[1:])]
     assert len(shell.run_line_magic("imagine", "history")) == 6
 
 

@@ -52,7 +52,8 @@ def test_apply_notifies_observers_and_resolves_waiters():
     job = make_job()
     seen = []
     job.observe(lambda j, changed: seen.append(set(changed)))
-    threading.Timer(0.05, lambda: job._apply({"status": Status.SUCCEEDED, "progress": 100.0})).start()
+    done = {"status": Status.SUCCEEDED, "progress": 100.0}
+    threading.Timer(0.05, lambda: job._apply(done)).start()
     assert job.wait(timeout=5) is job
     assert seen == [{"status", "progress"}]
 
@@ -70,7 +71,8 @@ def test_wait_timeout_leaves_job_running():
 
 
 def test_wait_raises_typed_failures():
-    failed = make_job(status=Status.FAILED, error="Banned prompt: 'gore'", error_type="ModeratedPrompt")
+    failed = make_job(status=Status.FAILED, error="Banned prompt: 'gore'",
+                      error_type="ModeratedPrompt")
     with pytest.raises(JobFailed, match="Banned prompt") as info:
         failed.wait()
     assert isinstance(info.value.__cause__, ModeratedPrompt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
 import sqlite3
@@ -20,7 +21,7 @@ from PIL import Image as PILImage
 from jupyter_imagine import _secrets
 from jupyter_imagine.errors import ImagineError, InvalidRequest
 from jupyter_imagine.models import Image, Job, Status
-from jupyter_imagine.store import FRAME_COLUMNS, STATUS_ORDER, Store
+from jupyter_imagine.store import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -74,10 +75,12 @@ def test_wal_mode_pragmas_and_schema_version(store):
     store.save(make_job().to_record())
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         indexes = {r[1]: r for r in conn.execute("PRAGMA index_list(jobs)")}
     assert Path(f"{store.path}-wal").exists()
-    assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote"} <= set(indexes)
+    assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote", "jobs_batch",
+            "jobs_provider"} <= set(indexes)
+    assert indexes["jobs_batch"][2] == 1  # unique
     assert indexes["jobs_remote"][2] == 1  # unique
     with store._lock:
         conn = store._db()
@@ -322,32 +325,56 @@ def test_delete(store):
 # ------------------------------------------------------------------------------ frame
 def test_frame_columns_dtypes_and_na(store):
     root = make_job(0, status=Status.SUCCEEDED, progress=100.0, completed_at=T0 + timedelta(
-        minutes=1), images=[Image(url="https://x/1.png", path="/p/1.png"),
-                            Image(url="https://x/2.png")], sandbox=True)
-    child = make_job(1, kind="upscale", parent_id=root.id, status=Status.FAILED,
-                     error="the prompt was refused", provider="banatie")
-    blank = make_job(2, prompt="", error="", status=Status.RUNNING, progress=12.5)
+        minutes=1), started_at=T0 + timedelta(seconds=3),
+        images=[Image(url="https://x/1.png", path="/p/1.png", width=640, height=427),
+                Image(url="https://x/2.png"), Image(url="https://x/t.jpg", role="thumbnail")],
+        sandbox=True, remote_id="task-1")
+    child = make_job(1, kind="upscale", parent_id=root.id, status=Status.FAILED, action="U1",
+                     error="the prompt was refused", provider="banatie",
+                     params={"negative_prompt": "blurry", "seed": 3})
+    blank = make_job(2, prompt="", error="", status=Status.RUNNING, progress=12.5, params={})
     for job in (root, child, blank):
         store.save(job.to_record())
     df = store.frame()
     assert list(df.columns) == list(FRAME_COLUMNS)
-    assert isinstance(df.index, pd.RangeIndex) and list(df.index) == [0, 1, 2]
+    assert isinstance(df.index, pd.MultiIndex) and df.index.is_unique
+    assert list(df.index.names) == [None, None]  # a named level would clash with the columns
+    assert list(df.index) == [(j.provider, j.id) for j in (blank, child, root)]
+    assert df.loc[("banatie", child.id), "kind"] == "upscale"
+    assert df.groupby("provider", observed=True).size().to_dict() == {"apiframe": 2, "banatie": 1}
     assert df["id"].tolist() == [blank.id, child.id, root.id]  # newest first
     for name in ("provider", "status", "kind"):
         assert isinstance(df[name].dtype, pd.CategoricalDtype), name
     assert list(df["status"].cat.categories) == list(STATUS_ORDER)
     assert df["status"].tolist() == ["running", "failed", "succeeded"]
-    assert list(df["provider"].cat.categories) == ["apiframe", "banatie"]
-    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
-    assert str(df["completed_at"].dtype) == "datetime64[ns, UTC]"
+    assert {"apiframe", "banatie", "blockade", "neuroflash", "thenextleg"} <= set(
+        df["provider"].cat.categories)
+    for name in ("created_at", "started_at", "completed_at"):
+        assert str(df[name].dtype) == "datetime64[ns, UTC]", name
     assert df["created_at"].iloc[2] == pd.Timestamp(T0)
     assert df["completed_at"].iloc[2] == pd.Timestamp(T0 + timedelta(minutes=1))
     assert df["completed_at"].isna().tolist() == [True, True, False]
-    assert df["progress"].dtype == "float64" and df["progress"].tolist() == [12.5, 0.0, 100.0]
-    assert df["n_images"].dtype == "int64" and df["n_images"].tolist() == [0, 0, 2]
+    assert df["queue_s"].iloc[2] == 3.0 and df["run_s"].iloc[2] == 57.0
+    assert df["total_s"].iloc[2] == 60.0 and df["total_s"].isna().tolist() == [True, True, False]
+    for name in ("queue_s", "run_s", "total_s", "credits"):
+        assert df[name].dtype == "float64", name
+    assert df["n_images"].dtype == "int64"
+    assert df["n_images"].tolist() == [0, 0, 2]  # the thumbnail is not a result image
+    assert str(df["width"].dtype) == "Int64" and str(df["height"].dtype) == "Int64"
+    assert df["width"].isna().tolist() == [True, True, False]
+    assert (df["width"].iloc[2], df["height"].iloc[2]) == (640, 427)
     assert df["sandbox"].dtype == bool and df["sandbox"].tolist() == [False, False, True]
-    assert df["paths"].tolist() == [[], [], ["/p/1.png"]]
-    assert all(type(p) is list for p in df["paths"])
+    assert df["image_paths"].tolist() == [[], [], ["/p/1.png"]]
+    assert df["image_urls"].tolist() == [[], [], ["https://x/1.png", "https://x/2.png"]]
+    assert all(type(p) is list for p in df["image_paths"])
+    assert df["params"].tolist() == [{}, {"negative_prompt": "blurry", "seed": 3},
+                                      {"aspect_ratio": "3:2", "seed": 0}]
+    assert df["negative_prompt"].iloc[1] == "blurry"
+    assert df["negative_prompt"].isna().tolist() == [True, False, True]
+    assert df["credits"].tolist()[2] == 4.0  # APIFRAME imagine, succeeded
+    assert df["credits"].isna().tolist() == [True, True, False]
+    assert df["remote_id"].isna().tolist() == [True, True, False]
+    assert df["action"].tolist()[1] == "U1"
     assert df["parent_id"].isna().tolist() == [True, False, True]
     assert df["parent_id"].iloc[1] == root.id
     assert df["root_id"].tolist() == [blank.id, root.id, root.id]
@@ -362,11 +389,11 @@ def test_frame_of_empty_history_has_the_same_dtypes(store):
     full = store.frame()
     empty = store.frame(provider="nobody")
     assert len(empty) == 0 and list(empty.columns) == list(FRAME_COLUMNS)
-    for name in ("provider", "kind", "status", "created_at", "completed_at", "progress",
-                 "n_images", "sandbox"):
-        assert type(empty[name].dtype) is type(full[name].dtype), name
+    assert isinstance(empty.index, pd.MultiIndex) and empty.index.nlevels == 2
+    assert (empty.dtypes.astype(str) == full.dtypes.astype(str)).all()
     assert str(empty["created_at"].dtype) == "datetime64[ns, UTC]"
     assert list(empty["status"].cat.categories) == list(STATUS_ORDER)
+    assert list(empty["provider"].cat.categories) == list(full["provider"].cat.categories)
 
 
 def test_frame_order_matches_records_whatever_the_save_order(store):
@@ -391,6 +418,126 @@ def test_frame_filters(store):
     assert len(store.frame(status=["failed", "queued"])) == 4
     assert len(store.frame(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))) == 2
     assert len(store.frame(limit=3)) == 3
+
+
+def test_frame_query_finds_text_in_prompts(store):
+    prompts = ["A Lighthouse at dusk", "a forest", "100% pure_light", "lighthouse, night"]
+    for i, prompt in enumerate(prompts):
+        store.save(make_job(i, prompt=prompt).to_record())
+    assert sorted(store.frame(query="lighthouse")["prompt"]) == [prompts[0], prompts[3]]
+    assert store.frame(query="100%")["prompt"].tolist() == [prompts[2]]
+    assert store.frame(query="e_l")["prompt"].tolist() == [prompts[2]]  # _ is not a wildcard
+    assert store.frame(query="%").shape[0] == 1
+    assert store.frame(query="nothing like it").empty
+    with pytest.raises(InvalidRequest, match="query"):
+        store.frame(query=3)
+
+
+def test_frame_include_raw_is_scrubbed(store):
+    _secrets.register(SECRET)
+    store.save(make_job(0, raw={"status": "finished", "echo": SECRET, "n": 1}).to_record())
+    store.save(make_job(1).to_record())
+    plain = store.frame()
+    assert "raw" not in plain.columns
+    df = store.frame(include_raw=True)
+    assert list(df.columns) == [*FRAME_COLUMNS, "raw"]
+    assert df["raw"].tolist() == [{}, {"status": "finished", "echo": "***", "n": 1}]
+    assert SECRET not in repr(df.to_dict())
+
+
+def test_credits_follow_the_provider_rules(store):
+    cases = [
+        (dict(provider="apiframe", kind="imagine", status=Status.SUCCEEDED), 4.0),
+        (dict(provider="apiframe", kind="upscale", status=Status.SUCCEEDED), 2.0),
+        (dict(provider="apiframe", kind="upscale", status=Status.SUCCEEDED,
+              params={"type": "4x"}), 2.0),
+        (dict(provider="apiframe", kind="upscale", status=Status.SUCCEEDED,
+              params={"type": "creative"}), 4.0),
+        (dict(provider="apiframe", kind="variation", status=Status.SUCCEEDED,
+              params={"process_mode": "turbo"}), None),
+        (dict(provider="apiframe", kind="imagine", status=Status.FAILED), None),
+        (dict(provider="blockade", kind="skybox", status=Status.SUCCEEDED,
+              params={"variant": "Enhanced"}), 6.0),
+        (dict(provider="blockade", kind="skybox", status=Status.SUCCEEDED), None),
+        (dict(provider="banatie", kind="generation", status=Status.SUCCEEDED,
+              raw={"cost": "1.5"}), 1.5),
+        (dict(provider="neuroflash", kind="imagine", status=Status.SUCCEEDED), None),
+    ]
+    jobs = []
+    for i, (kw, _) in enumerate(cases):
+        job = make_job(i, **{**kw, "params": kw.get("params", {})})
+        store.save(job.to_record())
+        jobs.append(job)
+    got = store.frame().set_index("id")["credits"]
+    for job, (_, expected) in zip(jobs, cases, strict=True):
+        value = got[job.id]
+        assert (pd.isna(value) if expected is None else value == expected), (job.kind, value)
+
+
+def test_migration_from_schema_1_backfills_the_new_columns(tmp_path):
+    """A history written by the first release opens, migrates once and shows the new columns."""
+    old = make_job(1, status=Status.SUCCEEDED, params={"negative_text": "fog", "seed": 1},
+                   images=[Image(url="https://x/a.png", path="/p/a.png", width=20, height=10),
+                           Image(url="https://x/d.png", role="depth")],
+                   remote_id="old-1")
+    rec = old.to_record()
+    path = tmp_path / "history.sqlite"
+    conn = sqlite3.connect(path)
+    from jupyter_imagine.store import _schema_v1
+
+    _schema_v1(conn)
+    conn.execute(
+        "INSERT INTO jobs (id, provider, remote_id, root_id, kind, prompt, status, created_at, "
+        "n_images, paths, urls, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (old.id, "apiframe", "old-1", old.id, "imagine", old.prompt, "succeeded",
+         "2024-05-01T12:01:00.000000+00:00", 2, '["/p/a.png"]',
+         '["https://x/a.png","https://x/d.png"]', json.dumps(rec)),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store(tmp_path) as s:
+        df = s.frame()
+        assert df["negative_prompt"].tolist() == ["fog"]
+        assert df["params"].tolist() == [{"negative_text": "fog", "seed": 1}]
+        assert (df["width"].iloc[0], df["height"].iloc[0]) == (20, 10)
+        assert df["credits"].tolist() == [4.0]
+        assert df["n_images"].tolist() == [1] and df["image_urls"].tolist() == [["https://x/a.png"]]
+        assert s.get("old-1")["id"] == old.id
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with Store(tmp_path) as s:  # opening again does not migrate again
+        assert len(s.frame()) == 1
+
+
+# ------------------------------------------------------------------------------ batches
+def test_batch_tag_marks_only_the_first_save_and_sticks(store):
+    a, b = make_job(1), make_job(2)
+    with store._batch_tag("b-1", 0):
+        store.save(a.to_record())
+        store.save(b.to_record())  # a second save in the block is not tagged
+    store.save(a._updated_record({"status": Status.SUCCEEDED}))  # later saves keep the tag
+    assert store.batch_rows("b-1") == {0: a.id}
+    assert column(store, "batch_id", b.id) is None
+    with store._batch_tag("b-1", 1):
+        pass  # nothing saved: nothing tagged, and the tag does not leak out
+    store.save(make_job(3).to_record())
+    assert store.batch_rows("b-1") == {0: a.id}
+    assert store.batch_rows("other") == {}
+    with pytest.raises(InvalidRequest, match="batch row"), store._batch_tag("b-1", 0):
+        store.save(make_job(4).to_record())
+
+
+def test_batch_tag_is_per_thread(store):
+    mine, theirs = make_job(1), make_job(2)
+    started = threading.Event()
+    with store._batch_tag("b-2", 5):
+        t = threading.Thread(target=lambda: (store.save(theirs.to_record()), started.set()))
+        t.start()
+        t.join()
+        store.save(mine.to_record())
+    assert started.is_set()
+    assert store.batch_rows("b-2") == {5: mine.id}
 
 
 # ------------------------------------------------------------------------------ secrets

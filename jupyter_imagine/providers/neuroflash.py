@@ -37,9 +37,9 @@ Choices (where ``providers.md`` says [I] or [U]):
   ``validate()`` makes the static checks (types, ``W:H`` ratios, known parameters for the kind)
   and the catalogue checks before anything is stored. ``submit()`` checks against the catalogue
   again before the POST (fetching it if ``prepare`` could not), so an unknown aspect ratio or
-  too many images fail as :class:`~jupyter_imagine.errors.InvalidRequest` listing the allowed values, and
-  nothing is sent. Without ``model_id`` the first allowed model (by ``order``) with the needed
-  capability is chosen and sent, so what is validated is what runs.
+  too many images fail as :class:`~jupyter_imagine.errors.InvalidRequest` listing the allowed
+  values, and nothing is sent. Without ``model_id`` the first allowed model (by ``order``) with
+  the needed capability is chosen and sent, so what is validated is what runs.
 - **Capabilities**: ``text2image`` for ``imagine``, ``image2image`` for ``edit``, ``upscale``
   for ``upscale``; an upscale model lists its factors in ``upscaleFactors`` [I].
 - **Errors**: read tolerantly — RFC 9457 problems (``detail``/``title``/``type``), OAuth errors

@@ -1,0 +1,128 @@
+"""100,000 stored jobs → the history DataFrame (goal: ≤ 0.5 s), beside ``pandas.json_normalize``.
+
+The store is filled with 100,000 realistic job records of all five providers (grids of four
+images, skyboxes with thumbnails and depth maps, failures, children with a parent, parameters and
+raw payloads) through ``Store._bulk_save``. Then, each timed several times (best and median):
+
+* ``Store.frame()`` — what ``jupyter_imagine.history()`` returns: one SQL query over the indexed
+  columns, every column of the unified schema with its dtype;
+* ``pandas.json_normalize`` over the same records, already in memory (the floor of "just
+  flatten the JSON": object columns, no dtypes, no NA handling, nested lists left as they are);
+* ``Store.records()`` + ``json_normalize`` — what a hand-written reader of the database does.
+
+Run: ``python benchmarks/bench_history_frame.py [--jobs 100000] [--repeat 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+
+from jupyter_imagine.models import Image, Job, Status
+from jupyter_imagine.store import Store
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+PROVIDERS = ("apiframe", "thenextleg", "blockade", "neuroflash", "banatie")
+KINDS = {
+    "apiframe": ("imagine", "upscale", "variation", "reroll"),
+    "thenextleg": ("imagine", "upscale", "variation", "reroll"),
+    "blockade": ("skybox", "remix"),
+    "neuroflash": ("imagine", "edit", "upscale"),
+    "banatie": ("generation", "regenerate"),
+}
+SUBJECTS = ("a lighthouse at dusk", "a pine forest in snow", "a harbour at night",
+            "a desert road", "a city of glass", "a fox in the rain")
+
+
+def make_records(n: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    records: list[dict] = []
+    last_root: dict[str, str] = {}
+    for i in range(n):
+        provider = PROVIDERS[i % 5]
+        kind = rng.choice(KINDS[provider])
+        status = rng.choices(list(Status), weights=(1, 2, 85, 10, 2))[0]
+        created = T0 + timedelta(seconds=i * 20 + rng.random())
+        started = created + timedelta(seconds=rng.uniform(0.05, 3))
+        done = started + timedelta(seconds=rng.uniform(5, 60)) if status.final else None
+        images: list[Image] = []
+        if status is Status.SUCCEEDED:
+            base = f"https://cdn.example/{provider}/{i}"
+            if provider == "blockade":
+                images = [Image(url=f"{base}/pano.jpg", path=f"/h/images/{i:06x}p.jpg",
+                                width=2048, height=1024),
+                          Image(url=f"{base}/thumb.jpg", role="thumbnail"),
+                          Image(url=f"{base}/depth.png", role="depth")]
+            else:
+                count = 4 if kind in ("imagine", "variation", "reroll") else 1
+                images = [Image(url=f"{base}/{k}.png", path=f"/h/images/{i:06x}{k}.png",
+                                width=512, height=512, index=k + 1 if count > 1 else None)
+                          for k in range(count)]
+        root_kind = kind in ("imagine", "skybox", "generation")
+        parent = None if root_kind else last_root.get(provider)
+        params = {"aspect_ratio": rng.choice(("1:1", "3:2", "16:9")), "seed": rng.randrange(10**6)}
+        if provider == "blockade":
+            params = {"skybox_style_id": rng.randrange(1, 40), "negative_text": "fog"}
+        job = Job(
+            provider=provider, kind=kind, prompt=f"{rng.choice(SUBJECTS)} #{i}", params=params,
+            parent_id=parent, remote_id=f"{provider}-{i}", status=status, images=images,
+            error="the job failed upstream" if status is Status.FAILED else None,
+            sandbox=True, submit_state="sent", created_at=created, started_at=started,
+            completed_at=done,
+            raw={"id": f"{provider}-{i}", "status": status.value,
+                 "image_urls": [img.url for img in images], "percentage": "100"},
+        )
+        if parent is None:
+            last_root[provider] = job.id
+        records.append(job.to_record())
+    return records
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
+    samples = []
+    result = None
+    for _ in range(repeat):
+        result = None  # free the previous result outside the timed region
+        gc.collect()
+        t0 = time.perf_counter()
+        result = fn()
+        samples.append(time.perf_counter() - t0)
+    return min(samples), statistics.median(samples), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    records = make_records(args.jobs)
+    with tempfile.TemporaryDirectory(prefix="ji-frame-") as home:
+        store = Store(home)
+        t0 = time.perf_counter()
+        store._bulk_save(records)
+        saved = time.perf_counter() - t0
+        store.frame(limit=10)  # warm the page cache and the imports
+        f_best, f_med, frame = timed(store.frame, args.repeat)
+        n_best, n_med, flat = timed(lambda: pd.json_normalize(records), args.repeat)
+        r_best, r_med, _ = timed(lambda: pd.json_normalize(store.records()),
+                                 max(1, args.repeat // 2))
+        store.close()
+    print(f"{args.jobs:,} stored jobs of 5 providers (bulk save {saved:.1f} s)")
+    print(f"  Store.frame() / history()           best {f_best:6.3f} s   median {f_med:6.3f} s   "
+          f"{frame.shape[1]} typed columns   (goal ≤ 0.5 s)")
+    print(f"  pandas.json_normalize(records)      best {n_best:6.3f} s   median {n_med:6.3f} s   "
+          f"{flat.shape[1]} object columns, records already in memory")
+    print(f"  Store.records() + json_normalize    best {r_best:6.3f} s   median {r_med:6.3f} s")
+    print(f"  ratio frame / json_normalize        {f_best / n_best:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+// Gallery over history rows: filter by provider, status and prompt text; thumbnails load lazily
+// ({type: "thumbs", ids} → reply with one buffer per id); a click opens the job's view beneath
+// ({type: "open", id}).
+
+const PAGE = 48;
+
+function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  el.append(...kids.filter((k) => k != null));
+  return el;
+}
+
+/** Rows matching the filters: provider and status exactly ("" = any), text in the prompt. */
+export function filterRows(rows, { provider = "", status = "", text = "" } = {}) {
+  const words = text.toLowerCase().split(/\s+/).filter(Boolean);
+  return rows.filter((r) =>
+    (!provider || r.provider === provider) &&
+    (!status || r.status === status) &&
+    words.every((w) => (r.prompt || "").toLowerCase().includes(w) || (r.id || "").startsWith(w)));
+}
+
+/** Hide the static contact sheet displayed next to this live view (as in job_view.js). */
+function hideFallback(el, key) {
+  if (!key) return null;
+  for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
+    let sib = node.previousElementSibling;
+    for (let i = 0; sib && i < 3; sib = sib.previousElementSibling, i++) {
+      for (const img of sib.querySelectorAll('img[src^="data:image/png;base64,"]')) {
+        let head = "";
+        try { head = atob(img.src.slice(22, 22 + 4096)); } catch { /* not our PNG */ }
+        if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
+      }
+    }
+  }
+  return null;
+}
+
+const options = (label, values) =>
+  [h("option", { value: "" }, label), ...values.map((v) => h("option", { value: v }, v))];
+
+function render({ model, el }) {
+  const thumbs = new Map(); // id → blob URL, or "" while requested
+  let shown = PAGE;
+  const search = h("input", { type: "search", placeholder: "Search prompts", "aria-label": "Search prompts" });
+  const provider = h("select", { "aria-label": "Provider" });
+  const status = h("select", { "aria-label": "Status" });
+  const count = h("span", { class: "ji-count", role: "status" });
+  const tiles = h("div", { class: "ji-tiles", role: "list" });
+  const more = h("button", { type: "button", class: "ji-more", onclick: () => { shown += PAGE; draw(); } }, "Show more");
+  const root = h("div", { class: "ji ji-card ji-gallery", role: "region", "aria-label": "Job gallery" },
+    h("div", { class: "ji-filters" }, search, provider, status, count), tiles, more);
+  el.append(root);
+
+  const observer = typeof IntersectionObserver === "function"
+    ? new IntersectionObserver((entries) => {
+      const ids = entries.filter((e) => e.isIntersecting).map((e) => e.target.dataset.id);
+      entries.forEach((e) => e.isIntersecting && observer.unobserve(e.target));
+      request(ids);
+    }, { rootMargin: "200px" })
+    : null;
+
+  function request(ids) {
+    const wanted = ids.filter((id) => !thumbs.has(id));
+    if (!wanted.length) return;
+    wanted.forEach((id) => thumbs.set(id, ""));
+    model.send({ type: "thumbs", ids: wanted });
+  }
+
+  function fillOptions() {
+    const rows = model.get("rows") || [];
+    const keep = [provider.value, status.value];
+    provider.replaceChildren(...options("All providers", [...new Set(rows.map((r) => r.provider))].sort()));
+    status.replaceChildren(...options("Any status", [...new Set(rows.map((r) => r.status))].sort()));
+    [provider.value, status.value] = keep;
+  }
+
+  /** The picture box: the thumbnail once it has come, else a placeholder saying why not. */
+  function picture(r) {
+    const box = h("div", { class: "ji-thumb" });
+    const url = thumbs.get(r.id);
+    if (url) box.append(h("img", { src: url, alt: r.prompt }));
+    else if (!r.n_images || r.status !== "succeeded") box.textContent = r.status === "succeeded" ? "no image" : r.status;
+    return box;
+  }
+
+  function tile(r) {
+    const img = picture(r);
+    const when = r.created ? new Date(r.created).toLocaleString() : "";
+    const b = h("button", { type: "button", class: "ji-tile", role: "listitem", "data-id": r.id, title: `${r.prompt}\n${r.provider} · ${r.kind} · ${r.status} · ${when}`,
+      "aria-current": r.id === model.get("selected") ? "true" : null, onclick: () => model.send({ type: "open", id: r.id }) },
+    img,
+    h("span", {}, r.prompt),
+    h("span", { class: "ji-meta" }, h("i", { class: "ji-dot", "data-status": r.status }), `${r.kind} · ${r.provider}`));
+    b.setAttribute("aria-label", `${r.prompt} (${r.kind}, ${r.status})`);
+    return b;
+  }
+
+  function draw() {
+    const rows = filterRows(model.get("rows") || [], { provider: provider.value, status: status.value, text: search.value });
+    const page = rows.slice(0, shown);
+    tiles.replaceChildren(...page.map(tile));
+    const total = model.get("total");
+    const extra = total > (model.get("rows") || []).length ? ` (newest ${(model.get("rows") || []).length} of ${total})` : "";
+    count.textContent = `${rows.length} job${rows.length === 1 ? "" : "s"}${extra}`;
+    more.classList.toggle("ji-hidden", rows.length <= shown);
+    if (observer) tiles.querySelectorAll(".ji-tile").forEach((t) => thumbs.has(t.dataset.id) || observer.observe(t));
+    else request(page.map((r) => r.id));
+  }
+
+  model.on("msg:custom", (msg, buffers) => {
+    if (!msg || msg.type !== "thumbs") return;
+    msg.ids.forEach((id, i) => {
+      const dv = buffers && buffers[i];
+      if (!dv || !dv.byteLength) return;
+      const url = URL.createObjectURL(new Blob([dv], { type: dv.getUint8(0) === 0xff ? "image/jpeg" : "image/png" }));
+      thumbs.set(id, url);
+      const box = tiles.querySelector(`.ji-tile[data-id="${id}"] .ji-thumb`);
+      const row = (model.get("rows") || []).find((r) => r.id === id);
+      if (box && row) box.replaceWith(picture(row));
+    });
+  });
+  const reset = () => { shown = PAGE; draw(); };
+  search.addEventListener("input", reset);
+  provider.addEventListener("change", reset);
+  status.addEventListener("change", reset);
+  model.on("change:rows", () => { fillOptions(); draw(); });
+  model.on("change:selected", draw);
+  fillOptions();
+  draw();
+  let fallback = null;
+  const hide = () => { fallback = fallback || hideFallback(el, model.get("fallback_key")); };
+  setTimeout(hide, 0);
+  model.on("change:fallback_key", hide);
+  return () => {
+    if (fallback) fallback.classList.remove("ji-hidden");
+    if (observer) observer.disconnect();
+    thumbs.forEach((u) => u && URL.revokeObjectURL(u));
+  };
+}
+
+export default { render };

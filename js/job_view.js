@@ -1,0 +1,265 @@
+// Job view: provider, prompt, status, progress, result images and one button per action.
+// Python owns the state (traits, written on the engine thread); this view only draws it and
+// sends messages: {type: "act", label}, {type: "full", index}, {type: "cancel"}. It never
+// waits on a reply: a clicked button is disabled until the state says what happened.
+
+const STATUS = { queued: "Queued", running: "Running", succeeded: "Done", failed: "Failed", cancelled: "Cancelled" };
+const ERRORS = {
+  ModeratedPrompt: "Prompt refused", QuotaExceeded: "Out of credits", JobTimeout: "Timed out",
+  AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
+};
+const BUSY = new Set(["starting", "queued", "running", "drawing"]);
+
+/** Create an element: h("button", {class: "x", onclick}, "text", child…). */
+export function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  el.append(...kids.filter((k) => k != null));
+  return el;
+}
+
+/** "4.2 s", "12 s", "3 min 05 s". */
+export function formatElapsed(seconds) {
+  if (!(seconds >= 0)) return "";
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  if (seconds < 60) return `${Math.floor(seconds)} s`;
+  const m = Math.floor(seconds / 60), s = Math.floor(seconds % 60);
+  return `${m} min ${String(s).padStart(2, "0")} s`;
+}
+
+/** The status line: "Queued · #3 in queue", "Running 40%", "Done", "Failed" … */
+export function statusText(state) {
+  const { status, progress, queue_position: queue } = state;
+  let text = STATUS[status] || status;
+  if (status === "running") text += ` ${Math.round(progress || 0)}%`;
+  if ((status === "queued" || status === "running") && queue != null) text += ` · #${queue} in queue`;
+  return text;
+}
+
+/** The one readable error line, in the provider's own words. */
+export function errorText(state) {
+  if (state.status === "failed") {
+    const kind = ERRORS[state.error_type] || "Failed";
+    return `${kind}: ${state.error || "the provider gave no reason"}`;
+  }
+  if (state.status === "cancelled") return "Cancelled";
+  return state.error || "";
+}
+
+/** The image type of bytes in a DataView: JPEG, WebP or (default) PNG. */
+export const sniff = (dv) => (dv.getUint8(0) === 0xff ? "image/jpeg" : dv.getUint8(0) === 0x52 ? "image/webp" : "image/png");
+const blobUrl = (dv) => (dv && dv.byteLength ? URL.createObjectURL(new Blob([dv], { type: sniff(dv) })) : null);
+
+/** Hide the static PNG fallback that was displayed next to this live view (see _bundle.py). */
+export function hideFallback(el, key) {
+  if (!key) return null;
+  for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
+    let sib = node.previousElementSibling;
+    for (let i = 0; sib && i < 3; sib = sib.previousElementSibling, i++) {
+      for (const img of sib.querySelectorAll('img[src^="data:image/png;base64,"]')) {
+        let head = "";
+        try { head = atob(img.src.slice(22, 22 + 4096)); } catch { /* not our PNG */ }
+        if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
+      }
+    }
+  }
+  return null;
+}
+
+function render({ model, el }) {
+  const get = (k) => model.get(k);
+  const state = () => ({
+    status: get("status"), progress: get("progress"), queue_position: get("queue_position"),
+    error: get("error"), error_type: get("error_type"),
+  });
+  const urls = [];
+  const full = new Map();
+  let previewUrl = null, timer = null, received = performance.now(), fallback = null;
+  const pending = new Set();
+
+  const chips = h("div", { class: "ji-head" });
+  const status = h("span", { class: "ji-status", role: "status", "aria-live": "polite" });
+  const cancel = h("button", { class: "ji-cancel", type: "button", onclick: () => model.send({ type: "cancel" }) }, "Cancel");
+  const prompt = h("div", { class: "ji-prompt" });
+  const bar = h("div");
+  const progress = h("div", { class: "ji-progress", role: "progressbar", "aria-label": "Progress", "aria-valuemin": "0", "aria-valuemax": "100" }, bar);
+  const preview = h("img", { class: "ji-preview ji-hidden", alt: "" });
+  const media = h("div", { class: "ji-media" });
+  const actions = h("div", { class: "ji-actions", role: "group", "aria-label": "Actions" });
+  const notice = h("div", { class: "ji-line ji-hidden", role: "status" });
+  const error = h("div", { class: "ji-line ji-error ji-hidden", role: "alert" });
+  const card = h("div", { class: "ji ji-card ji-job" }, chips, prompt, progress, preview, media, actions, error, notice);
+  el.append(card);
+
+  function head() {
+    const label = get("action") ? `${get("action")} · ${get("kind")}` : get("kind");
+    chips.replaceChildren(
+      h("span", { class: "ji-chip", title: `provider: ${get("provider")}` }, get("provider_label") || get("provider")),
+      get("sandbox") ? h("span", { class: "ji-chip ji-sandbox", title: "No API key: this job ran in the built-in sandbox" }, "SANDBOX") : null,
+      h("span", { class: "ji-chip" }, label),
+      h("code", { class: "ji-id", title: "job id: jupyter_imagine.job(id) re-attaches to it" }, get("job_id").slice(0, 8)),
+      status, cancel,
+    );
+    prompt.textContent = get("prompt");
+    prompt.title = get("prompt");
+    card.setAttribute("aria-label", `${get("provider_label") || get("provider")} ${get("kind")}: ${get("prompt")}`);
+  }
+
+  function tick() {
+    const s = get("status");
+    const live = s === "queued" || s === "running";
+    const elapsed = get("elapsed") + (live ? (performance.now() - received) / 1000 : 0);
+    status.textContent = `${statusText(state())} · ${formatElapsed(elapsed)}`;
+    status.dataset.status = s;
+  }
+
+  function progressUpdate() {
+    const s = get("status");
+    const live = s === "queued" || s === "running";
+    progress.classList.toggle("ji-hidden", !live);
+    cancel.classList.toggle("ji-hidden", !live);
+    const pct = Math.max(0, Math.min(100, get("progress") || 0));
+    progress.classList.toggle("ji-indeterminate", s === "queued" || (s === "running" && pct === 0));
+    bar.style.width = `${pct}%`;
+    progress.setAttribute("aria-valuenow", String(Math.round(pct)));
+    if (live && !timer) timer = setInterval(tick, 1000);
+    if (!live && timer) { clearInterval(timer); timer = null; }
+    tick();
+    const line = s === "failed" || s === "cancelled" ? errorText(state()) : get("error");
+    error.textContent = line;
+    error.classList.toggle("ji-hidden", !line);
+  }
+
+  function previewUpdate() {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = get("status") === "running" ? blobUrl(get("preview")) : null;
+    preview.classList.toggle("ji-hidden", !previewUrl);
+    preview.alt = previewUrl ? `Preview of: ${get("prompt")}` : "";
+    if (previewUrl) preview.src = previewUrl; else preview.removeAttribute("src");
+  }
+
+  function mediaUpdate() {
+    urls.splice(0).forEach((u) => URL.revokeObjectURL(u));
+    const images = get("images") || [];
+    const sizes = get("sizes") || [];
+    const n = images.length;
+    media.className = `ji-media ji-${get("arrangement") || "single"}`;
+    media.replaceChildren(...images.map((dv, i) => {
+      const url = blobUrl(dv);
+      urls.push(url);
+      const which = n > 1 ? ` (image ${i + 1} of ${n})` : "";
+      const [w, hgt] = sizes[i] || [];
+      const img = h("img", { src: url, alt: `${get("prompt")}${which}`, loading: "lazy", width: w, height: hgt });
+      return h("button", { class: "ji-cell", type: "button", title: "Open at full size", onclick: () => open(i) }, img);
+    }));
+  }
+
+  function actionsUpdate() {
+    const labels = get("actions") || [];
+    const done = get("status") === "succeeded";
+    actions.replaceChildren(...labels.flatMap((label) => {
+      const b = h("button", { type: "button", "data-label": label, onclick: () => act(label, b) }, label);
+      if (label === "🔄") b.title = "Reroll";
+      return label === "V1" ? [h("span", { class: "ji-break" }), b] : [b];
+    }));
+    actions.classList.toggle("ji-hidden", !labels.length || !done);
+    buttonStates();
+  }
+
+  function buttonStates() {
+    const states = get("action_state") || {};
+    const done = get("status") === "succeeded";
+    for (const b of actions.querySelectorAll("button")) {
+      const st = states[b.dataset.label];
+      if (st) b.dataset.state = st; else delete b.dataset.state;
+      b.disabled = !done || pending.has(b.dataset.label) || BUSY.has(st);
+    }
+  }
+
+  function act(label, button) {
+    if (button.disabled) return;
+    pending.add(label);
+    button.disabled = true;
+    model.send({ type: "act", label });
+  }
+
+  function noticeUpdate() {
+    const text = get("notice");
+    notice.textContent = text;
+    notice.classList.toggle("ji-hidden", !text);
+  }
+
+  // Full-size images travel only on request, as a message buffer.
+  let box = null;
+  function open(i) {
+    close();
+    const n = (get("images") || []).length;
+    const img = h("img", { alt: `${get("prompt")}${n > 1 ? ` (image ${i + 1} of ${n})` : ""}, full size`, src: full.get(i) || urls[i] });
+    const link = h("a", { download: `${get("job_id").slice(0, 8)}-${i + 1}.png`, href: full.get(i) || "#" }, "Download");
+    const shut = h("button", { type: "button", onclick: close }, "Close");
+    const note = h("span", {}, full.has(i) ? "" : "loading full size…");
+    box = h("div", { class: "ji ji-lightbox", role: "dialog", "aria-modal": "true", "aria-label": `Full-size image ${i + 1}`, tabindex: "-1", "data-lm-suppress-shortcuts": "true",
+      onclick: (e) => { if (e.target === box) close(); },
+      onkeydown: (e) => { if (e.key === "Escape") { e.stopPropagation(); close(); } } },
+    img, h("div", { class: "ji-bar" }, note, link, shut));
+    box.dataset.index = String(i);
+    document.body.append(box);
+    shut.focus();
+    if (!full.has(i)) model.send({ type: "full", index: i });
+  }
+  function close() { if (box) { box.remove(); box = null; } }
+
+  function onMessage(msg, buffers) {
+    if (msg && msg.type === "full" && buffers && buffers.length) {
+      const url = blobUrl(buffers[0]);
+      if (full.has(msg.index)) URL.revokeObjectURL(full.get(msg.index));
+      full.set(msg.index, url);
+      if (box && box.dataset.index === String(msg.index)) {
+        box.querySelector("img").src = url;
+        box.querySelector("a").href = url;
+        box.querySelector("span").textContent = "";
+      }
+    }
+  }
+
+  const onStatus = () => {
+    received = performance.now();
+    pending.clear();
+    progressUpdate(); previewUpdate(); actionsUpdate();
+    if (!fallback) fallback = hideFallback(el, get("fallback_key"));
+  };
+  const on = (name, fn) => model.on(`change:${name}`, fn);
+  on("status", onStatus);
+  on("elapsed", () => { received = performance.now(); tick(); });
+  on("progress", progressUpdate);
+  on("queue_position", progressUpdate);
+  on("error", progressUpdate);
+  on("preview", previewUpdate);
+  on("images", mediaUpdate);
+  on("actions", actionsUpdate);
+  on("action_state", () => { pending.clear(); buttonStates(); });
+  on("notice", () => { pending.clear(); buttonStates(); noticeUpdate(); });
+  for (const k of ["prompt", "kind", "action", "provider", "sandbox"]) on(k, head);
+  model.on("msg:custom", onMessage);
+  on("fallback_key", () => { fallback = fallback || hideFallback(el, get("fallback_key")); });
+
+  head(); progressUpdate(); previewUpdate(); mediaUpdate(); actionsUpdate(); noticeUpdate();
+  // The static fallback sits right before this output; hide it once the DOM is attached.
+  setTimeout(() => { fallback = fallback || hideFallback(el, get("fallback_key")); }, 0);
+
+  return () => {
+    if (timer) clearInterval(timer);
+    close();
+    if (fallback) fallback.classList.remove("ji-hidden");
+    urls.forEach((u) => URL.revokeObjectURL(u));
+    full.forEach((u) => URL.revokeObjectURL(u));
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+  };
+}
+
+export default { render };

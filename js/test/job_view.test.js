@@ -1,0 +1,199 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import widget, { errorText, formatElapsed, hideFallback, statusText } from "../job_view.js";
+import { button, fakeModel, mount, view } from "./fake_model.js";
+
+const GRID = ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"];
+const JPEG = [0xff, 0xd8, 0xff, 0xe0, 1, 2, 3];
+
+function state(extra = {}) {
+  return {
+    job_id: "3f2a9c1e-0000", provider: "apiframe", provider_label: "APIFRAME", sandbox: true,
+    kind: "imagine", action: "", prompt: "a lighthouse at dusk", status: "queued", progress: 0,
+    queue_position: null, elapsed: 0, preview: new DataView(new ArrayBuffer(0)), images: [],
+    sizes: [], arrangement: "", actions: [], action_state: {}, error: "", error_type: "", notice: "",
+    fallback_key: "", ...extra,
+  };
+}
+
+const done = () => state({
+  status: "succeeded", progress: 100, elapsed: 12.5, actions: GRID, arrangement: "grid",
+  images: [1, 2, 3, 4].map(() => view(JPEG)), sizes: [1, 2, 3, 4].map(() => [512, 342]),
+});
+
+afterEach(() => { document.body.replaceChildren(); vi.useRealTimers(); });
+
+describe("status rendering", () => {
+  it("queued: status, queue position, indeterminate bar, sandbox badge, no actions", () => {
+    const { el } = mount(widget, fakeModel(state({ queue_position: 3 })));
+    expect(el.querySelector(".ji-status").textContent).toMatch(/^Queued · #3 in queue · 0\.0 s$/);
+    expect(el.querySelector(".ji-progress").classList.contains("ji-indeterminate")).toBe(true);
+    expect(el.querySelector(".ji-sandbox").textContent).toBe("SANDBOX");
+    expect(el.querySelector(".ji-chip").textContent).toBe("APIFRAME");
+    expect(el.querySelector(".ji-prompt").textContent).toBe("a lighthouse at dusk");
+    expect(el.querySelectorAll(".ji-actions button")).toHaveLength(0);
+    expect(el.querySelector(".ji-cancel").classList.contains("ji-hidden")).toBe(false);
+  });
+
+  it("running: percentage on the bar and in the text, preview with alt text", () => {
+    const model = fakeModel(state({ status: "running", progress: 40, preview: view(JPEG), elapsed: 5 }));
+    const { el } = mount(widget, model);
+    expect(el.querySelector(".ji-status").textContent).toMatch(/^Running 40% · 5\.0 s$/);
+    const bar = el.querySelector('[role="progressbar"]');
+    expect(bar.getAttribute("aria-valuenow")).toBe("40");
+    expect(bar.firstChild.style.width).toBe("40%");
+    const preview = el.querySelector(".ji-preview");
+    expect(preview.classList.contains("ji-hidden")).toBe(false);
+    expect(preview.alt).toBe("Preview of: a lighthouse at dusk");
+    model.update({ progress: 70 });
+    expect(bar.getAttribute("aria-valuenow")).toBe("70");
+  });
+
+  it("elapsed time keeps ticking while the job runs", () => {
+    vi.useFakeTimers();
+    const { el } = mount(widget, fakeModel(state({ status: "running", progress: 10, elapsed: 3 })));
+    vi.advanceTimersByTime(2000);
+    expect(el.querySelector(".ji-status").textContent).toMatch(/Running 10% · 5\.\d s/);
+  });
+
+  it("succeeded: four separately clickable images with the prompt as alt text, one button per action", () => {
+    const { el } = mount(widget, fakeModel(done()));
+    expect(el.querySelector(".ji-status").textContent).toBe("Done · 12 s");
+    expect(el.querySelector(".ji-progress").classList.contains("ji-hidden")).toBe(true);
+    const cells = el.querySelectorAll(".ji-media.ji-grid button.ji-cell img");
+    expect([...cells].map((i) => i.alt)).toEqual([1, 2, 3, 4].map((i) => `a lighthouse at dusk (image ${i} of 4)`));
+    expect(cells[0].getAttribute("width")).toBe("512");
+    for (const label of GRID) expect(button(el, label), label).toBeTruthy();
+    expect([...el.querySelectorAll(".ji-actions button")].map((b) => b.textContent)).toEqual(GRID);
+    expect(button(el, "U2").disabled).toBe(false);
+    expect(el.querySelector(".ji-cancel").classList.contains("ji-hidden")).toBe(true);
+  });
+
+  it("a single image (an upscale) and a panorama", () => {
+    const { el } = mount(widget, fakeModel(state({ status: "succeeded", kind: "upscale", action: "U2",
+      actions: ["Vary (Region)"], arrangement: "single", images: [view(JPEG)], sizes: [[1024, 684]] })));
+    expect(el.querySelector(".ji-media").className).toContain("ji-single");
+    expect(el.querySelector(".ji-media img").alt).toBe("a lighthouse at dusk");
+    expect(button(el, "Vary (Region)")).toBeTruthy();
+    expect(el.textContent).toContain("U2 · upscale");
+    const pano = mount(widget, fakeModel(state({ status: "succeeded", kind: "skybox", arrangement: "panorama", images: [view(JPEG)], sizes: [[2048, 1024]] })));
+    expect(pano.el.querySelector(".ji-media").className).toContain("ji-panorama");
+  });
+
+  it("failed: one readable line in the provider's words", () => {
+    const { el } = mount(widget, fakeModel(state({ status: "failed", error: "Banned prompt: 'gore'", error_type: "ModeratedPrompt", elapsed: 0.4 })));
+    const line = el.querySelector('[role="alert"]');
+    expect(line.textContent).toBe("Prompt refused: Banned prompt: 'gore'");
+    expect(line.classList.contains("ji-hidden")).toBe(false);
+    expect(el.querySelector(".ji-status").dataset.status).toBe("failed");
+    expect(el.querySelectorAll(".ji-actions button")).toHaveLength(0);
+  });
+
+  it("quota, timeout and cancelled lines", () => {
+    expect(errorText({ status: "failed", error: "Not enough credits", error_type: "QuotaExceeded" })).toBe("Out of credits: Not enough credits");
+    expect(errorText({ status: "failed", error: "no result within 900 s", error_type: "JobTimeout" })).toBe("Timed out: no result within 900 s");
+    expect(errorText({ status: "failed", error: "", error_type: "" })).toBe("Failed: the provider gave no reason");
+    const { el } = mount(widget, fakeModel(state({ status: "cancelled" })));
+    expect(el.querySelector('[role="alert"]').textContent).toBe("Cancelled");
+  });
+
+  it("moves from queued to done as the state changes", () => {
+    const model = fakeModel(state());
+    const { el } = mount(widget, model);
+    model.update({ status: "running", progress: 50 });
+    expect(el.querySelector(".ji-status").textContent).toMatch(/^Running 50%/);
+    const d = done();
+    model.update({ images: d.images, sizes: d.sizes, arrangement: "grid" });
+    model.update({ status: "succeeded", progress: 100, actions: GRID });
+    expect(el.querySelectorAll(".ji-cell")).toHaveLength(4);
+    expect(button(el, "V3").disabled).toBe(false);
+  });
+});
+
+describe("buttons", () => {
+  it("a click sends one message and disables the button without waiting for a reply", () => {
+    const model = fakeModel(done());
+    const { el } = mount(widget, model);
+    button(el, "U2").click();
+    button(el, "U2").click();
+    expect(model.sent).toEqual([{ content: { type: "act", label: "U2" }, buffers: undefined }]);
+    expect(button(el, "U2").disabled).toBe(true);
+    expect(button(el, "U3").disabled).toBe(false);
+  });
+
+  it("stays disabled while its child runs, re-enabled and marked once it is done", () => {
+    const model = fakeModel(done());
+    const { el } = mount(widget, model);
+    button(el, "U2").click();
+    model.update({ action_state: { U2: "running" } });
+    expect(button(el, "U2").disabled).toBe(true);
+    model.update({ action_state: { U2: "succeeded" } });
+    expect(button(el, "U2").disabled).toBe(false);
+    expect(button(el, "U2").dataset.state).toBe("succeeded");
+  });
+
+  it("a notice (e.g. an action that could not start) shows and frees the button", () => {
+    const model = fakeModel(done());
+    const { el } = mount(widget, model);
+    button(el, "V1").click();
+    model.update({ notice: "V1: not enough credits" });
+    expect(el.querySelector('.ji-line[role="status"]').textContent).toBe("V1: not enough credits");
+    expect(button(el, "V1").disabled).toBe(false);
+  });
+
+  it("Cancel sends a cancel message", () => {
+    const model = fakeModel(state({ status: "running", progress: 10 }));
+    const { el } = mount(widget, model);
+    button(el, "Cancel").click();
+    expect(model.sent[0].content).toEqual({ type: "cancel" });
+  });
+});
+
+describe("full-size images", () => {
+  it("are requested on click and shown when the reply's buffer arrives", () => {
+    const model = fakeModel(done());
+    const { el } = mount(widget, model);
+    el.querySelectorAll(".ji-cell")[1].click();
+    expect(model.sent).toEqual([{ content: { type: "full", index: 1 }, buffers: undefined }]);
+    const dialog = document.querySelector('[role="dialog"]');
+    expect(dialog.getAttribute("aria-label")).toBe("Full-size image 2");
+    const before = dialog.querySelector("img").src;
+    model.emit({ type: "full", index: 1 }, [view([0x89, 0x50, 0x4e, 0x47])]);
+    expect(dialog.querySelector("img").src).not.toBe(before);
+    expect(dialog.querySelector("a").getAttribute("href")).toMatch(/^blob:/);
+    button(dialog, "Close").click();
+    expect(document.querySelector('[role="dialog"]')).toBeNull();
+    el.querySelectorAll(".ji-cell")[1].click(); // cached: no second request
+    expect(model.sent).toHaveLength(1);
+  });
+});
+
+describe("static fallback", () => {
+  it("hides the PNG output that carries this view's key, and only that one", () => {
+    const key = "k3y0123456789abcdef";
+    const png = (text) => `data:image/png;base64,${btoa(`\x89PNG\r\n\x1a\n....tEXtjupyter_imagine.view\0${text}....`)}`;
+    const area = document.createElement("div");
+    const other = document.createElement("div");
+    other.innerHTML = `<img src="${png("someone-else")}">`;
+    const mine = document.createElement("div");
+    mine.innerHTML = `<img src="${png(key)}">`;
+    const out = document.createElement("div");
+    const el = document.createElement("div");
+    out.append(document.createElement("div"));
+    out.firstChild.append(el);
+    area.append(other, mine, out);
+    document.body.append(area);
+    expect(hideFallback(el, key)).toBe(mine);
+    expect(mine.classList.contains("ji-hidden")).toBe(true);
+    expect(other.classList.contains("ji-hidden")).toBe(false);
+    expect(hideFallback(el, "")).toBeNull();
+  });
+});
+
+describe("formatting", () => {
+  it("elapsed and status texts", () => {
+    expect(formatElapsed(4.25)).toBe("4.3 s");
+    expect(formatElapsed(42)).toBe("42 s");
+    expect(formatElapsed(65)).toBe("1 min 05 s");
+    expect(statusText({ status: "running", progress: 39.6, queue_position: null })).toBe("Running 40%");
+  });
+});

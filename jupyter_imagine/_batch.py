@@ -1,0 +1,391 @@
+"""``jupyter_imagine.batch``: many prompts in, one frame out, resumable after a kernel restart.
+
+How it survives a restart: every job a batch starts is tagged in the store with the batch's id
+and its row number, **in the same transaction that first stores the job** (before anything is
+sent; see ``Store._batch_tag``). Calling :func:`batch` again with the same input — the batch id
+is a hash of the rows, or the ``name`` given — finds those jobs, re-attaches them (unfinished ones
+resume polling, as after any restart) and submits only the rows that have no job yet. So no row
+is ever submitted twice, whenever the kernel died.
+
+Concurrency: ``max_concurrency`` bounds this batch's jobs in flight (submitted and not final),
+on top of the engine's per-provider limit; the next row is submitted when one of them finishes.
+The progress display is updated from the engine thread as jobs change (live while the cell
+blocks).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ._history import LiveText, progress_bar
+from ._secrets import get_logger
+from .errors import ImagineError, InvalidRequest
+from .models import Job, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
+
+__all__ = ["OUTPUT_COLUMNS", "batch"]
+
+logger = get_logger(__name__)
+
+#: Columns :func:`batch` adds (and ignores as parameters when a result is passed back in).
+OUTPUT_COLUMNS = ("provider", "id", "status", "image_paths", "error")
+#: How many rows' problems a validation error lists.
+_SHOWN_PROBLEMS = 5
+
+
+@dataclass
+class _Row:
+    number: int
+    provider: str
+    prompt: str
+    params: dict[str, Any]
+
+
+@dataclass
+class _Tally:
+    """Counts by status, kept up to date from the engine thread."""
+
+    total: int
+    states: dict[str, Status] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, job: Job) -> None:
+        with self.lock:
+            self.states[job.id] = job.status
+
+    def counts(self) -> dict[Status, int]:
+        with self.lock:
+            states = list(self.states.values())
+        return {s: states.count(s) for s in Status}
+
+    def markup(self, batch_id: str) -> str:
+        counts = self.counts()
+        final = counts[Status.SUCCEEDED] + counts[Status.FAILED] + counts[Status.CANCELLED]
+        running = counts[Status.QUEUED] + counts[Status.RUNNING]
+        label = f"batch {batch_id}: {final}/{self.total} done · {running} in flight"
+        if counts[Status.FAILED]:
+            label += f" · {counts[Status.FAILED]} failed"
+        if counts[Status.CANCELLED]:
+            label += f" · {counts[Status.CANCELLED]} cancelled"
+        return progress_bar(final, self.total, label)
+
+
+def _frame_of(data: Any, prompt: str) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        frame = data.copy()
+    elif isinstance(data, pd.Series):
+        frame = data.to_frame(name=prompt)
+    elif isinstance(data, str):
+        raise InvalidRequest("batch() takes many prompts: a DataFrame or a list, not one string")
+    elif isinstance(data, Iterable):
+        items = list(data)
+        if all(isinstance(item, Mapping) for item in items):
+            frame = pd.DataFrame(items)
+        elif all(isinstance(item, str) for item in items):
+            frame = pd.DataFrame({prompt: items})
+        else:
+            raise InvalidRequest("batch() takes a DataFrame, a list of prompts or a list of dicts")
+    else:
+        raise InvalidRequest(
+            f"batch() takes a DataFrame, a list of prompts or a list of dicts, not "
+            f"{type(data).__name__}"
+        )
+    if prompt not in frame.columns:
+        raise InvalidRequest(
+            f"no prompt column {prompt!r}; the columns are: {', '.join(map(str, frame.columns))}"
+            " (choose one with prompt=...)"
+        )
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            return value.item()  # numpy scalars
+        except (ValueError, AttributeError):
+            return value
+    return value
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _rows(frame: pd.DataFrame, prompt: str, provider: str | None, engine: Engine) -> list[_Row]:
+    """Every row checked by its provider before anything is stored or sent."""
+    from .api import default_provider
+    from .providers import provider_class
+
+    params_columns = [c for c in frame.columns if c != prompt and c not in OUTPUT_COLUMNS]
+    per_row_provider = "provider" in frame.columns
+    rows: list[_Row] = []
+    problems: list[str] = []
+    validators: dict[str, Any] = {}
+    for number, record in enumerate(frame.to_dict("records")):
+        try:
+            text = record.get(prompt)
+            if _missing(text) or not isinstance(text, str) or not text.strip():
+                raise InvalidRequest("the prompt is empty")
+            name = record.get("provider") if per_row_provider else None
+            name = provider if _missing(name) or name is None else name
+            cls = provider_class(str(name) if name is not None else provider or default_provider())
+            params = {
+                str(k): _plain(record[k]) for k in params_columns if not _missing(record[k])
+            }
+            validate = validators.get(cls.name)
+            if validate is None:
+                instance = engine._provider(cls.name, engine._settings(cls))
+                engine._prepare(instance)  # the provider's catalogue, as Engine.imagine does
+                validate = validators[cls.name] = instance.validate
+            validate("imagine", text, params)
+            rows.append(_Row(number, cls.name, text.strip(), params))
+        except ImagineError as exc:
+            problems.append(f"row {number}: {exc}")
+    if problems:
+        more = len(problems) - _SHOWN_PROBLEMS
+        shown = "; ".join(problems[:_SHOWN_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        raise InvalidRequest(f"nothing was submitted: {len(problems)} rows are invalid: {shown}")
+    return rows
+
+
+def batch_id_of(rows: Sequence[_Row]) -> str:
+    """The batch id of ``rows`` when no name is given: a hash of providers, prompts, params."""
+    payload = json.dumps(
+        [[r.provider, r.prompt, r.params] for r in rows], sort_keys=True, default=str,
+        ensure_ascii=False,
+    )
+    return "batch-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def batch(
+    data: Any,
+    prompt: str = "prompt",
+    *,
+    provider: str | None = None,
+    max_concurrency: int | None = None,
+    name: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    progress: bool = True,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """Submit many prompts and return the input as a frame with their jobs filled in.
+
+    Args:
+        data: a DataFrame, a list of prompts, or a list of dicts (one per row).
+        prompt: the column with the prompt (default ``"prompt"``). Every other column is a
+            parameter of that row's job (``aspect_ratio``, ``seed`` …; NA cells are left out),
+            except a ``provider`` column, which picks the provider per row, and the columns
+            this function adds (:data:`OUTPUT_COLUMNS`), so a result can be passed back in.
+        provider: the provider for rows without one (default ``None``: the default provider).
+        max_concurrency: this batch's jobs in flight at once (default ``None``: all rows; the
+            engine's per-provider limits still apply).
+        name: the batch's id (default ``None``: a hash of the rows, so the same input is the
+            same batch). Give a new name to run the same prompts again as a new batch.
+        wait: block until every job is final (default ``True``). With ``False`` the rows are
+            submitted from a background thread and the frame is returned at once with what is
+            known; call ``batch()`` again with the same input for the current state.
+        timeout: each job's deadline in seconds (default: the provider's).
+        progress: show one progress bar for the batch in the notebook (default ``True``).
+        engine: the engine to use (default: the shared one).
+
+    Returns:
+        A copy of the input (same index) with ``provider``, ``id``, ``status`` (categorical),
+        ``image_paths`` and ``error`` filled in; ``df.attrs["batch_id"]`` is the batch's id.
+        ``df.imagine`` works on it.
+
+    Raises:
+        InvalidRequest: a missing prompt column, an empty prompt, an unknown provider or a
+            parameter a provider does not take, in any row; nothing is submitted then.
+    """
+    from .api import get_engine
+
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise InvalidRequest(f"max_concurrency must be a whole number ≥ 1, not {max_concurrency!r}")
+    engine = engine or get_engine()
+    engine.start()
+    frame = _frame_of(data, prompt)
+    rows = _rows(frame, prompt, provider, engine)
+    batch_id = str(name) if name is not None else batch_id_of(rows)
+    store = engine.store
+    known = store.batch_rows(batch_id)
+    if known and max(known) >= len(rows):
+        raise InvalidRequest(
+            f"batch {batch_id!r} already has {max(known) + 1}+ rows, this input has {len(rows)}; "
+            "give another name to start a new batch"
+        )
+    with _RUNNING_LOCK:
+        driver = _RUNNING.get(batch_id)
+        if driver is not None and (driver.engine is not engine or driver.done.is_set()):
+            driver = None
+        if driver is None:
+            jobs = _known_jobs(engine, batch_id, rows, known)
+            driver = _Driver(engine, batch_id, rows, jobs, max_concurrency or len(rows) or 1,
+                             timeout)
+            _RUNNING[batch_id] = driver
+            fresh = True
+        else:  # this batch is being submitted right now (wait=False earlier): join it
+            fresh = False
+    jobs = driver.jobs
+    tally = _Tally(total=len(rows))
+    live = LiveText(enabled=progress)
+
+    def changed(job: Job, fields: frozenset[str] = frozenset({"status"})) -> None:
+        if "status" in fields:
+            tally.set(job)
+            live.set(tally.markup(batch_id))
+
+    unsubscribe = [job.observe(changed) for job in list(jobs.values())]
+    for job in list(jobs.values()):
+        tally.set(job)
+    driver.watchers.append(changed)
+    live.set(tally.markup(batch_id), force=True)
+    try:
+        if fresh and wait:
+            driver.run()
+        elif fresh:
+            threading.Thread(target=driver.run, name=f"jupyter-imagine-{batch_id}",
+                             daemon=True).start()
+            driver.first.wait(5)
+        if wait:
+            driver.done.wait()
+            if driver.error is not None:
+                raise driver.error
+            for job in list(jobs.values()):
+                job._done.result()
+    finally:
+        if wait:  # this call's display is final: stop updating it
+            live.close(tally.markup(batch_id))
+            if changed in driver.watchers:
+                driver.watchers.remove(changed)
+            for stop in unsubscribe + driver.stops.pop(changed, []):
+                stop()
+    return _result(frame, rows, jobs, batch_id)
+
+
+_RUNNING: dict[str, _Driver] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def _known_jobs(engine: Engine, batch_id: str, rows: Sequence[_Row],
+                known: Mapping[int, str]) -> dict[int, Job]:
+    """The jobs already stored for the batch's rows, checked against the input."""
+    jobs: dict[int, Job] = {}
+    for number, job_id in sorted(known.items()):
+        job = engine.get(job_id)
+        row = rows[number]
+        if job.prompt != row.prompt or job.provider != row.provider:
+            raise InvalidRequest(
+                f"batch {batch_id!r} row {number} holds a different job ({job.provider}: "
+                f"{job.prompt[:40]!r}); give another name to start a new batch"
+            )
+        jobs[number] = job
+    if jobs:
+        logger.info("batch %s: resuming, %d of %d rows already submitted", batch_id, len(jobs),
+                    len(rows))
+    return jobs
+
+
+class _Driver:
+    """Submits the rows that have no job yet, keeping at most ``limit`` of the batch in flight.
+
+    One per batch id and process at a time (:data:`_RUNNING`); a second ``batch()`` call for
+    the same batch joins it instead of submitting again.
+    """
+
+    def __init__(self, engine: Engine, batch_id: str, rows: list[_Row], jobs: dict[int, Job],
+                 limit: int, timeout: float | None) -> None:
+        self.engine = engine
+        self.batch_id = batch_id
+        self.rows = rows
+        self.jobs = jobs
+        self.limit = limit
+        self.timeout = timeout
+        self.watchers: list[Any] = []  # observers of every job (progress displays)
+        self.stops: dict[Any, list[Any]] = {}  # watcher → its unsubscribes
+        self.first = threading.Event()  # the first free slots are filled
+        self.done = threading.Event()  # every row has a job (or the run stopped)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        pending = [row for row in self.rows if row.number not in self.jobs]
+        try:
+            while pending:
+                in_flight = [j for j in self.jobs.values() if not j.status.final]
+                while pending and len(in_flight) < self.limit:
+                    if not self.engine.running:  # the engine was closed: stop, resume later
+                        return
+                    row = pending.pop(0)
+                    in_flight.append(self._submit(row))
+                self.first.set()
+                if pending:
+                    concurrent.futures.wait(
+                        [j._done for j in in_flight],
+                        return_when=concurrent.futures.FIRST_COMPLETED,
+                    )
+        except BaseException as exc:  # the caller re-raises it (also Ctrl-C)
+            self.error = exc
+            if isinstance(exc, Exception):
+                logger.warning("batch %s stopped: %s", self.batch_id, exc)
+        finally:
+            self.first.set()
+            self.done.set()
+            with _RUNNING_LOCK:
+                if _RUNNING.get(self.batch_id) is self:
+                    del _RUNNING[self.batch_id]
+
+    def _submit(self, row: _Row) -> Job:
+        try:
+            with self.engine.store._batch_tag(self.batch_id, row.number):
+                job = self.engine.imagine(
+                    row.prompt, provider=row.provider, timeout=self.timeout, **row.params
+                )
+        except InvalidRequest:
+            # another process (a second kernel on the same history) took this row meanwhile
+            job_id = self.engine.store.batch_rows(self.batch_id).get(row.number)
+            if job_id is None:
+                raise
+            job = self.engine.get(job_id)
+        self.jobs[row.number] = job
+        for watcher in list(self.watchers):
+            self.stops.setdefault(watcher, []).append(job.observe(watcher))
+            watcher(job)  # after observing, so a change in between is not missed
+        return job
+
+
+def _result(frame: pd.DataFrame, rows: list[_Row], jobs: Mapping[int, Job],
+            batch_id: str) -> pd.DataFrame:
+    from .store import STATUS_ORDER
+
+    out = frame.copy()
+    found = [jobs.get(row.number) for row in rows]
+    out["provider"] = [row.provider for row in rows]
+    out["id"] = pd.Series([j.id if j else None for j in found], index=out.index,
+                          dtype=pd.Series(["x"]).dtype)
+    out["status"] = pd.Categorical(
+        [j.status.value if j else None for j in found], categories=list(STATUS_ORDER)
+    )
+    out["image_paths"] = pd.Series(
+        [[i.path for i in j.images if i.path and i.role == "image"] if j else [] for j in found],
+        index=out.index, dtype=object,
+    )
+    out["error"] = pd.Series([(j.error or None) if j else None for j in found], index=out.index,
+                             dtype=pd.Series(["x"]).dtype)
+    out.attrs["batch_id"] = batch_id
+    return out

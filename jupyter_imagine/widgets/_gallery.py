@@ -1,0 +1,174 @@
+"""The gallery (``js/gallery.js``): a filterable grid over past jobs from the store.
+
+The rows (id, provider, kind, status, prompt, time) are synced; thumbnails are not: the browser
+asks for the ones scrolling into view and gets them as message buffers. Clicking a tile opens
+that job's live view, with its actions, beneath the grid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import anywidget
+import ipywidgets
+import pandas as pd
+import traitlets as t
+
+from .._secrets import get_logger
+from ..errors import ImagineError
+from ..models import Job
+from . import _images
+from ._assets import read_asset
+from ._runtime import defer, engine, offload
+
+__all__ = ["Gallery", "gallery"]
+
+logger = get_logger(__name__)
+
+#: Rows a gallery holds at most (the newest; default 2000).
+MAX_ROWS = 2000
+#: Long side of a gallery thumbnail (default 256).
+TILE = 256
+#: Rows ``gallery()`` shows when given nothing (default 200).
+DEFAULT_LIMIT = 200
+
+_ROW_FIELDS = ("id", "provider", "kind", "status", "prompt", "created", "n_images", "sandbox")
+
+
+def _clean(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _rows_from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    if "id" not in frame.columns and "id" in (frame.index.names or ()):
+        frame = frame.reset_index()
+    if "id" not in frame.columns:
+        raise ImagineError("gallery() needs a frame with an 'id' column, like history() returns")
+    rows = []
+    for rec in frame.to_dict("records"):
+        row = {k: _clean(rec.get(k)) for k in ("id", "provider", "kind", "status", "prompt")}
+        row["created"] = _clean(rec.get("created_at"))
+        row["n_images"] = int(_clean(rec.get("n_images")) or 0)
+        row["sandbox"] = bool(_clean(rec.get("sandbox")) or False)
+        rows.append({k: ("" if v is None else v) for k, v in row.items()})
+    return rows
+
+
+def _row_from_job(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "provider": job.provider, "kind": job.kind, "status": job.status.value,
+        "prompt": job.prompt, "created": job.created_at.isoformat(), "n_images": len(job.images),
+        "sandbox": bool(job.sandbox),
+    }
+
+
+def _tile(job_id: str) -> bytes:
+    """A thumbnail of a stored job (its grid, else first image), or ``b""``."""
+    try:
+        record = engine().store.get(job_id)
+        if record is None:
+            return b""
+        job = Job.from_record(record)
+        image = job.grid if job.grid is not None and job.grid.path else None
+        images = [image] if image is not None else _images.shown(job)
+        return _images.thumbnail(str(images[0].path), TILE) if images else b""
+    except (OSError, ImagineError):
+        return b""
+
+
+class Gallery(anywidget.AnyWidget):
+    """A filterable grid of past jobs; clicking one opens its job view beneath.
+
+    Args:
+        source: a frame from :func:`jupyter_imagine.history` (any subset of its rows), an
+            iterable of jobs, or ``None`` (default): the newest :data:`DEFAULT_LIMIT` jobs.
+
+    Attributes:
+        box: the ``VBox`` to display: the grid, then the opened job's view.
+    """
+
+    _esm = read_asset("gallery.js")
+    _css = read_asset("widgets.css")
+
+    rows = t.List(t.Dict()).tag(sync=True)
+    #: How many rows the source had (``rows`` keeps the newest :data:`MAX_ROWS`).
+    total = t.Int(0).tag(sync=True)
+    selected = t.Unicode("").tag(sync=True)
+    fallback_key = t.Unicode("").tag(sync=True)
+
+    def __init__(self, source: pd.DataFrame | Iterable[Job] | None = None, **kwargs: Any) -> None:
+        if source is None:
+            from ..api import history
+
+            source = history(limit=DEFAULT_LIMIT)
+        if isinstance(source, pd.DataFrame):
+            rows = _rows_from_frame(source)
+        else:
+            rows = [_row_from_job(job) for job in source]
+        rows.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
+        super().__init__(rows=rows[:MAX_ROWS], total=len(rows), **kwargs)
+        self._slot = ipywidgets.VBox([])
+        self._view: Any = None
+        self.box = ipywidgets.VBox([self, self._slot])
+        self.on_msg(self._on_msg)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The gallery's rows as a DataFrame."""
+        return pd.DataFrame(self.rows, columns=list(_ROW_FIELDS))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from ._bundle import gallery_bundle
+
+        return gallery_bundle(self)
+
+    # ------------------------------------------------------------------ messages
+    def _on_msg(self, _widget: Any, content: Any, buffers: Sequence[Any] | None) -> None:
+        """Comm handler (main or subshell thread): hand the message to the engine thread."""
+        defer(self._handle, dict(content or {}))
+
+    def _handle(self, content: dict[str, Any]) -> None:
+        kind = content.get("type")
+        if kind == "thumbs":
+            ids = [str(i) for i in content.get("ids") or []][:200]
+            offload(lambda: [_tile(i) for i in ids],
+                    then=lambda tiles: self.send({"type": "thumbs", "ids": ids}, tiles))
+        elif kind == "open":
+            self._open(str(content.get("id") or ""))
+        else:
+            logger.debug("Gallery: unknown message %r", kind)
+
+    def _open(self, job_id: str) -> None:
+        """Show the job's view under the grid (engine thread), replacing the previous one."""
+        from ._job_view import JobView
+
+        try:
+            job = engine().get(job_id)
+        except ImagineError as exc:
+            logger.warning("gallery: %s", exc)
+            return
+        old = self._view
+        self._view = JobView(job)
+        self._slot.children = (self._view.box,)
+        self.selected = job_id
+        if old is not None:
+            old.close()
+
+
+def gallery(df_or_jobs: pd.DataFrame | Iterable[Job] | None = None) -> Gallery:
+    """A filterable grid of past jobs: ``gallery(history())``, ``gallery([job1, job2])``, or
+    ``gallery()`` for the newest :data:`DEFAULT_LIMIT` jobs. Clicking a job opens its view."""
+    return Gallery(df_or_jobs)

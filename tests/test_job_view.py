@@ -1,0 +1,162 @@
+"""JobView: state mirrored from the job, click messages, full-size requests, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import traitlets
+from _widgets_util import image_of, until
+
+import jupyter_imagine as ji
+from jupyter_imagine.models import GRID_ACTIONS, VARY_REGION
+from jupyter_imagine.widgets import JobView, MaskDrawer, _images
+
+ENGINE_THREAD = "jupyter-imagine-engine"
+
+
+def click(view: JobView, label: str) -> None:
+    """What the comm does with the browser's message for a click on ``label``."""
+    view._handle_custom_msg({"type": "act", "label": label}, [])
+
+
+def children_of(engine, job) -> list[dict]:
+    return [r for r in engine.store.records() if r["parent_id"] == job.id]
+
+
+@pytest.fixture
+def done(engine):
+    return ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(10)
+
+
+def test_the_view_follows_the_job_to_its_grid(engine):
+    job = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2")
+    view = JobView(job)
+    assert view.job is job and view.box.children == (view,)
+    assert (view.provider, view.provider_label, view.sandbox) == ("apiframe", "APIFRAME", True)
+    assert view.prompt == "a lighthouse at dusk" and view.job_id == job.id
+    job.wait(10)
+    until(lambda: view.status == "succeeded" and len(view.images) == 4, what="the grid")
+    assert view.progress == 100 and view.actions == list(GRID_ACTIONS)
+    assert view.arrangement == "grid" and view.sizes == [[512, 342]] * 4
+    assert view.elapsed > 0 and view.error == "" and view.queue_position is None
+    for data in view.images:  # thumbnails in the synced state, never the full image
+        thumb = image_of(data)
+        assert thumb.format == "JPEG" and max(thumb.size) <= _images.THUMB
+
+
+def test_a_view_of_a_finished_job_has_its_images_at_once(done):
+    view = JobView(done)
+    assert view.status == "succeeded" and len(view.images) == 4 and view.arrangement == "grid"
+
+
+def test_a_click_message_starts_exactly_one_child_job(engine, done):
+    view = JobView(done)
+    click(view, "U2")
+    click(view, "U2")  # a double click, or a message sent twice
+    until(lambda: view.children_views, what="the child's view")
+    (child,) = view.children_views
+    assert child.job.kind == "upscale" and child.job.action == "U2"
+    assert view.box.children == (view, child.box) and child.box.children == (child,)
+    child.job.wait(10)
+    until(lambda: view.action_state.get("U2") == "succeeded" and child.images)
+    assert len(children_of(engine, done)) == 1
+    assert child.arrangement == "single" and child.sizes == [[1024, 684]]
+    assert child.actions and VARY_REGION in child.actions
+    click(view, "U2")  # done: the button works again
+    until(lambda: len(view.children_views) == 2)
+    assert len(children_of(engine, done)) == 2
+
+
+def test_an_action_that_cannot_start_shows_one_line(engine, done):
+    view = JobView(done)
+    click(view, "Zoom Out 2x")
+    until(lambda: view.notice, what="the notice")
+    assert view.notice.startswith("Zoom Out 2x: ") and "does not offer" in view.notice
+    assert "\n" not in view.notice
+    assert children_of(engine, done) == [] and view.children_views == ()
+
+
+def test_vary_region_opens_the_mask_drawer_beneath(done):
+    up = done.upscale(1).wait(10)
+    view = JobView(up)
+    click(view, VARY_REGION)
+    until(lambda: len(view.box.children) == 2, what="the drawer")
+    drawer = view.box.children[1]
+    assert isinstance(drawer, MaskDrawer) and drawer.job is up
+    assert view.action_state == {VARY_REGION: "drawing"}
+    click(view, VARY_REGION)  # while it is open, a second click opens nothing more
+    drawer._handle_custom_msg({"type": "cancel"}, [])
+    until(lambda: view.box.children == (view,), what="the drawer to close")
+    assert view.action_state == {}
+
+
+def test_full_size_images_are_sent_only_on_request(done, monkeypatch):
+    view = JobView(done)
+    sent: list[tuple[dict, list]] = []
+    monkeypatch.setattr(view, "send", lambda content, buffers=None: sent.append((content,
+                                                                                 buffers)))
+    view._handle_custom_msg({"type": "full", "index": 2}, [])
+    until(lambda: sent, what="the reply")
+    (content, buffers), = sent
+    assert content == {"type": "full", "index": 2}
+    assert buffers == [done.images[2].read_bytes()]
+    assert image_of(buffers[0]).size == (512, 342)
+    view._handle_custom_msg({"type": "full", "index": 9}, [])  # no such image: no reply
+    view._handle_custom_msg({"type": "full", "index": "1"}, [])
+    view._handle_custom_msg({"type": "nonsense"}, [])
+    click(view, "V1")
+    until(lambda: view.children_views)
+    assert len(sent) == 1
+
+
+def test_cancel_message(engine):
+    job = ji.imagine("a lighthouse sandbox:hang")
+    view = JobView(job)
+    until(lambda: view.status == "running", what="running")
+    view._handle_custom_msg({"type": "cancel"}, [])
+    until(lambda: view.status == "cancelled", what="cancelled")
+    assert view.actions == []
+
+
+def test_a_failed_job_shows_the_providers_words(engine):
+    job = ji.imagine("a gore scene")
+    view = JobView(job)
+    until(lambda: view.status == "failed", what="the failure")
+    assert view.error_type == "ModeratedPrompt" and "Banned prompt" in view.error
+    assert view.images == [] and view.actions == []
+
+
+def test_the_providers_preview_shows_while_running(engine, done):
+    job = ji.imagine("a lighthouse sandbox:hang")
+    view = JobView(job)
+    until(lambda: job.status.value == "running")
+    # a provider that sends previews: the update carries a URL the provider can download
+    engine.defer(engine._change, job, preview_url=done.images[0].url).result(5)
+    until(lambda: view.preview, what="the preview")
+    assert image_of(view.preview).format == "JPEG"
+    assert max(image_of(view.preview).size) <= _images.THUMB
+    job.cancel()
+    until(lambda: view.status == "cancelled" and view.preview == b"", what="preview cleared")
+
+
+def test_only_the_engine_thread_writes_traits_after_construction(engine, done):
+    view = JobView(done)
+    writers: list[str] = []
+    view.observe(lambda change: writers.append(threading.current_thread().name),
+                 names=traitlets.All)
+    lineage: list[str] = []
+    view.on_lineage_change = lambda: lineage.append(threading.current_thread().name)
+    click(view, "U3")
+    until(lambda: view.children_views and view.children_views[0].images, what="the child")
+    until(lambda: lineage)
+    assert writers and set(writers) == {ENGINE_THREAD}
+    assert set(lineage) == {ENGINE_THREAD}
+
+
+def test_lineage_lists_the_views_depth_first(done):
+    view = JobView(done)
+    click(view, "U1")
+    until(lambda: view.children_views and view.children_views[0].actions, what="the upscale")
+    assert [(d, v.kind) for d, v in view.lineage()] == [(0, "imagine"), (1, "upscale")]
+    view.close()
