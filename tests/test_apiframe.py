@@ -1,4 +1,5 @@
-"""The APIFRAME client against the sandbox: in-process (ASGI) and over real HTTP on loopback.
+"""The APIFRAME client against the sandbox: every wire test runs in-process (ASGI) and over real
+HTTP on loopback (the ``over`` fixture).
 
 Each call here is one provider method = one wire exchange; the engine's retries are not involved.
 """
@@ -63,8 +64,19 @@ async def _in_process(fn, speed=1000.0):
         return await fn(Harness(client, "http://sandbox.test", app.state.sandbox))
 
 
-def in_process(fn, speed=1000.0):
-    return run(_in_process(fn, speed))
+async def _over_loopback(fn, server):
+    async with httpx.AsyncClient() as client:
+        return await fn(Harness(client, server.url, server.state))
+
+
+@pytest.fixture(params=["in-process", "loopback"])
+def over(request):
+    """Runs ``flow(harness)`` against the sandbox in-process (ASGI) and over real HTTP on
+    loopback (a uvicorn server in a thread): every wire test below runs both ways."""
+    if request.param == "in-process":
+        return lambda fn: run(_in_process(fn))
+    server = request.getfixturevalue("live_sandbox")
+    return lambda fn: run(_over_loopback(fn, server))
 
 
 @pytest.mark.parametrize("raw, status", sorted(STATUS_MAP.items()))
@@ -93,7 +105,7 @@ def test_parse_tolerates_docs_examples():
     assert failed.status is Status.FAILED and "without a reason" in failed.error
 
 
-def test_imagine_lifecycle_and_grid():
+def test_imagine_lifecycle_and_grid(over):
     async def flow(h):
         job, update, statuses = await h.run("imagine", aspect_ratio="3:2")
         assert update.status is Status.SUCCEEDED
@@ -107,10 +119,10 @@ def test_imagine_lifecycle_and_grid():
         assert h.api.actions(job) == GRID_ACTIONS
         return job
 
-    in_process(flow)
+    over(flow)
 
 
-def test_every_grid_action_endpoint():
+def test_every_grid_action_endpoint(over):
     async def flow(h):
         parent, _, _ = await h.run("imagine")
         parent.status = Status.SUCCEEDED
@@ -125,10 +137,10 @@ def test_every_grid_action_endpoint():
         assert r.raw["task_type"] == "reroll" and len(r.images) == 4
         return up
 
-    in_process(flow)
+    over(flow)
 
 
-def test_inpaint_sends_a_png_data_uri_and_changes_only_the_mask(tmp_path):
+def test_inpaint_sends_a_png_data_uri_and_changes_only_the_mask(over, tmp_path):
     async def flow(h):
         parent, _, _ = await h.run("imagine")
         up, u, _ = await h.run("upscale", parent=parent, index=1)
@@ -158,10 +170,10 @@ def test_inpaint_sends_a_png_data_uri_and_changes_only_the_mask(tmp_path):
         with pytest.raises(InvalidRequest, match="(?i)mask"):
             await h.api.submit(job, up)
 
-    in_process(flow)
+    over(flow)
 
 
-def test_fetch_many_batches_in_order():
+def test_fetch_many_batches_in_order(over):
     async def flow(h):
         jobs = []
         for i in range(3):
@@ -174,10 +186,10 @@ def test_fetch_many_batches_in_order():
         assert len(updates) == 3 and after - before == 1
         assert [u.raw["task_id"] for u in updates] == [j.remote_id for j in jobs]
 
-    in_process(flow)
+    over(flow)
 
 
-def test_account():
+def test_account(over):
     async def flow(h):
         before = await h.api.account()
         await h.run("imagine")
@@ -185,10 +197,10 @@ def test_account():
         assert set(before) >= {"email", "credits", "plan", "next_billing_date", "total_images"}
         assert after["credits"] == before["credits"] - 4
 
-    in_process(flow)
+    over(flow)
 
 
-def test_webhook_fields_pass_through():
+def test_webhook_fields_pass_through(over):
     async def flow(h):
         job = Job(provider="apiframe", kind="imagine", prompt="a boat",
                   params={"webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": "whs-123"})
@@ -198,11 +210,11 @@ def test_webhook_fields_pass_through():
         text = repr(fields)
         assert "http://127.0.0.1:9/hook" in text and "whs-123" in text
 
-    in_process(flow)
+    over(flow)
 
 
 # ------------------------------------------------------------------ error shapes
-def test_errors_map_to_typed_exceptions():
+def test_errors_map_to_typed_exceptions(over):
     async def flow(h):
         with pytest.raises(InvalidRequest, match="APIFRAME answered 400: .*prompt"):
             await h.api._send("POST", "/imagine", json={})
@@ -220,18 +232,18 @@ def test_errors_map_to_typed_exceptions():
             await h.api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
         assert info.value.retry_after == 7
 
-    in_process(flow)
+    over(flow)
 
 
 @pytest.mark.parametrize("key", [None, "invalid-key"])
-def test_rejected_key_names_the_variable_not_the_key(key):
+def test_rejected_key_names_the_variable_not_the_key(over, key):
     async def flow(h):
         h.api._api_key = key
         with pytest.raises(AuthenticationError) as info:
             await h.api.account()
         assert "APIFRAME_API_KEY" in str(info.value) and "invalid-key" not in str(info.value)
 
-    in_process(flow)
+    over(flow)
 
 
 def test_auth_header_is_the_raw_key():
