@@ -31,6 +31,7 @@ for the dead widget); with saved widget state the full view comes back and hides
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -241,6 +242,7 @@ class StaticFallback:
         self._lock = threading.Lock()
         self._busy = False
         self._again = False
+        self._last: dict[str, Any] | None = None
 
     @staticmethod
     def _bundle(png: bytes, text: str) -> dict[str, Any]:
@@ -263,6 +265,15 @@ class StaticFallback:
             self._busy = True
         offload(self._render, then=self._update)
 
+    def _resend(self, bundle: dict[str, Any]) -> None:
+        from IPython.display import update_display
+
+        if self._last is bundle:  # nothing newer was sent meanwhile
+            try:
+                update_display(bundle, raw=True, display_id=self.key)
+            except Exception:
+                logger.exception("could not resend the static fallback")
+
     def _render(self) -> tuple[bytes, str] | None:
         try:
             return self.render()
@@ -270,12 +281,24 @@ class StaticFallback:
             logger.exception("could not draw the static fallback")
             return None
 
+    #: Seconds after an update at which the same picture is sent again (see :meth:`_update`).
+    RESEND_AFTER = (0.4, 1.5)
+
     def _update(self, result: tuple[bytes, str] | None) -> None:
         from IPython.display import update_display
 
         try:
             if result is not None:
-                update_display(self._bundle(*result), raw=True, display_id=self.key)
+                bundle = self._bundle(*result)
+                self._last = bundle
+                update_display(bundle, raw=True, display_id=self.key)
+                # A headless runner (nbclient, papermill, nbconvert) keeps only the messages of
+                # the cell it is running; an update sent from this thread between two cells is
+                # lost and the saved picture stays stale. The same picture again, a little
+                # later, lands in a running cell. Harmless where it is not needed.
+                loop = asyncio.get_running_loop()
+                for delay in self.RESEND_AFTER:
+                    loop.call_later(delay, self._resend, bundle)
         finally:
             with self._lock:
                 self._busy = False
