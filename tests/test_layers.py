@@ -146,8 +146,9 @@ def test_no_upward_or_sideways_import() -> None:
             if module.split(".")[0] == target.split(".")[0]:
                 continue  # inside one subpackage (or the module itself): the cycle test covers it
             if rank(target) >= rank(module):
-                wrong.add(f"{module}:{line} imports {target} (rank {rank(target)} ≥ {rank(module)})")
-    assert not wrong, "imports that go up (or sideways) the layer order:\n" + "\n".join(sorted(wrong))
+                wrong.add(f"{module}:{line} imports {target} ({rank(target)} ≥ {rank(module)})")
+    listing = "\n".join(sorted(wrong))
+    assert not wrong, f"imports that go up (or sideways) the layer order:\n{listing}"
 
 
 def test_sandbox_depends_on_nothing_above_imaging() -> None:
