@@ -20,6 +20,7 @@ works) and is shown as one line; anything else is a bug and shows a traceback.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -265,6 +266,20 @@ def _no_reroll(job: Job) -> str:
     )
 
 
+_REROLL_HELP = re.compile(r"%%reroll\s(?:.*\s)?(?:-h|--help)\s*$")
+
+
+def reroll_help_without_body(lines: list[str]) -> list[str]:
+    """Input transformer: let ``%%reroll -h`` run alone in a cell.
+
+    IPython refuses a cell magic whose body is empty before the magic sees its line; a cell that
+    is only ``%%reroll … -h`` gets an empty body line so the help can show.
+    """
+    if lines and _REROLL_HELP.match(lines[0].strip()) and not "".join(lines[1:]).strip():
+        return [lines[0].rstrip("\n") + "\n", "\n"]
+    return lines
+
+
 def _recent_job_ids() -> list[str]:
     """The newest stored jobs' ids, for completion."""
     return [rec["id"] for rec in api.get_engine().store.records(limit=COMPLETED_JOB_IDS)]
@@ -292,9 +307,9 @@ def load_ipython_extension(ipython: Any) -> None:
 
     The instance is created with ``parent=ipython`` (so config files and ``%config`` reach it)
     and is the only :class:`ImagineMagics` in ``ipython.configurables``. Also installs the tab
-    completion and the one-line display of ImagineErrors (both removed again by
-    :func:`unload_ipython_extension`). Starting the engine resumes the jobs an earlier session
-    left unfinished.
+    completion, the one-line display of ImagineErrors and :func:`reroll_help_without_body` (all
+    removed again by :func:`unload_ipython_extension`). Starting the engine resumes the jobs an
+    earlier session left unfinished.
     """
     _drop_invalid_config(ipython)
     magics = ImagineMagics(shell=ipython, parent=ipython)
@@ -307,6 +322,8 @@ def load_ipython_extension(ipython: Any) -> None:
         make_matcher(magics._default_provider, _recent_job_ids)
     )
     _magic_errors.install(ipython)
+    if reroll_help_without_body not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(reroll_help_without_body)
     try:
         api.get_engine()
     except ImagineError as exc:  # e.g. an unusable JUPYTER_IMAGINE_HOME: the magics still load
@@ -319,9 +336,12 @@ def _remove_matcher(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Undo :func:`load_ipython_extension`'s set-up: the configurable, the completion and the
-    error display (the magics stay defined, as IPython cannot unregister them)."""
+    """Undo :func:`load_ipython_extension`'s set-up: the configurable, the completion, the error
+    display and the ``%%reroll -h`` transformer (the magics stay defined: IPython cannot
+    unregister them)."""
     configurables = ipython.configurables
     configurables[:] = [c for c in configurables if not isinstance(c, ImagineMagics)]
     _remove_matcher(ipython)
     _magic_errors.uninstall(ipython)
+    cleanup = ipython.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if t is not reroll_help_without_body]

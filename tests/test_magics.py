@@ -13,7 +13,7 @@ from traitlets import TraitError
 
 import jupyter_imagine as ji
 from jupyter_imagine import magics as magics_module
-from jupyter_imagine.magics import ImagineMagics
+from jupyter_imagine.magics import ImagineMagics, MagicHelp
 from jupyter_imagine.models import REROLL, Job, Status
 from jupyter_imagine.providers import PROVIDERS, ParamSpec
 from jupyter_imagine.providers.apiframe import Apiframe
@@ -419,6 +419,54 @@ def test_help_documents_options_subcommands_and_examples(shell):
         assert text in doc, text
     reroll_doc = shell.find_cell_magic("reroll").__doc__
     assert "JOB_ID" in reroll_doc and "--wait" in reroll_doc and "%%reroll" in reroll_doc
+
+
+@pytest.mark.parametrize("line", ["-h", "--help", "help", "-w -h"])
+def test_help_flags_and_subcommand_show_the_real_help(shell, engine, line):
+    before = rows(engine)
+    shown = shell.run_line_magic("imagine", line)
+    assert isinstance(shown, MagicHelp)
+    text = repr(shown)
+    assert text.startswith("%imagine [-p NAME]")
+    for name in PROVIDERS:
+        assert f"{name} parameters:" in text
+    assert rows(engine) == before  # nothing started
+
+
+def test_help_narrowed_to_a_provider(shell):
+    for line in ("help blockade", "-p blockade -h", "-p blockade --help a cat"):
+        text = repr(shell.run_line_magic("imagine", line))
+        assert "blockade parameters:" in text and "banatie parameters" not in text, line
+
+
+def test_help_is_markdown_in_a_notebook_and_plain_text_in_a_terminal(shell):
+    data, _ = shell.display_formatter.format(shell.run_line_magic("imagine", "-h"))
+    assert data["text/plain"].startswith("%imagine [-p NAME]")
+    assert "```" not in data["text/plain"] and "| option |" not in data["text/plain"]
+    assert "| option | what it does |" in data["text/markdown"]
+
+
+def test_question_mark_shows_the_generated_help(shell, capsys):
+    result = shell.run_cell("%imagine?")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    assert "%imagine [-p NAME] [-w] [-t SECONDS]" in out and "apiframe parameters:" in out
+    result = shell.run_cell("%%reroll?")
+    assert result.success
+    assert "%%reroll [-w] [-t SECONDS] [JOB_ID]" in capsys.readouterr().out
+
+
+def test_reroll_help(shell, engine):
+    before = rows(engine)
+    for line in ("-h", "--help", "-w --help"):
+        result = shell.run_cell(f"%%reroll {line}\n")  # alone in its cell: no body
+        assert result.success, result.error_in_exec
+        assert isinstance(result.result, MagicHelp)
+        assert repr(result.result).startswith("%%reroll [-w]")
+    assert isinstance(shell.run_cell_magic("reroll", "-h", "a body"), MagicHelp)
+    assert rows(engine) == before
+    result = shell.run_cell("%%reroll\n")  # without -h, an empty body stays IPython's error
+    assert isinstance(result.error_in_exec, UsageError)
 
 
 # ====================================================================== configuration
