@@ -20,6 +20,7 @@ Usage mistakes raise :class:`~IPython.core.error.UsageError` with a one-line mes
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 import shlex
@@ -180,9 +181,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser(options: Sequence[Option], params: Mapping[str, ParamSpec] = {}) -> _Parser:
+def _parser(options: tuple[Option, ...], params: Mapping[str, ParamSpec] = {}) -> _Parser:
     """The declarative parser: the magic's ``options`` plus one ``--name`` per parameter."""
-    parser = _Parser(prog="%imagine", add_help=False, allow_abbrev=False)
+    return _build(options, tuple((name, spec.help) for name, spec in params.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _build(
+    options: tuple[Option, ...], params: tuple[tuple[str, str], ...], *, prog: str = "%imagine",
+    positional: str | None = None,
+) -> _Parser:
+    # Cached: building costs more than parsing, and parsing leaves the parser as it was.
+    parser = _Parser(prog=prog, add_help=False, allow_abbrev=False)
     parser.option_text = ", ".join(o.flags for o in options)
     for opt in options:
         names = (f"-{opt.short}", f"--{opt.long}")
@@ -191,9 +201,11 @@ def _parser(options: Sequence[Option], params: Mapping[str, ParamSpec] = {}) -> 
         else:
             kind = float if opt.long == "timeout" else str
             parser.add_argument(*names, dest=opt.long, metavar=opt.metavar, type=kind)
-    for name, spec in params.items():
+    for name, text in params:
         spellings = dict.fromkeys((f"--{name}", f"--{name.replace('_', '-')}"))
-        parser.add_argument(*spellings, dest=f"param.{name}", metavar="VALUE", help=spec.help)
+        parser.add_argument(*spellings, dest=f"param.{name}", metavar="VALUE", help=text)
+    if positional is not None:
+        parser.add_argument(positional, nargs="?")
     return parser
 
 
@@ -363,10 +375,7 @@ def parse_reroll(line: str) -> RerollCommand:
         words = shlex.split(line)
     except ValueError as exc:  # unbalanced quotes in the line
         raise UsageError(f"%%reroll could not read its options {line!r}: {exc}") from None
-    parser = _parser(REROLL_OPTIONS)
-    parser.prog = "%%reroll"
-    parser.add_argument("job_id", nargs="?")
-    args = parser.parse_args(words)
+    args = _build(REROLL_OPTIONS, (), prog="%%reroll", positional="job_id").parse_args(words)
     return RerollCommand(
         job_id=args.job_id, wait=args.wait, timeout=check_timeout(args.timeout), help=args.help
     )
