@@ -1,4 +1,4 @@
-"""The magics: ``%imagine`` and ``%%reroll`` through a real ``InteractiveShell``, and ``_parse``."""
+"""The magics: ``%imagine`` and ``%%reroll`` through a real ``InteractiveShell``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import ClassVar
 import httpx
 import pytest
 from IPython.core.error import UsageError
+from traitlets import TraitError
 
 import jupyter_imagine as ji
 from jupyter_imagine import magics as magics_module
-from jupyter_imagine.magics import ImagineMagics, ParsedCommand, _interpolate, _parse
+from jupyter_imagine.magics import ImagineMagics, MagicHelp
 from jupyter_imagine.models import REROLL, Job, Status
 from jupyter_imagine.providers import PROVIDERS, ParamSpec
 from jupyter_imagine.providers.apiframe import Apiframe
@@ -36,7 +37,8 @@ def shell(engine):
     finally:
         ip.run_line_magic("unload_ext", "jupyter_imagine")
         ip.config.pop("ImagineMagics", None)  # %config also writes the shell's own config
-        for name in ("job", "child", "subject", "style", "HOME", "red", "green", "jid", "out"):
+        for name in ("job", "child", "subject", "style", "HOME", "red", "green", "jid", "out",
+                     "jupyter_imagine", "ji", "caught"):
             ip.user_ns.pop(name, None)
 
 
@@ -68,10 +70,12 @@ def sent_to(wire, suffix: str) -> list[dict]:
     return [body for path, body in wire if path.endswith(suffix)]
 
 
-def one_line_usage_error(call, *expected: str) -> str:
-    """Run ``call``; it must raise a one-line UsageError containing every ``expected`` text."""
-    with pytest.raises(UsageError) as info:
+def one_line_usage_error(call, *expected: str, error: type[Exception] = UsageError) -> str:
+    """Run ``call``; it must raise a one-line ``error`` (default UsageError) of exactly that type
+    containing every ``expected`` text."""
+    with pytest.raises(error) as info:
         call()
+    assert type(info.value) is error, type(info.value)
     message = str(info.value)
     assert "\n" not in message and message.strip() == message and message
     for text in expected:
@@ -195,10 +199,32 @@ def test_wait_returns_a_finished_job(shell, engine):
     assert job2.status is Status.SUCCEEDED and job2.timeout == 20
 
 
-def test_wait_on_a_failing_job_is_one_line(shell):
-    one_line_usage_error(
-        lambda: shell.run_line_magic("imagine", "-w a city sandbox:fail"), "failed"
+def test_wait_on_a_failing_job_raises_job_failed_in_one_line(shell, capsys):
+    message = one_line_usage_error(
+        lambda: shell.run_line_magic("imagine", "-w a city sandbox:fail"), "failed",
+        error=ji.JobFailed,
     )
+    result = shell.run_cell("job = %imagine -w a city sandbox:fail")
+    assert isinstance(result.error_in_exec, ji.JobFailed)
+    assert result.error_in_exec.job.status is Status.FAILED
+    shown = capsys.readouterr()
+    lines = [line for line in (shown.out + shown.err).splitlines() if line.strip()]
+    assert len(lines) == 1 and "JobFailed" in lines[0], lines
+    assert message.partition(" failed: ")[2] in lines[0]
+    assert "Traceback" not in shown.out + shown.err
+
+
+def test_code_can_catch_the_error_type_of_a_magic(shell):
+    result = shell.run_cell(
+        "import jupyter_imagine as ji\n"
+        "try:\n"
+        "    %imagine -w a city sandbox:fail\n"
+        "except ji.JobFailed as exc:\n"
+        "    caught = exc\n"
+    )
+    assert result.success, result.error_in_exec
+    assert isinstance(shell.user_ns.pop("caught"), ji.JobFailed)
+    shell.user_ns.pop("ji", None)
 
 
 # ====================================================================== %%reroll
@@ -261,7 +287,8 @@ def test_reroll_errors_are_one_line_and_start_nothing(shell, engine):
     parent = shell.run_line_magic("imagine", "-w a lighthouse")
     before = rows(engine)
     one_line_usage_error(
-        lambda: shell.run_cell_magic("reroll", "nosuchjob", "a new prompt"), "nosuchjob"
+        lambda: shell.run_cell_magic("reroll", "nosuchjob", "a new prompt"), "nosuchjob",
+        error=ji.NotFound,
     )
     one_line_usage_error(
         lambda: shell.run_cell_magic("reroll", parent.id, "  \n\t\n"), "empty"
@@ -285,9 +312,9 @@ def test_reroll_with_an_empty_history_is_one_line(shell, magics, engine):
     ("line", "expected"),
     [
         ("", ("prompt is empty",)),
+        ("-p nope a cat", (ji.ConfigurationError, "unknown provider 'nope'", "apiframe")),
         ("-w -p apiframe", ("prompt is empty",)),
         ("--   ", ("prompt is empty",)),
-        ("-p nope a cat", ("unknown provider 'nope'", "apiframe")),
         ("--nope 1 a cat", ("unknown option --nope", "--provider", "--aspect_ratio")),
         ("--ar 16:9 a cat", ("unknown option --ar", "in the prompt")),
         ("-x a cat", ("unknown option -x",)),
@@ -295,27 +322,52 @@ def test_reroll_with_an_empty_history_is_one_line(shell, magics, engine):
         ("-t soon a cat", ("--timeout", "soon")),
         ("-t 0 a cat", ("positive",)),
         ("--wait=yes a cat", ("--wait takes no value",)),
-        ("--aspect_ratio 16by9 a cat", ("aspect_ratio", "16by9")),
-        ("--process_mode slow a cat", ("process_mode", "slow")),
+        ("--aspect_ratio 16by9 a cat", (ji.InvalidRequest, "aspect_ratio", "16by9")),
+        ("--process_mode slow a cat", (ji.InvalidRequest, "process_mode", "slow")),
         ("history of rome", ("history takes one number", "%imagine -- history")),
         ("job", ("job takes one job id",)),
-        ("job nosuchjob", ("nosuchjob", "%imagine -- job")),
+        ("job nosuchjob", (ji.NotFound, "nosuchjob", "%imagine -- job")),
+        ("help nope", (ji.ConfigurationError, "unknown provider 'nope'")),
+        ("help apiframe banatie", ("help takes one provider name",)),
         ("providers please", ("providers takes no arguments",)),
         ("--aspect_ratio '3:2 a cat", ("unclosed",)),
     ],
 )
 def test_user_errors_are_one_line_and_start_nothing(shell, engine, line, expected):
+    """Usage mistakes are UsageErrors; an ImagineError keeps its own type (first item)."""
+    error, texts = (expected[0], expected[1:]) if isinstance(expected[0], type) else (
+        UsageError, expected
+    )
     before = rows(engine)
-    one_line_usage_error(lambda: shell.run_line_magic("imagine", line), *expected)
+    one_line_usage_error(lambda: shell.run_line_magic("imagine", line), *texts, error=error)
     assert rows(engine) == before
 
 
 def test_run_cell_shows_a_usage_error_without_traceback(shell, capsys):
-    result = shell.run_cell("%imagine -p nope a cat")
+    result = shell.run_cell("%imagine --nope 1 a cat")
     assert isinstance(result.error_in_exec, UsageError)
     err = capsys.readouterr().err
-    assert "UsageError: unknown provider 'nope'" in err
+    assert "UsageError: unknown option --nope" in err
     assert "Traceback" not in err
+
+
+def test_run_cell_shows_an_imagine_error_as_one_line_of_its_own_type(shell, capsys):
+    result = shell.run_cell("%imagine -p nope a cat")
+    assert type(result.error_in_exec) is ji.ConfigurationError
+    shown = capsys.readouterr()
+    text = shown.out + shown.err
+    assert [line for line in text.splitlines() if line.strip()] == [
+        next(line for line in text.splitlines() if "ConfigurationError" in line)
+    ]
+    assert "unknown provider 'nope'" in text and "Traceback" not in text
+
+
+def test_an_imagine_error_from_plain_python_keeps_its_traceback(shell, capsys):
+    result = shell.run_cell("import jupyter_imagine\njupyter_imagine.job('nosuchjob')")
+    assert isinstance(result.error_in_exec, ji.NotFound)
+    shown = capsys.readouterr()
+    assert "NotFound" in shown.out + shown.err
+    assert len((shown.out + shown.err).strip().splitlines()) > 1  # the usual traceback
 
 
 def test_unexpected_exceptions_are_not_swallowed(shell, monkeypatch):
@@ -369,6 +421,54 @@ def test_help_documents_options_subcommands_and_examples(shell):
     assert "JOB_ID" in reroll_doc and "--wait" in reroll_doc and "%%reroll" in reroll_doc
 
 
+@pytest.mark.parametrize("line", ["-h", "--help", "help", "-w -h"])
+def test_help_flags_and_subcommand_show_the_real_help(shell, engine, line):
+    before = rows(engine)
+    shown = shell.run_line_magic("imagine", line)
+    assert isinstance(shown, MagicHelp)
+    text = repr(shown)
+    assert text.startswith("%imagine [-p NAME]")
+    for name in PROVIDERS:
+        assert f"{name} parameters:" in text
+    assert rows(engine) == before  # nothing started
+
+
+def test_help_narrowed_to_a_provider(shell):
+    for line in ("help blockade", "-p blockade -h", "-p blockade --help a cat"):
+        text = repr(shell.run_line_magic("imagine", line))
+        assert "blockade parameters:" in text and "banatie parameters" not in text, line
+
+
+def test_help_is_markdown_in_a_notebook_and_plain_text_in_a_terminal(shell):
+    data, _ = shell.display_formatter.format(shell.run_line_magic("imagine", "-h"))
+    assert data["text/plain"].startswith("%imagine [-p NAME]")
+    assert "```" not in data["text/plain"] and "| option |" not in data["text/plain"]
+    assert "| option | what it does |" in data["text/markdown"]
+
+
+def test_question_mark_shows_the_generated_help(shell, capsys):
+    result = shell.run_cell("%imagine?")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    assert "%imagine [-p NAME] [-w] [-t SECONDS]" in out and "apiframe parameters:" in out
+    result = shell.run_cell("%%reroll?")
+    assert result.success
+    assert "%%reroll [-w] [-t SECONDS] [JOB_ID]" in capsys.readouterr().out
+
+
+def test_reroll_help(shell, engine):
+    before = rows(engine)
+    for line in ("-h", "--help", "-w --help"):
+        result = shell.run_cell(f"%%reroll {line}\n")  # alone in its cell: no body
+        assert result.success, result.error_in_exec
+        assert isinstance(result.result, MagicHelp)
+        assert repr(result.result).startswith("%%reroll [-w]")
+    assert isinstance(shell.run_cell_magic("reroll", "-h", "a body"), MagicHelp)
+    assert rows(engine) == before
+    result = shell.run_cell("%%reroll\n")  # without -h, an empty body stays IPython's error
+    assert isinstance(result.error_in_exec, UsageError)
+
+
 # ====================================================================== configuration
 class Otherframe(Apiframe):
     """An APIFRAME look-alike under another name (same sandbox), with its own parameter."""
@@ -397,21 +497,51 @@ def test_config_traits_are_registered_settable_and_honoured(
     assert job.provider == "otherframe" and job.params == {"style": "oil"}
     assert shell.run_line_magic("imagine", "-p apiframe a dog").provider == "apiframe"
 
-    shell.run_line_magic("config", 'ImagineMagics.default_provider = " Nope "')
-    assert "'nope' is not a provider" in caplog.text  # told at once …
-    assert magics.default_provider == "nope"
-    one_line_usage_error(  # … and on use, naming the setting
-        lambda: shell.run_line_magic("imagine", "a cat"),
-        "ImagineMagics.default_provider is 'nope'", "apiframe",
-    )
-    assert shell.run_line_magic("imagine", "-p otherframe a cat").provider == "otherframe"
-    shell.run_line_magic("config", 'ImagineMagics.default_provider = "otherframe"')
+    shell.run_line_magic("config", 'ImagineMagics.default_provider = " OtherFrame "')
+    assert magics.default_provider == "otherframe"  # stripped and lower-cased
+
+    shell.run_line_magic("config", 'ImagineMagics.default_provider = "midjourney"')
+    assert "apiframe, thenextleg, neuroflash, banatie, blockade" in caplog.text  # refused …
+    assert "'midjourney'" in caplog.text
+    assert magics.default_provider == "otherframe"  # … and the setting is unchanged
+    assert shell.run_line_magic("imagine", "a cat").provider == "otherframe"
 
     shell.run_line_magic("config", "ImagineMagics.wait = True")
     shell.run_line_magic("config", "ImagineMagics.timeout = 30.0")
     finished = shell.run_line_magic("imagine", "a finished cat")
     assert finished.status is Status.SUCCEEDED and finished.timeout == 30
     job.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("trait", "value", "expected"),
+    [
+        ("default_provider", "midjourney", ("apiframe", "thenextleg", "blockade", "neuroflash",
+                                            "banatie", "'midjourney'")),
+        ("timeout", 0.0, ("positive number of seconds", "None")),
+        ("timeout", -5.0, ("positive",)),
+        ("timeout", float("inf"), ("positive",)),
+        ("wait", "yes", ("wait",)),
+    ],
+)
+def test_invalid_config_values_are_refused_at_assignment(magics, trait, value, expected):
+    before = getattr(magics, trait)
+    with pytest.raises(TraitError) as info:
+        setattr(magics, trait, value)
+    for text in expected:
+        assert text in str(info.value), str(info.value)
+    assert getattr(magics, trait) == before
+    magics.timeout = 12.5  # valid values still go through
+    magics.default_provider = "Banatie"
+    assert magics.timeout == 12.5 and magics.default_provider == "banatie"
+
+
+def test_a_refused_config_value_does_not_break_reload_ext(shell, caplog):
+    shell.run_line_magic("config", 'ImagineMagics.default_provider = "midjourney"')
+    shell.run_line_magic("reload_ext", "jupyter_imagine")
+    magics = shell.magics_manager.registry["ImagineMagics"]
+    assert magics.default_provider == ""
+    assert "ignoring ImagineMagics.default_provider" in caplog.text
 
 
 def test_unload_removes_the_configurable(engine):
@@ -449,115 +579,3 @@ def test_load_ext_starts_the_engine_and_resumes_unfinished_jobs(tmp_path, monkey
         ip.run_line_magic("unload_ext", "jupyter_imagine")
         if api._engine is not None:
             api._engine.close()
-
-
-# ====================================================================== _parse (pure)
-def parse(line: str, **kw) -> ParsedCommand:
-    return _parse(line, PARAMS, default_provider="apiframe", **kw)
-
-
-@pytest.mark.parametrize(
-    ("line", "prompt"),
-    [
-        ("a cat", "a cat"),
-        ("   a  cat  ", "a  cat  "),
-        ("a cat --ar 16:9 -w", "a cat --ar 16:9 -w"),
-        ("-w a cat -p x", "a cat -p x"),
-        ("-- -w a cat", "-w a cat"),
-        ("--  two spaces", " two spaces"),
-        ("--\tthe tab goes", "the tab goes"),
-        ("-w -- -- a cat", "-- a cat"),
-        ("\"quoted\" stays 'as typed'", "\"quoted\" stays 'as typed'"),
-        ("{red, green}  $HOME  ::2 {{x}}", "{red, green}  $HOME  ::2 {{x}}"),
-        ("a cat \"unclosed", "a cat \"unclosed"),
-        ("providersX of the night", "providersX of the night"),
-        ("Providers of the night", "Providers of the night"),
-    ],
-)
-def test_parse_prompt_is_the_raw_rest_of_the_line(line, prompt):
-    parsed = parse(line)
-    assert parsed.command == "imagine" and parsed.prompt == prompt
-
-
-def test_parse_options():
-    parsed = parse("-p apiframe -w -t 30 --aspect_ratio 3:2 --process-mode=turbo a cat")
-    assert parsed == ParsedCommand(
-        prompt="a cat", provider="apiframe", wait=True, timeout=30.0,
-        params={"aspect_ratio": "3:2", "process_mode": "turbo"},
-    )
-    assert parse("--provider=apiframe --wait --timeout=2.5 x") == ParsedCommand(
-        prompt="x", provider="apiframe", wait=True, timeout=2.5
-    )
-    assert parse("-wt5 -papiframe x") == ParsedCommand(
-        prompt="x", provider="apiframe", wait=True, timeout=5.0
-    )
-    assert parse("-wp apiframe x").provider == "apiframe"
-    assert parse('--aspect_ratio "3:2" x').params == {"aspect_ratio": "3:2"}
-    assert parse("--aspect_ratio 1:1 --aspect-ratio 2:3 x").params == {"aspect_ratio": "2:3"}
-
-
-def test_parse_provider_parameters_are_checked_against_the_chosen_provider():
-    by_provider = {"apiframe": PARAMS, "other": {"style": ParamSpec("style")}}
-    lookup = by_provider.__getitem__
-    assert _parse("-p other --style oil x", lookup).params == {"style": "oil"}
-    assert _parse("--style oil -p other x", lookup).params == {"style": "oil"}
-    assert _parse("--style oil x", lookup, default_provider="other").provider is None
-    with pytest.raises(UsageError, match=r"unknown option --style; .* apiframe's parameters"):
-        _parse("--style oil x", lookup, default_provider="apiframe")
-    with pytest.raises(UsageError, match=r"unknown option --aspect-ratio; .*other's.*--style"):
-        _parse("-p other --aspect-ratio 1:1 x", lookup)
-
-
-def test_parse_unknown_provider_raises_what_the_lookup_raises():
-    with pytest.raises(ji.ConfigurationError, match="unknown provider 'nope'"):
-        _parse("-p nope a cat", magics_module._provider_params)
-
-
-def test_parse_subcommands():
-    assert parse("providers") == ParsedCommand(command="providers")
-    assert parse("  history ") == ParsedCommand(command="history")
-    assert parse("history 5") == ParsedCommand(command="history", limit=5)
-    assert parse("job 3f2a9c") == ParsedCommand(command="job", job_id="3f2a9c")
-    assert parse("-- providers").prompt == "providers"
-    assert parse("-w history").prompt == "history"  # only the first word of the line counts
-
-
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [
-        ("", "prompt is empty"),
-        ("-w", "prompt is empty"),
-        ("-- ", "prompt is empty"),
-        ("--aspect_ratio", "needs a value"),
-        ("--aspect_ratio --", "needs a value"),
-        ("-p", "needs a value"),
-        ("-p '' x", "needs a provider name"),
-        ("- x", "lone '-'"),
-        ("-wx cat", "unknown option -x"),
-        ("--= x", "unknown option"),
-        ("--nope 1 x", "unknown option --nope"),
-        ("-t -1 x", "positive"),
-        ("-t inf x", "positive"),
-        ("-t abc x", "invalid float value"),
-        ("--wait=1 x", "takes no value"),
-        ("--aspect_ratio \"3:2 x", "unclosed"),
-        ("history five", "history takes one number"),
-        ("job a b", "job takes one job id"),
-        ("providers x", "takes no arguments"),
-    ],
-)
-def test_parse_errors(line, message):
-    with pytest.raises(UsageError, match=message) as info:
-        parse(line)
-    assert "\n" not in str(info.value)
-
-
-def test_interpolate():
-    ns = {"x": 3, "obj": SimpleNamespace(inner=SimpleNamespace(name="deep")), "é": "accent"}
-    assert _interpolate("{{x}} {{ x }} {{obj.inner.name}} {{é}}", ns) == "3 3 deep accent"
-    untouched = "{red, green} {{red, green}, blue} {{ 1+1 }} {{x[0]}} {x} $x"
-    assert _interpolate(untouched, ns) == untouched
-    with pytest.raises(UsageError, match=r"^unknown variable 'foo' in \{\{foo\}\}$"):
-        _interpolate("a {{foo}}", ns)
-    with pytest.raises(UsageError, match=r"obj\.inner has no attribute 'nope'"):
-        _interpolate("{{obj.inner.nope}}", ns)
