@@ -37,7 +37,7 @@ RANKS: tuple[tuple[str, int], ...] = (
     ("widgets", 11),
     ("_accessor", 12),
     ("magics", 12),
-    ("_magic_", 12),  # the magics' private helper modules: _magic_parser, _magic_help …
+    ("_magic_", 11),  # the magics' private helper modules: _magic_parser, _magic_help …
     ("__main__", 13),
     ("__init__", 13),
 )
