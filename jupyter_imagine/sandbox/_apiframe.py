@@ -84,7 +84,8 @@ from starlette.routing import Route
 from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidMask, InvalidRequest
-from . import _apiframe_images as art
+from . import _art
+from ._art import _midjourney as art
 from ._state import SandboxState, Snapshot, retry_headers, watch_and_post
 
 __all__ = ["NAME", "PREFIX", "Apiframe", "Task", "build", "fault_response"]
@@ -411,7 +412,7 @@ class Apiframe:
         if encoded is None:
             cells = self.cells(task.id)
             if name == "grid.png":
-                image = imaging.make_grid(cells)
+                image = _art.make_grid(cells)
             else:
                 image = cells[0] if name == "image.png" else cells[int(name[0]) - 1]
             encoded = self.state.images.put(
@@ -945,7 +946,7 @@ def _aspect(value: Any) -> str:
     if not isinstance(value, str):
         raise ApiError(400, f"aspect ratio must look like 16:9, not {value!r}")
     try:
-        imaging.aspect_size(value)
+        _art.aspect_size(value)
     except InvalidRequest as exc:
         raise ApiError(400, exc.message) from None
     return value.replace(" ", "")
@@ -1000,7 +1001,7 @@ def _has_image(task: Task, name: str) -> bool:
 def _ratio_of(width: int, height: int) -> str:
     g = math.gcd(width, height) or 1
     w, h = width // g, height // g
-    if max(w / h, h / w) > imaging.MAX_RATIO or max(w, h) > 99:
+    if max(w / h, h / w) > _art.MAX_RATIO or max(w, h) > 99:
         if width >= height:
             w, h = round(width / height * 10), 10
         else:

@@ -110,7 +110,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .._secrets import get_logger
-from . import _banatie_images as art
+from ._art import _banatie as art
 from ._state import SandboxState, retry_headers
 
 __all__ = ["NAME", "PREFIX", "Banatie", "build", "emulator", "fault_response"]

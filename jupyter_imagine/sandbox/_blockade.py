@@ -104,7 +104,7 @@ from starlette.routing import Route
 
 from .. import imaging
 from .._secrets import get_logger
-from . import _blockade_images as art
+from ._art import _skybox as art
 from ._state import SandboxState, Snapshot, retry_headers, watch_and_post
 
 __all__ = [

@@ -69,10 +69,10 @@ Models (``image-models``; size in pixels of the long side):
   ``jpeg``/``png``/``webp``; the output's long side is at most 4096 px.
 - ``gpt-image-1`` (OpenAI): ``allowed: false`` (not in the sandbox plan): using it is 403.
 
-Pictures: generations are :func:`~jupyter_imagine.imaging.render` at the aspect ratio's size;
-an edit is a :func:`~jupyter_imagine.imaging.vary` of the (first) input, cover-cropped to the
+Pictures: generations are :func:`~._art.render` at the aspect ratio's size;
+an edit is a :func:`~._art.vary` of the (first) input, cover-cropped to the
 output size, blended with a render of the edit prompt (``aspectRatio: "auto"`` or none keeps
-the input's size); an upscale is :func:`~jupyter_imagine.imaging.upscale` by the factor. Each is
+the input's size); an upscale is :func:`~._art.upscale` by the factor. Each is
 encoded in the requested ``outputFormat`` (default ``png``; an upscale keeps its input's).
 ``long_side`` (default ``None``: each model's own) shrinks every generated or edited image, for
 fast tests (upscales still multiply their input).
@@ -113,6 +113,7 @@ from starlette.routing import Route
 from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidRequest
+from . import _art
 from ._state import SandboxState, retry_headers
 
 __all__ = [
@@ -504,7 +505,7 @@ class Neuroflash:
     # ----------------------------------------------------------------- images
     def _seed_images(self) -> None:
         generation = str(uuid.uuid5(uuid.NAMESPACE_URL, "neuroflash-sandbox-seeded-generation"))
-        width, height = imaging.aspect_size("3:2", 384)
+        width, height = _art.aspect_size("3:2", 384)
         for i in range(3):
             image_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"neuroflash-sandbox-seeded-image-{i}"))
             self.images[image_id] = NfImage(
@@ -542,13 +543,13 @@ class Neuroflash:
             with Image.open(io.BytesIO(record.data)) as im:
                 picture = im.convert("RGB")
         elif kind == "render":
-            picture = imaging.render(record.prompt, record.recipe[1], size)
+            picture = _art.render(record.prompt, record.recipe[1], size)
         elif kind == "edit":
             _, seed, strength = record.recipe
             picture = self._edit(record, seed, strength, size)
         elif kind == "upscale":
             _, source_id, factor = record.recipe
-            picture = imaging.upscale(self.pixels(self.images[source_id]), factor)
+            picture = _art.upscale(self.pixels(self.images[source_id]), factor)
         else:  # pragma: no cover - every recipe is one of the above
             raise ValueError(f"unknown recipe {kind!r}")
         return self.state.images.put(key, picture)
@@ -560,8 +561,8 @@ class Neuroflash:
         base = ImageOps.fit(sources[0], size, Image.Resampling.LANCZOS)
         for extra in sources[1:]:
             base = Image.blend(base, ImageOps.fit(extra, size, Image.Resampling.LANCZOS), 0.25)
-        varied = imaging.vary(base, seed, strength)
-        fresh = imaging.render(record.prompt, seed, size)
+        varied = _art.vary(base, seed, strength)
+        fresh = _art.render(record.prompt, seed, size)
         return Image.blend(varied, fresh, 0.3)
 
     def encoded(self, record: NfImage) -> bytes:
@@ -861,7 +862,7 @@ class Neuroflash:
         made, detail = self.take_quota(count)
         self.generations += 1
         generation = str(uuid.uuid4())
-        size = imaging.aspect_size(ratio, self.side(model))
+        size = _art.aspect_size(ratio, self.side(model))
         parameters = {"aspectRatio": ratio, "outputFormat": fmt, "numImages": count}
         records = [
             self.new_record(
@@ -894,7 +895,7 @@ class Neuroflash:
         if ratio == "auto":
             size = (sources[0].width, sources[0].height)
         else:
-            size = imaging.aspect_size(ratio, self.side(model))
+            size = _art.aspect_size(ratio, self.side(model))
         parameters = {"aspectRatio": ratio, "outputFormat": fmt, "numImages": count}
         records = [
             self.new_record(
@@ -1125,7 +1126,7 @@ def _choice(body: dict[str, Any], name: str, allowed: list[str], default: str) -
         raise _invalid(name, f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     try:
         if name == "aspectRatio" and value != "auto":
-            imaging.aspect_size(value)
+            _art.aspect_size(value)
     except InvalidRequest as exc:  # pragma: no cover - every catalogue ratio is drawable
         raise _invalid(name, exc.message) from None
     return str(value)

@@ -127,7 +127,8 @@ from starlette.routing import Route
 from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidMask, InvalidRequest
-from . import _apiframe_images as art
+from . import _art
+from ._art import _midjourney as art
 from ._state import SandboxState, deliver_webhook, retry_headers
 
 __all__ = ["NAME", "PREFIX", "Account", "Message", "TheNextLeg", "build", "fault_response"]
@@ -591,7 +592,7 @@ class TheNextLeg:
         if cached is not None:
             return cached
         cells = self.cells(message.id)
-        grid = imaging.make_grid(cells) if len(cells) == 4 else cells[0]
+        grid = _art.make_grid(cells) if len(cells) == 4 else cells[0]
         if name.startswith("progress-"):
             image = _preview(grid, int(name[len("progress-"):]))
         elif name in ("grid", "image"):
@@ -1093,7 +1094,7 @@ def _aspect(value: Any) -> str:
     if not isinstance(value, str):
         raise ApiError(400, f"ar must look like 16:9, not {value!r}")
     try:
-        imaging.aspect_size(value)
+        _art.aspect_size(value)
     except InvalidRequest as exc:
         raise ApiError(400, exc.message) from None
     return value.replace(" ", "")
@@ -1108,7 +1109,7 @@ def _flags(prompt: str) -> tuple[str, str | None]:
             code = "INVALID_PARAMETER"
         elif lowered in ("ar", "aspect"):
             try:
-                imaging.aspect_size(value)
+                _art.aspect_size(value)
                 ratio = value.replace(" ", "")
             except InvalidRequest:
                 code = "INVALID_PARAMETER"
@@ -1151,7 +1152,7 @@ def _upscale_buttons(parent: Message) -> list[str]:
         v6 = False
     upscales = ["Upscale (Subtle)", "Upscale (Creative)"] if v6 else ["Upscale (2x)",
                                                                     "Upscale (4x)"]
-    w, h = imaging.aspect_size(parent.aspect_ratio)
+    w, h = _art.aspect_size(parent.aspect_ratio)
     square = [] if w == h else ["Make Square"]
     return [
         "Vary (Strong)",

@@ -7,7 +7,7 @@ profiles are periodic noise, clouds and the ground are textured through their *p
 plane (``d·cos φ, d·sin φ``), stars are directions on the sphere — so the left and right edges meet
 without a seam. Filters that look at neighbours pad the picture with its own wrapped columns.
 
-The scene follows :func:`jupyter_imagine.imaging.render`'s vocabulary: words of the prompt (and of
+The scene follows :func:`~._landscape.render`'s vocabulary: words of the prompt (and of
 the style's name) pick the time of day (sky palette, sun or moon) and the scene (mountains, forest,
 snow, desert, ocean, city, alien). Around the viewer: a sky with glow, sun/moon, stars, aurora
 and perspective clouds on a cloud plane; four or five rings of ridges at growing distances with
@@ -32,9 +32,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 # The scene vocabulary and palettes are shared with the flat renderer so that "a lighthouse at
-# dusk" means the same sky for every provider. (Private names: see the report for a proposal to
-# make them public in imaging.py.)
-from ..imaging import SKIES, TERRAIN, Sky, hash32, prompt_words, scene_plan
+# dusk" means the same sky for every provider.
+from ._scene import hash32, prompt_words, scene_plan
+from ._tables import SKIES, TERRAIN, Sky
 
 __all__ = [
     "CUBE_FACES",
