@@ -63,7 +63,6 @@ that only the masked pixels differ from it, and its grid is their 2×2 composite
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -76,7 +75,6 @@ import numpy as np
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -85,6 +83,7 @@ from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidMask, InvalidRequest
 from . import _art
+from . import _http as http
 from ._art import _midjourney as art
 from ._state import SandboxState, Snapshot, retry_headers, watch_and_post
 
@@ -143,13 +142,14 @@ _CDN_PATH = re.compile(re.escape(PREFIX) + r"/cdn/([0-9a-fA-F-]{36})/(grid|image
 
 
 # ------------------------------------------------------------------------------ errors
-class ApiError(Exception):
+class ApiError(http.ApiError):
     """An error answered in APIFRAME's shape."""
 
     def __init__(self, status: int, msg: str | None = None) -> None:
-        super().__init__(msg or str(status))
-        self.status = status
-        self.msg = msg
+        super().__init__(status, msg)
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message)
 
 
 _DEFAULT_MSG = {
@@ -859,16 +859,13 @@ class Apiframe:
         """Wrap ``handler(request, body)`` with auth, JSON parsing and the error shapes."""
 
         async def run(request: Request) -> Response:
-            try:
-                if not self.state.key_accepted(_api_key(request)):
+            async def call() -> Response:
+                if not self.state.key_accepted(http.bearer_key(request, bare=True)):
                     return error_response(401)
-                body = await _json_body(request) if method == "POST" else {}
+                body = await http.json_body(request, _invalid) if method == "POST" else {}
                 return await handler(request, body)
-            except ApiError as exc:
-                return error_response(exc.status, exc.msg)
-            except Exception:
-                logger.exception("sandbox apiframe %s failed", request.url.path)
-                return error_response(500)
+
+            return await http.guarded(request, call, lambda: error_response(500), NAME)
 
         run.__name__ = handler.__name__
         return run
@@ -901,34 +898,12 @@ def build(state: SandboxState) -> Starlette:
     """The APIFRAME app for ``state``, to mount at :data:`PREFIX`."""
     emulator = Apiframe(state)
     state.providers[NAME] = emulator
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return error_response(status)
-
-    return Starlette(routes=emulator.routes(), exception_handlers={HTTPException: http_error})
+    return http.build_app(emulator.routes(), lambda request, status: error_response(status))
 
 
 # ------------------------------------------------------------------------------ parsing
-def _api_key(request: Request) -> str | None:
-    value = request.headers.get("authorization", "").strip()
-    scheme, _, rest = value.partition(" ")
-    if scheme.lower() == "bearer":  # "Bearer <key>", and a bare "Bearer" is no key at all
-        value = rest.strip()
-    return value or None
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "Invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    return body
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, message)
 
 
 def _prompt(body: dict[str, Any], *, required: bool = False) -> str:

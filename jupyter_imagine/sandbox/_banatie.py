@@ -104,12 +104,12 @@ from typing import Any
 from PIL import Image as PILImage
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .._secrets import get_logger
+from . import _http as http
 from ._art import _banatie as art
 from ._state import SandboxState, retry_headers
 
@@ -184,17 +184,22 @@ _DEFAULT_MESSAGE = {
 
 
 # ------------------------------------------------------------------------------ answers
-class ApiError(Exception):
-    """An error answered in Banatie's envelope."""
+class ApiError(http.ApiError):
+    """An error answered in Banatie's envelope (``code`` is Banatie's error code)."""
+
+    message: str
 
     def __init__(
         self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message, headers=headers)
         self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
+
+    def response(self, headers: dict[str, str] | None = None) -> Response:
+        """The envelope, with ``headers`` (default none) under this error's own."""
+        return error_response(
+            self.status, self.code, self.message, headers={**(headers or {}), **self.headers}
+        )
 
 
 def error_response(
@@ -466,7 +471,7 @@ class Banatie:
 
     # ----------------------------------------------------------------- auth
     def authenticate(self, request: Request, required: bool) -> Principal | None:
-        key = request.headers.get("x-api-key", "").strip()
+        key = http.first_key(request.headers.get("x-api-key"))
         if not key:
             if required:
                 raise ApiError(401, "UNAUTHORIZED", "Missing API key: send it in X-API-Key")
@@ -855,8 +860,7 @@ class Banatie:
                     )
                 response = await handler(request, principal)
             except ApiError as exc:
-                response = error_response(exc.status, exc.code, exc.message,
-                                          headers={**headers, **exc.headers})
+                response = exc.response(headers)
             except Exception:
                 logger.exception("sandbox banatie %s failed", request.url.path)
                 response = error_response(500, "INTERNAL_ERROR", "Internal server error")
@@ -1485,7 +1489,7 @@ class Banatie:
                     raise _missing("Image", "IMAGE_NOT_FOUND")
             data = await run_in_threadpool(self.image_bytes, image)
         except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+            return exc.response()
         except Exception:
             logger.exception("sandbox banatie CDN %s failed", request.url.path)
             return error_response(500, "INTERNAL_ERROR", "Internal server error")
@@ -1498,7 +1502,7 @@ class Banatie:
             self._project(request)
             return await self.live(request, request.path_params["scope"])
         except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+            return exc.response()
         except Exception:
             logger.exception("sandbox banatie live %s failed", request.url.path)
             return error_response(500, "INTERNAL_ERROR", "Internal server error")
@@ -1571,8 +1575,7 @@ def emulator(state: SandboxState) -> Banatie:
     return found
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
+def _http_error(request: Request, status: int) -> Response:
     if status == 404:
         return error_response(404, "NOT_FOUND", f"Route {request.method} {request.url.path} "
                                                 "not found")
@@ -1581,16 +1584,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def build(state: SandboxState) -> Starlette:
     """The Banatie API app for ``state``, to mount at :data:`PREFIX`."""
-    return Starlette(
-        routes=emulator(state).routes(), exception_handlers={HTTPException: _http_error}
-    )
+    return http.build_app(emulator(state).routes(), _http_error)
 
 
 def build_cdn(state: SandboxState) -> Starlette:
     """The Banatie CDN app for ``state``, to mount at :data:`CDN_PREFIX`."""
-    return Starlette(
-        routes=emulator(state).cdn_routes(), exception_handlers={HTTPException: _http_error}
-    )
+    return http.build_app(emulator(state).cdn_routes(), _http_error)
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -1610,16 +1609,7 @@ def _processing_ms(gen: Generation) -> int:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise _bad("Invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise _bad("Request body must be a JSON object")
-    return body
+    return await http.json_body(request, _bad)
 
 
 def _prompt(value: Any) -> str:

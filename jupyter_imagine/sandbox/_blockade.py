@@ -97,13 +97,13 @@ from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import imaging
 from .._secrets import get_logger
+from . import _http as http
 from ._art import _skybox as art
 from ._state import SandboxState, Snapshot, retry_headers, watch_and_post
 
@@ -279,14 +279,14 @@ _ENHANCEMENTS = (
 
 
 # ------------------------------------------------------------------------------ errors
-class ApiError(Exception):
+class ApiError(http.ApiError):
     """An error answered in Blockade's shape, ``{"error": "..."}``."""
 
     def __init__(self, status: int, error: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.headers = dict(headers or {})
+        super().__init__(status, error, headers=headers)
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message)
 
 
 def error_response(
@@ -1121,7 +1121,7 @@ class Blockade:
                 response = await handler(request, _owner(key), body)
             except ApiError as exc:
                 headers.update(exc.headers)
-                response = error_response(exc.status, exc.error)
+                response = exc.response()
             except Exception:
                 logger.exception("sandbox blockade %s %s failed", request.method, request.url.path)
                 response = error_response(500)
@@ -1168,12 +1168,7 @@ def build(state: SandboxState) -> Starlette:
     """The Blockade Labs app for ``state``, to mount at :data:`PREFIX`."""
     emulator = Blockade(state)
     state.providers[NAME] = emulator
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return error_response(status)
-
-    return Starlette(routes=emulator.routes(), exception_handlers={HTTPException: http_error})
+    return http.build_app(emulator.routes(), lambda request, status: error_response(status))
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -1189,14 +1184,9 @@ def _owner(key: str) -> str:
 
 
 def _api_key(request: Request, body: dict[str, Any]) -> str | None:
-    for value in (
-        request.headers.get("x-api-key"),
-        request.query_params.get("api_key"),
-        body.get("api_key") if isinstance(body.get("api_key"), str) else None,
-    ):
-        if value and value.strip():
-            return value.strip()
-    return None
+    return http.first_key(
+        request.headers.get("x-api-key"), request.query_params.get("api_key"), body.get("api_key")
+    )
 
 
 async def _payload(request: Request) -> dict[str, Any]:
@@ -1213,16 +1203,16 @@ async def _payload(request: Request) -> dict[str, Any]:
         for name, value in form.multi_items():
             out[name] = await value.read() if isinstance(value, UploadFile) else value
         return out
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    return body
+    return await http.json_body(
+        request,
+        _invalid,
+        not_json="The request body is not valid JSON.",
+        not_object="The request body must be a JSON object.",
+    )
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, message)
 
 
 def _label(name: str) -> str:

@@ -105,7 +105,6 @@ import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -114,6 +113,7 @@ from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidRequest
 from . import _art
+from . import _http as http
 from ._state import SandboxState, retry_headers
 
 __all__ = [
@@ -241,8 +241,9 @@ def _derive(*parts: object) -> int:
 
 
 # ------------------------------------------------------------------------------ errors
-class ApiError(Exception):
-    """An error answered as a problem document."""
+class ApiError(http.ApiError):
+    """An error answered as a problem document (``kind`` names its type, ``errors`` lists
+    field errors)."""
 
     def __init__(
         self,
@@ -253,12 +254,16 @@ class ApiError(Exception):
         errors: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+        super().__init__(status, detail, headers=headers)
         self.kind = kind
         self.errors = errors
-        self.headers = headers or {}
+
+    def response(self, instance: str | None = None) -> Response:
+        kind = self.kind or ("validation-error" if self.errors else None)
+        return problem(
+            self.status, self.message, kind=kind, instance=instance, errors=self.errors,
+            headers=self.headers,
+        )
 
 
 _TITLES = {
@@ -461,10 +466,8 @@ class Neuroflash:
 
     def authenticate(self, request: Request) -> str:
         """The client id behind the request's bearer token; 401 ``ApiError`` otherwise."""
-        value = request.headers.get("authorization", "").strip()
-        scheme, _, token = value.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = http.bearer_key(request)
+        if not token:
             raise ApiError(
                 401,
                 "Full authentication is required to access this resource",
@@ -1005,11 +1008,7 @@ class Neuroflash:
                 body = await _json_body(request) if json_body else {}
                 response = await handler(request, client_id, body)
             except ApiError as exc:
-                kind = exc.kind or ("validation-error" if exc.errors else None)
-                response = problem(
-                    exc.status, exc.detail, kind=kind, instance=instance, errors=exc.errors,
-                    headers=exc.headers,
-                )
+                response = exc.response(instance)
             except Exception:
                 logger.exception("sandbox neuroflash %s failed", instance)
                 response = problem(500, "Unexpected error", instance=instance)
@@ -1052,13 +1051,9 @@ def emulator(state: SandboxState) -> Neuroflash:
 
 def build(state: SandboxState) -> Starlette:
     """The neuroflash app for ``state``, to mount at :data:`PREFIX`."""
-    emu = emulator(state)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return problem(status, instance=request.url.path)
-
-    return Starlette(routes=emu.routes(), exception_handlers={HTTPException: http_error})
+    return http.build_app(
+        emulator(state).routes(), lambda request, status: problem(status, instance=request.url.path)
+    )
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -1067,16 +1062,13 @@ def _invalid(field_name: str, message: str) -> ApiError:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        raise ApiError(400, "Required request body is missing")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "The request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object")
-    return body
+    return await http.json_body(
+        request,
+        lambda message: ApiError(400, message),
+        missing="Required request body is missing",
+        not_json="The request body is not valid JSON",
+        not_object="The request body must be a JSON object",
+    )
 
 
 def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -102,7 +102,6 @@ Choices where ``providers.md`` marks a detail [I] or [U]:
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 import secrets
@@ -119,7 +118,6 @@ import numpy as np
 from PIL import Image, ImageFilter
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -128,6 +126,7 @@ from .. import imaging
 from .._secrets import get_logger
 from ..errors import InvalidMask, InvalidRequest
 from . import _art
+from . import _http as http
 from ._art import _midjourney as art
 from ._state import SandboxState, deliver_webhook, retry_headers
 
@@ -243,13 +242,14 @@ _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 # ------------------------------------------------------------------------------ errors
-class ApiError(Exception):
+class ApiError(http.ApiError):
     """An error answered in TNL's shape, ``{"success": false, "msg": …}``."""
 
     def __init__(self, status: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status = status
-        self.msg = msg
+        super().__init__(status, msg)
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message)
 
 
 _DEFAULT_MSG = {
@@ -999,19 +999,16 @@ class TheNextLeg:
         """Wrap ``handler(request, fields, key)`` with auth, body/query parsing, error shapes."""
 
         async def run(request: Request) -> Response:
-            try:
+            async def call() -> Response:
                 key = _token(request)
                 if not self.state.key_accepted(key):
                     return error_response(401)
                 fields = {k: v for k, v in request.query_params.items() if k != "authToken"}
                 if request.method == "POST":
-                    fields.update(await _json_body(request))
+                    fields.update(await http.json_body(request, _invalid))
                 return await handler(request, fields, str(key))
-            except ApiError as exc:
-                return error_response(exc.status, exc.msg)
-            except Exception:
-                logger.exception("sandbox thenextleg %s failed", request.url.path)
-                return error_response(500)
+
+            return await http.guarded(request, call, lambda: error_response(500), NAME)
 
         run.__name__ = handler.__name__
         return run
@@ -1045,37 +1042,20 @@ def build(state: SandboxState) -> Starlette:
     """The TNL app for ``state``, to mount at :data:`PREFIX`."""
     emulator = TheNextLeg(state)
     state.providers[NAME] = emulator
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        return error_response(status)
-
-    app = Starlette(routes=emulator.routes(), exception_handlers={HTTPException: http_error})
-    app.router.redirect_slashes = False
-    return app
+    return http.build_app(
+        emulator.routes(), lambda request, status: error_response(status), redirect_slashes=False
+    )
 
 
 # ------------------------------------------------------------------------------ parsing
 def _token(request: Request) -> str | None:
-    value = request.headers.get("authorization", "").strip()
-    if value:
-        scheme, _, rest = value.partition(" ")
-        return rest.strip() or None if scheme.lower() == "bearer" else None
-    token = request.query_params.get("authToken", "").strip()
-    return token or None
+    if request.headers.get("authorization", "").strip():
+        return http.bearer_key(request)  # the scheme is required
+    return http.first_key(request.query_params.get("authToken"))
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "Invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    return body
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, message)
 
 
 def _truthy(value: Any) -> bool:
