@@ -691,25 +691,9 @@ class _Scene:
             col = colour * sky.light * shade[..., None]
             col += np.maximum(1 - shade, 0)[..., None] * sky.zenith * 0.35
             if snowy and k < n - 1:
-                line = np.radians(3.5 + 4 * depth) + np.radians(3) * (tex - 0.5)
-                above = elev[None, :] - below * (np.pi / h) - line
-                cap = np.clip(above / np.radians(1.2), 0, 1)
-                cap *= np.clip((gullies - 0.25) * 3, 0, 1)
-                if plan.scene == "snow":  # snow everywhere but on the steepest faces
-                    steep = np.clip(np.abs(slope) * 1.2 - 0.2, 0, 1)[None, :]
-                    cover = np.clip((gullies - 0.3 * steep - 0.2) * 4, 0, 1)
-                    cap = np.maximum(cap, cover)
-                snow_col = _rgb(246, 250, 255) * (sky.light * 0.6 + 0.4) * shade[..., None]
-                snow_col += np.maximum(1 - shade, 0)[..., None] * _rgb(60, 80, 130)
-                col = _mix(col, snow_col, cap[..., None] * 0.95)
+                col = self.snow(col, elev, below, depth, (tex, gullies, slope), shade)
             if tree_mask is not None:
-                tree_col = (
-                    _rgb(178, 82, 30) if "autumn" in plan.flags
-                    else _rgb(22, 62, 52) if plan.scene == "snow"
-                    else near * _rgb(0.6, 0.95, 0.6) + _rgb(4, 14, 4)
-                )
-                tree_col = tree_col * sky.light * (0.85 + 0.3 * tex[..., None])
-                tree_col = tree_col * (1 + 0.25 * facing[None, :, None] * strength)
+                tree_col = self.tree_colour(tex, facing, strength)
                 col = np.where(tree_mask[..., None], tree_col, col)
                 if "autumn" in plan.flags or plan.scene == "forest":
                     canopy = land & (below < span * 0.8)
@@ -728,6 +712,44 @@ class _Scene:
             dist_band[mask] = ring * (1 - 0.3 * np.clip(below / span, 0, 1))[mask]
             covered[y0:y1] |= mask
         return covered
+
+    def snow(
+        self,
+        col: np.ndarray,
+        elev: np.ndarray,
+        below: np.ndarray,
+        depth: float,
+        texture: tuple[np.ndarray, np.ndarray, np.ndarray],
+        shade: np.ndarray,
+    ) -> np.ndarray:
+        """``col`` with snow above a wavy line under the crest.
+
+        ``texture`` is the band's (tex, gullies, slope).
+        """
+        plan, sky = self.plan, self.sky
+        tex, gullies, slope = texture
+        line = np.radians(3.5 + 4 * depth) + np.radians(3) * (tex - 0.5)
+        above = elev[None, :] - below * (np.pi / self.h) - line
+        cap = np.clip(above / np.radians(1.2), 0, 1)
+        cap *= np.clip((gullies - 0.25) * 3, 0, 1)
+        if plan.scene == "snow":  # snow everywhere but on the steepest faces
+            steep = np.clip(np.abs(slope) * 1.2 - 0.2, 0, 1)[None, :]
+            cover = np.clip((gullies - 0.3 * steep - 0.2) * 4, 0, 1)
+            cap = np.maximum(cap, cover)
+        snow_col = _rgb(246, 250, 255) * (sky.light * 0.6 + 0.4) * shade[..., None]
+        snow_col += np.maximum(1 - shade, 0)[..., None] * _rgb(60, 80, 130)
+        return _mix(col, snow_col, cap[..., None] * 0.95)
+
+    def tree_colour(self, tex: np.ndarray, facing: np.ndarray, strength: float) -> np.ndarray:
+        """The trees' colour per pixel: by season and scene, textured, lit by their facing."""
+        plan, near = self.plan, TERRAIN[self.plan.scene][1]
+        tree_col = (
+            _rgb(178, 82, 30) if "autumn" in plan.flags
+            else _rgb(22, 62, 52) if plan.scene == "snow"
+            else near * _rgb(0.6, 0.95, 0.6) + _rgb(4, 14, 4)
+        )
+        tree_col = tree_col * self.sky.light * (0.85 + 0.3 * tex[..., None])
+        return tree_col * (1 + 0.25 * facing[None, :, None] * strength)
 
     def glow_at(self, elev: np.ndarray) -> np.ndarray:
         d = self.angular_distance(elev, self.phi)

@@ -39,6 +39,20 @@ def pine_mask(
     return np.asarray(canvas) > 127
 
 
+#: Window colours of a neon city and of any other lit city.
+_NEON_WINDOWS = np.stack(
+    [
+        rgb_array(255, 80, 200),
+        rgb_array(80, 230, 255),
+        rgb_array(255, 214, 130),
+        rgb_array(190, 120, 255),
+    ]
+)
+_WARM_WINDOWS = np.stack(
+    [rgb_array(255, 214, 140), rgb_array(255, 236, 190), rgb_array(210, 226, 255)]
+)
+
+
 def paint_city(
     rng: np.random.Generator,
     ridges: np.ndarray,
@@ -53,16 +67,7 @@ def paint_city(
     lights = np.zeros((h, w, 3), F32)
     alpha = np.zeros((h, w), F32)
     night = plan.time in ("night", "neon", "dusk")
-    palette = np.stack(
-        [
-            rgb_array(255, 80, 200),
-            rgb_array(80, 230, 255),
-            rgb_array(255, 214, 130),
-            rgb_array(190, 120, 255),
-        ]
-        if plan.time == "neon"
-        else [rgb_array(255, 214, 140), rgb_array(255, 236, 190), rgb_array(210, 226, 255)]
-    )
+    palette = _NEON_WINDOWS if plan.time == "neon" else _WARM_WINDOWS
     ground = horizon if plan.water else int(h * 0.9)
     table = rng.random(4096, dtype=F32)  # per-window coin flips and colours
     for tier, k in enumerate((n - 2, n - 1)):
