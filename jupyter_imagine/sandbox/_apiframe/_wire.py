@@ -64,9 +64,6 @@ CDN_PATH = re.compile(re.escape(PREFIX) + r"/cdn/([0-9a-fA-F-]{36})/(grid|image|
 class ApiError(http.ApiError):
     """An error answered in APIFRAME's shape."""
 
-    def __init__(self, status: int, msg: str | None = None) -> None:
-        super().__init__(status, msg)
-
     def response(self) -> Response:
         return error_response(self.status, self.message)
 

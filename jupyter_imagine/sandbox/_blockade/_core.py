@@ -154,7 +154,7 @@ class BlockadeCore:
             wait = max(1, math.ceil(reset - now if real is None else real))
             headers.update({"X-RateLimit-Remaining": "0", "Retry-After": str(wait)})
             self._windows[bucket] = (start, count)
-            raise ApiError(429, "Too Many Attempts.", headers)
+            raise ApiError(429, "Too Many Attempts.", headers=headers)
         count += 1
         self._windows[bucket] = (start, count)
         headers["X-RateLimit-Remaining"] = str(max(0, limit - count))

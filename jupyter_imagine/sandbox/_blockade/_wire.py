@@ -169,9 +169,6 @@ ENHANCEMENTS = (
 class ApiError(http.ApiError):
     """An error answered in Blockade's shape, ``{"error": "..."}``."""
 
-    def __init__(self, status: int, error: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, error, headers=headers)
-
     def response(self) -> Response:
         return error_response(self.status, self.message)
 

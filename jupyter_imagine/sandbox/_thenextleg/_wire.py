@@ -120,9 +120,6 @@ ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 class ApiError(http.ApiError):
     """An error answered in TNL's shape, ``{"success": false, "msg": …}``."""
 
-    def __init__(self, status: int, msg: str) -> None:
-        super().__init__(status, msg)
-
     def response(self) -> Response:
         return error_response(self.status, self.message)
 
