@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ... import imaging
-from ...errors import InvalidMask
 from .._art import _midjourney as art
 from ._core import ApiframeCore
 from ._parsing import check_highres, has_image, read_aspect, read_index, read_prompt
@@ -183,19 +181,9 @@ class Jobs(ApiframeCore):
         if not isinstance(raw, str):
             raise ApiError(400, "Invalid mask image")
         try:
-            mask = imaging.decode_mask(raw)
-        except InvalidMask:
-            raise ApiError(400, "Invalid mask image") from None
-        want = art.upscale_size(parent.aspect_ratio)
-        if mask.size != want:
-            raise ApiError(
-                400,
-                f"Mask size {mask.width}x{mask.height} does not match the image size "
-                f"{want[0]}x{want[1]}",
-            )
-        binary = (np.asarray(mask) > 127).astype(np.uint8) * 255
-        if not binary.any():
-            raise ApiError(400, "Mask is empty: paint the area to redraw in white")
+            binary = art.binary_mask(raw, art.upscale_size(parent.aspect_ratio))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
         prompt = read_prompt(body) or parent.prompt
         self.check_prompt(prompt)
         task = self.new_task(

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ... import imaging
+from ...errors import InvalidMask
 from ._edits import inpaint, upscale, vary
 from ._landscape import render
 from ._sizes import aspect_size
@@ -36,7 +38,7 @@ from ._sizes import aspect_size
 if TYPE_CHECKING:  # pragma: no cover
     from .._apiframe import Task
 
-__all__ = ["cell_size", "derive", "draw", "upscale_size"]
+__all__ = ["binary_mask", "cell_size", "derive", "draw", "upscale_size"]
 
 GRID_KINDS = frozenset({"imagine", "reroll", "variation", "inpaint", "outpaint", "pan", "blend"})
 SINGLE_KINDS = frozenset({"upscale", "upscale-alt", "upscale-highres", "faceswap"})
@@ -191,3 +193,25 @@ def _faceswap(target: Image.Image, swap: Image.Image) -> Image.Image:
     out = target.copy()
     out.paste(face, box[:2], mask)
     return out
+
+
+def binary_mask(raw: str, want: tuple[int, int]) -> np.ndarray:
+    """The 0/255 pixels of a mask sent as base64 (or a data URI), which must be ``want`` in size.
+
+    Raises:
+        ValueError: with the message both Midjourney APIs answer (not an image, wrong size,
+            nothing painted).
+    """
+    try:
+        mask = imaging.decode_mask(raw)
+    except InvalidMask:
+        raise ValueError("Invalid mask image") from None
+    if mask.size != want:
+        raise ValueError(
+            f"Mask size {mask.width}x{mask.height} does not match the image size "
+            f"{want[0]}x{want[1]}"
+        )
+    binary = (np.asarray(mask) > 127).astype(np.uint8) * 255
+    if not binary.any():
+        raise ValueError("Mask is empty: paint the area to redraw in white")
+    return binary

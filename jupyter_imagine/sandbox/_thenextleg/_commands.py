@@ -6,14 +6,12 @@ import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ... import imaging
-from ...errors import InvalidMask
 from .._art import _midjourney as art
 from ._core import TheNextLegCore
 from ._parsing import (
@@ -214,20 +212,11 @@ class Commands(TheNextLegCore):
             raise ApiError(400, "mask is required")
         if not isinstance(raw, str):
             raise ApiError(400, "Invalid mask image")
-        try:
-            mask = imaging.decode_mask(raw)
-        except InvalidMask:
-            raise ApiError(400, "Invalid mask image") from None
         want = await run_in_threadpool(lambda: self.cells(parent.id)[0].size)
-        if mask.size != want:
-            raise ApiError(
-                400,
-                f"Mask size {mask.width}x{mask.height} does not match the image size "
-                f"{want[0]}x{want[1]}",
-            )
-        binary = (np.asarray(mask) > 127).astype(np.uint8) * 255
-        if not binary.any():
-            raise ApiError(400, "Mask is empty: paint the area to redraw in white")
+        try:
+            binary = art.binary_mask(raw, want)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
         return imaging.to_png(Image.fromarray(binary, "L"))
 
     async def describe(self, request: Request, body: dict[str, Any], key: str) -> Response:
