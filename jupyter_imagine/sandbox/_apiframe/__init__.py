@@ -57,7 +57,7 @@ Choices where ``providers.md`` marks the real behaviour as inferred or unknown:
   own CDN URLs directly; other URLs are downloaded once at submit (400 if that fails).
 
 Images are a pure function of each task's record and its lineage (see
-:mod:`._apiframe_images`); an inpaint's four images are each the upscale's full size, so
+:mod:`.._art._midjourney`); an inpaint's four images are each the upscale's full size, so
 that only the masked pixels differ from it, and its grid is their 2×2 composite.
 """
 

@@ -46,7 +46,7 @@ seed messages. Buttons: a grid offers ``U1``–``U4``, ``🔄``, ``V1``–``V4``
 ``Zoom Out 2x``, ``Zoom Out 1.5x``, ``Custom Zoom``, ``Make Square`` (non-square only),
 ``⬅️``, ``➡️``, ``⬆️``, ``⬇️``; a high-res upscale offers ``Vary (Strong)``, ``Vary (Subtle)``.
 Every listed button works; the images follow the APIFRAME emulation's semantics
-(:mod:`._apiframe_images`): grid 2×2 at the ``--ar``, U = that quadrant at 2×, V resembles
+(:mod:`.._art._midjourney`): grid 2×2 at the ``--ar``, U = that quadrant at 2×, V resembles
 its parent, 🔄 does not, Vary (Region) changes only the masked pixels (mask of the upscale's
 exact size, PNG or WebP, base64 with or without a ``data:`` prefix; else 400).
 

@@ -45,7 +45,7 @@ class Account:
 @dataclass
 class Message:
     """One TNL message. ``created`` is simulated time; ``kind`` is the picture kind of
-    :mod:`._apiframe_images` (``imagine``, ``upscale`` …) or ``describe``, ``seed``, ``info``,
+    :mod:`.._art._midjourney` (``imagine``, ``upscale`` …) or ``describe``, ``seed``, ``info``,
     ``settings``, ``slash``; ``type`` is what the response says."""
 
     id: str
