@@ -66,6 +66,7 @@ PROVIDERS: tuple[ModuleType, ...] = (
     _blockade,
 )
 
+
 class _SandboxMiddleware:
     """Counts requests and answers injected faults before the app sees the request."""
 

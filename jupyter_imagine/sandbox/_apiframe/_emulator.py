@@ -17,6 +17,8 @@ def build(state: SandboxState) -> Starlette:
     emulator = Apiframe(state)
     state.providers[NAME] = emulator
     return http.build_app(emulator.routes(), lambda request, status: error_response(status))
+
+
 class Apiframe(Jobs, Tools):
     """The APIFRAME emulator: every endpoint, and the routes."""
 

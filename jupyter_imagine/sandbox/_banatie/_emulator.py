@@ -40,6 +40,8 @@ def build(state: SandboxState) -> Starlette:
 def build_cdn(state: SandboxState) -> Starlette:
     """The Banatie CDN app for ``state``, to mount at :data:`CDN_PREFIX`."""
     return http.build_app(emulator(state).cdn_routes(), _http_error)
+
+
 class Banatie(Keys, Generations, Flows, Images, Live):
     """The Banatie emulator: every resource, and the API's routes."""
 

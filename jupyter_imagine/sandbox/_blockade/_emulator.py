@@ -24,6 +24,8 @@ def build(state: SandboxState) -> Starlette:
     emulator = Blockade(state)
     state.providers[NAME] = emulator
     return http.build_app(emulator.routes(), lambda request, status: error_response(status))
+
+
 class Blockade(Skyboxes, Exports):
     """The Blockade Labs emulator: skyboxes, exports, the CDN, and the routes."""
 

@@ -30,6 +30,8 @@ def build(state: SandboxState) -> Starlette:
     return http.build_app(
         emulator(state).routes(), lambda request, status: problem(status, instance=request.url.path)
     )
+
+
 class Neuroflash(Images, Tasks):
     """The neuroflash emulator: images, tasks, the sandbox controls, and the routes."""
 

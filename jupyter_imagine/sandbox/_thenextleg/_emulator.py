@@ -24,6 +24,8 @@ def build(state: SandboxState) -> Starlette:
     return http.build_app(
         emulator.routes(), lambda request, status: error_response(status), redirect_slashes=False
     )
+
+
 class TheNextLeg(Commands, Queries):
     """The TNL emulator: every command and query, and the routes."""
 

@@ -84,6 +84,7 @@ GROUND: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "alien": (rgb_array(120, 60, 130), rgb_array(70, 110, 130)),
 }
 
+
 @dataclass
 class Geo:
     """What the seed decides: where things are."""

@@ -68,5 +68,7 @@ def cached_panorama(prompt: str, seed: int, w: int, h: int, style: str) -> Panor
     image = finish(image, distance, treatment(style), seed)
     distance.setflags(write=False)
     return Panorama(image, distance)
+
+
 class _Scene(SkyPainter, LandPainter):
     """One skybox being drawn: the sky, then the ground, far to near."""
