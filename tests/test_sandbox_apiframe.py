@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from jupyter_imagine import imaging
-from jupyter_imagine.sandbox import SandboxState, create_app
+from jupyter_imagine.sandbox import SandboxState, _art, create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -206,12 +206,12 @@ async def test_speed_runs_jobs_on_real_time():
 async def test_grid_is_2x2_at_the_aspect_ratio(ratio):
     async with sandbox() as box:
         _, done = await box.grid(prompt="a pine forest in snow", aspect_ratio=ratio)
-        cell = imaging.aspect_size(ratio)
+        cell = _art.aspect_size(ratio)
         grid = await box.image(done["original_image_url"])
         assert grid.size == (2 * cell[0], 2 * cell[1])
         cells = [await box.image(u) for u in done["image_urls"]]
         assert all(c.size == cell for c in cells)
-        assert imaging.make_grid(cells).tobytes() == grid.tobytes()
+        assert _art.make_grid(cells).tobytes() == grid.tobytes()
         assert len({c.tobytes() for c in cells}) == 4  # four different pictures
 
 

@@ -616,7 +616,7 @@ async def test_the_same_requests_draw_the_same_pictures():
             return [first["seed"], done["seed"]], done["obfuscated_id"]
 
     assert await run() == await run()  # seeds (drawn for seed 0) and ids repeat
-    draw = emu.art._panorama.__wrapped__  # the renderer itself, without its memo
+    draw = emu.art.cached_panorama.__wrapped__  # the renderer itself, without its memo
     a = np.asarray(draw("a pine forest at dawn", 77, 256, 128, "").image)
     b = np.asarray(draw("a pine forest at dawn", 77, 256, 128, "").image)
     c = np.asarray(draw("a pine forest at dawn", 78, 256, 128, "").image)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from jupyter_imagine import imaging
-from jupyter_imagine.sandbox import SandboxState, create_app
+from jupyter_imagine.sandbox import SandboxState, _art, create_app
 from jupyter_imagine.sandbox._neuroflash import (
     OTHER_USER_ID,
     SANDBOX_CLIENT_ID,
@@ -355,7 +355,7 @@ async def test_edit_resembles_its_input_and_auto_keeps_its_size():
             source["imageWidth"], source["imageHeight"])
         before = pixels((await box.content(source, headers)).content)
         after = pixels((await box.content(edited, headers)).content)
-        unrelated = pixels(imaging.to_png(imaging.render("a neon city at night", 7, (192, 128))))
+        unrelated = pixels(imaging.to_png(_art.render("a neon city at night", 7, (192, 128))))
         assert 0 < np.abs(after - before).mean() < np.abs(unrelated - before).mean()
         sized = await box.client.post(WS + "/image-edit-tasks", headers=headers, json={
             "prompt": "wider", "imageIds": [source["id"]], "aspectRatio": "16:9", "numImages": 2})

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jupyter_imagine import imaging
-from jupyter_imagine.sandbox import SandboxState, create_app
+from jupyter_imagine.sandbox import SandboxState, _art, create_app
 from jupyter_imagine.sandbox import _thenextleg as tnl
 
 pytestmark = pytest.mark.anyio
@@ -207,7 +206,7 @@ async def test_imagine_envelope_progress_preview_and_nested_response():
         cells = [await box.fetch(u) for u in response["imageUrls"]]
         assert grid.size == (2 * cells[0].width, 2 * cells[0].height)
         assert cells[0].width / cells[0].height == pytest.approx(1.5, rel=0.02)
-        assert _diff(imaging.make_grid(cells), grid) < 1
+        assert _diff(_art.make_grid(cells), grid) < 1
         assert small.width <= grid.width // 4  # the preview is low-res
 
 

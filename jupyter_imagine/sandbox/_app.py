@@ -27,7 +27,6 @@ Besides the providers the app serves:
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
@@ -49,6 +48,7 @@ from . import (
     _thenextleg,
 )
 from ._clock import SimClock
+from ._control import CONTROL_PREFIX, Control
 from ._state import SandboxState, retry_headers
 
 __all__ = ["PROVIDERS", "create_app"]
@@ -65,8 +65,6 @@ PROVIDERS: tuple[ModuleType, ...] = (
     _thenextleg,
     _blockade,
 )
-
-CONTROL_PREFIX = "/_sandbox"
 
 
 class _SandboxMiddleware:
@@ -135,81 +133,12 @@ def create_app(*, speed: float = 1.0, seed: int = 0) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    async def faults(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.faults.clear()
-            return JSONResponse({"faults": []})
-        if request.method == "POST":
-            try:
-                spec = json.loads(await request.body() or b"{}")
-                if not isinstance(spec, dict):
-                    raise ValueError("the body must be a JSON object")
-                fault = state.faults.add(
-                    spec["path_regex"],
-                    status=spec["status"],
-                    count=spec.get("count", 1),
-                    method=spec.get("method"),
-                    retry_after=spec.get("retry_after"),
-                    body=spec.get("body"),
-                )
-            except KeyError as exc:
-                return JSONResponse({"error": f"{exc.args[0]} is required"}, status_code=400)
-            except (ValueError, TypeError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-            return JSONResponse(fault.to_dict(), status_code=201)
-        return JSONResponse({"faults": [f.to_dict() for f in state.faults.pending()]})
-
-    async def requests(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.requests.clear()
-        counts = {f"{m} {p}": n for (m, p), n in sorted(state.requests.items())}
-        return JSONResponse({"total": sum(counts.values()), "requests": counts})
-
-    async def webhook_sink(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.webhooks.clear()
-            return JSONResponse({"webhooks": []})
-        if request.method == "GET":
-            return JSONResponse({"webhooks": state.webhooks})
-        raw = await request.body()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        state.webhooks.append(
-            {
-                "path": request.url.path,
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "body": body,
-                "received_at": state.clock.now(),
-            }
-        )
-        return JSONResponse({"ok": True})
-
-    async def clock(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                spec = json.loads(await request.body() or b"{}")
-                if "speed" in spec:
-                    state.clock.speed = spec["speed"]
-                if "advance" in spec:
-                    state.clock.advance(spec["advance"])
-            except (ValueError, TypeError, AttributeError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"now": state.clock.now(), "speed": state.clock.speed})
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await state.aclose()
 
-    control = [
-        Route(CONTROL_PREFIX + "/faults", faults, methods=["GET", "POST", "DELETE"]),
-        Route(CONTROL_PREFIX + "/requests", requests, methods=["GET", "DELETE"]),
-        Route(CONTROL_PREFIX + "/webhook-sink", webhook_sink, methods=["GET", "POST", "DELETE"]),
-        Route(CONTROL_PREFIX + "/webhook-sink/{rest:path}", webhook_sink, methods=["POST"]),
-        Route(CONTROL_PREFIX + "/clock", clock, methods=["GET", "POST"]),
-    ]
+    control = Control(state).routes()
     app = Starlette(
         routes=[Route("/", index), Route("/healthz", healthz), *control, *mounts],
         lifespan=lifespan,

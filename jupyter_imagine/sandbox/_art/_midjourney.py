@@ -3,13 +3,13 @@
 Nothing here is stored but the record; pixels are drawn on first request and kept in the
 sandbox's bounded cache. Lineage:
 
-- imagine / reroll: four :func:`~jupyter_imagine.imaging.render` cells at the aspect ratio's
-  cell size (:func:`~jupyter_imagine.imaging.aspect_size`), one derived seed per cell.
-- upscale-1x ``n``: :func:`~jupyter_imagine.imaging.upscale` ×2 of the parent's cell ``n``
+- imagine / reroll: four :func:`~jupyter_imagine.sandbox._art.render` cells at the aspect ratio's
+  cell size (:func:`~jupyter_imagine.sandbox._art.aspect_size`), one derived seed per cell.
+- upscale-1x ``n``: :func:`~jupyter_imagine.sandbox._art.upscale` ×2 of the parent's cell ``n``
   (a parent cell already at upscale size — an inpaint's — is taken as is).
-- variations ``n``: four :func:`~jupyter_imagine.imaging.vary` of the parent's cell ``n``
+- variations ``n``: four :func:`~jupyter_imagine.sandbox._art.vary` of the parent's cell ``n``
   (strength 0.35; ``strong`` 0.65 and ``subtle`` 0.15 vary an upscale), at cell size.
-- inpaint: four :func:`~jupyter_imagine.imaging.inpaint` of the parent upscale under the mask,
+- inpaint: four :func:`~jupyter_imagine.sandbox._art.inpaint` of the parent upscale under the mask,
   **each at the upscale's full size** (so only masked pixels differ); its grid is their 2×2.
 - upscale-alt: ×2 of an upscale (``creative`` varies it a little first).
 - upscale-highres: ×2 or ×4 of the chosen image.
@@ -29,12 +29,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .. import imaging
+from ... import imaging
+from ...errors import InvalidMask
+from ._edits import inpaint, upscale, vary
+from ._landscape import render
+from ._sizes import aspect_size
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._apiframe import Task
+    from .._apiframe import Task
 
-__all__ = ["cell_size", "derive", "draw", "upscale_size"]
+__all__ = ["binary_mask", "cell_size", "derive", "draw", "upscale_size"]
 
 GRID_KINDS = frozenset({"imagine", "reroll", "variation", "inpaint", "outpaint", "pan", "blend"})
 SINGLE_KINDS = frozenset({"upscale", "upscale-alt", "upscale-highres", "faceswap"})
@@ -54,7 +58,7 @@ def derive(*parts: object) -> int:
 
 def cell_size(aspect_ratio: str) -> tuple[int, int]:
     """The size of one grid cell at ``aspect_ratio`` (long side 512)."""
-    return imaging.aspect_size(aspect_ratio)
+    return aspect_size(aspect_ratio)
 
 
 def upscale_size(aspect_ratio: str) -> tuple[int, int]:
@@ -96,14 +100,14 @@ def draw(
     seeds = [derive(world_seed, task.seed, i) for i in range(4)]
     if kind in ("imagine", "reroll"):
         size = cell_size(task.aspect_ratio)
-        return [imaging.render(task.prompt, s, size) for s in seeds]
+        return [render(task.prompt, s, size) for s in seeds]
     if kind == "upscale":
         src = cells_of(task.parent_id)[task.index - 1]
         target = upscale_size(task.aspect_ratio)
         if src.size == target:
             return [src.copy()]
         if (src.width * 2, src.height * 2) == target:
-            return [imaging.upscale(src, 2)]
+            return [upscale(src, 2)]
         return [_fit(src, target)]
     if kind == "variation":
         parent = cells_of(task.parent_id)
@@ -112,23 +116,23 @@ def draw(
         else:
             src, strength = parent[task.index - 1], 0.35
         src = _fit(src, cell_size(task.aspect_ratio))
-        return [imaging.vary(src, s, strength) for s in seeds]
+        return [vary(src, s, strength) for s in seeds]
     if kind == "inpaint":
         src = cells_of(task.parent_id)[0]
         mask = Image.open(io.BytesIO(task.mask or b""))
-        return [imaging.inpaint(src, mask, task.prompt, s) for s in seeds]
+        return [inpaint(src, mask, task.prompt, s) for s in seeds]
     if kind == "upscale-alt":
         src = cells_of(task.parent_id)[0]
         if task.variant == "creative":
-            src = imaging.vary(src, seeds[0], 0.12)
-        return [imaging.upscale(src, 2)]
+            src = vary(src, seeds[0], 0.12)
+        return [upscale(src, 2)]
     if kind == "upscale-highres":
         if task.sources:
             src = _open(task.sources[0])
         else:
             parent = cells_of(task.parent_id)
             src = parent[(task.index or 1) - 1] if len(parent) == 4 else parent[0]
-        return [imaging.upscale(src, 4 if task.variant == "4x" else 2)]
+        return [upscale(src, 4 if task.variant == "4x" else 2)]
     if kind == "outpaint":
         src = cells_of(task.parent_id)[0]
         size = cell_size(task.aspect_ratio)
@@ -140,7 +144,7 @@ def draw(
         size = cell_size(task.aspect_ratio)
         sources = [np.asarray(_fit(_open(b), size), np.float32) for b in task.sources]
         mean = Image.fromarray(np.clip(np.mean(sources, axis=0), 0, 255).astype(np.uint8))
-        return [imaging.vary(mean, s, 0.3) for s in seeds]
+        return [vary(mean, s, 0.3) for s in seeds]
     if kind == "faceswap":
         target, swap = _open(task.sources[0]), _open(task.sources[1])
         return [_faceswap(target, swap)]
@@ -160,7 +164,7 @@ def _feathered_paste(canvas: Image.Image, image: Image.Image, box: tuple[int, in
 def _zoom_out(
     src: Image.Image, size: tuple[int, int], zoom: float, prompt: str, seed: int
 ) -> Image.Image:
-    canvas = imaging.render(prompt, seed, size)
+    canvas = render(prompt, seed, size)
     scale = min(size[0] / src.width, size[1] / src.height) / max(zoom, 1.0)
     inner = (max(1, round(src.width * scale)), max(1, round(src.height * scale)))
     small = src.resize(inner, Image.Resampling.LANCZOS)
@@ -171,7 +175,7 @@ def _zoom_out(
 def _pan(src: Image.Image, direction: str, prompt: str, seed: int) -> Image.Image:
     size = pan_size(src.size, direction)
     half = src.resize((src.width // 2, src.height // 2), Image.Resampling.LANCZOS)
-    canvas = imaging.render(prompt, seed, size)
+    canvas = render(prompt, seed, size)
     x = size[0] - half.width if direction == "left" else 0
     y = size[1] - half.height if direction == "up" else 0
     _feathered_paste(canvas, half, (x, y))
@@ -189,3 +193,25 @@ def _faceswap(target: Image.Image, swap: Image.Image) -> Image.Image:
     out = target.copy()
     out.paste(face, box[:2], mask)
     return out
+
+
+def binary_mask(raw: str, want: tuple[int, int]) -> np.ndarray:
+    """The 0/255 pixels of a mask sent as base64 (or a data URI), which must be ``want`` in size.
+
+    Raises:
+        ValueError: with the message both Midjourney APIs answer (not an image, wrong size,
+            nothing painted).
+    """
+    try:
+        mask = imaging.decode_mask(raw)
+    except InvalidMask:
+        raise ValueError("Invalid mask image") from None
+    if mask.size != want:
+        raise ValueError(
+            f"Mask size {mask.width}x{mask.height} does not match the image size "
+            f"{want[0]}x{want[1]}"
+        )
+    binary = (np.asarray(mask) > 127).astype(np.uint8) * 255
+    if not binary.any():
+        raise ValueError("Mask is empty: paint the area to redraw in white")
+    return binary

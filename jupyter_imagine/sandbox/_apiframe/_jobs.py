@@ -1,0 +1,250 @@
+"""APIFRAME's drawing endpoints: imagine, reroll, upscales, variations, inpaint, outpaint, pan."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ... import imaging
+from .._art import _midjourney as art
+from ._core import ApiframeCore
+from ._parsing import check_highres, has_image, read_aspect, read_index, read_prompt
+from ._wire import AR_FLAG, SEED_FLAG, ApiError
+
+if TYPE_CHECKING:
+    from ._records import Task
+
+
+class Jobs(ApiframeCore):
+    """The jobs that draw: imagine, reroll, upscales, variations, inpaint, outpaint, pan."""
+
+    # ----------------------------------------------------------------- endpoints
+    async def imagine(self, request: Request, body: dict[str, Any]) -> Response:
+        prompt = read_prompt(body, required=True)
+        ratio = body.get("aspect_ratio")
+        if ratio in (None, ""):
+            flag = AR_FLAG.search(prompt)
+            ratio = flag[1] if flag else "1:1"
+        ratio = read_aspect(ratio)
+        self.check_prompt(prompt)
+        flag = SEED_FLAG.search(prompt)
+        seed = (
+            int(flag[1]) & 0xFFFFFFFF
+            if flag
+            else art.derive(self.state.seed, "prompt", " ".join(prompt.split()))
+        )
+        task = self.new_task(
+            request,
+            body,
+            kind="imagine",
+            task_type="imagine",
+            prompt=prompt,
+            aspect_ratio=ratio,
+            seed=seed,
+        )
+        return self.accept(task)
+
+    async def reroll(self, request: Request, body: dict[str, Any]) -> Response:
+        parent = self.finished_parent(body, kinds=art.GRID_KINDS, what="a grid task")
+        prompt = read_prompt(body) or parent.prompt
+        ratio = body.get("aspect_ratio")
+        ratio = parent.aspect_ratio if ratio in (None, "") else read_aspect(ratio)
+        self.check_prompt(prompt)
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="reroll",
+            task_type="reroll",
+            prompt=prompt,
+            aspect_ratio=ratio,
+            seed=self.child_seed(parent, "reroll"),
+        )
+        return self.accept(task)
+
+    async def upscale_1x(self, request: Request, body: dict[str, Any]) -> Response:
+        index = read_index(body)
+        parent = self.finished_parent(body, kinds=art.GRID_KINDS, what="a grid task")
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="upscale",
+            task_type=f"upscale#{index}",
+            prompt=parent.prompt,
+            aspect_ratio=parent.aspect_ratio,
+            seed=parent.seed,
+            index=index,
+        )
+        return self.accept(task)
+
+    async def upscale_alt(self, request: Request, body: dict[str, Any]) -> Response:
+        kind = body.get("type")
+        if kind in (None, ""):
+            raise ApiError(400, "type is required")
+        if kind not in ("subtle", "creative"):
+            raise ApiError(400, "type must be subtle or creative")
+        parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="upscale-alt",
+            task_type=f"upscale-{kind}",
+            prompt=parent.prompt,
+            aspect_ratio=parent.aspect_ratio,
+            seed=self.child_seed(parent, "upscale-alt"),
+            variant=kind,
+        )
+        return self.accept(task)
+
+    async def upscale_highres(self, request: Request, body: dict[str, Any]) -> Response:
+        factor = body.get("type")
+        if factor in (None, ""):
+            raise ApiError(400, "type is required")
+        if factor not in ("2x", "4x"):
+            raise ApiError(400, "type must be 2x or 4x")
+        parent_id, url = body.get("parent_task_id"), body.get("image_url")
+        if parent_id in (None, "") and url in (None, ""):
+            raise ApiError(400, "parent_task_id or image_url is required")
+        index: int | None = None
+        parent: Task | None = None
+        sources: list[bytes] = []
+        if parent_id not in (None, ""):
+            parent = self.task(parent_id)
+            if parent.kind == "describe" or parent.kind == "seed":
+                raise ApiError(400, "Parent task must be an image task")
+            if not parent.finished(self.now()):
+                raise ApiError(400, "Parent task is not finished")
+            if parent.grid:
+                index = read_index(body)
+            size = self.image_size(parent)
+        else:
+            known = self.internal(url) if isinstance(url, str) else None
+            if known is not None and has_image(known[0], known[1]):
+                size = self.image_size(known[0])
+                if known[1] == "grid.png":
+                    size = (2 * size[0], 2 * size[1])
+                check_highres(size)
+            sources = [await self.source(url, "image_url")]
+            size = imaging.image_size(sources[0])
+        check_highres(size)
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="upscale-highres",
+            task_type=f"upscale-{factor}",
+            prompt=parent.prompt if parent else "",
+            aspect_ratio=parent.aspect_ratio if parent else "1:1",
+            seed=parent.seed if parent else art.derive(url),
+            index=index,
+            variant=factor,
+            sources=sources,
+        )
+        return self.accept(task, f"upscale-highres-{factor}")
+
+    async def variations(self, request: Request, body: dict[str, Any]) -> Response:
+        raw = body.get("index")
+        if raw in ("strong", "subtle"):
+            parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
+            index, variant = None, str(raw)
+        else:
+            index, variant = read_index(body), None
+            parent = self.finished_parent(body, kinds=art.GRID_KINDS, what="a grid task")
+        prompt = read_prompt(body) or parent.prompt
+        self.check_prompt(prompt)
+        label = variant or str(index)
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="variation",
+            task_type=f"variation-{label}",
+            prompt=prompt,
+            aspect_ratio=parent.aspect_ratio,
+            seed=self.child_seed(parent, f"variation-{label}"),
+            index=index,
+            variant=variant,
+        )
+        return self.accept(task)
+
+    async def inpaint(self, request: Request, body: dict[str, Any]) -> Response:
+        parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
+        raw = body.get("mask")
+        if raw in (None, ""):
+            raise ApiError(400, "mask is required")
+        if not isinstance(raw, str):
+            raise ApiError(400, "Invalid mask image")
+        try:
+            binary = art.binary_mask(raw, art.upscale_size(parent.aspect_ratio))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        prompt = read_prompt(body) or parent.prompt
+        self.check_prompt(prompt)
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="inpaint",
+            task_type="inpaint",
+            prompt=prompt,
+            aspect_ratio=parent.aspect_ratio,
+            seed=self.child_seed(parent, "inpaint"),
+            mask=imaging.to_png(Image.fromarray(binary, "L")),
+        )
+        return self.accept(task)
+
+    async def outpaint(self, request: Request, body: dict[str, Any]) -> Response:
+        raw = body.get("zoom_ratio")
+        if raw in (None, ""):
+            raise ApiError(400, "zoom_ratio is required")
+        try:
+            zoom = float(raw)
+        except (TypeError, ValueError):
+            zoom = math.nan
+        if isinstance(raw, bool) or not 1 <= zoom <= 2:
+            raise ApiError(400, "zoom_ratio must be a number from 1 to 2")
+        ratio = body.get("aspect_ratio")
+        ratio = "1:1" if ratio in (None, "") else read_aspect(ratio)
+        parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
+        prompt = read_prompt(body) or parent.prompt
+        self.check_prompt(prompt)
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="outpaint",
+            task_type=f"outpaint-{zoom:g}",
+            prompt=prompt,
+            aspect_ratio=ratio,
+            seed=self.child_seed(parent, "outpaint"),
+            variant=f"{zoom:g}",
+        )
+        return self.accept(task)
+
+    async def pan(self, request: Request, body: dict[str, Any]) -> Response:
+        direction = body.get("direction")
+        if direction in (None, ""):
+            raise ApiError(400, "direction is required")
+        if direction not in ("up", "down", "left", "right"):
+            raise ApiError(400, "direction must be up, down, left or right")
+        parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
+        prompt = read_prompt(body) or parent.prompt
+        self.check_prompt(prompt)
+        task = self.new_task(
+            request,
+            body,
+            parent=parent,
+            kind="pan",
+            task_type=f"pan-{direction}",
+            prompt=prompt,
+            aspect_ratio=parent.aspect_ratio,
+            seed=self.child_seed(parent, "pan"),
+            variant=direction,
+        )
+        return self.accept(task)

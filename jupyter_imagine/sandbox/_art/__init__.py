@@ -1,0 +1,15 @@
+"""The sandbox's procedural art: deterministic pictures from a prompt and a seed.
+
+``_landscape.render`` paints the scene; ``_edits`` derives grids, upscales, variations and
+inpaints from it; ``_tables`` holds the palettes and the prompt vocabulary; ``_scene`` turns a
+prompt into a plan; ``_noise``, ``_sky`` and ``_structures`` are the painters. The provider-
+specific image work (APIFRAME's tasks, Blockade's panoramas, Banatie's references) builds on these.
+"""
+
+from __future__ import annotations
+
+from ._edits import inpaint, make_grid, upscale, vary
+from ._landscape import render
+from ._sizes import MAX_RATIO, aspect_size
+
+__all__ = ["MAX_RATIO", "aspect_size", "inpaint", "make_grid", "render", "upscale", "vary"]
