@@ -439,7 +439,7 @@ def _count_outcomes(out: Facts, jobs: dict[str, _Job], rows: dict[str, dict]) ->
         if status == "succeeded":
             paths = [p for p in (row.get("image_paths") or []) if p]
             present = sum(1 for p in paths if Path(p).exists())
-            missing = max(0, int(row.get("n_images") or 0) - present) + (len(paths) - present)
+            missing = max(int(row.get("n_images") or 0), len(paths)) - present
             if missing:
                 out.missing_images += missing
                 out.jobs_missing_images += 1
