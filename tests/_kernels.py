@@ -317,6 +317,7 @@ class Facts:
     failed: int = 0
     cancelled: int = 0
     may_have_reached: int = 0
+    failed_after_accept: int = 0
     duplicate_submits: int = 0
     extra_submits: int = 0
     regressions: int = 0
@@ -337,7 +338,8 @@ class Facts:
 
     def line(self) -> str:
         return (f"terminal {self.terminal}/{self.total}  succeeded {self.succeeded}  failed "
-                f"{self.failed} (may-have-reached {self.may_have_reached})  duplicate submits "
+                f"{self.failed} (may-have-reached {self.may_have_reached}, after the provider "
+                f"accepted {self.failed_after_accept})  duplicate submits "
                 f"{self.duplicate_submits} (+{self.extra_submits} extra)  regressions "
                 f"{self.regressions}  conflicting finals {self.conflicting_finals}  live jobs "
                 f"taken over {self.live_taken_over}  lost {self.lost}  missing images "
@@ -363,6 +365,9 @@ class _Job:
     provider: str | None = None
     creator: str | None = None
     remote_ids: set[str] = field(default_factory=set)
+    accepted: bool = False
+    status: str | None = None
+    error: str = ""
 
 
 def facts(kernel_list: Iterable[Kernel], watcher: StoreWatcher) -> Facts:
@@ -430,6 +435,7 @@ def _count_outcomes(out: Facts, jobs: dict[str, _Job], rows: dict[str, dict]) ->
             out.example("lost", f"{job_id} ({row.get('provider')}, still {status})")
             continue
         out.terminal += 1
+        jobs[job_id].status, jobs[job_id].error = status, str(row.get("error") or "")
         setattr(out, status, getattr(out, status) + 1)
         if status == "failed":
             error = str(row.get("error") or "")
@@ -467,6 +473,12 @@ def _count_submits(out: Facts, jobs: dict[str, _Job], http: list[dict[str, Any]]
         elif end["phase"] == "answer" and 200 <= end["code"] < 300:
             may_have_created[job.id] += 1
             job.remote_ids.update(end.get("ids") or [])
+            job.accepted = True
+    for job in jobs.values():
+        if job.accepted and job.status == "failed" and not MAY_HAVE_REACHED.search(job.error):
+            out.failed_after_accept += 1  # the sandbox never fails a job on its own
+            out.example("failed after the provider accepted", f"{job.id} ({job.provider}): "
+                                                               f"{job.error[:80]}")
     for job_id, n in may_have_created.items():
         if n > 1:
             out.duplicate_submits += 1

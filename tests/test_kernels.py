@@ -144,7 +144,7 @@ def test_facts_count_duplicates_takeovers_regressions_and_missing_images(tmp_pat
     ])
     got = facts([a, b], StoreWatcher(tmp_path / "home"))
     assert (got.total, got.terminal, got.succeeded, got.failed, got.lost) == (3, 2, 1, 1, 1)
-    assert got.may_have_reached == 1
+    assert (got.may_have_reached, got.failed_after_accept) == (1, 0)
     assert (got.duplicate_submits, got.extra_submits) == (1, 1)
     assert (got.live_taken_over, got.resumed_after_death) == (1, 1)
     assert (got.regressions, got.conflicting_finals) == (1, 1)
