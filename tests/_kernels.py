@@ -605,6 +605,10 @@ def run(plan: Plan, sandbox: Sandbox, workdir: Path, on_tick: Any = None) -> tup
             watcher.stop()
             got = facts(ks.values(), watcher)
             info.update(submit_requests(ks.values(), sandbox))
+            (workdir / "run.json").write_text(json.dumps({
+                "kernels": {k.name: k.incarnation for k in ks.values()},
+                "ended_at": {n: t for k in ks.values() for n, t in k.ended_at.items()},
+                "info": info}))
             return got, info
     finally:
         watcher.stop()
@@ -623,6 +627,19 @@ def submit_requests(ks: Iterable[Kernel], sandbox: Sandbox) -> dict[str, int]:
     counted = sandbox.requests()
     return {"client_submit_requests": sum(sent.values()),
             "server_submit_requests": sum(counted.get(f"POST {p}", 0) for p in sent)}
+
+
+def facts_from_dir(workdir: Path) -> Facts:
+    """The facts of a finished :func:`run` again, from its ``workdir`` (logs, ``run.json``,
+    the home), e.g. after changing a counter: ``python -c "...facts_from_dir(Path(d))..."``."""
+    saved = json.loads((workdir / "run.json").read_text())
+    ks = []
+    for name, incarnations in saved["kernels"].items():
+        kernel = Kernel(name, workdir / "home", None, workdir, incarnation=incarnations)  # type: ignore[arg-type]
+        kernel.ended_at.update({n: t for n, t in saved["ended_at"].items()
+                                if n.split("#")[0] == name})
+        ks.append(kernel)
+    return facts(ks, StoreWatcher(workdir / "home"))
 
 
 def _kill_and_restart(victim: Kernel, plan: Plan, on_tick: Any) -> dict[str, Any]:
