@@ -10,7 +10,7 @@ just seen as faults for the next ones), and every ``--storm-every`` seconds a st
 not have yet: the script says so and runs without them.
 
 Printed per configuration (one kernel; then ``--kernels`` sharing the home, one of them killed
-with SIGKILL and restarted once a third of its jobs were accepted): jobs terminal,
+with SIGKILL and restarted once an eighth of its submits were answered): jobs terminal,
 succeeded/failed, duplicate submits, regressions, live jobs taken over, lost jobs, missing
 images, wall time, and the faults injected.
 
@@ -112,7 +112,7 @@ def plan_for(jobs: int, kernels: int, deadline: float, kill: bool) -> Plan:
         per[names[i % kernels]][PROVIDERS[(i // kernels) % len(PROVIDERS)]] += 1
     specs = {name: job_specs(counts) for name, counts in per.items()}
     victim = names[0] if kill else None
-    share = max(1, len(specs[names[0]]) // 3)
+    share = max(1, len(specs[names[0]]) // 8)
 
     def kill_when(events: list[dict[str, Any]]) -> bool:
         return any(e.get("ev") == "started_all" for e in events) and \
@@ -169,12 +169,15 @@ def main() -> None:
                         help="share of held responses (default 0; needs the sandbox switch)")
     parser.add_argument("--no-kill", action="store_true",
                         help="do not kill a kernel in the multi-kernel run")
+    parser.add_argument("--shared-only", action="store_true",
+                        help="skip the one-kernel run")
     parser.add_argument("--deadline", type=float, default=600.0,
                         help="seconds each kernel waits for every job to be final (default 600)")
     args = parser.parse_args()
     print(f"soak: {args.jobs} jobs over {', '.join(PROVIDERS)}; sandbox speed {args.speed:g}; "
           f"{args.errors:.0%} 5xx; 429 storms of {args.storm_size} every ~{args.storm_every:g} s")
-    soak(args, 1, kill=False)
+    if not args.shared_only:
+        soak(args, 1, kill=False)
     if args.kernels > 1:
         soak(args, args.kernels, kill=not args.no_kill)
 
