@@ -178,6 +178,7 @@ def watch(ji: Any, held: dict[str, Any], log: Log, spec: dict[str, Any]) -> bool
 def check_waits(held: dict[str, Any], log: Log) -> None:
     """``Job.wait`` on every held job must return or raise at once once it is final."""
     for job_id, job in held.items():
+        before = job.status.value
         started = time.time()
         try:
             job.wait(timeout=5)
@@ -185,7 +186,7 @@ def check_waits(held: dict[str, Any], log: Log) -> None:
         except Exception as exc:
             outcome = type(exc).__name__
         log.write("wait", id=job_id, outcome=outcome, seconds=time.time() - started,
-                  status=job.status.value, error=job.error)
+                  before=before, status=job.status.value, error=job.error)
 
 
 def main(path: str) -> None:

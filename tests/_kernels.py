@@ -327,7 +327,7 @@ class Facts:
     lost: int = 0
     missing_images: int = 0
     jobs_missing_images: int = 0
-    waits_not_returned: int = 0
+    waits_not_returned: int = 0  # Job.wait() on a final job that did not return at once
     failure_reasons: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     notes: list[str] = field(default_factory=list)
@@ -385,9 +385,10 @@ def facts(kernel_list: Iterable[Kernel], watcher: StoreWatcher) -> Facts:
     _count_takeovers(out, jobs, http, ended)
     obs = [e for events in logs.values() for e in events if e.get("ev") == "obs"]
     _count_regressions(out, obs + watcher.observations)
-    out.waits_not_returned = sum(
+    out.waits_not_returned = sum(  # on a job already final, wait() must return at once
         1 for events in logs.values() for e in events
-        if e.get("ev") == "wait" and (e["seconds"] > 5.5 or e["outcome"] == "JobTimeout"))
+        if e.get("ev") == "wait" and e.get("before") in FINAL
+        and (e["seconds"] > 1.0 or e["outcome"] == "JobTimeout"))
     if watcher.errors:
         out.notes.append(f"store reads that failed: {dict(watcher.errors)}")
     return out

@@ -24,7 +24,7 @@ def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie
 
 
 @LEASES
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_two_kernels_one_killed_and_restarted(tmp_path):
     """Kernel A and B share a home; A is killed -9 once its jobs are in flight and restarted.
 
@@ -34,7 +34,7 @@ def test_two_kernels_one_killed_and_restarted(tmp_path):
     plan = Plan(
         jobs={"A": job_specs(_mix(8, 4, 1, 2, 2)), "B": job_specs(_mix(14, 4, 1, 2, 2))},
         kill="A",
-        deadline=30,
+        deadline=60,
     )
     with Sandbox(speed=40) as sandbox:
         got, info = run(plan, sandbox, tmp_path)
@@ -58,12 +58,12 @@ def _submit_in_flight(events) -> bool:
     return sent > answered or answered >= 10
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_kill_9_with_50_jobs_in_flight(tmp_path):
     """One kernel starts 50 jobs, is killed -9 with them in flight and restarted: every job
     finishes, or fails saying it may have reached the provider; none is submitted twice."""
     plan = Plan(jobs={"K": job_specs(_mix(24, 14, 2, 5, 5))}, kill="K",
-                kill_when=_submit_in_flight, deadline=30)
+                kill_when=_submit_in_flight, deadline=60)
     with Sandbox(speed=40) as sandbox:
         got, info = run(plan, sandbox, tmp_path)
     report = f"{got.report()}\n{info}"
@@ -140,6 +140,10 @@ def test_facts_count_duplicates_takeovers_regressions_and_missing_images(tmp_pat
         _http("B#1", 4, 2.0, "send", tokens=["jt0000000003"]),
         _http("B#1", 4, 2.1, "answer", code=429),
         {"ev": "obs", "k": "B#1", "src": "job", "t": 7.0, "id": "j2", "status": "succeeded"},
+        {"ev": "wait", "k": "B#1", "t": 31.0, "id": "j2", "before": "succeeded",
+         "outcome": "returned", "seconds": 3.0},
+        {"ev": "wait", "k": "B#1", "t": 31.0, "id": "j3", "before": "running",
+         "outcome": "JobTimeout", "seconds": 5.0},
         {"ev": "final", "k": "B#1", "t": 30.0, "rows": rows},
     ])
     got = facts([a, b], StoreWatcher(tmp_path / "home"))
@@ -149,3 +153,4 @@ def test_facts_count_duplicates_takeovers_regressions_and_missing_images(tmp_pat
     assert (got.live_taken_over, got.resumed_after_death) == (1, 1)
     assert (got.regressions, got.conflicting_finals) == (1, 1)
     assert (got.missing_images, got.jobs_missing_images) == (1, 1)
+    assert got.waits_not_returned == 1
