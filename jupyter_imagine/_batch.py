@@ -147,9 +147,8 @@ def _rows(frame: pd.DataFrame, prompt: str, provider: str | None, engine: Engine
             }
             validate = validators.get(cls.name)
             if validate is None:
-                instance = engine._provider(cls.name, engine._settings(cls))
-                engine._prepare(instance)  # the provider's catalogue, as Engine.imagine does
-                validate = validators[cls.name] = instance.validate
+                # prepared: validation sees the provider's catalogue, as Engine.imagine does
+                validate = validators[cls.name] = engine.provider(cls.name).validate
             validate("imagine", text, params)
             rows.append(_Row(number, cls.name, text.strip(), params))
         except ImagineError as exc:

@@ -516,7 +516,7 @@ class _Pull:
         self.download = download
         self.changed = changed
         cls = provider_class(report.provider)
-        self.instance = engine._provider(cls.name, engine._settings(cls))
+        self.instance = engine.provider(cls.name, prepare=False)  # on the loop: no blocking
         self.name = cls.name
         limit = max_concurrency if max_concurrency is not None else cls.max_concurrency
         self.page_limit = max(1, int(limit))
@@ -570,7 +570,7 @@ class _Pull:
 
         async def chunk(part: list[Any]) -> None:
             async with limit:
-                updates = await self.engine._retrying(
+                updates = await self.engine.retry(
                     lambda: self.instance.poll_many(part), self.instance, idempotent=True
                 )
             for job, update in zip(part, updates, strict=False):
@@ -608,7 +608,7 @@ class _Pull:
 
     async def _page(self, number: int) -> tuple[list[RemoteJob], int | None, bool | None]:
         source = self.page_source
-        answer = await self.engine._retrying(
+        answer = await self.engine.retry(
             lambda: source(number), self.instance, idempotent=True
         )
         return _pages_of(answer)
@@ -778,7 +778,7 @@ def sync(
                 report.error, report.state = f"{type(exc).__name__}: {exc}", "failed"
         await asyncio.gather(*(p.run() for p in pulls))
 
-    future = engine._run(run())
+    future = engine.run(run())
     try:
         future.result(timeout)
     except BaseException:

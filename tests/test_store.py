@@ -138,10 +138,10 @@ def test_timestamps_are_normalised_to_utc_text(store):
 def test_save_is_an_upsert(store):
     job = make_job()
     store.save(job.to_record())
-    store.save(job._updated_record({"status": Status.RUNNING, "progress": 40.0,
-                                    "remote_id": "abc"}))
-    store.save(job._updated_record({"status": Status.FAILED, "error": "moderated",
-                                    "error_type": "ModeratedPrompt", "remote_id": "abc"}))
+    store.save(job.updated({"status": Status.RUNNING, "progress": 40.0,
+                                    "remote_id": "abc"}).to_record())
+    store.save(job.updated({"status": Status.FAILED, "error": "moderated",
+                                    "error_type": "ModeratedPrompt", "remote_id": "abc"}).to_record())
     assert row_count(store) == 1
     got = store.get(job.id)
     assert got["status"] == "failed" and got["error"] == "moderated"
@@ -516,7 +516,7 @@ def test_batch_tag_marks_only_the_first_save_and_sticks(store):
     with store._batch_tag("b-1", 0):
         store.save(a.to_record())
         store.save(b.to_record())  # a second save in the block is not tagged
-    store.save(a._updated_record({"status": Status.SUCCEEDED}))  # later saves keep the tag
+    store.save(a.updated({"status": Status.SUCCEEDED}).to_record())  # later saves keep the tag
     assert store.batch_rows("b-1") == {0: a.id}
     assert column(store, "batch_id", b.id) is None
     with store._batch_tag("b-1", 1):
@@ -656,7 +656,7 @@ def test_concurrent_saves_from_four_threads(store):
             for i in range(50):
                 job = make_job(i, provider=f"p{n}", remote_id=f"{n}-{i}")
                 store.save(job.to_record())
-                store.save(job._updated_record({"status": Status.RUNNING}))
+                store.save(job.updated({"status": Status.RUNNING}).to_record())
                 if i % 10 == 0:
                     store.frame(limit=5)
                     store.unfinished()
