@@ -202,13 +202,17 @@ class Engine:
         kind: str = "imagine",
         timeout: float | None = None,
         parent: Job | None = None,
+        batch_id: str | None = None,
+        batch_row: int | None = None,
         **params: Any,
     ) -> Job:
         """Validate, store and schedule a new job; returns it at once (status ``queued``).
 
         ``kind`` is one of the provider's ``kinds`` (default ``imagine``); ``parent`` (default
         ``None``) links jobs that work on another job without being one of its buttons
-        (APIFRAME's ``seed``).
+        (APIFRAME's ``seed``). ``batch_id``/``batch_row`` (default ``None``) make the job that
+        row of a :func:`jupyter_imagine.batch`, stored in the same transaction as the job itself;
+        a row another job already holds raises ``InvalidRequest``.
         """
         instance = self.provider(provider)
         cls = type(instance)
@@ -228,6 +232,8 @@ class Engine:
             params=clean,
             parent_id=parent.id if parent is not None else None,
             sandbox=instance.sandbox,
+            batch_id=batch_id,
+            batch_row=batch_row,
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
         return self._launch(job)

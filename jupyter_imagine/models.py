@@ -190,6 +190,8 @@ RECORD_FIELDS = (
     "error_type",
     "extras",
     "sandbox",
+    "batch_id",
+    "batch_row",
     "submit_state",
     "timeout",
     "created_at",
@@ -242,6 +244,8 @@ class Job:
         actions: the labels this job offers now (empty until it succeeded).
         error: one readable line when it failed, in the provider's words where it gave any.
         sandbox: ``True`` when the job ran against the built-in sandbox.
+        batch_id, batch_row: the :func:`jupyter_imagine.batch` and its row that started the job
+            (stored with the job's first save), else ``None``.
         raw: the last provider payload, secrets stripped.
         timeout: the job's deadline in seconds from submission.
     """
@@ -265,6 +269,8 @@ class Job:
     error_type: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     sandbox: bool = False
+    batch_id: str | None = None
+    batch_row: int | None = None
     submit_state: str = "pending"
     timeout: float | None = None
     created_at: datetime = field(default_factory=utcnow)
@@ -353,6 +359,12 @@ class Job:
     def done(self) -> bool:
         """``True`` once the job is succeeded, failed or cancelled."""
         return self.status.final
+
+    @property
+    def future(self) -> concurrent.futures.Future[Job]:
+        """A future that resolves to the job once it is final (whatever the outcome; it never
+        raises): for ``concurrent.futures.wait`` over many jobs."""
+        return self._done
 
     @property
     def parent(self) -> Job | None:

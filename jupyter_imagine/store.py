@@ -12,7 +12,7 @@ prompt, negative_prompt, params as JSON, status, progress, sandbox, the four tim
 n_images, width, height, paths, urls, credits, error, error_type, and batch_id/batch_row), so
 :meth:`Store.frame` is one SQL query over those columns and never parses ``record``. The
 columns that need a provider's rules (negative_prompt, width/height, credits, which images
-count as results) are derived on save by :func:`jupyter_imagine._history.derive_columns`.
+count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
 Choices worth knowing:
@@ -73,7 +73,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._history import (
+from ._schema import (
     HISTORY_COLUMNS,
     KNOWN_PROVIDERS,
     derive_columns,
@@ -89,7 +89,7 @@ __all__ = ["FRAME_COLUMNS", "STATUS_ORDER", "Store"]
 
 log = get_logger(__name__)
 
-#: The history frame's columns, in order (see :mod:`jupyter_imagine._history`).
+#: The history frame's columns, in order (see :mod:`jupyter_imagine._schema`).
 FRAME_COLUMNS = HISTORY_COLUMNS
 #: The categories of the frame's ``status`` column, in this order.
 STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -134,8 +134,8 @@ _COLUMNS = (
     "batch_row",
     "record",
 )
-# Batch membership is a column-only fact set by the first save (see Store._batch_tag): later
-# saves, which do not carry it, keep it.
+# Batch membership (the record's batch_id/batch_row, set when the job is created) is never
+# cleared by a later save: a record without it (a job stored before it carried it) keeps it.
 _STICKY = frozenset({"batch_id", "batch_row"})
 _UPSERT = (
     f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -388,7 +388,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 # --------------------------------------------------------------------------------- helpers
-def _utc(value: Any) -> datetime | None:
+def to_utc(value: Any) -> datetime | None:
     """``value`` (datetime, date, ISO text or ``None``) as a tz-aware UTC datetime."""
     if value is None or value == "":
         return None
@@ -416,7 +416,7 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 def _utc_text(value: Any) -> str | None:
     """Fixed-width ISO-8601 UTC text (``…T12:00:00.000000+00:00``), so text order = time order."""
-    parsed = _utc(value)
+    parsed = to_utc(value)
     return parsed.isoformat(timespec="microseconds") if parsed is not None else None
 
 
@@ -504,9 +504,7 @@ def _prepare(record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return json.loads(text), text
 
 
-def _row(
-    rec: dict[str, Any], text: str, root_id: str, batch: tuple[str, int] | None = None
-) -> tuple[Any, ...]:
+def _row(rec: dict[str, Any], text: str, root_id: str) -> tuple[Any, ...]:
     images = result_images(rec)
     progress = rec.get("progress")
     derived = derive_columns(rec)
@@ -537,8 +535,8 @@ def _row(
         derived["width"],
         derived["height"],
         derived["credits"],
-        batch[0] if batch else None,
-        batch[1] if batch else None,
+        _text(rec.get("batch_id")),
+        int(rec["batch_row"]) if rec.get("batch_row") is not None else None,
         text,
     )
 
@@ -571,7 +569,6 @@ class Store:
         self.images_dir = self.home / IMAGES_DIR
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._local = threading.local()  # per-thread batch tag, see _batch_tag
         conn = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -684,28 +681,9 @@ class Store:
                 local job already holds this (provider, remote_id).
         """
         rec, text = _prepare(record)
-        batch = getattr(self._local, "batch", None)
         with self._write() as conn:
-            row = _row(rec, text, self._root_of(conn, rec), batch)
+            row = _row(rec, text, self._root_of(conn, rec))
             self._execute_upserts(conn, [row])
-        if batch is not None:
-            self._local.batch = None  # the tag belongs to the first job saved in the block
-
-    @contextlib.contextmanager
-    def _batch_tag(self, batch_id: str, row: int):
-        """Within the block, the first job this thread saves becomes row ``row`` of batch
-        ``batch_id``, written in the same transaction as the job itself.
-
-        ``jupyter_imagine.batch`` wraps ``Engine.imagine`` (which saves the new job in the
-        caller's thread before anything is sent) in this, so a kernel that dies at any moment
-        leaves either no job or a job that knows its batch row: a resumed batch never submits a
-        row twice. Later saves of the job keep the tag.
-        """
-        self._local.batch = (str(batch_id), int(row))
-        try:
-            yield
-        finally:
-            self._local.batch = None
 
     def batch_rows(self, batch_id: str) -> dict[int, str]:
         """``{row: local job id}`` of the jobs stored for batch ``batch_id`` (empty if none)."""
