@@ -209,34 +209,13 @@ def batch(
         InvalidRequest: a missing prompt column, an empty prompt, an unknown provider or a
             parameter a provider does not take, in any row; nothing is submitted then.
     """
-    if max_concurrency is not None and (
-        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-        or max_concurrency < 1
-    ):
-        raise InvalidRequest(f"max_concurrency must be a whole number ≥ 1, not {max_concurrency!r}")
+    _check_limit(max_concurrency)
     engine.start()
     frame = _frame_of(data, prompt)
     rows = _rows(frame, prompt, provider, engine)
     batch_id = str(name) if name is not None else batch_id_of(rows)
-    store = engine.store
-    known = store.batch_rows(batch_id)
-    if known and max(known) >= len(rows):
-        raise InvalidRequest(
-            f"batch {batch_id!r} already has {max(known) + 1}+ rows, this input has {len(rows)}; "
-            "give another name to start a new batch"
-        )
-    with _RUNNING_LOCK:
-        driver = _RUNNING.get(batch_id)
-        if driver is not None and (driver.engine is not engine or driver.done.is_set()):
-            driver = None
-        if driver is None:
-            jobs = _known_jobs(engine, batch_id, rows, known)
-            driver = _Driver(engine, batch_id, rows, jobs, max_concurrency or len(rows) or 1,
-                             timeout)
-            _RUNNING[batch_id] = driver
-            fresh = True
-        else:  # this batch is being submitted right now (wait=False earlier): join it
-            fresh = False
+    driver, fresh = _driver_for(engine, batch_id, rows, max_concurrency or len(rows) or 1,
+                                timeout)
     jobs = driver.jobs
     tally = _Tally(total=len(rows))
     live = LiveText(enabled=progress)
@@ -267,15 +246,39 @@ def batch(
     finally:
         if wait:  # this call's display is final: stop updating it
             live.close(tally.markup(batch_id))
-            if changed in driver.watchers:
-                driver.watchers.remove(changed)
-            for stop in unsubscribe + driver.stops.pop(changed, []):
-                stop()
+            driver.unwatch(changed, unsubscribe)
     return _result(frame, rows, jobs, batch_id)
+
+
+def _check_limit(max_concurrency: int | None) -> None:
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise InvalidRequest(f"max_concurrency must be a whole number ≥ 1, not {max_concurrency!r}")
 
 
 _RUNNING: dict[str, _Driver] = {}
 _RUNNING_LOCK = threading.Lock()
+
+
+def _driver_for(engine: Engine, batch_id: str, rows: list[_Row], limit: int,
+                timeout: float | None) -> tuple[_Driver, bool]:
+    """The batch's driver and whether it is new: the one submitting this batch right now
+    (``wait=False`` earlier) is joined, else a new one starts from the rows already stored."""
+    known = engine.store.batch_rows(batch_id)
+    if known and max(known) >= len(rows):
+        raise InvalidRequest(
+            f"batch {batch_id!r} already has {max(known) + 1}+ rows, this input has {len(rows)}; "
+            "give another name to start a new batch"
+        )
+    with _RUNNING_LOCK:
+        driver = _RUNNING.get(batch_id)
+        if driver is not None and driver.engine is engine and not driver.done.is_set():
+            return driver, False
+        jobs = _known_jobs(engine, batch_id, rows, known)
+        driver = _RUNNING[batch_id] = _Driver(engine, batch_id, rows, jobs, limit, timeout)
+        return driver, True
 
 
 def _known_jobs(engine: Engine, batch_id: str, rows: Sequence[_Row],
@@ -317,6 +320,13 @@ class _Driver:
         self.first = threading.Event()  # the first free slots are filled
         self.done = threading.Event()  # every row has a job (or the run stopped)
         self.error: BaseException | None = None
+
+    def unwatch(self, watcher: Any, stops: list[Any]) -> None:
+        """Stop calling ``watcher``: for every job it observes, and ``stops`` too."""
+        if watcher in self.watchers:
+            self.watchers.remove(watcher)
+        for stop in stops + self.stops.pop(watcher, []):
+            stop()
 
     def run(self) -> None:
         pending = [row for row in self.rows if row.number not in self.jobs]

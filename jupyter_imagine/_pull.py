@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -377,6 +378,21 @@ class _Pull:
         self.unresolved.clear()
 
 
+_REPORT_COLUMNS = ("provider", "pages", "listed", "new", "updated", "refreshed", "seconds",
+                   "error")
+
+
+def _report_frame(reports: Sequence[PullReport]) -> pd.DataFrame:
+    """One row per provider's pull: its counts, seconds and error."""
+    import pandas as pd
+
+    rows = [
+        {**{name: getattr(r, name) for name in _REPORT_COLUMNS}, "seconds": round(r.seconds, 3)}
+        for r in reports
+    ]
+    return pd.DataFrame(rows, columns=list(_REPORT_COLUMNS))
+
+
 def sync(
     engine: Engine,
     providers: Sequence[str],
@@ -411,10 +427,6 @@ def sync(
     says what failed and a ``RuntimeWarning`` names the provider. An interrupt (Ctrl-C / the
     stop button) cancels the pull and keeps what was merged.
     """
-    import warnings
-
-    import pandas as pd
-
     since = to_utc(since)  # datetime or ISO text (naive = UTC); bad text is an InvalidRequest
     reports = [PullReport(name) for name in providers]
     live = LiveText(enabled=progress)
@@ -446,23 +458,7 @@ def sync(
     finally:
         changed()
         live.close()
-    frame = pd.DataFrame(
-        [
-            {
-                "provider": r.provider,
-                "pages": r.pages,
-                "listed": r.listed,
-                "new": r.new,
-                "updated": r.updated,
-                "refreshed": r.refreshed,
-                "seconds": round(r.seconds, 3),
-                "error": r.error,
-            }
-            for r in reports
-        ],
-        columns=["provider", "pages", "listed", "new", "updated", "refreshed", "seconds",
-                 "error"],
-    )
+    frame = _report_frame(reports)
     failed = [r for r in reports if r.error]
     if failed:
         warnings.warn(
