@@ -64,7 +64,7 @@ async def seed(url: str, items: int) -> None:
 
 def pull(url: str, concurrency: int, rtt: float) -> tuple[float, int, int]:
     os.environ["JUPYTER_IMAGINE_SANDBOX_URL"] = url
-    from jupyter_imagine import _history
+    from jupyter_imagine import _pull
     from jupyter_imagine.engine import Engine
     from jupyter_imagine.store import Store
 
@@ -73,7 +73,7 @@ def pull(url: str, concurrency: int, rtt: float) -> tuple[float, int, int]:
         engine._clients["net"] = httpx.AsyncClient(transport=Latency(rtt), timeout=60)
         with engine:
             t0 = time.perf_counter()
-            report = _history.sync(engine, ["blockade"], download=False,
+            report = _pull.sync(engine, ["blockade"], download=False,
                                    max_concurrency=concurrency, progress=False)
             wall = time.perf_counter() - t0
             row = report.iloc[0]

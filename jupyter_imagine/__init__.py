@@ -10,29 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import _accessor  # noqa: F401  (registers the df.imagine accessor)
-from .api import (
-    account,
-    batch,
-    blend,
-    client,
-    describe,
-    faceswap,
-    history,
-    imagine,
-    job,
-    provider_status,
-    seed,
-    sync_history,
-    upscale,
-)
+from .api import batch, client, history, imagine, job, provider_status, sync_history
 from .errors import (
     ActionNotAvailable,
     AuthenticationError,
     ConfigurationError,
     ImagineError,
-    InvalidMask,
     InvalidRequest,
-    JobCancelled,
     JobFailed,
     JobTimeout,
     ModeratedPrompt,
@@ -43,20 +27,28 @@ from .errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from .errors import (
+    InvalidMask as InvalidMask,
+)
+from .errors import (
+    JobCancelled as JobCancelled,
+)
 from .models import Image, Job, Status
 
 __version__ = "0.1.0"
 
+# The public surface, at most 25 names. Also importable from here, but not listed: the two
+# refinements ``InvalidMask`` (an ``InvalidRequest``) and ``JobCancelled`` (a ``JobFailed``),
+# ``__version__``, and IPython's ``load_ipython_extension``/``unload_ipython_extension`` hooks.
+# The Midjourney-only verbs live on the provider client: ``client("apiframe").describe(...)``.
 __all__ = [
     "ActionNotAvailable",
     "AuthenticationError",
     "ConfigurationError",
     "Image",
     "ImagineError",
-    "InvalidMask",
     "InvalidRequest",
     "Job",
-    "JobCancelled",
     "JobFailed",
     "JobTimeout",
     "ModeratedPrompt",
@@ -67,22 +59,14 @@ __all__ = [
     "RateLimited",
     "ServiceUnavailable",
     "Status",
-    "__version__",
-    "account",
     "batch",
-    "blend",
     "client",
-    "describe",
-    "faceswap",
     "gallery",
     "history",
     "imagine",
     "job",
-    "load_ipython_extension",
     "provider_status",
-    "seed",
     "sync_history",
-    "upscale",
 ]
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ._history import check_frame
+from ._schema import check_frame
 from ._secrets import get_logger, scrub
 from .errors import InvalidRequest
 

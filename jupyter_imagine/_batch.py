@@ -1,11 +1,11 @@
 """``jupyter_imagine.batch``: many prompts in, one frame out, resumable after a kernel restart.
 
-How it survives a restart: every job a batch starts is tagged in the store with the batch's id
-and its row number, **in the same transaction that first stores the job** (before anything is
-sent; see ``Store._batch_tag``). Calling :func:`batch` again with the same input — the batch id
-is a hash of the rows, or the ``name`` given — finds those jobs, re-attaches them (unfinished ones
-resume polling, as after any restart) and submits only the rows that have no job yet. So no row
-is ever submitted twice, whenever the kernel died.
+How it survives a restart: every job a batch starts carries the batch's id and its row number
+(``Job.batch_id``/``batch_row``, given to ``Engine.imagine``), so they are stored **in the same
+transaction that first stores the job** (before anything is sent). Calling :func:`batch` again
+with the same input — the batch id is a hash of the rows, or the ``name`` given — finds those
+jobs, re-attaches them (unfinished ones resume polling, as after any restart) and submits only the
+rows that have no job yet. So no row is ever submitted twice, whenever the kernel died.
 
 Concurrency: ``max_concurrency`` bounds this batch's jobs in flight (submitted and not final),
 on top of the engine's per-provider limit; the next row is submitted when one of them finishes.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ._history import LiveText, progress_bar
+from ._display import LiveText, progress_bar
 from ._secrets import get_logger
 from .errors import ImagineError, InvalidRequest
 from .models import Job, Status
@@ -124,9 +124,8 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _rows(frame: pd.DataFrame, prompt: str, provider: str | None, engine: Engine) -> list[_Row]:
+def _rows(frame: pd.DataFrame, prompt: str, provider: str, engine: Engine) -> list[_Row]:
     """Every row checked by its provider before anything is stored or sent."""
-    from .api import default_provider
     from .providers import provider_class
 
     params_columns = [c for c in frame.columns if c != prompt and c not in OUTPUT_COLUMNS]
@@ -141,15 +140,14 @@ def _rows(frame: pd.DataFrame, prompt: str, provider: str | None, engine: Engine
                 raise InvalidRequest("the prompt is empty")
             name = record.get("provider") if per_row_provider else None
             name = provider if _missing(name) or name is None else name
-            cls = provider_class(str(name) if name is not None else provider or default_provider())
+            cls = provider_class(str(name) if name is not None else provider)
             params = {
                 str(k): _plain(record[k]) for k in params_columns if not _missing(record[k])
             }
             validate = validators.get(cls.name)
             if validate is None:
-                instance = engine._provider(cls.name, engine._settings(cls))
-                engine._prepare(instance)  # the provider's catalogue, as Engine.imagine does
-                validate = validators[cls.name] = instance.validate
+                # prepared: validation sees the provider's catalogue, as Engine.imagine does
+                validate = validators[cls.name] = engine.provider(cls.name).validate
             validate("imagine", text, params)
             rows.append(_Row(number, cls.name, text.strip(), params))
         except ImagineError as exc:
@@ -174,13 +172,13 @@ def batch(
     data: Any,
     prompt: str = "prompt",
     *,
-    provider: str | None = None,
+    engine: Engine,
+    provider: str,
     max_concurrency: int | None = None,
     name: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
     progress: bool = True,
-    engine: Engine | None = None,
 ) -> pd.DataFrame:
     """Submit many prompts and return the input as a frame with their jobs filled in.
 
@@ -190,7 +188,8 @@ def batch(
             parameter of that row's job (``aspect_ratio``, ``seed`` …; NA cells are left out),
             except a ``provider`` column, which picks the provider per row, and the columns
             this function adds (:data:`OUTPUT_COLUMNS`), so a result can be passed back in.
-        provider: the provider for rows without one (default ``None``: the default provider).
+        engine: the engine the jobs run on (``jupyter_imagine.batch`` passes the shared one).
+        provider: the provider for rows without one.
         max_concurrency: this batch's jobs in flight at once (default ``None``: all rows; the
             engine's per-provider limits still apply).
         name: the batch's id (default ``None``: a hash of the rows, so the same input is the
@@ -200,7 +199,6 @@ def batch(
             known; call ``batch()`` again with the same input for the current state.
         timeout: each job's deadline in seconds (default: the provider's).
         progress: show one progress bar for the batch in the notebook (default ``True``).
-        engine: the engine to use (default: the shared one).
 
     Returns:
         A copy of the input (same index) with ``provider``, ``id``, ``status`` (categorical),
@@ -211,37 +209,13 @@ def batch(
         InvalidRequest: a missing prompt column, an empty prompt, an unknown provider or a
             parameter a provider does not take, in any row; nothing is submitted then.
     """
-    from .api import get_engine
-
-    if max_concurrency is not None and (
-        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-        or max_concurrency < 1
-    ):
-        raise InvalidRequest(f"max_concurrency must be a whole number ≥ 1, not {max_concurrency!r}")
-    engine = engine or get_engine()
+    _check_limit(max_concurrency)
     engine.start()
     frame = _frame_of(data, prompt)
     rows = _rows(frame, prompt, provider, engine)
     batch_id = str(name) if name is not None else batch_id_of(rows)
-    store = engine.store
-    known = store.batch_rows(batch_id)
-    if known and max(known) >= len(rows):
-        raise InvalidRequest(
-            f"batch {batch_id!r} already has {max(known) + 1}+ rows, this input has {len(rows)}; "
-            "give another name to start a new batch"
-        )
-    with _RUNNING_LOCK:
-        driver = _RUNNING.get(batch_id)
-        if driver is not None and (driver.engine is not engine or driver.done.is_set()):
-            driver = None
-        if driver is None:
-            jobs = _known_jobs(engine, batch_id, rows, known)
-            driver = _Driver(engine, batch_id, rows, jobs, max_concurrency or len(rows) or 1,
-                             timeout)
-            _RUNNING[batch_id] = driver
-            fresh = True
-        else:  # this batch is being submitted right now (wait=False earlier): join it
-            fresh = False
+    driver, fresh = _driver_for(engine, batch_id, rows, max_concurrency or len(rows) or 1,
+                                timeout)
     jobs = driver.jobs
     tally = _Tally(total=len(rows))
     live = LiveText(enabled=progress)
@@ -268,19 +242,43 @@ def batch(
             if driver.error is not None:
                 raise driver.error
             for job in list(jobs.values()):
-                job._done.result()
+                job.future.result()
     finally:
         if wait:  # this call's display is final: stop updating it
             live.close(tally.markup(batch_id))
-            if changed in driver.watchers:
-                driver.watchers.remove(changed)
-            for stop in unsubscribe + driver.stops.pop(changed, []):
-                stop()
+            driver.unwatch(changed, unsubscribe)
     return _result(frame, rows, jobs, batch_id)
+
+
+def _check_limit(max_concurrency: int | None) -> None:
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise InvalidRequest(f"max_concurrency must be a whole number ≥ 1, not {max_concurrency!r}")
 
 
 _RUNNING: dict[str, _Driver] = {}
 _RUNNING_LOCK = threading.Lock()
+
+
+def _driver_for(engine: Engine, batch_id: str, rows: list[_Row], limit: int,
+                timeout: float | None) -> tuple[_Driver, bool]:
+    """The batch's driver and whether it is new: the one submitting this batch right now
+    (``wait=False`` earlier) is joined, else a new one starts from the rows already stored."""
+    known = engine.store.batch_rows(batch_id)
+    if known and max(known) >= len(rows):
+        raise InvalidRequest(
+            f"batch {batch_id!r} already has {max(known) + 1}+ rows, this input has {len(rows)}; "
+            "give another name to start a new batch"
+        )
+    with _RUNNING_LOCK:
+        driver = _RUNNING.get(batch_id)
+        if driver is not None and driver.engine is engine and not driver.done.is_set():
+            return driver, False
+        jobs = _known_jobs(engine, batch_id, rows, known)
+        driver = _RUNNING[batch_id] = _Driver(engine, batch_id, rows, jobs, limit, timeout)
+        return driver, True
 
 
 def _known_jobs(engine: Engine, batch_id: str, rows: Sequence[_Row],
@@ -323,6 +321,13 @@ class _Driver:
         self.done = threading.Event()  # every row has a job (or the run stopped)
         self.error: BaseException | None = None
 
+    def unwatch(self, watcher: Any, stops: list[Any]) -> None:
+        """Stop calling ``watcher``: for every job it observes, and ``stops`` too."""
+        if watcher in self.watchers:
+            self.watchers.remove(watcher)
+        for stop in stops + self.stops.pop(watcher, []):
+            stop()
+
     def run(self) -> None:
         pending = [row for row in self.rows if row.number not in self.jobs]
         try:
@@ -336,7 +341,7 @@ class _Driver:
                 self.first.set()
                 if pending:
                     concurrent.futures.wait(
-                        [j._done for j in in_flight],
+                        [j.future for j in in_flight],
                         return_when=concurrent.futures.FIRST_COMPLETED,
                     )
         except BaseException as exc:  # the caller re-raises it (also Ctrl-C)
@@ -352,10 +357,10 @@ class _Driver:
 
     def _submit(self, row: _Row) -> Job:
         try:
-            with self.engine.store._batch_tag(self.batch_id, row.number):
-                job = self.engine.imagine(
-                    row.prompt, provider=row.provider, timeout=self.timeout, **row.params
-                )
+            job = self.engine.imagine(
+                row.prompt, provider=row.provider, timeout=self.timeout,
+                batch_id=self.batch_id, batch_row=row.number, **row.params
+            )
         except InvalidRequest:
             # another process (a second kernel on the same history) took this row meanwhile
             job_id = self.engine.store.batch_rows(self.batch_id).get(row.number)

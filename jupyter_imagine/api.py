@@ -1,5 +1,6 @@
 """The public functions: :func:`imagine`, :func:`job`, :func:`history`, :func:`sync_history`,
-:func:`batch`, :func:`providers`, :func:`client`.
+:func:`batch`, :func:`provider_status`, :func:`client` (a provider's own calls, and the
+Midjourney verbs ``describe``, ``blend``, ``faceswap``, ``seed``, ``upscale`` as its methods).
 
 They share one :class:`~jupyter_imagine.engine.Engine`, created on first use (a bare
 ``import jupyter_imagine`` starts no thread) with the store at ``JUPYTER_IMAGINE_HOME``.
@@ -21,10 +22,11 @@ from .models import Job
 from .providers import PROVIDERS, provider_class
 from .store import Store
 
+#: What ``jupyter_imagine`` re-exports from here (``get_engine`` and ``default_provider`` are
+#: public for the magics and widgets, not for notebooks).
 __all__ = [
     "batch",
     "client",
-    "get_engine",
     "history",
     "imagine",
     "job",
@@ -158,7 +160,7 @@ def history(
     ``image_urls``, ``image_paths`` lists of the result images (provider URLs, which may expire;
                                    the downloaded files)
     ``credits``                    float, where the provider tells the cost (see
-                                   :mod:`jupyter_imagine._history`), else NA
+                                   :mod:`jupyter_imagine._schema`), else NA
     ``error``                      text
     ``sandbox``                    bool
     ============================== ================================================================
@@ -220,14 +222,14 @@ def sync_history(
         One row per provider: ``provider``, ``pages``, ``listed``, ``new``, ``updated``,
         ``refreshed``, ``seconds``, ``error`` (NA when it worked).
     """
-    from . import _history
+    from . import _pull
 
     if provider is None:
         names = list(PROVIDERS)
     else:
         names = [provider_class(p).name for p in ([provider] if isinstance(provider, str)
                                                   else provider)]
-    return _history.sync(
+    return _pull.sync(
         get_engine(), names, since=since, download=download, max_concurrency=max_concurrency,
         progress=progress,
     )
@@ -255,8 +257,9 @@ def batch(
     from ._batch import batch as run
 
     return run(
-        data, prompt, provider=provider, max_concurrency=max_concurrency, name=name, wait=wait,
-        timeout=timeout, progress=progress,
+        data, prompt, engine=get_engine(), provider=provider or default_provider(),
+        max_concurrency=max_concurrency, name=name, wait=wait, timeout=timeout,
+        progress=progress,
     )
 
 
@@ -284,58 +287,6 @@ def provider_status() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-class ProviderClient:
-    """Synchronous access to one provider's own calls, run on the engine's loop.
-
-    ``jupyter_imagine.client("apiframe").account()`` → APIFRAME's ``GET /account``. Every public
-    coroutine method of the provider class is reachable this way; ``dir()`` lists them.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._cls = provider_class(name)
-
-    def __repr__(self) -> str:
-        return f"<ProviderClient {self._cls.name}: {', '.join(self._calls())}>"
-
-    def _calls(self) -> list[str]:
-        import inspect
-
-        return sorted(
-            n for n, fn in inspect.getmembers(self._cls, inspect.iscoroutinefunction)
-            if not n.startswith("_") and n not in _JOB_METHODS
-        )
-
-    def __dir__(self) -> list[str]:
-        return self._calls()
-
-    def __getattr__(self, method: str) -> Any:
-        if method.startswith("_") or method not in self._calls():
-            raise AttributeError(
-                f"{self._cls.label} has no call {method!r}; it has: {', '.join(self._calls())}"
-            )
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return get_engine().call(self._cls.name, method, *args, **kwargs)
-
-        call.__name__ = method
-        call.__doc__ = getattr(self._cls, method).__doc__
-        return call
-
-
-_JOB_METHODS = frozenset(
-    {"submit", "poll", "poll_many", "cancel", "download", "remote_history"}
-)
-
-
-def client(provider: str | None = None) -> ProviderClient:
-    """The provider's own calls that are not jobs (``account()``, ``styles()`` …), synchronous.
-
-    Args:
-        provider: the provider's name (default: the default provider).
-    """
-    return ProviderClient(provider or default_provider())
-
-
 def _image_url(image: Any, name: str) -> str:
     """A URL from a URL string, an :class:`~jupyter_imagine.models.Image` or a finished Job."""
     from .models import Image
@@ -351,64 +302,108 @@ def _image_url(image: Any, name: str) -> str:
     return image
 
 
-def describe(image: Any, *, provider: str | None = None, wait: bool = False, **params: Any) -> Job:
-    """Ask the provider for four prompts that would draw ``image``; they land in
-    ``job.extras["prompts"]``.
+class ProviderClient:
+    """Synchronous access to one provider's own calls, run on the engine's loop.
+
+    ``jupyter_imagine.client("apiframe").account()`` → APIFRAME's ``GET /account``. Every public
+    coroutine method of the provider class is reachable this way; ``dir()`` lists them. The
+    Midjourney verbs that start jobs (:meth:`describe`, :meth:`blend`, :meth:`faceswap`,
+    :meth:`seed`, :meth:`upscale`) are methods here too: ``ji.client("apiframe").describe(url)``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._cls = provider_class(name)
+
+    # ------------------------------------------------------------ Midjourney verbs (jobs)
+    # APIFRAME (and, where it has the kind, TheNextLeg): jobs that are not a button of a grid.
+    def _start(self, kind: str, wait: bool, **params: Any) -> Job:
+        job = get_engine().imagine("", provider=self._cls.name, kind=kind, **params)
+        return job.wait() if wait else job
+
+    def describe(self, image: Any, *, wait: bool = False, **params: Any) -> Job:
+        """Ask for four prompts that would draw ``image``; they land in
+        ``job.extras["prompts"]``.
+
+        Args:
+            image: a public image URL, an :class:`Image` or a finished Job (its first image).
+            wait: block until done (default ``False``).
+        """
+        return self._start("describe", wait, image_url=_image_url(image, "describe"), **params)
+
+    def blend(self, images: Any, *, wait: bool = False, **params: Any) -> Job:
+        """Blend 2–5 images into a new 2×2 grid (``dimension`` square (default), portrait or
+        landscape on APIFRAME).
+
+        Args:
+            images: image URLs, :class:`Image` objects or finished Jobs.
+            wait: block until done (default ``False``).
+        """
+        urls = [_image_url(i, "blend") for i in images]
+        return self._start("blend", wait, image_urls=urls, **params)
+
+    def faceswap(self, target: Any, swap: Any, *, wait: bool = False) -> Job:
+        """Put the face of ``swap`` onto ``target`` (each one face; URLs, Images or Jobs);
+        ``wait`` (default ``False``) blocks until done."""
+        return self._start("faceswap", wait, target_image_url=_image_url(target, "faceswap"),
+                           swap_image_url=_image_url(swap, "faceswap"))
+
+    def seed(self, job: Job, *, timeout: float | None = None) -> str:
+        """The Midjourney seed of ``job`` (a string), fetched with a ``seed`` job and also kept
+        in ``job.extras["seed"]``. Blocks until the provider answers (default timeout: the
+        provider's)."""
+        if job.extras.get("seed"):
+            return str(job.extras["seed"])
+        engine = get_engine()
+        child = engine.imagine("", provider=job.provider, kind="seed", parent=job).wait(timeout)
+        value = str(child.extras.get("seed", ""))
+        engine.defer(engine.annotate, job, seed=value).result(timeout)
+        return value
+
+    def upscale(self, image: Any, *, factor: int = 2, wait: bool = False) -> Job:
+        """Upscale any image (≤ 2048×2048) by ``factor`` 2 (default) or 4: APIFRAME's
+        ``/upscale-highres`` from an ``image_url``; ``wait`` (default ``False``) blocks."""
+        return self._start("upscale", wait, image_url=_image_url(image, "upscale"),
+                           type=f"{factor}x")
+
+    def __repr__(self) -> str:
+        return f"<ProviderClient {self._cls.name}: {', '.join(self._calls())}>"
+
+    def _calls(self) -> list[str]:
+        import inspect
+
+        return sorted(
+            n for n, fn in inspect.getmembers(self._cls, inspect.iscoroutinefunction)
+            if not n.startswith("_") and n not in _JOB_METHODS
+        )
+
+    def __dir__(self) -> list[str]:
+        return sorted({*self._calls(), *_VERBS})
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_") or method not in self._calls():
+            raise AttributeError(
+                f"{self._cls.label} has no call {method!r}; it has: {', '.join(self._calls())}"
+            )
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return get_engine().call(self._cls.name, method, *args, **kwargs)
+
+        call.__name__ = method
+        call.__doc__ = getattr(self._cls, method).__doc__
+        return call
+
+
+#: The job-starting verbs every client has (a provider without the kind refuses them).
+_VERBS = ("blend", "describe", "faceswap", "seed", "upscale")
+_JOB_METHODS = frozenset(
+    {"submit", "poll", "poll_many", "cancel", "download", "remote_history"}
+)
+
+
+def client(provider: str | None = None) -> ProviderClient:
+    """The provider's own calls that are not jobs (``account()``, ``styles()`` …), synchronous.
 
     Args:
-        image: a public image URL, an :class:`Image` or a finished Job (its first image).
-        provider: ``apiframe`` or ``thenextleg`` (default: the default provider).
-        wait: block until done (default ``False``).
+        provider: the provider's name (default: the default provider).
     """
-    job = get_engine().imagine("", provider=provider or default_provider(), kind="describe",
-                               image_url=_image_url(image, "describe"), **params)
-    return job.wait() if wait else job
-
-
-def blend(images: Any, *, provider: str | None = None, wait: bool = False,
-          **params: Any) -> Job:
-    """Blend 2–5 images into a new 2×2 grid (``dimension`` square (default), portrait or
-    landscape on APIFRAME).
-
-    Args:
-        images: image URLs, :class:`Image` objects or finished Jobs.
-    """
-    urls = [_image_url(i, "blend") for i in images]
-    job = get_engine().imagine("", provider=provider or default_provider(), kind="blend",
-                               image_urls=urls, **params)
-    return job.wait() if wait else job
-
-
-def faceswap(target: Any, swap: Any, *, provider: str = "apiframe", wait: bool = False) -> Job:
-    """Put the face of ``swap`` onto ``target`` (each one face; URLs, Images or Jobs)."""
-    job = get_engine().imagine("", provider=provider, kind="faceswap",
-                               target_image_url=_image_url(target, "faceswap"),
-                               swap_image_url=_image_url(swap, "faceswap"))
-    return job.wait() if wait else job
-
-
-def seed(job: Job, *, timeout: float | None = None) -> str:
-    """The Midjourney seed of ``job`` (a string), fetched with a ``seed`` job and also kept in
-    ``job.extras["seed"]``. Blocks until the provider answers (default timeout: the provider's).
-    """
-    if job.extras.get("seed"):
-        return str(job.extras["seed"])
-    engine = get_engine()
-    child = engine.imagine("", provider=job.provider, kind="seed", parent=job).wait(timeout)
-    value = str(child.extras.get("seed", ""))
-    engine.defer(engine.annotate, job, seed=value).result(timeout)
-    return value
-
-
-def upscale(image: Any, *, factor: int = 2, provider: str = "apiframe",
-            wait: bool = False) -> Job:
-    """Upscale any image (≤ 2048×2048) by ``factor`` 2 (default) or 4: APIFRAME's
-    ``/upscale-highres`` from an ``image_url``."""
-    job = get_engine().imagine("", provider=provider, kind="upscale",
-                               image_url=_image_url(image, "upscale"), type=f"{factor}x")
-    return job.wait() if wait else job
-
-
-def account(provider: str | None = None) -> dict[str, Any]:
-    """The provider's account: credits, plan … (APIFRAME ``GET /account``)."""
-    return client(provider).account()
+    return ProviderClient(provider or default_provider())

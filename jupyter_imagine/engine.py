@@ -7,7 +7,7 @@ coroutine to the loop with :func:`asyncio.run_coroutine_threadsafe` and return t
 once. ``Job.wait()`` blocks on a ``concurrent.futures.Future``; ``await job`` wraps the same future
 for the caller's loop. No ``nest_asyncio``.
 
-Per job (:meth:`Engine._drive`):
+Per job (:meth:`Engine._drive`, the methods of the section "one job's life" in this order):
 
 1. wait for a slot of the provider's concurrency limit (the job shows ``queued``);
 2. submit — **never retried blindly**: only a connection that provably never reached the server,
@@ -15,13 +15,19 @@ Per job (:meth:`Engine._drive`):
 3. poll, adaptively: the first interval is the provider's, it grows ×1.5 while progress stands
    still and falls back when progress moves; polls of many jobs of one provider are batched
    (APIFRAME ``/fetch-many``); 5xx, 429 (``Retry-After`` honoured) and network errors back off
-   exponentially with jitter;
+   exponentially with jitter (:mod:`jupyter_imagine._polling`);
 4. on success download every image once into the store's content-addressed cache, then show the
    job as succeeded; a job past its deadline fails with :class:`~jupyter_imagine.errors.JobTimeout`.
 
 Every state change is written to the store before it is applied to the job and shown. On start
 the engine resumes the jobs the store holds as unfinished. A job whose submit was in flight when the
 kernel died is not sent again (it may have reached the provider): it fails with a reason saying so.
+
+What other modules use (``_batch``, the remote pull, the magics, the widgets):
+:meth:`Engine.provider` (the configured instance of a provider), :meth:`Engine.run` (a coroutine
+onto the loop),
+:meth:`Engine.retry` (a call with the engine's back-off), :meth:`Engine.defer`, and the job calls
+(:meth:`~Engine.imagine`, :meth:`~Engine.act`, :meth:`~Engine.get`, :meth:`~Engine.adopt` …).
 """
 
 from __future__ import annotations
@@ -29,28 +35,27 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from . import _config
+from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import get_logger, redact, scrub
-from .errors import (
-    ConfigurationError,
-    ImagineError,
-    JobTimeout,
-    NotFound,
-    RateLimited,
-    ServiceUnavailable,
-)
+from ._transport import BoundedTransport
+from .errors import ConfigurationError, ImagineError, JobTimeout, NotFound
 from .models import Image, Job, Status, utcnow
 from .providers import Provider, RemoteJob, Update, provider_class
 from .store import Store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
+    from .models import JobChanges
 
 logger = get_logger(__name__)
 
@@ -109,7 +114,8 @@ class Engine:
         self._tasks: dict[str, concurrent.futures.Future[None]] = {}
         self._providers: dict[str, Provider] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self._batchers: dict[str, _PollBatcher] = {}
+        self._batchers: dict[str, PollBatcher] = {}
+        self._prepared: set[int] = set()  # id() of the provider instances whose prepare() ran
         self._cancelled: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -169,6 +175,7 @@ class Engine:
         self._providers.clear()
         self._semaphores.clear()
         self._batchers.clear()
+        self._prepared.clear()
         self._tasks.clear()
 
     def __enter__(self) -> Engine:
@@ -195,17 +202,20 @@ class Engine:
         kind: str = "imagine",
         timeout: float | None = None,
         parent: Job | None = None,
+        batch_id: str | None = None,
+        batch_row: int | None = None,
         **params: Any,
     ) -> Job:
         """Validate, store and schedule a new job; returns it at once (status ``queued``).
 
         ``kind`` is one of the provider's ``kinds`` (default ``imagine``); ``parent`` (default
         ``None``) links jobs that work on another job without being one of its buttons
-        (APIFRAME's ``seed``).
+        (APIFRAME's ``seed``). ``batch_id``/``batch_row`` (default ``None``) make the job that
+        row of a :func:`jupyter_imagine.batch`, stored in the same transaction as the job itself;
+        a row another job already holds raises ``InvalidRequest``.
         """
-        cls = provider_class(provider)
-        settings = self._settings(cls)
-        instance = self._provider(cls.name, settings)
+        instance = self.provider(provider)
+        cls = type(instance)
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigurationError(
                 f"timeout must be a positive number of seconds, not {timeout!r}"
@@ -214,7 +224,6 @@ class Engine:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
             )
-        self._prepare(instance)
         clean = instance.validate(kind, prompt, params)
         job = Job(
             provider=cls.name,
@@ -222,14 +231,16 @@ class Engine:
             prompt=prompt.strip(),
             params=clean,
             parent_id=parent.id if parent is not None else None,
-            sandbox=settings.sandbox,
+            sandbox=instance.sandbox,
+            batch_id=batch_id,
+            batch_row=batch_row,
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
         return self._launch(job)
 
     def act(self, job: Job, label: str, **kwargs: Any) -> Job:
         """Start the child job of action ``label`` on ``job`` (called by :meth:`Job.act`)."""
-        instance = self._provider(job.provider, self._settings(provider_class(job.provider)))
+        instance = self.provider(job.provider, prepare=False)
         timeout = kwargs.pop("timeout", None)
         spec = instance.child(job, label, **kwargs)
         params = dict(spec.params)
@@ -252,7 +263,7 @@ class Engine:
         if job.status.final:
             return
         self._cancelled.add(job.id)
-        self._run(self._cancel(job))
+        self.run(self._cancel(job))
 
     def get(self, key: str) -> Job:
         """The job with local id, provider id or unique id prefix ``key``."""
@@ -282,14 +293,13 @@ class Engine:
         Reads (GET) are retried like polls; anything else is one attempt unless it provably never
         reached the server.
         """
-        instance = self._provider(provider_class(provider).name,
-                                  self._settings(provider_class(provider)))
+        instance = self.provider(provider, prepare=False)
         fn = getattr(instance, method, None)
         if method.startswith("_") or fn is None or not asyncio.iscoroutinefunction(fn):
             raise ConfigurationError(f"{instance.label} has no call {method!r}")
         idempotent = getattr(fn, "idempotent", False)
-        coro = self._retrying(lambda: fn(*args, **kwargs), instance, idempotent=idempotent)
-        return self._run(coro).result(timeout if timeout is not None else self.http_timeout * 4)
+        coro = self.retry(lambda: fn(*args, **kwargs), instance, idempotent=idempotent)
+        return self.run(coro).result(timeout if timeout is not None else self.http_timeout * 4)
 
     def defer(
         self, fn: Callable[..., T], *args: Any, **kwargs: Any
@@ -313,6 +323,200 @@ class Engine:
         self._loop.call_soon_threadsafe(run)
         return future
 
+    # ================================================ one job's life (steps 1-4 of the docstring)
+    async def _drive(self, job: Job) -> None:
+        try:
+            provider = self.provider(job.provider, prepare=False)
+        except ImagineError as exc:
+            self._fail(job, exc)
+            return
+        try:
+            async with self._semaphore(provider):
+                if job.id in self._cancelled:
+                    return
+                if job.submit_state == "sending":
+                    self._fail(
+                        job,
+                        f"the session stopped while this job was being sent to {provider.label}; "
+                        "it may or may not have reached the service, so it was not sent again — "
+                        "check the provider's dashboard or start it anew",
+                        "ServiceUnavailable",
+                    )
+                    return
+                if job.submit_state == "pending":
+                    done = await self._submit(job, provider)
+                    if done:
+                        return
+                # The deadline counts from submission, not from the wait for a free slot.
+                started = (job.started_at or utcnow()).timestamp()
+                deadline = started + (job.timeout or provider.default_timeout)
+                await self._poll_until_final(job, provider, deadline)
+        except asyncio.CancelledError:
+            if job.id in self._cancelled:
+                return
+            raise  # engine shutdown: the job stays unfinished and resumes next start
+        except ImagineError as exc:
+            if not job.status.final:
+                self._fail(job, exc)
+        except Exception as exc:  # a bug must not leave a job hanging
+            logger.exception("internal error while running job %s", job.id)
+            if not job.status.final:
+                self._fail(job, f"internal error ({type(exc).__name__}: {exc})", "ImagineError")
+
+    async def _submit(self, job: Job, provider: Provider) -> bool:
+        """Send the job; returns ``True`` when the answer already finished it."""
+        parent = self.get(job.parent_id) if job.parent_id else None
+        self._change(job, submit_state="sending")
+        sent_at = utcnow()
+        submission = await self.retry(
+            lambda: provider.submit(job, parent), provider, idempotent=False
+        )
+        # ``started_at`` is when the provider started working: for an answer that is already
+        # the result (neuroflash), when we sent it; otherwise when a poll first says running.
+        answered = submission.update is not None and submission.update.status.final
+        self._change(
+            job,
+            submit_state="sent",
+            remote_id=submission.remote_id,
+            raw=scrub(submission.raw),
+            started_at=job.started_at or (sent_at if answered else None),
+        )
+        if submission.update is not None:
+            await self._apply_update(job, provider, submission.update)
+        return job.status.final
+
+    async def _poll_until_final(self, job: Job, provider: Provider, deadline: float) -> None:
+        first, longest = provider.poll_interval
+        scale = self._time_scale(provider)
+        interval = first
+        batcher = self._batcher(provider)
+        while not job.status.final:
+            if time.time() >= deadline:
+                await self._time_out(job, provider)
+                return
+            before = (job.status, job.progress)
+            update = await batcher.poll(job)
+            if job.id in self._cancelled:
+                return
+            await self._apply_update(job, provider, update)
+            if job.status.final:
+                return
+            moved = (job.status, job.progress) != before
+            interval = next_interval(interval, first, longest, moved=moved)
+            delay = jittered(interval * scale)
+            await asyncio.sleep(max(0.0, min(delay, deadline - time.time())))
+
+    async def _time_out(self, job: Job, provider: Provider) -> None:
+        timeout = job.timeout or provider.default_timeout
+        try:
+            await provider.cancel(job)
+        except ImagineError:
+            pass
+        self._fail(
+            job,
+            f"no result from {provider.label} within its deadline of {timeout:g} s "
+            f"(last status {job.status.value}, {job.progress:.0f}%); "
+            "start it again with a longer timeout=",
+            JobTimeout.__name__,
+        )
+
+    async def _apply_update(self, job: Job, provider: Provider, update: Update) -> None:
+        changes: dict[str, Any] = {"raw": scrub(update.raw)} if update.raw else {}
+        if update.progress is not None:
+            changes["progress"] = float(update.progress)
+        for name in ("queue_position", "preview_url"):
+            value = getattr(update, name)
+            if value is not None or name == "queue_position":
+                changes[name] = value
+        if update.extras:
+            changes["extras"] = {**job.extras, **scrub(update.extras)}
+        status = update.status
+        if status is not Status.QUEUED and job.started_at is None:
+            changes["started_at"] = utcnow()
+        if status is Status.SUCCEEDED:
+            images, grid, error = await self._download(job, provider, update)
+            changes.update(images=images, grid=grid, progress=100.0, completed_at=utcnow())
+            changes["queue_position"] = None
+            if error:
+                changes["error"] = error
+            changes["actions"] = provider.actions(job.updated({**changes, "status": status}))
+        elif status is Status.FAILED:
+            changes.update(
+                error=update.error or f"{provider.label} reported the job as failed",
+                error_type=update.error_type or "JobFailed",
+                completed_at=utcnow(),
+            )
+        elif status is Status.CANCELLED:
+            changes["completed_at"] = utcnow()
+        changes["status"] = status
+        self._change(job, **changes)
+
+    async def _download(
+        self, job: Job, provider: Provider, update: Update
+    ) -> tuple[list[Image], Image | None, str | None]:
+        """Download every image once into the cache; returns images, grid, error note."""
+        text = {
+            "prompt": job.prompt,
+            "parameters": json.dumps(
+                {
+                    "provider": job.provider,
+                    "kind": job.kind,
+                    "id": job.id,
+                    "remote_id": job.remote_id,
+                    "parent_id": job.parent_id,
+                    "action": job.action,
+                    "params": scrub(job.params),
+                },
+                ensure_ascii=False,
+                default=str,
+            ),
+            "Software": "jupyter_imagine",
+        }
+        wanted = list(update.images or []) + ([update.grid] if update.grid else [])
+        errors: list[str] = []
+
+        async def fetch(image: Image) -> Image:
+            if image.path or not image.url:
+                return image
+            try:
+                data = await self.retry(
+                    lambda: provider.download(image.url or ""), provider, idempotent=True
+                )
+            except ImagineError as exc:
+                errors.append(str(exc))
+                return image
+            from .imaging import image_size
+
+            # Hashing and writing megabytes release the GIL: off the loop, they overlap with it.
+            path = await asyncio.to_thread(self.store.put_image, data, text=text)
+            try:
+                width, height = image_size(data)
+            except Exception:
+                width, height = image.width, image.height
+            return Image(
+                url=image.url, path=str(path), width=width, height=height,
+                role=image.role, index=image.index,
+            )
+
+        done = await asyncio.gather(*(fetch(image) for image in wanted))
+        grid = done.pop() if update.grid else None
+        error = f"some images could not be downloaded: {errors[0]}" if errors else None
+        return list(done), grid, error
+
+    async def _cancel(self, job: Job) -> None:
+        with self._lock:
+            task = self._tasks.get(job.id)
+        if task is not None:
+            task.cancel()
+        provider = self._providers.get(job.provider)
+        if provider is not None and job.remote_id:
+            try:
+                await self.retry(lambda: provider.cancel(job), provider, idempotent=True)
+            except ImagineError as exc:
+                logger.warning("could not cancel %s at %s: %s", job.id, provider.label, exc)
+        if not job.status.final:
+            self._change(job, status=Status.CANCELLED, completed_at=utcnow())
+
     # ================================================================ remote history
     async def adopt(
         self,
@@ -334,7 +538,7 @@ class Engine:
         downloaded into the cache; a new job that is not final yet is watched like any other.
         Returns ``(job, created)``.
         """
-        instance = self._provider(provider, self._settings(provider_class(provider)))
+        instance = self.provider(provider, prepare=False)
         update = remote.update
         found = self.store.find_remote(instance.name, str(remote.remote_id))
         if found is not None:
@@ -359,8 +563,7 @@ class Engine:
             )
             if error:
                 changes["error"] = error
-            preview = Job.from_record(job._updated_record(changes))
-            changes["actions"] = instance.actions(preview)
+            changes["actions"] = instance.actions(job.updated(changes))
             self._change(job, **changes)
         elif not update.status.final:
             self._schedule(job)
@@ -379,7 +582,7 @@ class Engine:
         stored, not final, or repeated), in their order. Thread-safe (it only reads the provider
         class and writes the store), so a pull runs it off the loop.
         """
-        instance = self._provider(provider, self._settings(provider_class(provider)))
+        instance = self.provider(provider, prepare=False)
         known = self.store.find_remotes(instance.name, [str(r.remote_id) for r, *_ in remotes])
         new: list[Job] = []
         rest: list[RemoteJob] = []
@@ -444,51 +647,81 @@ class Engine:
         return job
 
     # ================================================================ plumbing
-    def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:
-        extra = getattr(cls, "extra_env", ())
-        return _config.provider_settings(
+    def provider(self, name: str, *, prepare: bool = True) -> Provider:
+        """The configured instance of provider ``name`` (its key, base URL and HTTP client from
+        the environment; one per provider and base URL, cached).
+
+        With ``prepare`` (default ``True``) its :meth:`~Provider.prepare` has run once, so
+        :meth:`~Provider.validate` sees the provider's catalogue; a failure to prepare is logged,
+        not raised (the provider checks again before it submits). Preparing blocks on the loop,
+        so calls made on the engine thread pass ``prepare=False``.
+
+        Raises:
+            ConfigurationError: unknown provider, or one forced out of the sandbox with no key.
+        """
+        cls = provider_class(name)
+        settings = _config.provider_settings(
             cls.name,
             env_key=cls.env_key,
             default_base_url=cls.default_base_url,
             sandbox_prefix=cls.sandbox_prefix,
-            extra_keys=extra,
+            extra_keys=getattr(cls, "extra_env", ()),
         )
-
-    def _provider(self, name: str, settings: _config.ProviderSettings) -> Provider:
-        key = f"{name}|{settings.base_url}"
+        key = f"{cls.name}|{settings.base_url}"
         with self._lock:
             instance = self._providers.get(key)
             if instance is None:
-                cls = provider_class(name)
                 kwargs: dict[str, Any] = {}
                 if settings.extra:
                     kwargs["extra"] = dict(settings.extra)
-                instance = cls(
+                instance = self._providers[key] = cls(
                     client=self._client(settings.in_process),
                     base_url=settings.base_url,
                     api_key=settings.api_key,
                     sandbox=settings.sandbox,
                     **kwargs,
                 )
-                self._providers[key] = instance
-                self._providers.setdefault(name, instance)
-            self._providers[name] = instance
-            return instance
+            self._providers[cls.name] = instance
+        if prepare:
+            self._prepare(instance)
+        return instance
 
     def _prepare(self, instance: Provider) -> None:
-        """Run ``instance.prepare()`` once, so validation sees the provider's catalogue. A
-        failure is logged and not raised: the provider then checks again before it submits."""
-        if getattr(instance, "_prepared", False):
+        """Run ``instance.prepare()`` once (see :meth:`provider`)."""
+        if id(instance) in self._prepared:
             return
         try:
-            self._run(
-                self._retrying(instance.prepare, instance, idempotent=True)
+            self.run(
+                self.retry(instance.prepare, instance, idempotent=True)
             ).result(self.http_timeout * 2)
         except (ImagineError, concurrent.futures.TimeoutError) as exc:
             logger.warning("%s: could not load its catalogue before validating: %s",
                            instance.label, exc)
             return
-        instance._prepared = True  # type: ignore[attr-defined]
+        self._prepared.add(id(instance))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the engine loop (starting the engine if needed); its result or
+        error lands in the returned future. Call from any thread but the engine's own."""
+        if self._loop is None:
+            self.start()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The back-off of every request (from ``backoff_base``, ``backoff_cap``,
+        ``max_retries``)."""
+        return RetryPolicy(self.backoff_base, self.backoff_cap, self.max_retries)
+
+    async def retry(
+        self, call: Callable[[], Awaitable[T]], provider: Provider, *, idempotent: bool
+    ) -> T:
+        """Await ``call()`` with jittered exponential back-off on 5xx, 429 and network errors
+        (on the engine loop). A non-idempotent call (a submit) is retried only on a 429 or when
+        the request never reached the server. See :class:`~jupyter_imagine._polling.RetryPolicy`.
+        """
+        return await self.retry_policy.run(call, name=provider.name, idempotent=idempotent)
 
     def _client(self, in_process: bool) -> httpx.AsyncClient:
         kind = "asgi" if in_process else "net"
@@ -507,7 +740,7 @@ class Engine:
                     max_connections=self.max_connections,
                     max_keepalive_connections=self.max_keepalive,
                 )
-                transport = _BoundedTransport(
+                transport = BoundedTransport(
                     httpx.AsyncHTTPTransport(limits=limits), self.max_connections
                 )
                 client = httpx.AsyncClient(timeout=timeout, transport=transport)
@@ -537,18 +770,21 @@ class Engine:
         return job
 
     def _schedule(self, job: Job) -> None:
-        future = self._run(self._drive(job))
+        future = self.run(self._drive(job))
         with self._lock:
             self._tasks[job.id] = future
 
-    def _run(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        if self._loop is None:
-            self.start()
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
-
     def _time_scale(self, provider: Provider) -> float:
         return 1.0 / self.sandbox_speed if provider.sandbox else 1.0
+
+    def _batcher(self, provider: Provider) -> PollBatcher:
+        batcher = self._batchers.get(provider.name)
+        if batcher is None:
+            window = min(0.05, provider.poll_interval[0] * self._time_scale(provider) / 10)
+            batcher = self._batchers[provider.name] = PollBatcher(
+                provider, window, self.retry_policy
+            )
+        return batcher
 
     def _semaphore(self, provider: Provider) -> asyncio.Semaphore:
         sem = self._semaphores.get(provider.name)
@@ -558,14 +794,16 @@ class Engine:
         return sem
 
     # ================================================================ state changes
-    def _change(self, job: Job, **changes: Any) -> None:
+    def _change(self, job: Job, **changes: Unpack[JobChanges]) -> None:
         """Store ``changes`` first, then apply them to the job (which wakes observers)."""
-        changes = {k: v for k, v in changes.items() if getattr(job, k) != v}
-        if not changes:
+        fresh: JobChanges = {
+            k: v for k, v in changes.items() if getattr(job, k) != v  # type: ignore[misc]
+        }
+        if not fresh:
             return
-        changes["updated_at"] = utcnow()
-        self.store.save(job._updated_record(changes))
-        job._apply(changes)
+        fresh["updated_at"] = utcnow()
+        self.store.save(job.updated(fresh).to_record())
+        job._apply(fresh)
 
     def annotate(self, job: Job, **extras: Any) -> None:
         """Merge ``extras`` into ``job.extras`` (stored first). Call on the engine thread."""
@@ -582,342 +820,3 @@ class Engine:
             completed_at=utcnow(),
         )
         logger.info("%s job %s failed: %s", job.provider, job.id, message)
-
-    # ================================================================ one job's life
-    async def _drive(self, job: Job) -> None:
-        try:
-            provider = self._provider(job.provider, self._settings(provider_class(job.provider)))
-        except ImagineError as exc:
-            self._fail(job, exc)
-            return
-        try:
-            async with self._semaphore(provider):
-                if job.id in self._cancelled:
-                    return
-                if job.submit_state == "sending":
-                    self._fail(
-                        job,
-                        f"the session stopped while this job was being sent to {provider.label}; "
-                        "it may or may not have reached the service, so it was not sent again — "
-                        "check the provider's dashboard or start it anew",
-                        "ServiceUnavailable",
-                    )
-                    return
-                if job.submit_state == "pending":
-                    done = await self._submit(job, provider)
-                    if done:
-                        return
-                # The deadline counts from submission, not from the wait for a free slot.
-                started = (job.started_at or utcnow()).timestamp()
-                deadline = started + (job.timeout or provider.default_timeout)
-                await self._poll_until_final(job, provider, deadline)
-        except asyncio.CancelledError:
-            if job.id in self._cancelled:
-                return
-            raise  # engine shutdown: the job stays unfinished and resumes next start
-        except ImagineError as exc:
-            if not job.status.final:
-                self._fail(job, exc)
-        except Exception as exc:  # a bug must not leave a job hanging
-            logger.exception("internal error while running job %s", job.id)
-            if not job.status.final:
-                self._fail(job, f"internal error ({type(exc).__name__}: {exc})", "ImagineError")
-
-    async def _submit(self, job: Job, provider: Provider) -> bool:
-        """Send the job; returns ``True`` when the answer already finished it."""
-        parent = self.get(job.parent_id) if job.parent_id else None
-        self._change(job, submit_state="sending")
-        sent_at = utcnow()
-        submission = await self._retrying(
-            lambda: provider.submit(job, parent), provider, idempotent=False
-        )
-        # ``started_at`` is when the provider started working: for an answer that is already
-        # the result (neuroflash), when we sent it; otherwise when a poll first says running.
-        answered = submission.update is not None and submission.update.status.final
-        self._change(
-            job,
-            submit_state="sent",
-            remote_id=submission.remote_id,
-            raw=scrub(submission.raw),
-            started_at=job.started_at or (sent_at if answered else None),
-        )
-        if submission.update is not None:
-            await self._apply_update(job, provider, submission.update)
-        return job.status.final
-
-    async def _poll_until_final(self, job: Job, provider: Provider, deadline: float) -> None:
-        first, longest = provider.poll_interval
-        scale = self._time_scale(provider)
-        interval = first
-        batcher = self._batcher(provider)
-        while not job.status.final:
-            if time.time() >= deadline:
-                await self._time_out(job, provider)
-                return
-            before = (job.status, job.progress)
-            update = await batcher.poll(job)
-            if job.id in self._cancelled:
-                return
-            await self._apply_update(job, provider, update)
-            if job.status.final:
-                return
-            moved = (job.status, job.progress) != before
-            interval = first if moved else min(longest, interval * 1.5)
-            delay = interval * scale * random.uniform(0.9, 1.1)
-            await asyncio.sleep(max(0.0, min(delay, deadline - time.time())))
-
-    async def _time_out(self, job: Job, provider: Provider) -> None:
-        timeout = job.timeout or provider.default_timeout
-        try:
-            await provider.cancel(job)
-        except ImagineError:
-            pass
-        self._fail(
-            job,
-            f"no result from {provider.label} within its deadline of {timeout:g} s "
-            f"(last status {job.status.value}, {job.progress:.0f}%); "
-            "start it again with a longer timeout=",
-            JobTimeout.__name__,
-        )
-
-    async def _apply_update(self, job: Job, provider: Provider, update: Update) -> None:
-        changes: dict[str, Any] = {"raw": scrub(update.raw)} if update.raw else {}
-        if update.progress is not None:
-            changes["progress"] = float(update.progress)
-        for name in ("queue_position", "preview_url"):
-            value = getattr(update, name)
-            if value is not None or name == "queue_position":
-                changes[name] = value
-        if update.extras:
-            changes["extras"] = {**job.extras, **scrub(update.extras)}
-        status = update.status
-        if status is not Status.QUEUED and job.started_at is None:
-            changes["started_at"] = utcnow()
-        if status is Status.SUCCEEDED:
-            images, grid, error = await self._download(job, provider, update)
-            changes.update(images=images, grid=grid, progress=100.0, completed_at=utcnow())
-            changes["queue_position"] = None
-            if error:
-                changes["error"] = error
-            preview = Job.from_record(job._updated_record({**changes, "status": status}))
-            changes["actions"] = provider.actions(preview)
-        elif status is Status.FAILED:
-            changes.update(
-                error=update.error or f"{provider.label} reported the job as failed",
-                error_type=update.error_type or "JobFailed",
-                completed_at=utcnow(),
-            )
-        elif status is Status.CANCELLED:
-            changes["completed_at"] = utcnow()
-        changes["status"] = status
-        self._change(job, **changes)
-
-    async def _download(
-        self, job: Job, provider: Provider, update: Update
-    ) -> tuple[list[Image], Image | None, str | None]:
-        """Download every image once into the cache; returns images, grid, error note."""
-        text = {
-            "prompt": job.prompt,
-            "parameters": json.dumps(
-                {
-                    "provider": job.provider,
-                    "kind": job.kind,
-                    "id": job.id,
-                    "remote_id": job.remote_id,
-                    "parent_id": job.parent_id,
-                    "action": job.action,
-                    "params": scrub(job.params),
-                },
-                ensure_ascii=False,
-                default=str,
-            ),
-            "Software": "jupyter_imagine",
-        }
-        wanted = list(update.images or []) + ([update.grid] if update.grid else [])
-        errors: list[str] = []
-
-        async def fetch(image: Image) -> Image:
-            if image.path or not image.url:
-                return image
-            try:
-                data = await self._retrying(
-                    lambda: provider.download(image.url or ""), provider, idempotent=True
-                )
-            except ImagineError as exc:
-                errors.append(str(exc))
-                return image
-            from .imaging import image_size
-
-            # Hashing and writing megabytes release the GIL: off the loop, they overlap with it.
-            path = await asyncio.to_thread(self.store.put_image, data, text=text)
-            try:
-                width, height = image_size(data)
-            except Exception:
-                width, height = image.width, image.height
-            return Image(
-                url=image.url, path=str(path), width=width, height=height,
-                role=image.role, index=image.index,
-            )
-
-        done = await asyncio.gather(*(fetch(image) for image in wanted))
-        grid = done.pop() if update.grid else None
-        error = f"some images could not be downloaded: {errors[0]}" if errors else None
-        return list(done), grid, error
-
-    async def _cancel(self, job: Job) -> None:
-        with self._lock:
-            task = self._tasks.get(job.id)
-        if task is not None:
-            task.cancel()
-        provider = self._providers.get(job.provider)
-        if provider is not None and job.remote_id:
-            try:
-                await self._retrying(lambda: provider.cancel(job), provider, idempotent=True)
-            except ImagineError as exc:
-                logger.warning("could not cancel %s at %s: %s", job.id, provider.label, exc)
-        if not job.status.final:
-            self._change(job, status=Status.CANCELLED, completed_at=utcnow())
-
-    # ================================================================ retries, batching
-    async def _retrying(
-        self, call: Callable[[], Awaitable[T]], provider: Provider, *, idempotent: bool
-    ) -> T:
-        """Run ``call`` with jittered exponential back-off on 5xx, 429 and network errors.
-
-        A non-idempotent call (a submit) is retried only on a 429 or when the request never
-        reached the server.
-        """
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except RateLimited as exc:
-                if attempt >= self.max_retries:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
-            except ServiceUnavailable as exc:
-                if attempt >= self.max_retries or (not idempotent and exc.reached_server):
-                    raise
-                delay = self._backoff(attempt)
-            attempt += 1
-            logger.info(
-                "%s: retry %d in %.2f s after a temporary error", provider.name, attempt, delay
-            )
-            await asyncio.sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * (2**attempt))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def _batcher(self, provider: Provider) -> _PollBatcher:
-        batcher = self._batchers.get(provider.name)
-        if batcher is None:
-            window = min(0.05, provider.poll_interval[0] * self._time_scale(provider) / 10)
-            batcher = self._batchers[provider.name] = _PollBatcher(self, provider, window)
-        return batcher
-
-
-class _PollBatcher:
-    """Collects the polls of one provider that fall within ``window`` seconds into one request."""
-
-    def __init__(self, engine: Engine, provider: Provider, window: float) -> None:
-        self.engine = engine
-        self.provider = provider
-        self.window = window
-        self._pending: list[tuple[Job, asyncio.Future[Update]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._running: set[asyncio.Task[None]] = set()
-
-    async def poll(self, job: Job) -> Update:
-        if self.provider.poll_batch <= 1:
-            return await self.engine._retrying(
-                lambda: self.provider.poll(job), self.provider, idempotent=True
-            )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Update] = loop.create_future()
-        self._pending.append((job, future))
-        if self._timer is None:
-            self._timer = loop.call_later(self.window, self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        self._timer = None
-        pending = [(j, f) for j, f in self._pending if not f.done()]
-        self._pending = []
-        size = self.provider.poll_batch
-        for start in range(0, len(pending), size):
-            task = asyncio.ensure_future(self._run(pending[start : start + size]))
-            self._running.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(self._running.discard)
-
-    async def _run(self, chunk: Sequence[tuple[Job, asyncio.Future[Update]]]) -> None:
-        jobs = [job for job, _ in chunk]
-        try:
-            updates = await self.engine._retrying(
-                lambda: self.provider.poll_many(jobs), self.provider, idempotent=True
-            )
-        except BaseException as exc:
-            for _, future in chunk:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        if len(updates) != len(chunk):  # a provider bug must fail the polls, not hang them
-            error = ImagineError(
-                f"{self.provider.label} answered {len(updates)} updates for {len(chunk)} jobs"
-            )
-            updates = [error] * len(chunk)
-        for (_, future), update in zip(chunk, updates, strict=True):
-            if future.done():
-                continue
-            if isinstance(update, BaseException):
-                future.set_exception(update)
-            else:
-                future.set_result(update)
-
-
-class _BoundedTransport(httpx.AsyncBaseTransport):
-    """At most ``limit`` requests inside the wrapped transport, each held until its body closes.
-
-    httpcore's pool assigns queued requests to connections by scanning all of them on every
-    event, which turns quadratic when thousands of requests wait (500 jobs × 5 image
-    downloads); queueing them here, on a semaphore, keeps the pool's queue short.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
-        self._inner = inner
-        self._slots = asyncio.Semaphore(limit)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await self._slots.acquire()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except BaseException:
-            self._slots.release()
-            raise
-        response.stream = _ReleasingStream(response.stream, self._slots)  # type: ignore[arg-type]
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that frees its transport slot when closed (once)."""
-
-    def __init__(self, inner: Any, slots: asyncio.Semaphore) -> None:
-        self._inner = inner
-        self._slots: asyncio.Semaphore | None = slots
-
-    async def __aiter__(self) -> Any:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if self._slots is not None:
-                self._slots.release()
-                self._slots = None

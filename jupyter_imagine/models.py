@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 from .errors import (
     ActionNotAvailable,
@@ -39,6 +40,7 @@ __all__ = [
     "VARY_REGION",
     "Image",
     "Job",
+    "JobChanges",
     "Status",
 ]
 
@@ -188,6 +190,8 @@ RECORD_FIELDS = (
     "error_type",
     "extras",
     "sandbox",
+    "batch_id",
+    "batch_row",
     "submit_state",
     "timeout",
     "created_at",
@@ -196,6 +200,29 @@ RECORD_FIELDS = (
     "updated_at",
     "raw",
 )
+
+
+class JobChanges(TypedDict, total=False):
+    """A change to a :class:`Job`'s fields, as the engine stores and applies it
+    (:meth:`Job.updated`, :meth:`Job._apply`). Every key is optional; the types are the fields'."""
+
+    remote_id: str | None
+    parent_id: str | None
+    status: Status
+    progress: float
+    queue_position: int | None
+    preview_url: str | None
+    images: list[Image]
+    grid: Image | None
+    actions: tuple[str, ...]
+    error: str | None
+    error_type: str | None
+    extras: dict[str, Any]
+    submit_state: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    raw: dict[str, Any]
 
 
 @dataclass(eq=False, repr=False)
@@ -217,6 +244,8 @@ class Job:
         actions: the labels this job offers now (empty until it succeeded).
         error: one readable line when it failed, in the provider's words where it gave any.
         sandbox: ``True`` when the job ran against the built-in sandbox.
+        batch_id, batch_row: the :func:`jupyter_imagine.batch` and its row that started the job
+            (stored with the job's first save), else ``None``.
         raw: the last provider payload, secrets stripped.
         timeout: the job's deadline in seconds from submission.
     """
@@ -240,6 +269,8 @@ class Job:
     error_type: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     sandbox: bool = False
+    batch_id: str | None = None
+    batch_row: int | None = None
     submit_state: str = "pending"
     timeout: float | None = None
     created_at: datetime = field(default_factory=utcnow)
@@ -289,15 +320,14 @@ class Job:
             data.pop("updated_at", None)
         return cls(**data)
 
-    def _updated_record(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """What :meth:`to_record` will return once ``changes`` are applied (to store first)."""
-        clone = Job.from_record(self.to_record())
-        for name, value in changes.items():
-            setattr(clone, name, value)
-        clone.status = Status(clone.status)
-        return clone.to_record()
+    def updated(self, changes: JobChanges) -> Job:
+        """A detached copy of the job with ``changes`` applied: what it will be once they are
+        stored (not attached to an engine, not observed; lists and dicts are shared)."""
+        with self._lock:
+            copy = dataclasses.replace(self, **changes)
+        return copy
 
-    def _apply(self, changes: Mapping[str, Any]) -> None:
+    def _apply(self, changes: JobChanges) -> None:
         """Apply ``changes`` (already stored), wake observers, and resolve waiters if final."""
         if not changes:
             return
@@ -329,6 +359,12 @@ class Job:
     def done(self) -> bool:
         """``True`` once the job is succeeded, failed or cancelled."""
         return self.status.final
+
+    @property
+    def future(self) -> concurrent.futures.Future[Job]:
+        """A future that resolves to the job once it is final (whatever the outcome; it never
+        raises): for ``concurrent.futures.wait`` over many jobs."""
+        return self._done
 
     @property
     def parent(self) -> Job | None:

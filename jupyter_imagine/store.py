@@ -12,7 +12,7 @@ prompt, negative_prompt, params as JSON, status, progress, sandbox, the four tim
 n_images, width, height, paths, urls, credits, error, error_type, and batch_id/batch_row), so
 :meth:`Store.frame` is one SQL query over those columns and never parses ``record``. The
 columns that need a provider's rules (negative_prompt, width/height, credits, which images
-count as results) are derived on save by :func:`jupyter_imagine._history.derive_columns`.
+count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
 Choices worth knowing:
@@ -73,7 +73,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._history import (
+from ._schema import (
     HISTORY_COLUMNS,
     KNOWN_PROVIDERS,
     derive_columns,
@@ -83,13 +83,14 @@ from ._secrets import get_logger, redact, scrub
 from .errors import ImagineError, InvalidRequest
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 __all__ = ["FRAME_COLUMNS", "STATUS_ORDER", "Store"]
 
 log = get_logger(__name__)
 
-#: The history frame's columns, in order (see :mod:`jupyter_imagine._history`).
+#: The history frame's columns, in order (see :mod:`jupyter_imagine._schema`).
 FRAME_COLUMNS = HISTORY_COLUMNS
 #: The categories of the frame's ``status`` column, in this order.
 STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -134,8 +135,8 @@ _COLUMNS = (
     "batch_row",
     "record",
 )
-# Batch membership is a column-only fact set by the first save (see Store._batch_tag): later
-# saves, which do not carry it, keep it.
+# Batch membership (the record's batch_id/batch_row, set when the job is created) is never
+# cleared by a later save: a record without it (a job stored before it carried it) keeps it.
 _STICKY = frozenset({"batch_id", "batch_row"})
 _UPSERT = (
     f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -257,6 +258,27 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX jobs_root_id ON jobs (root_id)")
 
 
+def _v2_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A v1 row (rowid, kept columns …, record) with the columns schema 2 adds, before
+    ``record``."""
+    rec = json.loads(row[-1])
+    derived = derive_columns(rec)
+    images = result_images(rec)
+    params = rec.get("params")
+    return (
+        *row[:-1],
+        len(images),
+        _dumps([img["path"] for img in images if img.get("path")]),
+        _dumps([img["url"] for img in images if img.get("url")]),
+        _text(derived["negative_prompt"]),
+        _dumps(params if isinstance(params, Mapping) else {}),
+        derived["width"],
+        derived["height"],
+        derived["credits"],
+        row[-1],
+    )
+
+
 def _schema_v2(conn: sqlite3.Connection) -> None:
     """The unified history (issue 6): negative_prompt, params (JSON), width, height, credits,
     and batch membership (batch_id, batch_row), backfilled from ``record``; n_images, paths and
@@ -318,27 +340,7 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
         chunk = cursor.fetchmany(5000)
         if not chunk:
             break
-        rows = []
-        for row in chunk:
-            rec = json.loads(row[-1])
-            derived = derive_columns(rec)
-            images = result_images(rec)
-            params = rec.get("params")
-            rows.append(
-                (
-                    *row[:-1],
-                    len(images),
-                    _dumps([img["path"] for img in images if img.get("path")]),
-                    _dumps([img["url"] for img in images if img.get("url")]),
-                    _text(derived["negative_prompt"]),
-                    _dumps(params if isinstance(params, Mapping) else {}),
-                    derived["width"],
-                    derived["height"],
-                    derived["credits"],
-                    row[-1],
-                )
-            )
-        conn.executemany(insert, rows)
+        conn.executemany(insert, [_v2_row(row) for row in chunk])
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
     conn.execute(
@@ -388,7 +390,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 # --------------------------------------------------------------------------------- helpers
-def _utc(value: Any) -> datetime | None:
+def to_utc(value: Any) -> datetime | None:
     """``value`` (datetime, date, ISO text or ``None``) as a tz-aware UTC datetime."""
     if value is None or value == "":
         return None
@@ -416,7 +418,7 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 def _utc_text(value: Any) -> str | None:
     """Fixed-width ISO-8601 UTC text (``…T12:00:00.000000+00:00``), so text order = time order."""
-    parsed = _utc(value)
+    parsed = to_utc(value)
     return parsed.isoformat(timespec="microseconds") if parsed is not None else None
 
 
@@ -504,9 +506,7 @@ def _prepare(record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return json.loads(text), text
 
 
-def _row(
-    rec: dict[str, Any], text: str, root_id: str, batch: tuple[str, int] | None = None
-) -> tuple[Any, ...]:
+def _row(rec: dict[str, Any], text: str, root_id: str) -> tuple[Any, ...]:
     images = result_images(rec)
     progress = rec.get("progress")
     derived = derive_columns(rec)
@@ -537,8 +537,8 @@ def _row(
         derived["width"],
         derived["height"],
         derived["credits"],
-        batch[0] if batch else None,
-        batch[1] if batch else None,
+        _text(rec.get("batch_id")),
+        int(rec["batch_row"]) if rec.get("batch_row") is not None else None,
         text,
     )
 
@@ -571,7 +571,6 @@ class Store:
         self.images_dir = self.home / IMAGES_DIR
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._local = threading.local()  # per-thread batch tag, see _batch_tag
         conn = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -684,28 +683,9 @@ class Store:
                 local job already holds this (provider, remote_id).
         """
         rec, text = _prepare(record)
-        batch = getattr(self._local, "batch", None)
         with self._write() as conn:
-            row = _row(rec, text, self._root_of(conn, rec), batch)
+            row = _row(rec, text, self._root_of(conn, rec))
             self._execute_upserts(conn, [row])
-        if batch is not None:
-            self._local.batch = None  # the tag belongs to the first job saved in the block
-
-    @contextlib.contextmanager
-    def _batch_tag(self, batch_id: str, row: int):
-        """Within the block, the first job this thread saves becomes row ``row`` of batch
-        ``batch_id``, written in the same transaction as the job itself.
-
-        ``jupyter_imagine.batch`` wraps ``Engine.imagine`` (which saves the new job in the
-        caller's thread before anything is sent) in this, so a kernel that dies at any moment
-        leaves either no job or a job that knows its batch row: a resumed batch never submits a
-        row twice. Later saves of the job keep the tag.
-        """
-        self._local.batch = (str(batch_id), int(row))
-        try:
-            yield
-        finally:
-            self._local.batch = None
 
     def batch_rows(self, batch_id: str) -> dict[int, str]:
         """``{row: local job id}`` of the jobs stored for batch ``batch_id`` (empty if none)."""
@@ -1049,30 +1029,9 @@ def _build_frame(
         return pd.Series(values if isinstance(values, np.ndarray) else objects(values),
                          dtype=text_dtype)
 
-    # The small numbers, unpacked.
-    packed = np.fromiter(col["packed"], dtype=np.int64, count=n)
-    fields: dict[str, np.ndarray] = {}
-    shift = 0
-    for name, bits in (("status", _STATUS_BITS), ("provider", _PROVIDER_BITS),
-                       ("sandbox", _SANDBOX_BITS), ("n_images", _COUNT_BITS),
-                       ("width", _SIZE_BITS), ("height", _SIZE_BITS)):
-        fields[name] = (packed >> shift) & ((1 << bits) - 1)
-        shift += bits
-
-    # Providers (and ids): known providers by code; any other one is in its id column.
+    fields = _unpack(np.fromiter(col["packed"], dtype=np.int64, count=n))
     ids = objects(col["id"])
-    codes = fields["provider"]
-    other = codes == _OTHER_PROVIDER
-    if other.any():  # rare: a provider outside KNOWN_PROVIDERS (a test double, a plug-in)
-        split = [str(v).split(_UNIT_SEPARATOR, 1) for v in ids[other]]
-        ids[other] = [pair[1] for pair in split]
-        lookup = [*KNOWN_PROVIDERS, *[""] * ((1 << _PROVIDER_BITS) - len(KNOWN_PROVIDERS))]
-        values = np.array(lookup, dtype=object)[codes]
-        values[other] = [pair[0] for pair in split]
-        provider = pd.Categorical(values, categories=sorted(set(KNOWN_PROVIDERS).union(values)))
-    else:
-        provider = pd.Categorical.from_codes(codes.astype(np.int16),
-                                             categories=list(KNOWN_PROVIDERS))
+    provider = _providers(ids, fields["provider"])
     status = pd.Categorical.from_codes(fields["status"].astype(np.int8),
                                        categories=list(STATUS_ORDER))
 
@@ -1083,13 +1042,6 @@ def _build_frame(
 
     # The three timestamps: one fixed-width text per row, split and parsed by numpy.
     created, started, completed = _stamps(col["times"], n)
-
-    def seconds(end: pd.Series, start: pd.Series) -> pd.Series:
-        return (end - start).dt.total_seconds()
-
-    def pixels(name: str) -> pd.Series:
-        values = fields[name]
-        return pd.Series(pd.arrays.IntegerArray(values, values == 0))
 
     id_column = text(ids)
     data = {
@@ -1107,12 +1059,12 @@ def _build_frame(
         "created_at": created,
         "started_at": started,
         "completed_at": completed,
-        "queue_s": seconds(started, created),
-        "run_s": seconds(completed, started),
-        "total_s": seconds(completed, created),
+        "queue_s": _seconds(started, created),
+        "run_s": _seconds(completed, started),
+        "total_s": _seconds(completed, created),
         "n_images": pd.Series(fields["n_images"]),
-        "width": pixels("width"),
-        "height": pixels("height"),
+        "width": _pixels(fields["width"]),
+        "height": _pixels(fields["height"]),
         "image_urls": pd.Series(objects(urls)),
         "image_paths": pd.Series(objects(paths)),
         "credits": pd.Series(credits),
@@ -1126,6 +1078,57 @@ def _build_frame(
     frame = pd.DataFrame(
         data, columns=[*FRAME_COLUMNS, *(["raw"] if include_raw else [])], copy=False
     )
+    return _keyed(frame, provider, id_column, created, ordered=ordered)
+
+
+def _seconds(end: pd.Series, start: pd.Series) -> pd.Series:
+    return (end - start).dt.total_seconds()
+
+
+def _pixels(values: np.ndarray) -> pd.Series:
+    """An Int64 column of sizes (0 stands for NA)."""
+    import pandas as pd
+
+    return pd.Series(pd.arrays.IntegerArray(values, values == 0))
+
+
+def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
+    """The small numbers of the ``packed`` column (see :func:`_pack`), by name."""
+    fields: dict[str, np.ndarray] = {}
+    shift = 0
+    for name, bits in (("status", _STATUS_BITS), ("provider", _PROVIDER_BITS),
+                       ("sandbox", _SANDBOX_BITS), ("n_images", _COUNT_BITS),
+                       ("width", _SIZE_BITS), ("height", _SIZE_BITS)):
+        fields[name] = (packed >> shift) & ((1 << bits) - 1)
+        shift += bits
+    return fields
+
+
+def _providers(ids: np.ndarray, codes: np.ndarray) -> pd.Categorical:
+    """The provider column: known providers by code; any other one is in its id, which is
+    cut back to the bare id in place."""
+    import numpy as np
+    import pandas as pd
+
+    other = codes == _OTHER_PROVIDER
+    if not other.any():
+        return pd.Categorical.from_codes(codes.astype(np.int16), categories=list(KNOWN_PROVIDERS))
+    # rare: a provider outside KNOWN_PROVIDERS (a test double, a plug-in)
+    split = [str(v).split(_UNIT_SEPARATOR, 1) for v in ids[other]]
+    ids[other] = [pair[1] for pair in split]
+    lookup = [*KNOWN_PROVIDERS, *[""] * ((1 << _PROVIDER_BITS) - len(KNOWN_PROVIDERS))]
+    values = np.array(lookup, dtype=object)[codes]
+    values[other] = [pair[0] for pair in split]
+    return pd.Categorical(values, categories=sorted(set(KNOWN_PROVIDERS).union(values)))
+
+
+def _keyed(frame: pd.DataFrame, provider: pd.Categorical, id_column: pd.Series,
+           created: pd.Series, *, ordered: bool) -> pd.DataFrame:
+    """``frame`` with its (provider, id) index, newest first (see :func:`_build_frame`)."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(frame)
     # The key (provider, id), built from the provider codes and the id column without a new
     # string. The levels are unnamed: a level named like a column makes pandas refuse
     # df.groupby("provider") as ambiguous.

@@ -339,25 +339,26 @@ def test_python_api_functions(engine, upscaled):
     import jupyter_imagine as ji
 
     grid, up = upscaled
-    described = ji.describe(up, wait=True)
+    mj = ji.client("apiframe")
+    described = mj.describe(up, wait=True)
     assert described.kind == "describe" and len(described.extras["prompts"]) == 4
     assert described.images == []
-    blended = ji.blend([grid.images[0], up.images[0].url], dimension="landscape", wait=True)
+    blended = mj.blend([grid.images[0], up.images[0].url], dimension="landscape", wait=True)
     assert blended.kind == "blend" and len(blended.images) == 4
     assert blended.images[0].width > blended.images[0].height
-    value = ji.seed(grid)
+    value = mj.seed(grid)
     assert value.isdigit() and grid.extras["seed"] == value
     assert engine.store.get(grid.id)["extras"]["seed"] == value  # stored, not just shown
-    swapped = ji.faceswap(grid.images[1], grid.images[2], wait=True)
+    swapped = mj.faceswap(grid.images[1], grid.images[2], wait=True)
     assert swapped.kind == "faceswap" and len(swapped.images) == 1
-    big = ji.upscale(grid.images[3], factor=4, wait=True)
+    big = mj.upscale(grid.images[3], factor=4, wait=True)
     assert big.images[0].width == 4 * grid.images[3].width
-    account = ji.account()
+    account = mj.account()
     assert account["plan"] == "sandbox" and account["credits"] < 10000
     with pytest.raises(ji.InvalidRequest, match="2 to 5 image URLs"):
-        ji.blend([grid.images[0]])
+        mj.blend([grid.images[0]])
     with pytest.raises(ji.InvalidRequest, match="public http"):
-        ji.describe("/tmp/local.png")
+        mj.describe("/tmp/local.png")
 
 
 def test_webhook_delivered_with_secret(engine, sandbox):

@@ -142,7 +142,8 @@ def test_a_batch_survives_a_kernel_restart(tmp_path):
 
     first.imagine = dying
     with pytest.raises(KeyboardInterrupt):
-        _batch.batch(prompts, max_concurrency=2, progress=False, engine=first)
+        _batch.batch(prompts, max_concurrency=2, progress=False, engine=first,
+                     provider="apiframe")
     first.close()
     assert imagine_posts(state) == 2
     batch_id = _batch.batch_id_of(
@@ -152,7 +153,8 @@ def test_a_batch_survives_a_kernel_restart(tmp_path):
 
     second = Engine(Store(tmp_path / "home"), sandbox_app=app, **FAST)
     with second:
-        out = _batch.batch(prompts, max_concurrency=2, progress=False, engine=second)
+        out = _batch.batch(prompts, max_concurrency=2, progress=False, engine=second,
+                           provider="apiframe")
         assert out["status"].tolist() == ["succeeded"] * 5
         assert out.attrs["batch_id"] == batch_id
         assert sorted(second.store.batch_rows(batch_id)) == [0, 1, 2, 3, 4]

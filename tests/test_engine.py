@@ -137,7 +137,7 @@ def test_concurrency_limit(tmp_path):
 def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
     sandbox.faults.add(r"/apiframe/fetch(-many)?$", status=500, count=2)
     sandbox.faults.add(r"/apiframe/fetch(-many)?$", status=429, count=1, retry_after=0.3)
-    with caplog.at_level(logging.INFO, logger="jupyter_imagine.engine"):
+    with caplog.at_level(logging.INFO, logger="jupyter_imagine._polling"):
         job = ji.imagine("a windmill").wait(20)
     assert job.status is Status.SUCCEEDED
     assert "retry 3 in 0.30 s" in caplog.text  # the third retry waited exactly Retry-After

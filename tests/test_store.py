@@ -138,10 +138,10 @@ def test_timestamps_are_normalised_to_utc_text(store):
 def test_save_is_an_upsert(store):
     job = make_job()
     store.save(job.to_record())
-    store.save(job._updated_record({"status": Status.RUNNING, "progress": 40.0,
-                                    "remote_id": "abc"}))
-    store.save(job._updated_record({"status": Status.FAILED, "error": "moderated",
-                                    "error_type": "ModeratedPrompt", "remote_id": "abc"}))
+    store.save(job.updated({"status": Status.RUNNING, "progress": 40.0,
+                            "remote_id": "abc"}).to_record())
+    store.save(job.updated({"status": Status.FAILED, "error": "moderated",
+                            "error_type": "ModeratedPrompt", "remote_id": "abc"}).to_record())
     assert row_count(store) == 1
     got = store.get(job.id)
     assert got["status"] == "failed" and got["error"] == "moderated"
@@ -511,33 +511,24 @@ def test_migration_from_schema_1_backfills_the_new_columns(tmp_path):
 
 
 # ------------------------------------------------------------------------------ batches
-def test_batch_tag_marks_only_the_first_save_and_sticks(store):
-    a, b = make_job(1), make_job(2)
-    with store._batch_tag("b-1", 0):
-        store.save(a.to_record())
-        store.save(b.to_record())  # a second save in the block is not tagged
-    store.save(a._updated_record({"status": Status.SUCCEEDED}))  # later saves keep the tag
+def test_batch_membership_is_stored_with_the_job_and_sticks(store):
+    a = make_job(1)
+    a.batch_id, a.batch_row = "b-1", 0
+    b = make_job(2)
+    store.save(a.to_record())
+    store.save(b.to_record())  # a job without a batch is not in one
+    later = a.updated({"status": Status.SUCCEEDED}).to_record()
+    store.save({**later, "batch_id": None, "batch_row": None})  # a record without it keeps it
     assert store.batch_rows("b-1") == {0: a.id}
     assert column(store, "batch_id", b.id) is None
-    with store._batch_tag("b-1", 1):
-        pass  # nothing saved: nothing tagged, and the tag does not leak out
+    assert column(store, "batch_row", a.id) == 0
     store.save(make_job(3).to_record())
     assert store.batch_rows("b-1") == {0: a.id}
     assert store.batch_rows("other") == {}
-    with pytest.raises(InvalidRequest, match="batch row"), store._batch_tag("b-1", 0):
-        store.save(make_job(4).to_record())
-
-
-def test_batch_tag_is_per_thread(store):
-    mine, theirs = make_job(1), make_job(2)
-    started = threading.Event()
-    with store._batch_tag("b-2", 5):
-        t = threading.Thread(target=lambda: (store.save(theirs.to_record()), started.set()))
-        t.start()
-        t.join()
-        store.save(mine.to_record())
-    assert started.is_set()
-    assert store.batch_rows("b-2") == {5: mine.id}
+    taken = make_job(4)
+    taken.batch_id, taken.batch_row = "b-1", 0
+    with pytest.raises(InvalidRequest, match="batch row"):
+        store.save(taken.to_record())
 
 
 # ------------------------------------------------------------------------------ secrets
@@ -656,7 +647,7 @@ def test_concurrent_saves_from_four_threads(store):
             for i in range(50):
                 job = make_job(i, provider=f"p{n}", remote_id=f"{n}-{i}")
                 store.save(job.to_record())
-                store.save(job._updated_record({"status": Status.RUNNING}))
+                store.save(job.updated({"status": Status.RUNNING}).to_record())
                 if i % 10 == 0:
                     store.frame(limit=5)
                     store.unfinished()

@@ -236,6 +236,20 @@ class Provider:
         """Load what :meth:`validate` needs from the service (a style catalogue …), once per
         provider instance, before the first job is validated. Default: nothing."""
 
+    @classmethod
+    def credits(cls, record: Mapping[str, Any]) -> float | None:
+        """The credits a succeeded job cost by this provider's published prices, else ``None``
+        (NA). ``record`` has ``kind``, ``params``, ``raw`` and ``extras``; a cost the payload
+        states is read before this is asked. Default: ``None`` (no published per-job price)."""
+        return None
+
+    @classmethod
+    def negative_prompt(cls, record: Mapping[str, Any]) -> str | None:
+        """The negative prompt of a job record where this provider keeps it somewhere else than
+        the common fields (``negative_prompt``/``negative_text`` parameters, ``negativePrompt``
+        … in the payload, which are read first). Default: ``None``."""
+        return None
+
     def job_kind(self, kind: str) -> str:
         """The :attr:`Job.kind` of a job started as ``kind`` (default: the same; Blockade's
         ``imagine`` is a ``skybox``, Banatie's a ``generation``)."""

@@ -101,6 +101,28 @@ class _AspectRatio(ParamSpec):
             ) from None
 
 
+#: APIFRAME's credit table (docs.apiframe.ai/my-account/image-credits), by job kind: the "fast"
+#: prices, so turbo jobs of the kinds the table lists as fast only stay NA.
+APIFRAME_CREDITS: Mapping[str, float] = {
+    "imagine": 4,
+    "reroll": 4,
+    "blend": 4,
+    "variation": 4,
+    "vary_region": 4,
+    "outpaint": 4,
+    "pan": 4,
+    "upscale": 2,
+    "describe": 2,
+    "seed": 2,
+    "shorten": 2,
+    "faceswap": 2,
+}
+#: APIFRAME kinds the table prices for fast mode only (a turbo job of these stays NA).
+_FAST_ONLY = frozenset({"variation", "vary_region", "outpaint", "pan"})
+#: APIFRAME upscale variants (``type`` of upscale-highres / upscale-alt).
+_UPSCALE_CREDITS: Mapping[str, float] = {"2x": 1, "4x": 2, "subtle": 4, "creative": 4}
+
+
 class Apiframe(Provider):
     """The APIFRAME v1 client. Actions: U1–U4, V1–V4, 🔄 on a grid; Vary (Region) on an upscale."""
 
@@ -154,6 +176,19 @@ class Apiframe(Provider):
         return None
 
     # --------------------------------------------------------------- validation
+    @classmethod
+    def credits(cls, record: Mapping[str, Any]) -> float | None:
+        """By :data:`APIFRAME_CREDITS` (upscale variants: 2x 1, 4x 2, subtle or creative 4)."""
+        kind = record.get("kind") or "imagine"
+        params = record.get("params") or {}
+        variant = str(params.get("type") or params.get("upscale_type") or "").lower()
+        if kind.startswith("upscale") and variant in _UPSCALE_CREDITS:
+            return float(_UPSCALE_CREDITS[variant])
+        if kind in _FAST_ONLY and str(params.get("process_mode", "")).lower() == "turbo":
+            return None
+        price = APIFRAME_CREDITS.get(kind)
+        return float(price) if price is not None else None
+
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Check a new job; ``imagine`` needs a prompt, the other kinds their own fields:
 

@@ -180,6 +180,11 @@ class _Url(ParamSpec):
         return text
 
 
+#: Blockade's Model 4 variants, by the words their names contain.
+BLOCKADE_VARIANT_CREDITS: Mapping[str, float] = {"standard": 3, "enhanced": 6}
+_VARIANT_FIELDS = ("variant", "variant_id", "variant_name", "model_variant", "quality")
+
+
 class Blockade(Provider):
     """The Blockade Labs Skybox API client. Actions on a finished skybox: Remix, Export."""
 
@@ -258,6 +263,22 @@ class Blockade(Provider):
         return None
 
     # --------------------------------------------------------------- validation
+    @classmethod
+    def credits(cls, record: Mapping[str, Any]) -> float | None:
+        """Model 4's variants (:data:`BLOCKADE_VARIANT_CREDITS`: Standard 3, Enhanced 6), from
+        the parameters or the payload; other skyboxes: ``None``."""
+        sources = [record.get(n) for n in ("params", "raw", "extras")]
+        for source in (s for s in sources if isinstance(s, Mapping)):
+            for name in _VARIANT_FIELDS:
+                value = source.get(name)
+                if value is None:
+                    continue
+                text = str(value).lower()
+                for word, price in BLOCKADE_VARIANT_CREDITS.items():
+                    if word in text:
+                        return float(price)
+        return None
+
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized params; raises :class:`InvalidRequest` on anything Blockade refuses.
 

@@ -1,4 +1,4 @@
-"""The unified history: one schema for every provider, and remote pulls merged without duplicates.
+"""The remote pull (``_pull``): remote history merged into the store without duplicates.
 
 Jobs run against the sandbox (in-process, or served over real HTTP on loopback for pagination).
 """
@@ -6,7 +6,6 @@ Jobs run against the sandbox (in-process, or served over real HTTP on loopback f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import warnings
 from datetime import datetime, timezone
@@ -17,12 +16,12 @@ import pandas as pd
 import pytest
 
 import jupyter_imagine as ji
-from jupyter_imagine import _history, api
+from jupyter_imagine import _pull, api
 from jupyter_imagine.engine import Engine
 from jupyter_imagine.models import Status
 from jupyter_imagine.providers import PROVIDERS, Provider, RemoteJob, Update
 from jupyter_imagine.sandbox import create_app
-from jupyter_imagine.store import FRAME_COLUMNS, Store
+from jupyter_imagine.store import Store
 
 FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.2}
 
@@ -62,62 +61,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 
 # ------------------------------------------------------------------------------ one schema
-def test_every_registered_provider_has_a_schema_case():
-    assert set(PROVIDERS) <= set(JOB_OF), "add the new provider to JOB_OF"
 
-
-@pytest.mark.parametrize("provider", list(PROVIDERS))
-def test_schema_and_dtypes_are_the_same_for_every_provider(engine, provider):
-    prompt, params = JOB_OF.get(provider, ("a lighthouse", {}))
-    job = ji.imagine(prompt, provider=provider, **params).wait(30)
-    failed = ji.imagine(f"{prompt} sandbox:fail", provider=provider)
-    with contextlib.suppress(ji.JobFailed):
-        failed.wait(30)
-    df = ji.history(provider=provider)
-    assert list(df.columns) == list(FRAME_COLUMNS)
-    assert {c: str(t) for c, t in df.dtypes.items()} == EXPECTED_DTYPES
-    assert df.index.is_unique and df.index.nlevels == 2
-    assert set(df.index) == {(provider, job.id), (provider, failed.id)}
-    assert list(df["provider"].cat.categories) == sorted(_history.KNOWN_PROVIDERS)
-    no_empty_strings(df)
-    row = df.loc[(provider, job.id)]
-    assert row["status"] == "succeeded" and row["sandbox"]
-    assert row["n_images"] >= 1 and len(row["image_paths"]) == row["n_images"]
-    assert len(row["image_urls"]) == row["n_images"]
-    assert row["width"] > 0 and row["height"] > 0
-    assert row["remote_id"] == job.remote_id and row["root_id"] == job.id
-    assert row["created_at"] <= row["started_at"] <= row["completed_at"]
-    assert row["queue_s"] >= 0 and row["run_s"] >= 0
-    assert row["total_s"] == pytest.approx(row["queue_s"] + row["run_s"])
-    assert isinstance(row["params"], dict)
-    if provider == "blockade":
-        assert row["negative_prompt"] == "fog"
-    if provider == "apiframe":
-        assert row["credits"] == 4.0
-    gone = df.loc[(provider, failed.id)]
-    if gone["status"] == "failed":
-        assert isinstance(gone["error"], str) and gone["error"]
-        assert pd.isna(gone["width"]) and gone["image_paths"] == [] and pd.isna(gone["credits"])
-        assert pd.isna(gone["completed_at"]) or gone["completed_at"] >= gone["created_at"]
-
-
-def test_history_filters_query_and_raw(engine):
-    a = ji.imagine("a red lighthouse", provider="apiframe").wait(20)
-    b = ji.imagine("a green forest", provider="banatie").wait(20)
-    assert ji.history(query="LIGHTHOUSE")["id"].tolist() == [a.id]
-    assert ji.history(provider=["banatie"])["id"].tolist() == [b.id]
-    assert ji.history(status="succeeded", limit=1)["id"].tolist() == [b.id]
-    assert len(ji.history(since=a.created_at)) == 2
-    assert ji.history(until=a.created_at).empty
-    raw = ji.history(include_raw=True)
-    assert raw["raw"].map(type).tolist() == [dict, dict]
-    assert raw.loc[("apiframe", a.id), "raw"]["status"] == "finished"
-    assert ji.history().loc["banatie", "id"].tolist() == [b.id]  # one provider's rows
-    with pytest.raises(ji.ConfigurationError, match="unknown provider"):
-        ji.history(provider="nope")
-
-
-# ------------------------------------------------------------------------------ remote pulls
 @pytest.fixture
 def shared_app():
     """One sandbox shared by two engines: 'this kernel' and 'another machine'."""
@@ -139,7 +83,7 @@ def test_pull_brings_in_jobs_started_elsewhere_and_twice_adds_nothing(tmp_path, 
         elsewhere.close()
     here = other_engine(tmp_path, shared_app, "here")
     try:
-        report = _history.sync(here, ["blockade", "banatie", "neuroflash", "apiframe"],
+        report = _pull.sync(here, ["blockade", "banatie", "neuroflash", "apiframe"],
                                progress=False)
         by = report.set_index("provider")
         assert by.loc["blockade", "new"] == 2 and by.loc["banatie", "new"] == 1
@@ -158,7 +102,7 @@ def test_pull_brings_in_jobs_started_elsewhere_and_twice_adds_nothing(tmp_path, 
             assert all(p and p.startswith(str(here.store.images_dir)) for p in row["image_paths"])
             assert row["created_at"] <= row["completed_at"]
         assert here.get(rows.loc[sky.remote_id, "id"]).actions  # a normal job: it has buttons
-        again = _history.sync(here, ["blockade", "banatie", "neuroflash", "apiframe"],
+        again = _pull.sync(here, ["blockade", "banatie", "neuroflash", "apiframe"],
                               progress=False)
         assert again["new"].sum() == 0 and again["updated"].sum() == report["new"].sum()
         second = here.store.frame()
@@ -185,7 +129,7 @@ def test_pull_refreshes_stored_unfinished_apiframe_jobs_with_fetch_many(tmp_path
         time.sleep(0.2)
         before = fetch_many()
         state.clock.advance(120)  # long enough to finish every task
-        report = _history.sync(second, ["apiframe"], progress=False)
+        report = _pull.sync(second, ["apiframe"], progress=False)
         after = fetch_many()
         assert report.loc[0, "refreshed"] == 3 and report.loc[0, "error"] is None
         assert after > before
@@ -223,7 +167,7 @@ def seed_skyboxes(url: str, count: int) -> list[str]:
 def test_pagination_across_many_pages_over_loopback(live_engine, live_sandbox, monkeypatch):
     """Blockade's myRequests, 10 a page: page 0, then the other 12 pages at once (bounded)."""
     ids = seed_skyboxes(live_sandbox.url, 125)
-    monkeypatch.setattr(_history, "BLOCKADE_PAGE_SIZE", 10)
+    monkeypatch.setattr(_pull, "BLOCKADE_PAGE_SIZE", 10)
     from jupyter_imagine.providers.blockade import Blockade
 
     original = Blockade.my_requests
@@ -374,45 +318,14 @@ def test_remote_times_rules():
 
     blockade = remote({"processing_at": "2024-05-01T12:00:06Z",
                        "completed_at": "2024-05-01T12:00:30Z"})
-    assert _history.remote_times(blockade) == (
+    assert _pull.remote_times(blockade) == (
         datetime(2024, 5, 1, 12, 0, 6, tzinfo=timezone.utc),
         datetime(2024, 5, 1, 12, 0, 30, tzinfo=timezone.utc),
     )
     banatie = remote({"processingTimeMs": 4000, "updatedAt": "2024-05-01T12:00:10Z"})
-    assert _history.remote_times(banatie)[0] == datetime(2024, 5, 1, 12, 0, 6,
+    assert _pull.remote_times(banatie)[0] == datetime(2024, 5, 1, 12, 0, 6,
                                                           tzinfo=timezone.utc)
-    assert _history.remote_times(remote({}), synchronous=True) == (created, created)
-    assert _history.remote_times(remote({})) == (None, None)
+    assert _pull.remote_times(remote({}), synchronous=True) == (created, created)
+    assert _pull.remote_times(remote({})) == (None, None)
     early = remote({"started_at": "2024-05-01T11:00:00Z"}, status=Status.RUNNING)
-    assert _history.remote_times(early)[0] == created  # never before creation
-
-
-def test_progress_display_in_a_kernel(monkeypatch):
-    shown, updates = [], []
-
-    class Handle:
-        def update(self, obj, raw=False):
-            updates.append(obj)
-
-    def display(obj, raw=False, display_id=False):
-        shown.append(obj)
-        return Handle()
-
-    monkeypatch.setattr(_history, "_in_kernel", lambda: True)
-    monkeypatch.setattr("IPython.display.display", display)
-    live = _history.LiveText(min_interval=10)
-    assert live.shown and len(shown) == 1
-    widget_view = shown[0]["application/vnd.jupyter.widget-view+json"]
-    assert widget_view["model_id"] == live._widget.model_id
-    live.set("<b>1</b>", force=True)
-    live.set("<b>2</b>")  # throttled
-    assert live._widget.value == "<b>1</b>"
-    live.close()
-    assert live._widget.value == "<b>2</b>"
-    assert updates[-1]["text/html"] == "<b>2</b>" and updates[-1]["text/plain"] == "2"
-    assert not _history.LiveText(enabled=False).shown
-    monkeypatch.setattr(_history, "_in_kernel", lambda: False)
-    quiet = _history.LiveText()
-    assert not quiet.shown
-    quiet.set("x")
-    quiet.close()
+    assert _pull.remote_times(early)[0] == created  # never before creation

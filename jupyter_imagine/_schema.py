@@ -1,0 +1,208 @@
+"""The history's schema: the frame's columns and the rules that derive the common columns.
+
+What each provider's job record means in the common columns that do not sit on
+:class:`~jupyter_imagine.models.Job` itself: ``negative_prompt``, ``width``/``height``,
+``credits``. The store calls :func:`derive_columns` on every save and keeps the results in indexed
+columns, so building the frame never parses a record. Rules:
+
+* ``negative_prompt``: the ``negative_prompt`` / ``negative_text`` parameter (Blockade's wire
+  name), else the same field in the provider's payload (``negative_text``, ``negativePrompt``);
+  else the provider's own rule (:meth:`Provider.negative_prompt
+  <jupyter_imagine.providers.Provider.negative_prompt>`); else NA.
+* ``width``/``height``: the first result image's pixel size (the panorama for a skybox, one tile
+  for a 2×2 grid), else the grid's; NA until known.
+* ``credits``: a cost the payload states (``credits``, ``cost``, ``credits_used``,
+  ``creditsUsed`` …) wins; otherwise the provider's published prices
+  (:meth:`Provider.credits <jupyter_imagine.providers.Provider.credits>`). Only succeeded jobs
+  carry credits: whether a failed job is charged is not documented anywhere, so it is NA rather
+  than a guess.
+
+:func:`check_frame` is what the ``df.imagine`` accessor uses to refuse frames without the key
+columns. This module sits below the store and imports only the providers and lower layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import ConfigurationError
+from .providers import provider_class
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "KEY_COLUMNS",
+    "KNOWN_PROVIDERS",
+    "RESULT_ROLES",
+    "as_number",
+    "check_frame",
+    "credits_for",
+    "derive_columns",
+    "first_text",
+    "result_images",
+]
+
+#: The history frame's columns, in order (the index is the key ``(provider, id)``).
+HISTORY_COLUMNS = (
+    "provider",
+    "id",
+    "remote_id",
+    "parent_id",
+    "root_id",
+    "kind",
+    "action",
+    "status",
+    "prompt",
+    "negative_prompt",
+    "params",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "queue_s",
+    "run_s",
+    "total_s",
+    "n_images",
+    "width",
+    "height",
+    "image_urls",
+    "image_paths",
+    "credits",
+    "error",
+    "sandbox",
+)
+#: The five providers of DESIGN.md: the ``provider`` column's categories always include them, so
+#: frames of different providers (or filters) have the same dtype and concatenate cleanly.
+KNOWN_PROVIDERS = ("apiframe", "banatie", "blockade", "neuroflash", "thenextleg")
+#: The columns that identify a row: the frame's index is the pair of them.
+KEY_COLUMNS = ("provider", "id")
+
+
+# ===================================================================================== schema
+_NEGATIVE_PARAMS = ("negative_prompt", "negative_text", "negative")
+_NEGATIVE_RAW = ("negative_text", "negative_prompt", "negativePrompt", "negativeText")
+_COST_FIELDS = ("credits", "cost", "credits_used", "creditsUsed", "credit_cost", "creditCost")
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a finite float (numbers and numeric text), else ``None`` (bools too)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def first_text(sources: Iterable[Mapping[str, Any]], names: Sequence[str]) -> str | None:
+    """The first non-blank text among ``names`` of ``sources`` (in that order), else ``None``."""
+    for source in sources:
+        for name in names:
+            value = source.get(name)
+            if isinstance(value, str) and value.strip():
+                return value
+    return None
+
+
+def credits_for(
+    provider: str,
+    kind: str | None,
+    status: str | None,
+    params: Mapping[str, Any] | None = None,
+    raw: Mapping[str, Any] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> float | None:
+    """The credits a job cost, where the provider tells it; ``None`` (NA) otherwise.
+
+    See the module docstring for the rules. ``status`` other than ``succeeded`` gives ``None``.
+    """
+    if status != "succeeded":
+        return None
+    params = params or {}
+    sources = [s for s in (raw, extras) if isinstance(s, Mapping)]
+    for source in sources:
+        for name in _COST_FIELDS:
+            stated = as_number(source.get(name))
+            if stated is not None and stated >= 0:
+                return stated
+    try:
+        cls = provider_class(provider)
+    except ConfigurationError:  # a provider this installation does not know
+        return None
+    return cls.credits({"kind": kind, "params": params, "raw": raw or {}, "extras": extras or {}})
+
+
+#: Image roles that are results (counted in ``n_images``, listed in ``image_urls``/``paths``);
+#: a skybox's ``thumbnail`` and ``depth`` map and a grid composite are not.
+RESULT_ROLES = frozenset({"image"})
+
+
+def result_images(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The result images of a job record (role ``image``; a missing role counts as one)."""
+    return [
+        i for i in record.get("images") or []
+        if isinstance(i, Mapping) and (i.get("role") or "image") in RESULT_ROLES
+    ]
+
+
+def derive_columns(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The common columns of a job record that need a provider's rules.
+
+    Returns ``negative_prompt`` (text or ``None``), ``width`` and ``height`` (ints or ``None``)
+    and ``credits`` (float or ``None``). ``record`` is a scrubbed
+    :meth:`~jupyter_imagine.models.Job.to_record` dict.
+    """
+    params = record.get("params") if isinstance(record.get("params"), Mapping) else {}
+    raw = record.get("raw") if isinstance(record.get("raw"), Mapping) else {}
+    extras = record.get("extras") if isinstance(record.get("extras"), Mapping) else {}
+    negative = first_text((params,), _NEGATIVE_PARAMS) or first_text((raw,), _NEGATIVE_RAW)
+    if negative is None:
+        try:
+            negative = provider_class(str(record.get("provider") or "")).negative_prompt(record)
+        except ConfigurationError:
+            negative = None
+    width = height = None
+    images = result_images(record)
+    grid = record.get("grid") if isinstance(record.get("grid"), Mapping) else None
+    for image in [*images, *([grid] if grid else [])]:
+        w, h = image.get("width"), image.get("height")
+        if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+            width, height = w, h
+            break
+    return {
+        "negative_prompt": negative,
+        "width": width,
+        "height": height,
+        "credits": credits_for(
+            str(record.get("provider") or ""),
+            record.get("kind"),
+            str(record.get("status") or ""),
+            params,
+            raw,
+            extras,
+        ),
+    }
+
+
+def check_frame(df: Any, what: str = "this") -> None:
+    """Raise ``AttributeError`` with a clear message unless ``df`` has the key columns.
+
+    The key columns (``provider`` and ``id``) may be columns or index levels.
+    """
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise AttributeError(f"{what} needs a pandas DataFrame, not {type(df).__name__}")
+    present = set(map(str, df.columns)) | {str(n) for n in df.index.names if n is not None}
+    missing = [c for c in KEY_COLUMNS if c not in present]
+    if missing:
+        raise AttributeError(
+            f"{what} needs the key columns 'provider' and 'id' (missing: "
+            f"{', '.join(repr(m) for m in missing)}); use a frame from jupyter_imagine.history() "
+            "or jupyter_imagine.batch(), or a slice of one that keeps those columns"
+        )
+

@@ -1,0 +1,83 @@
+"""The engine's bounded HTTP transport (``jupyter_imagine._transport``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from jupyter_imagine._transport import BoundedTransport
+
+
+class _Body(httpx.AsyncByteStream):
+    """A body that is read from the network, as a real transport's is (not pre-loaded)."""
+
+    async def __aiter__(self):
+        yield b"x" * 10
+
+
+class _Counting(httpx.AsyncBaseTransport):
+    """Answers every request after a short pause, counting how many are inside at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most = 0
+        self.closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/boom":
+            raise httpx.ConnectError("refused", request=request)
+        self.inside += 1
+        self.most = max(self.most, self.inside)
+        await asyncio.sleep(0.01)
+        self.inside -= 1
+        return httpx.Response(200, stream=_Body())
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_at_most_limit_requests_inside_and_every_slot_comes_back():
+    inner = _Counting()
+
+    async def main() -> list[bytes]:
+        transport = BoundedTransport(inner, 3)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            bodies = await asyncio.gather(*(client.get("/") for _ in range(20)))
+            # all slots were released when the bodies closed: 3 more fit at once
+            await asyncio.wait_for(asyncio.gather(*(client.get("/") for _ in range(3))), 1)
+        return [r.content for r in bodies]
+
+    assert asyncio.run(main()) == [b"x" * 10] * 20
+    assert inner.most <= 3 and inner.closed
+
+
+def test_a_failed_request_frees_its_slot():
+    inner = _Counting()
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=BoundedTransport(inner, 1),
+                                     base_url="http://x") as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get("/boom")
+            response = await asyncio.wait_for(client.get("/"), 1)  # would hang without the slot
+            assert response.status_code == 200
+
+    asyncio.run(main())
+
+
+def test_a_streamed_body_holds_its_slot_until_closed():
+    inner = _Counting()
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=BoundedTransport(inner, 1),
+                                     base_url="http://x") as client:
+            async with client.stream("GET", "/") as response:
+                waiting = asyncio.ensure_future(client.get("/"))
+                await asyncio.sleep(0.05)
+                assert not waiting.done()  # the only slot is still held by the open body
+                await response.aread()
+            assert (await asyncio.wait_for(waiting, 1)).status_code == 200
+
+    asyncio.run(main())
