@@ -27,6 +27,7 @@ RANKS: tuple[tuple[str, int], ...] = (
     ("providers", 4),
     ("sandbox", 4),
     ("_schema", 5),
+    ("_magic_parser", 5),  # pure: splits and parses a magic line from the providers' specs
     ("store", 6),
     ("_transport", 7),
     ("_polling", 7),
