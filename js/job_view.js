@@ -2,6 +2,9 @@
 // Python owns the state (traits, written on the engine thread); this view only draws it and
 // sends messages: {type: "act", label}, {type: "full", index}, {type: "cancel"}. It never
 // waits on a reply: a clicked button is disabled until the state says what happened.
+// The messages are listed in jupyter_imagine/widgets/_protocol.py.
+
+import { blobUrl, h, hideFallback } from "./_dom.js";
 
 const STATUS = { queued: "Queued", running: "Running", succeeded: "Done", failed: "Failed", cancelled: "Cancelled" };
 const ERRORS = {
@@ -9,19 +12,6 @@ const ERRORS = {
   AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
 };
 const BUSY = new Set(["starting", "queued", "running", "drawing"]);
-
-/** Create an element: h("button", {class: "x", onclick}, "text", child…). */
-export function h(tag, attrs = {}, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v == null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "text") el.textContent = v;
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  el.append(...kids.filter((k) => k != null));
-  return el;
-}
 
 /** "4.2 s", "12 s", "3 min 05 s". */
 export function formatElapsed(seconds) {
@@ -49,26 +39,6 @@ export function errorText(state) {
   }
   if (state.status === "cancelled") return "Cancelled";
   return state.error || "";
-}
-
-/** The image type of bytes in a DataView: JPEG, WebP or (default) PNG. */
-export const sniff = (dv) => (dv.getUint8(0) === 0xff ? "image/jpeg" : dv.getUint8(0) === 0x52 ? "image/webp" : "image/png");
-const blobUrl = (dv) => (dv && dv.byteLength ? URL.createObjectURL(new Blob([dv], { type: sniff(dv) })) : null);
-
-/** Hide the static PNG fallback that was displayed next to this live view (see _bundle.py). */
-export function hideFallback(el, key) {
-  if (!key) return null;
-  for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
-    let sib = node.previousElementSibling;
-    for (let i = 0; sib && i < 3; sib = sib.previousElementSibling, i++) {
-      for (const img of sib.querySelectorAll('img[src^="data:image/png;base64,"]')) {
-        let head = "";
-        try { head = atob(img.src.slice(22, 22 + 4096)); } catch { /* not our PNG */ }
-        if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
-      }
-    }
-  }
-  return null;
 }
 
 function render({ model, el }) {

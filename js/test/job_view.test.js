@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import widget, { errorText, formatElapsed, hideFallback, statusText } from "../job_view.js";
+import widget, { errorText, formatElapsed, statusText } from "../job_view.js";
 import { button, fakeModel, mount, view } from "./fake_model.js";
 
 const GRID = ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"];
@@ -164,28 +164,6 @@ describe("full-size images", () => {
     expect(document.querySelector('[role="dialog"]')).toBeNull();
     el.querySelectorAll(".ji-cell")[1].click(); // cached: no second request
     expect(model.sent).toHaveLength(1);
-  });
-});
-
-describe("static fallback", () => {
-  it("hides the PNG output that carries this view's key, and only that one", () => {
-    const key = "k3y0123456789abcdef";
-    const png = (text) => `data:image/png;base64,${btoa(`\x89PNG\r\n\x1a\n....tEXtjupyter_imagine.view\0${text}....`)}`;
-    const area = document.createElement("div");
-    const other = document.createElement("div");
-    other.innerHTML = `<img src="${png("someone-else")}">`;
-    const mine = document.createElement("div");
-    mine.innerHTML = `<img src="${png(key)}">`;
-    const out = document.createElement("div");
-    const el = document.createElement("div");
-    out.append(document.createElement("div"));
-    out.firstChild.append(el);
-    area.append(other, mine, out);
-    document.body.append(area);
-    expect(hideFallback(el, key)).toBe(mine);
-    expect(mine.classList.contains("ji-hidden")).toBe(true);
-    expect(other.classList.contains("ji-hidden")).toBe(false);
-    expect(hideFallback(el, "")).toBeNull();
   });
 });
 
