@@ -12,6 +12,19 @@ const ERRORS = {
   AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
 };
 const BUSY = new Set(["starting", "queued", "running", "drawing"]);
+/** Words shown after the labels that are only an emoji, so no button depends on an emoji font. */
+const SPELLED = { "🔄": "Reroll", "⬅️": "Pan left", "➡️": "Pan right", "⬆️": "Pan up", "⬇️": "Pan down" };
+
+/** A button's text (and accessible name): the label, with words after an emoji-only one ("🔄 Reroll"). */
+export const buttonText = (label) => (SPELLED[label] ? `${label} ${SPELLED[label]}` : label);
+
+/** The kind badge: "U2 · upscale", but "Vary (Region)" for a vary_region (the kind once). */
+export function kindText(action, kind) {
+  if (!action) return kind;
+  const said = (SPELLED[action] || action).toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+  const shown = buttonText(action);
+  return said && (said === kind || said.startsWith(`${kind}_`)) ? shown : `${shown} · ${kind}`;
+}
 
 /** "4.2 s", "12 s", "3 min 05 s". */
 export function formatElapsed(seconds) {
@@ -52,7 +65,7 @@ function render({ model, el }) {
   let previewUrl = null, timer = null, received = performance.now(), fallback = null;
   const pending = new Set();
 
-  const chips = h("div", { class: "ji-head" });
+  const chips = h("div", { class: "ji-chips" });
   const status = h("span", { class: "ji-status", role: "status", "aria-live": "polite" });
   const cancel = h("button", { class: "ji-cancel", type: "button", onclick: () => model.send({ type: "cancel" }) }, "Cancel");
   const prompt = h("div", { class: "ji-prompt" });
@@ -63,17 +76,16 @@ function render({ model, el }) {
   const actions = h("div", { class: "ji-actions", role: "group", "aria-label": "Actions" });
   const notice = h("div", { class: "ji-line ji-hidden", role: "status" });
   const error = h("div", { class: "ji-line ji-error ji-hidden", role: "alert" });
-  const card = h("div", { class: "ji ji-card ji-job" }, chips, prompt, progress, preview, media, actions, error, notice);
+  const head = h("div", { class: "ji-head" }, chips, h("div", { class: "ji-state" }, status, cancel));
+  const card = h("div", { class: "ji ji-card ji-job" }, head, prompt, progress, preview, media, actions, error, notice);
   el.append(card);
 
-  function head() {
-    const label = get("action") ? `${get("action")} · ${get("kind")}` : get("kind");
+  function heading() {
     chips.replaceChildren(
       h("span", { class: "ji-chip", title: `provider: ${get("provider")}` }, get("provider_label") || get("provider")),
       get("sandbox") ? h("span", { class: "ji-chip ji-sandbox", title: "No API key: this job ran in the built-in sandbox" }, "SANDBOX") : null,
-      h("span", { class: "ji-chip" }, label),
+      h("span", { class: "ji-chip ji-kind", title: `kind: ${get("kind")}` }, kindText(get("action"), get("kind"))),
       h("code", { class: "ji-id", title: "job id: jupyter_imagine.job(id) re-attaches to it" }, get("job_id").slice(0, 8)),
-      status, cancel,
     );
     prompt.textContent = get("prompt");
     prompt.title = get("prompt");
@@ -133,8 +145,7 @@ function render({ model, el }) {
     const labels = get("actions") || [];
     const done = get("status") === "succeeded";
     actions.replaceChildren(...labels.flatMap((label) => {
-      const b = h("button", { type: "button", "data-label": label, onclick: () => act(label, b) }, label);
-      if (label === "🔄") b.title = "Reroll";
+      const b = h("button", { type: "button", "data-label": label, onclick: () => act(label, b) }, buttonText(label));
       return label === "V1" ? [h("span", { class: "ji-break" }), b] : [b];
     }));
     actions.classList.toggle("ji-hidden", !labels.length || !done);
@@ -214,11 +225,11 @@ function render({ model, el }) {
   on("actions", actionsUpdate);
   on("action_state", () => { pending.clear(); buttonStates(); });
   on("notice", () => { pending.clear(); buttonStates(); noticeUpdate(); });
-  for (const k of ["prompt", "kind", "action", "provider", "sandbox"]) on(k, head);
+  for (const k of ["prompt", "kind", "action", "provider", "sandbox"]) on(k, heading);
   model.on("msg:custom", onMessage);
   on("fallback_key", () => { fallback = fallback || hideFallback(el, get("fallback_key")); });
 
-  head(); progressUpdate(); previewUpdate(); mediaUpdate(); actionsUpdate(); noticeUpdate();
+  heading(); progressUpdate(); previewUpdate(); mediaUpdate(); actionsUpdate(); noticeUpdate();
   // The static fallback sits right before this output; hide it once the DOM is attached.
   setTimeout(() => { fallback = fallback || hideFallback(el, get("fallback_key")); }, 0);
 

@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFont
+from PIL import ImageDraw, ImageFont, ImageOps
 
 from ..imaging import to_png
+from ._labels import SPELLED, kind_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._job_view import JobView
@@ -33,8 +34,6 @@ WIDTH = 560
 _PAD = 10
 _BG, _FG, _FG2, _LINE = (255, 255, 255), (31, 35, 40), (89, 99, 110), (216, 221, 227)
 _ACCENT, _ERROR, _WARN = (25, 118, 210), (211, 47, 47), (245, 124, 0)
-# Labels the default font cannot draw.
-_SPELLED = {"🔄": "reroll", "⬅️": "pan left", "➡️": "pan right", "⬆️": "pan up", "⬇️": "pan down"}
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -45,15 +44,19 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def _text(value: str, limit: int = 90) -> str:
-    for label, spelled in _SPELLED.items():
+    for label, spelled in SPELLED.items():  # the default font has no emoji
         value = value.replace(label, spelled)
     value = "".join(c for c in value if ord(c) < 0x2000 or 0x2190 <= ord(c) < 0x2400)
     value = " ".join(value.split())
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+def _image(data: bytes) -> PILImage.Image:
+    return PILImage.open(io.BytesIO(data)).convert("RGB")
+
+
 def _thumb(data: bytes, width: int) -> PILImage.Image:
-    im = PILImage.open(io.BytesIO(data)).convert("RGB")
+    im = _image(data)
     if im.width > width:
         im = im.resize((width, max(1, round(im.height * width / im.width))),
                        PILImage.Resampling.LANCZOS)
@@ -78,14 +81,15 @@ def _pictures(images: list[bytes], layout: str, width: int) -> PILImage.Image | 
 def _row(view: JobView, width: int, font: Any, small: Any) -> PILImage.Image:
     """One job of the lineage: caption, then its pictures, a progress bar or its error."""
     status = view.status
-    what = f"{view.action} · {view.kind}" if view.action else view.kind
+    what = kind_label(view.action, view.kind)
     caption = _text(f"{view.provider_label} {what}" + (" · sandbox" if view.sandbox else "")
                     + f" · {status}")
     prompt = _text(view.prompt)
     pictures = None
     if view.images:
         try:
-            pic_width = width if view.arrangement == "panorama" else min(width, 400)
+            # the grid and a panorama fill the row, as in the live view; a single image ≤ 400 px
+            pic_width = min(width, 400) if view.arrangement == "single" else width
             pictures = _pictures(list(view.images), view.arrangement, pic_width)
         except OSError:
             pictures = None
@@ -141,23 +145,33 @@ def lineage_png(view: JobView, key: str) -> bytes:
 def gallery_png(rows: Sequence[dict[str, Any]], total: int, key: str,
                 tile: Callable[[str], bytes], limit: int = 12) -> bytes:
     """A contact sheet of the first ``limit`` of ``rows`` (default 12; the gallery's newest),
-    titled with ``total``; ``tile(job_id)`` gives a tile's thumbnail bytes (``b""``: none)."""
+    titled with ``total``; ``tile(job_id)`` gives a tile's thumbnail bytes (``b""``: none).
+
+    Like the live gallery, every tile is a square filled by its picture (centre-cropped), with
+    the prompt under it, so the sheet has no holes whatever the aspect ratios.
+    """
     font, small = _font(14), _font(12)
     rows = list(rows[:limit])
-    cols, cell = 4, (WIDTH - 2 * _PAD - 3 * 6) // 4
-    head = PILImage.new("RGB", (WIDTH - 2 * _PAD, 22), _BG)
-    ImageDraw.Draw(head).text((0, 2), f"jupyter_imagine gallery · {total} jobs",
-                              font=font, fill=_FG)
+    cols, gap, caption = 4, 6, 18
+    cell = (WIDTH - 2 * _PAD - (cols - 1) * gap) // cols
+    head = PILImage.new("RGB", (WIDTH - 2 * _PAD, 18), _BG)
+    ImageDraw.Draw(head).text((0, 0), f"jupyter_imagine gallery · {total} jobs", font=font, fill=_FG)
     lines = max(1, (len(rows) + cols - 1) // cols)
-    grid = PILImage.new("RGB", (WIDTH - 2 * _PAD, lines * (cell + 22)), _BG)
+    pitch = cell + caption + gap
+    grid = PILImage.new("RGB", (WIDTH - 2 * _PAD, lines * pitch - gap), _BG)
     draw = ImageDraw.Draw(grid)
     for i, r in enumerate(rows):
-        x, y = (i % cols) * (cell + 6), (i // cols) * (cell + 22)
+        x, y = (i % cols) * (cell + gap), (i // cols) * pitch
         data = tile(str(r["id"]))
-        if data:
-            thumb = _thumb(data, cell)
-            grid.paste(thumb.crop((0, 0, cell, min(cell, thumb.height))), (x, y))
+        try:
+            picture = ImageOps.fit(_image(data), (cell, cell), PILImage.Resampling.LANCZOS) \
+                if data else None
+        except OSError:
+            picture = None
+        if picture is not None:
+            grid.paste(picture, (x, y))
         else:
             draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(238, 240, 243))
+            draw.text((x + 6, y + 6), str(r.get("status") or ""), font=small, fill=_FG2)
         draw.text((x, y + cell + 3), _text(str(r.get("prompt") or ""), 22), font=small, fill=_FG2)
     return _sheet([(0, head), (0, grid)], key)
