@@ -17,7 +17,8 @@ pytestmark = pytest.mark.browser
 
 QUICKSTART = REPO / "notebooks" / "quickstart.ipynb"
 PROMPT = "a lighthouse at dusk, oil painting"
-GRID = ("U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4")
+#: Accessible names of the grid's buttons: the labels, and words after the emoji-only one.
+GRID = ("U1", "U2", "U3", "U4", "🔄 Reroll", "V1", "V2", "V3", "V4")
 JOB_CELL = "job = %imagine"
 READBACK_CELL = "newest = ji.history"
 
