@@ -100,7 +100,7 @@ def test_quickstart_click_upscale_and_paint_a_mask(lab, page):
 
     # the drawer closes into the child's view; a later cell reads the result back
     drawn = job_cell.locator(".ji-lineage .ji-lineage .ji-lineage .ji-job").first
-    drawn.get_by_text("Vary (Region) · vary_region").wait_for()
+    drawn.locator(".ji-kind").get_by_text("Vary (Region)", exact=True).wait_for()  # kind once
     drawn.locator('.ji-status[data-status="succeeded"]').wait_for(timeout=90_000)
     assert drawer.count() == 0
     drawn_id = drawn.locator(".ji-id").inner_text()
