@@ -13,9 +13,9 @@ import pytest
 from _widgets_util import image_of, until
 
 import jupyter_imagine as ji
+from jupyter_imagine import _display
 from jupyter_imagine.imaging import read_png_text
 from jupyter_imagine.models import Job
-from jupyter_imagine import _display
 from jupyter_imagine.widgets import JobView, _fallback_png
 
 WIDGET = "application/vnd.jupyter.widget-view+json"

@@ -16,7 +16,6 @@ from jupyter_imagine.widgets._fallback_png import (
     gallery_png,
     lineage_png,
 )
-from jupyter_imagine.widgets._labels import kind_label
 
 
 def _png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
@@ -25,20 +24,12 @@ def _png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
     return buf.getvalue()
 
 
-def test_the_kind_badge_says_the_kind_once():
-    assert kind_label("", "imagine") == "imagine"
-    assert kind_label("U2", "upscale") == "U2 · upscale"
-    assert kind_label("Vary (Region)", "vary_region") == "Vary (Region)"
-    assert kind_label("🔄", "reroll") == "Reroll"
-    assert kind_label("⬅️", "pan") == "Pan left"
-    assert kind_label("Vary (Strong)", "variation") == "Vary (Strong) · variation"
-
-
 def test_the_gallery_sheet_has_square_tiles_and_no_holes():
     """Pictures of any aspect ratio fill square tiles (centre-cropped): no blank bands."""
     colours = [(200, 30, 30), (30, 160, 30), (30, 30, 200), (200, 160, 30), (120, 30, 160)]
     sizes = [(300, 200), (200, 200), (320, 180), (200, 300), (256, 128)]
-    tiles = {f"j{i}": _png(*size, colour) for i, (size, colour) in enumerate(zip(sizes, colours))}
+    pairs = enumerate(zip(sizes, colours, strict=True))
+    tiles = {f"j{i}": _png(*size, colour) for i, (size, colour) in pairs}
     rows = [{"id": key, "prompt": f"prompt {key}"} for key in tiles]
     sheet = gallery_png(rows, 9, "k3y", tiles.__getitem__)
     assert read_png_text(sheet)[KEY_CHUNK] == "k3y"

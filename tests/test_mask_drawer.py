@@ -118,8 +118,8 @@ def test_only_a_job_offering_the_action_can_be_masked(engine):
 
 
 def test_vary_region_without_a_mask_opens_a_drawer_in_a_notebook(up, monkeypatch):
-    from jupyter_imagine.models import Job
     from jupyter_imagine import _display
+    from jupyter_imagine.models import Job
     from jupyter_imagine.widgets._job_view import drawer_for
 
     assert Job._mask_drawer_hook is not None  # installed by the package for Job.vary_region

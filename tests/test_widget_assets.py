@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from jupyter_imagine.widgets import Gallery, JobView, MaskDrawer
-from jupyter_imagine.widgets import _protocol
 from jupyter_imagine.widgets._assets import SHARED, asset_path, read_asset, widget_esm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,21 +40,6 @@ def test_each_widget_loads_its_own_esm_with_the_shared_helpers_inlined_and_the_c
         assert len(cls._esm.encode()) < MAX_ESM_BYTES, f"{name} is getting big"
     with pytest.raises(FileNotFoundError, match="reinstall jupyter_imagine"):
         asset_path("missing.js")
-
-
-def test_the_protocol_lists_every_message_the_js_and_python_send():
-    for widget, requests in _protocol.REQUESTS.items():
-        source = (REPO / "js" / f"{widget}.js").read_text(encoding="utf-8")
-        sent = set(re.findall(r'model\.send\(\{ type: "(\w+)"', source))
-        assert sent == requests, widget
-    sent_back = {
-        name: set(re.findall(r'(?:Reply|Request) = \{"type": "(\w+)"',
-                             (REPO / "jupyter_imagine" / "widgets" / f"_{name}.py").read_text()))
-        for name in _protocol.REPLIES
-    }
-    assert sent_back == _protocol.REPLIES
-    assert _protocol.message_type({"type": "act", "label": "U1"}) == "act"
-    assert _protocol.message_type(["act"]) == _protocol.message_type({"type": 3}) == ""
 
 
 @pytest.mark.slow

@@ -155,7 +155,8 @@ def gallery_png(rows: Sequence[dict[str, Any]], total: int, key: str,
     cols, gap, caption = 4, 6, 18
     cell = (WIDTH - 2 * _PAD - (cols - 1) * gap) // cols
     head = PILImage.new("RGB", (WIDTH - 2 * _PAD, 18), _BG)
-    ImageDraw.Draw(head).text((0, 0), f"jupyter_imagine gallery · {total} jobs", font=font, fill=_FG)
+    title = f"jupyter_imagine gallery · {total} jobs"
+    ImageDraw.Draw(head).text((0, 0), title, font=font, fill=_FG)
     lines = max(1, (len(rows) + cols - 1) // cols)
     pitch = cell + caption + gap
     grid = PILImage.new("RGB", (WIDTH - 2 * _PAD, lines * pitch - gap), _BG)

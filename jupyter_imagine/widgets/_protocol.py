@@ -10,7 +10,7 @@ against them).
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, TypedDict
 
 __all__ = [
     "REPLIES",
@@ -58,7 +58,7 @@ class FullReply(TypedDict):
     index: int
 
 
-JobViewRequest = Union[ActRequest, FullRequest, CancelRequest]
+JobViewRequest = ActRequest | FullRequest | CancelRequest
 
 
 # ---------------------------------------------------------------- mask drawer (mask_drawer.js)
@@ -69,7 +69,7 @@ class SubmitRequest(TypedDict):
     prompt: str
 
 
-MaskDrawerRequest = Union[SubmitRequest, CancelRequest]
+MaskDrawerRequest = SubmitRequest | CancelRequest
 
 
 # ------------------------------------------------------------------------ gallery (gallery.js)
@@ -94,7 +94,7 @@ class ThumbsReply(TypedDict):
     ids: list[str]
 
 
-GalleryRequest = Union[ThumbsRequest, OpenRequest]
+GalleryRequest = ThumbsRequest | OpenRequest
 
 #: ``type`` values each widget's JS sends.
 REQUESTS: dict[str, frozenset[str]] = {

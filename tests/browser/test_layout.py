@@ -89,7 +89,8 @@ def test_grid_badges_and_drawer_fit_their_cards(notebook, page):
     page.wait_for_timeout(300)
     assert _within(drawer.bounding_box(), card.bounding_box())
     assert _within(child.bounding_box(), card.bounding_box())
-    assert _within(drawer.bounding_box(), cell.locator(".ji-lineage .ji-lineage").first.bounding_box())
+    column = cell.locator(".ji-lineage .ji-lineage").first  # the upscale's lineage box
+    assert _within(drawer.bounding_box(), column.bounding_box())
 
     cancel.click()
     held.locator('.ji-status[data-status="cancelled"]').wait_for()
