@@ -1,19 +1,10 @@
 // Gallery over history rows: filter by provider, status and prompt text; thumbnails load lazily
 // ({type: "thumbs", ids} → reply with one buffer per id); a click opens the job's view beneath
-// ({type: "open", id}).
+// ({type: "open", id}). The messages are listed in jupyter_imagine/widgets/_protocol.py.
+
+import { blobUrl, h, hideFallback } from "./_dom.js";
 
 const PAGE = 48;
-
-function h(tag, attrs = {}, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v == null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  el.append(...kids.filter((k) => k != null));
-  return el;
-}
 
 /** Rows matching the filters: provider and status exactly ("" = any), text in the prompt. */
 export function filterRows(rows, { provider = "", status = "", text = "" } = {}) {
@@ -22,22 +13,6 @@ export function filterRows(rows, { provider = "", status = "", text = "" } = {})
     (!provider || r.provider === provider) &&
     (!status || r.status === status) &&
     words.every((w) => (r.prompt || "").toLowerCase().includes(w) || (r.id || "").startsWith(w)));
-}
-
-/** Hide the static contact sheet displayed next to this live view (as in job_view.js). */
-function hideFallback(el, key) {
-  if (!key) return null;
-  for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
-    let sib = node.previousElementSibling;
-    for (let i = 0; sib && i < 3; sib = sib.previousElementSibling, i++) {
-      for (const img of sib.querySelectorAll('img[src^="data:image/png;base64,"]')) {
-        let head = "";
-        try { head = atob(img.src.slice(22, 22 + 4096)); } catch { /* not our PNG */ }
-        if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
-      }
-    }
-  }
-  return null;
 }
 
 const options = (label, values) =>
@@ -117,7 +92,7 @@ function render({ model, el }) {
     msg.ids.forEach((id, i) => {
       const dv = buffers && buffers[i];
       if (!dv || !dv.byteLength) return;
-      const url = URL.createObjectURL(new Blob([dv], { type: dv.getUint8(0) === 0xff ? "image/jpeg" : "image/png" }));
+      const url = blobUrl(dv);
       thumbs.set(id, url);
       const box = tiles.querySelector(`.ji-tile[data-id="${id}"] .ji-thumb`);
       const row = (model.get("rows") || []).find((r) => r.id === id);

@@ -2,6 +2,9 @@
 // Python owns the state (traits, written on the engine thread); this view only draws it and
 // sends messages: {type: "act", label}, {type: "full", index}, {type: "cancel"}. It never
 // waits on a reply: a clicked button is disabled until the state says what happened.
+// The messages are listed in jupyter_imagine/widgets/_protocol.py.
+
+import { blobUrl, h, hideFallback } from "./_dom.js";
 
 const STATUS = { queued: "Queued", running: "Running", succeeded: "Done", failed: "Failed", cancelled: "Cancelled" };
 const ERRORS = {
@@ -9,18 +12,18 @@ const ERRORS = {
   AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
 };
 const BUSY = new Set(["starting", "queued", "running", "drawing"]);
+/** Words shown after the labels that are only an emoji, so no button depends on an emoji font. */
+const SPELLED = { "🔄": "Reroll", "⬅️": "Pan left", "➡️": "Pan right", "⬆️": "Pan up", "⬇️": "Pan down" };
 
-/** Create an element: h("button", {class: "x", onclick}, "text", child…). */
-export function h(tag, attrs = {}, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v == null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "text") el.textContent = v;
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  el.append(...kids.filter((k) => k != null));
-  return el;
+/** A button's text (and accessible name): the label, with words after an emoji-only one ("🔄 Reroll"). */
+export const buttonText = (label) => (SPELLED[label] ? `${label} ${SPELLED[label]}` : label);
+
+/** The kind badge: "U2 · upscale", but "Vary (Region)" for a vary_region (the kind once). */
+export function kindText(action, kind) {
+  if (!action) return kind;
+  const said = (SPELLED[action] || action).toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+  const shown = buttonText(action);
+  return said && (said === kind || said.startsWith(`${kind}_`)) ? shown : `${shown} · ${kind}`;
 }
 
 /** "4.2 s", "12 s", "3 min 05 s". */
@@ -51,26 +54,6 @@ export function errorText(state) {
   return state.error || "";
 }
 
-/** The image type of bytes in a DataView: JPEG, WebP or (default) PNG. */
-export const sniff = (dv) => (dv.getUint8(0) === 0xff ? "image/jpeg" : dv.getUint8(0) === 0x52 ? "image/webp" : "image/png");
-const blobUrl = (dv) => (dv && dv.byteLength ? URL.createObjectURL(new Blob([dv], { type: sniff(dv) })) : null);
-
-/** Hide the static PNG fallback that was displayed next to this live view (see _bundle.py). */
-export function hideFallback(el, key) {
-  if (!key) return null;
-  for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
-    let sib = node.previousElementSibling;
-    for (let i = 0; sib && i < 3; sib = sib.previousElementSibling, i++) {
-      for (const img of sib.querySelectorAll('img[src^="data:image/png;base64,"]')) {
-        let head = "";
-        try { head = atob(img.src.slice(22, 22 + 4096)); } catch { /* not our PNG */ }
-        if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
-      }
-    }
-  }
-  return null;
-}
-
 function render({ model, el }) {
   const get = (k) => model.get(k);
   const state = () => ({
@@ -82,7 +65,7 @@ function render({ model, el }) {
   let previewUrl = null, timer = null, received = performance.now(), fallback = null;
   const pending = new Set();
 
-  const chips = h("div", { class: "ji-head" });
+  const chips = h("div", { class: "ji-chips" });
   const status = h("span", { class: "ji-status", role: "status", "aria-live": "polite" });
   const cancel = h("button", { class: "ji-cancel", type: "button", onclick: () => model.send({ type: "cancel" }) }, "Cancel");
   const prompt = h("div", { class: "ji-prompt" });
@@ -93,17 +76,16 @@ function render({ model, el }) {
   const actions = h("div", { class: "ji-actions", role: "group", "aria-label": "Actions" });
   const notice = h("div", { class: "ji-line ji-hidden", role: "status" });
   const error = h("div", { class: "ji-line ji-error ji-hidden", role: "alert" });
-  const card = h("div", { class: "ji ji-card ji-job" }, chips, prompt, progress, preview, media, actions, error, notice);
+  const head = h("div", { class: "ji-head" }, chips, h("div", { class: "ji-state" }, status, cancel));
+  const card = h("div", { class: "ji ji-card ji-job" }, head, prompt, progress, preview, media, actions, error, notice);
   el.append(card);
 
-  function head() {
-    const label = get("action") ? `${get("action")} · ${get("kind")}` : get("kind");
+  function heading() {
     chips.replaceChildren(
       h("span", { class: "ji-chip", title: `provider: ${get("provider")}` }, get("provider_label") || get("provider")),
       get("sandbox") ? h("span", { class: "ji-chip ji-sandbox", title: "No API key: this job ran in the built-in sandbox" }, "SANDBOX") : null,
-      h("span", { class: "ji-chip" }, label),
+      h("span", { class: "ji-chip ji-kind", title: `kind: ${get("kind")}` }, kindText(get("action"), get("kind"))),
       h("code", { class: "ji-id", title: "job id: jupyter_imagine.job(id) re-attaches to it" }, get("job_id").slice(0, 8)),
-      status, cancel,
     );
     prompt.textContent = get("prompt");
     prompt.title = get("prompt");
@@ -163,8 +145,7 @@ function render({ model, el }) {
     const labels = get("actions") || [];
     const done = get("status") === "succeeded";
     actions.replaceChildren(...labels.flatMap((label) => {
-      const b = h("button", { type: "button", "data-label": label, onclick: () => act(label, b) }, label);
-      if (label === "🔄") b.title = "Reroll";
+      const b = h("button", { type: "button", "data-label": label, onclick: () => act(label, b) }, buttonText(label));
       return label === "V1" ? [h("span", { class: "ji-break" }), b] : [b];
     }));
     actions.classList.toggle("ji-hidden", !labels.length || !done);
@@ -244,11 +225,11 @@ function render({ model, el }) {
   on("actions", actionsUpdate);
   on("action_state", () => { pending.clear(); buttonStates(); });
   on("notice", () => { pending.clear(); buttonStates(); noticeUpdate(); });
-  for (const k of ["prompt", "kind", "action", "provider", "sandbox"]) on(k, head);
+  for (const k of ["prompt", "kind", "action", "provider", "sandbox"]) on(k, heading);
   model.on("msg:custom", onMessage);
   on("fallback_key", () => { fallback = fallback || hideFallback(el, get("fallback_key")); });
 
-  head(); progressUpdate(); previewUpdate(); mediaUpdate(); actionsUpdate(); noticeUpdate();
+  heading(); progressUpdate(); previewUpdate(); mediaUpdate(); actionsUpdate(); noticeUpdate();
   // The static fallback sits right before this output; hide it once the DOM is attached.
   setTimeout(() => { fallback = fallback || hideFallback(el, get("fallback_key")); }, 0);
 

@@ -1,7 +1,10 @@
 // Mask drawer for Vary (Region) and every masked edit. All painting happens here, on an
 // offscreen bitmap at the image's own pixel size (white = redraw); the display canvas only shows
 // it scaled over the picture. Submit exports a black/white 8-bit grayscale PNG of exactly the
-// source size and sends it as a message buffer: {type: "submit", prompt} + [png].
+// source size and sends it as a message buffer: {type: "submit", prompt} + [png]; Cancel sends
+// {type: "cancel"} (the messages are listed in jupyter_imagine/widgets/_protocol.py).
+
+import { blobUrl, h } from "./_dom.js";
 
 export const TOOLS = ["brush", "eraser", "rect"];
 
@@ -172,17 +175,6 @@ export async function encodePNG(width, height, gray) {
   let at = 0;
   for (const p of parts) { png.set(p, at); at += p.length; }
   return png;
-}
-
-function h(tag, attrs = {}, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v == null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  el.append(...kids.filter((k) => k != null));
-  return el;
 }
 
 const OVERLAY = [236, 64, 122];
@@ -381,7 +373,7 @@ function render({ model, el }) {
     const dv = model.get("image");
     if (!dv || !dv.byteLength || typeof Image === "undefined" || !URL.createObjectURL) return;
     if (bgUrl) URL.revokeObjectURL(bgUrl);
-    bgUrl = URL.createObjectURL(new Blob([dv], { type: dv.getUint8(0) === 0xff ? "image/jpeg" : "image/png" }));
+    bgUrl = blobUrl(dv);
     const img = new Image();
     img.onload = () => { bg = img; schedule(); };
     img.src = bgUrl;

@@ -84,7 +84,7 @@ def gallery(df_or_jobs: Any = None) -> Any:
 
 def _display_job(job: Job) -> dict[str, Any]:
     """``Job._display_hook``: the live widget (imported on first display)."""
-    from .widgets._bundle import job_bundle
+    from .widgets._job_view import job_bundle
 
     return job_bundle(job)
 
@@ -92,7 +92,7 @@ def _display_job(job: Job) -> dict[str, Any]:
 def _mask_drawer(job: Job, prompt: str | None) -> Any:
     """``Job._mask_drawer_hook``: ``job.vary_region()`` with no mask opens the mask drawer in a
     notebook (``None`` elsewhere: the job then asks for a mask)."""
-    from .widgets._mask_drawer import drawer_for
+    from .widgets._job_view import drawer_for
 
     return drawer_for(job, prompt)
 

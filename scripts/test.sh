@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them all. Usage: bash scripts/test.sh [pytest args]
-# Idempotent: on a machine that already has everything it only runs the tests.
+# Idempotent: on a machine that already has everything it only runs the tests. Leaves the
+# checkout as it found it: test output goes to temporary folders or git-ignored ones
+# (js/node_modules/, test-artifacts/); the README's screenshots in docs/images/ are rewritten only
+# with JUPYTER_IMAGINE_SCREENSHOTS=docs/images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,12 +12,21 @@ PYTHON=${PYTHON:-python3}
 echo "==> Python packages"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 
-# Chromium (Debian's) for the browser tests; never `playwright install`.
-if [ -d tests/browser ] && ! command -v chromium >/dev/null 2>&1; then
-  echo "==> Chromium from Debian"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-liberation fonts-noto-color-emoji >/dev/null
+# Chromium (Debian's) and the fonts the widgets are drawn with (the emoji font: 🔄 ✅ ❌) for the
+# browser tests; never `playwright install`. Each package is checked on its own; apt-get update
+# runs only when something is missing.
+if [ -d tests/browser ]; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  for pkg in fonts-liberation fonts-noto-color-emoji; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> From Debian: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
 
 # JS unit tests (vitest) when the widgets' JS has a package.json.
@@ -24,7 +36,9 @@ if [ -f js/package.json ]; then
     echo "the widgets' JS tests need Node.js 20+ with npm (e.g. from nodesource); none found" >&2
     exit 1
   fi
-  (cd js && { [ -f package-lock.json ] && npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; } && npx vitest run)
+  # npm ci only: it installs exactly the lock and fails (loudly) when the lock is out of step with
+  # package.json, instead of rewriting the lock in the checkout as npm install would.
+  (cd js && npm ci --no-audit --no-fund && npx vitest run)
 fi
 
 echo "==> pytest"

@@ -13,9 +13,10 @@ import pytest
 from _widgets_util import image_of, until
 
 import jupyter_imagine as ji
+from jupyter_imagine import _display
 from jupyter_imagine.imaging import read_png_text
 from jupyter_imagine.models import Job
-from jupyter_imagine.widgets import JobView, _bundle
+from jupyter_imagine.widgets import JobView, _fallback_png
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def kernel(monkeypatch):
                           "thread": threading.current_thread().name})
         return call
 
-    monkeypatch.setattr(_bundle, "in_kernel", lambda: True)
+    monkeypatch.setattr(_display, "in_kernel", lambda: True)
     monkeypatch.setattr(IPython.display, "display", record("display"))
     monkeypatch.setattr(IPython.display, "update_display", record("update"))
     return calls
@@ -88,7 +89,7 @@ def test_in_a_kernel_the_fallback_comes_first_then_the_live_view(engine, kernel)
     final = [("imagine", "succeeded", 4), ("upscale", "succeeded", 1)]
     until(lambda: lineage(mine()[-1]) == final, what="the child in the fallback")
     assert {c["thread"] for c in mine()} == {"jupyter-imagine-engine"}
-    assert image_of(base64.b64decode(mine()[-1]["data"]["image/png"])).width == _bundle.WIDTH
+    assert image_of(base64.b64decode(mine()[-1]["data"]["image/png"])).width == _fallback_png.WIDTH
     assert "succeeded" in mine()[-1]["data"]["text/plain"]
 
 

@@ -118,13 +118,13 @@ def test_only_a_job_offering_the_action_can_be_masked(engine):
 
 
 def test_vary_region_without_a_mask_opens_a_drawer_in_a_notebook(up, monkeypatch):
+    from jupyter_imagine import _display
     from jupyter_imagine.models import Job
-    from jupyter_imagine.widgets import _bundle
-    from jupyter_imagine.widgets._mask_drawer import drawer_for
+    from jupyter_imagine.widgets._job_view import drawer_for
 
     assert Job._mask_drawer_hook is not None  # installed by the package for Job.vary_region
     assert drawer_for(up) is None  # not in a kernel: vary_region() goes on and asks for a mask
-    monkeypatch.setattr(_bundle, "in_kernel", lambda: True)
+    monkeypatch.setattr(_display, "in_kernel", lambda: True)
     drawer = Job._mask_drawer_hook(up, "northern lights")
     assert isinstance(drawer, MaskDrawer) and drawer.prompt == "northern lights"
     assert drawer_for(ji.job(up.parent_id)) is None  # a grid offers no Vary (Region)

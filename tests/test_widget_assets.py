@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -12,20 +13,30 @@ from pathlib import Path
 import pytest
 
 from jupyter_imagine.widgets import Gallery, JobView, MaskDrawer
-from jupyter_imagine.widgets._assets import asset_path, read_asset
+from jupyter_imagine.widgets._assets import SHARED, asset_path, read_asset, widget_esm
 
 REPO = Path(__file__).resolve().parents[1]
 ESM = {JobView: "job_view.js", MaskDrawer: "mask_drawer.js", Gallery: "gallery.js"}
-ASSETS = [*ESM.values(), "widgets.css"]
+ASSETS = [*ESM.values(), SHARED, "widgets.css"]
 #: Each widget's ESM is stored once per widget instance in a notebook that saves widget state.
 MAX_ESM_BYTES = 24_000
 
 
-def test_each_widget_loads_its_own_esm_and_the_shared_css():
+def test_each_widget_loads_its_own_esm_with_the_shared_helpers_inlined_and_the_css():
+    shared = (REPO / "js" / SHARED).read_text(encoding="utf-8")
+    helpers = re.findall(r"^export (?:function|const) (\w+)", shared, re.MULTILINE)
+    assert {"h", "hideFallback", "blobUrl"} <= set(helpers)
     for cls, name in ESM.items():
-        assert cls._esm == read_asset(name) == (REPO / "js" / name).read_text(encoding="utf-8")
+        source = (REPO / "js" / name).read_text(encoding="utf-8")
+        assert read_asset(name) == source and f'from "./{SHARED}";' in source
+        assert cls._esm == widget_esm(name)
+        assert 'from "./' not in cls._esm  # nothing left that a string module cannot resolve
+        for helper in helpers:  # one definition each, inlined, not exported
+            assert len(re.findall(rf"^(?:function|const) {helper}\b", cls._esm, re.M)) == 1
+            assert not re.search(rf"^export (?:function|const) {helper}\b", cls._esm, re.M)
+        assert cls._esm.rstrip().endswith("export default { render };")
+        assert not re.search(r"^(?:export )?function h\(", source, re.M), f"{name} copies h()"
         assert cls._css == read_asset("widgets.css")
-        assert "export default" in cls._esm
         assert len(cls._esm.encode()) < MAX_ESM_BYTES, f"{name} is getting big"
     with pytest.raises(FileNotFoundError, match="reinstall jupyter_imagine"):
         asset_path("missing.js")
@@ -74,4 +85,4 @@ print(json.dumps({{
         assert Path(path).resolve().is_relative_to(site) and "_static" in path, (name, path)
     for cls, name in ESM.items():
         esm = found["esm"][cls.__name__]
-        assert esm and esm == (REPO / "js" / name).read_text(encoding="utf-8")
+        assert esm and esm == widget_esm(name)

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import widget, { errorText, formatElapsed, hideFallback, statusText } from "../job_view.js";
+import widget, { buttonText, errorText, formatElapsed, kindText, statusText } from "../job_view.js";
 import { button, fakeModel, mount, view } from "./fake_model.js";
 
 const GRID = ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"];
@@ -25,7 +25,7 @@ afterEach(() => { document.body.replaceChildren(); vi.useRealTimers(); });
 describe("status rendering", () => {
   it("queued: status, queue position, indeterminate bar, sandbox badge, no actions", () => {
     const { el } = mount(widget, fakeModel(state({ queue_position: 3 })));
-    expect(el.querySelector(".ji-status").textContent).toMatch(/^Queued · #3 in queue · 0\.0 s$/);
+    expect(el.querySelector(".ji-status").textContent).toMatch(/^Queued · #3 in queue · 0\.\d s$/); // a loaded machine may take a few tenths to render
     expect(el.querySelector(".ji-progress").classList.contains("ji-indeterminate")).toBe(true);
     expect(el.querySelector(".ji-sandbox").textContent).toBe("SANDBOX");
     expect(el.querySelector(".ji-chip").textContent).toBe("APIFRAME");
@@ -62,8 +62,9 @@ describe("status rendering", () => {
     const cells = el.querySelectorAll(".ji-media.ji-grid button.ji-cell img");
     expect([...cells].map((i) => i.alt)).toEqual([1, 2, 3, 4].map((i) => `a lighthouse at dusk (image ${i} of 4)`));
     expect(cells[0].getAttribute("width")).toBe("512");
-    for (const label of GRID) expect(button(el, label), label).toBeTruthy();
-    expect([...el.querySelectorAll(".ji-actions button")].map((b) => b.textContent)).toEqual(GRID);
+    for (const label of GRID) expect(button(el, buttonText(label)), label).toBeTruthy();
+    const texts = GRID.map((l) => (l === "🔄" ? "🔄 Reroll" : l)); // no button is only an emoji
+    expect([...el.querySelectorAll(".ji-actions button")].map((b) => b.textContent)).toEqual(texts);
     expect(button(el, "U2").disabled).toBe(false);
     expect(el.querySelector(".ji-cancel").classList.contains("ji-hidden")).toBe(true);
   });
@@ -167,29 +168,29 @@ describe("full-size images", () => {
   });
 });
 
-describe("static fallback", () => {
-  it("hides the PNG output that carries this view's key, and only that one", () => {
-    const key = "k3y0123456789abcdef";
-    const png = (text) => `data:image/png;base64,${btoa(`\x89PNG\r\n\x1a\n....tEXtjupyter_imagine.view\0${text}....`)}`;
-    const area = document.createElement("div");
-    const other = document.createElement("div");
-    other.innerHTML = `<img src="${png("someone-else")}">`;
-    const mine = document.createElement("div");
-    mine.innerHTML = `<img src="${png(key)}">`;
-    const out = document.createElement("div");
-    const el = document.createElement("div");
-    out.append(document.createElement("div"));
-    out.firstChild.append(el);
-    area.append(other, mine, out);
-    document.body.append(area);
-    expect(hideFallback(el, key)).toBe(mine);
-    expect(mine.classList.contains("ji-hidden")).toBe(true);
-    expect(other.classList.contains("ji-hidden")).toBe(false);
-    expect(hideFallback(el, "")).toBeNull();
-  });
-});
-
 describe("formatting", () => {
+  it("names the kind once and spells emoji-only labels", () => {
+    expect(kindText("", "imagine")).toBe("imagine");
+    expect(kindText("U2", "upscale")).toBe("U2 · upscale");
+    expect(kindText("Vary (Region)", "vary_region")).toBe("Vary (Region)");
+    expect(kindText("🔄", "reroll")).toBe("🔄 Reroll");
+    expect(kindText("⬅️", "pan")).toBe("⬅️ Pan left");
+    expect(buttonText("🔄")).toBe("🔄 Reroll");
+    expect(buttonText("V1")).toBe("V1");
+  });
+
+  it("keeps status and Cancel together, apart from the badges; 🔄 Reroll still sends 🔄", () => {
+    const { el } = mount(widget, fakeModel(state({ status: "running", kind: "vary_region", action: "Vary (Region)" })));
+    const group = el.querySelector(".ji-head > .ji-state");
+    expect([...group.children].map((c) => c.className)).toEqual(["ji-status", "ji-cancel"]);
+    expect(el.querySelector(".ji-kind").textContent).toBe("Vary (Region)");
+    const done = fakeModel(state({ status: "succeeded", actions: ["🔄"] }));
+    const shown = mount(widget, done).el;
+    button(shown, "🔄 Reroll").click();
+    expect(done.sent.map((m) => m.content)).toEqual([{ type: "act", label: "🔄" }]);
+  });
+
+
   it("elapsed and status texts", () => {
     expect(formatElapsed(4.25)).toBe("4.3 s");
     expect(formatElapsed(42)).toBe("42 s");

@@ -20,10 +20,14 @@ from .._secrets import get_logger
 from ..errors import ImagineError
 from ..models import Job
 from . import _images
-from ._assets import read_asset
+from ._assets import read_asset, widget_esm
+from ._bundle import display_bundle
+from ._fallback_png import gallery_png
+from ._job_view import JobView
+from ._protocol import GalleryRequest, ThumbsReply, message_type
 from ._runtime import defer, engine, offload
 
-__all__ = ["Gallery", "gallery"]
+__all__ = ["Gallery", "gallery", "tile"]
 
 logger = get_logger(__name__)
 
@@ -72,7 +76,7 @@ def _row_from_job(job: Job) -> dict[str, Any]:
     }
 
 
-def _tile(job_id: str) -> bytes:
+def tile(job_id: str) -> bytes:
     """A thumbnail of a stored job (its grid, else first image), or ``b""``."""
     try:
         record = engine().store.get(job_id)
@@ -97,7 +101,7 @@ class Gallery(anywidget.AnyWidget):
         box: the ``VBox`` to display: the grid, then the opened job's view.
     """
 
-    _esm = read_asset("gallery.js")
+    _esm = widget_esm("gallery.js")
     _css = read_asset("widgets.css")
 
     rows = t.List(t.Dict()).tag(sync=True)
@@ -131,30 +135,29 @@ class Gallery(anywidget.AnyWidget):
         return len(self.rows)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        from ._bundle import gallery_bundle
-
-        return gallery_bundle(self)
+        """Its :attr:`box`; in a kernel with a contact sheet of the newest jobs before it."""
+        text = f"jupyter_imagine gallery of {self.total} jobs (live view)"
+        return display_bundle(self, self.box, text,
+                              lambda key: (gallery_png(self.rows, self.total, key, tile), text))[0]
 
     # ------------------------------------------------------------------ messages
     def _on_msg(self, _widget: Any, content: Any, buffers: Sequence[Any] | None) -> None:
         """Comm handler (main or subshell thread): hand the message to the engine thread."""
         defer(self._handle, dict(content or {}))
 
-    def _handle(self, content: dict[str, Any]) -> None:
-        kind = content.get("type")
+    def _handle(self, content: GalleryRequest) -> None:
+        kind = message_type(content)
         if kind == "thumbs":
-            ids = [str(i) for i in content.get("ids") or []][:200]
-            offload(lambda: [_tile(i) for i in ids],
-                    then=lambda tiles: self.send({"type": "thumbs", "ids": ids}, tiles))
+            ids = [str(i) for i in content.get("ids") or []][:200]  # type: ignore[union-attr]
+            reply: ThumbsReply = {"type": "thumbs", "ids": ids}
+            offload(lambda: [tile(i) for i in ids], then=lambda tiles: self.send(reply, tiles))
         elif kind == "open":
-            self._open(str(content.get("id") or ""))
+            self._open(str(content.get("id") or ""))  # type: ignore[union-attr]
         else:
             logger.debug("Gallery: unknown message %r", kind)
 
     def _open(self, job_id: str) -> None:
         """Show the job's view under the grid (engine thread), replacing the previous one."""
-        from ._job_view import JobView
-
         try:
             job = engine().get(job_id)
         except ImagineError as exc:

@@ -20,6 +20,7 @@ from PIL import UnidentifiedImageError
 from .. import imaging
 from ..errors import InvalidRequest
 from ..models import Image, Job
+from . import _runtime
 
 __all__ = ["PANORAMA", "SINGLE", "THUMB", "full_image", "layout", "preview_thumbnail", "shown",
            "shrink", "thumbnail", "thumbnails"]
@@ -118,7 +119,5 @@ def preview_thumbnail(job: Job, url: str) -> bytes:
     if url.startswith("data:"):
         data = base64.b64decode(url.split(",", 1)[1])
     else:
-        from ._runtime import engine
-
-        data = engine().call(job.provider, "download", url, timeout=30)
+        data = _runtime.engine().call(job.provider, "download", url, timeout=30)
     return shrink(data, THUMB)

@@ -12,6 +12,7 @@ defers onto it. Thumbnails are made on a worker thread and written back on the e
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,27 +20,25 @@ import anywidget
 import ipywidgets
 import traitlets as t
 
+from .. import _display
 from .._secrets import get_logger
 from ..errors import ImagineError
 from ..models import VARY_REGION, Job, Status, utcnow
-from ..providers import provider_class
 from . import _images
-from ._assets import read_asset
+from ._assets import read_asset, widget_esm
+from ._bundle import display_bundle
+from ._fallback_png import lineage_png
+from ._labels import provider_label
+from ._mask_drawer import MaskDrawer
+from ._protocol import FullReply, JobViewRequest, message_type
 from ._runtime import defer, offload
 
-__all__ = ["JobView"]
+__all__ = ["JobView", "drawer_for", "job_bundle"]
 
 logger = get_logger(__name__)
 
 #: ``action_state`` values during which a button stays disabled.
 BUSY = frozenset({"queued", "running", "drawing"})
-
-
-def _label(provider: str) -> str:
-    try:
-        return provider_class(provider).label
-    except ImagineError:
-        return provider
 
 
 def _fields(job: Job) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def _fields(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.id,
         "provider": job.provider,
-        "provider_label": _label(job.provider),
+        "provider_label": provider_label(job.provider),
         "sandbox": bool(job.sandbox),
         "kind": job.kind,
         "action": job.action or "",
@@ -76,7 +75,7 @@ class JobView(anywidget.AnyWidget):
         box: the ``VBox`` to display: this view, then the boxes of its children.
     """
 
-    _esm = read_asset("job_view.js")
+    _esm = widget_esm("job_view.js")
     _css = read_asset("widgets.css")
 
     job_id = t.Unicode("").tag(sync=True)
@@ -158,9 +157,18 @@ class JobView(anywidget.AnyWidget):
         super().close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        from ._bundle import view_bundle
+        """Its :attr:`box`; in a kernel with a static picture of the lineage before it, redrawn
+        whenever the lineage changes."""
+        bundle, fallback = display_bundle(self, self.box, _view_text(self._job), self._static)
+        if fallback is not None:
+            self.on_lineage_change = fallback.refresh
+            # Changes applied on the engine thread before the line above found no callback:
+            # draw once more after them (the engine runs deferred calls in order).
+            defer(self._lineage_changed)
+        return bundle
 
-        return view_bundle(self)
+    def _static(self, key: str) -> tuple[bytes, str]:
+        return lineage_png(self, key), self._job._summary()
 
     # ------------------------------------------------------------------ engine thread
     def _refresh(self) -> None:
@@ -239,12 +247,12 @@ class JobView(anywidget.AnyWidget):
         """Comm handler (main or subshell thread): hand the message to the engine thread."""
         defer(self._handle, dict(content or {}), [bytes(b) for b in buffers or ()])
 
-    def _handle(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        kind = content.get("type")
+    def _handle(self, content: JobViewRequest, buffers: list[bytes]) -> None:
+        kind = message_type(content)
         if kind == "act":
-            self._act(str(content.get("label", "")))
+            self._act(str(content.get("label", "")))  # type: ignore[union-attr]
         elif kind == "full":
-            self._send_full(content.get("index"))
+            self._send_full(content.get("index"))  # type: ignore[union-attr]
         elif kind == "cancel":
             self._job.cancel()
         else:
@@ -268,9 +276,9 @@ class JobView(anywidget.AnyWidget):
             self._say(f"{label}: {exc}")
             return None
         self._say("")
-        return self._adopt(child)
+        return self.adopt(child)
 
-    def _adopt(self, child: Job, replacing: ipywidgets.Widget | None = None) -> JobView:
+    def adopt(self, child: Job, replacing: ipywidgets.Widget | None = None) -> JobView:
         """Show ``child`` beneath this view (in place of ``replacing`` if given; engine thread)."""
         view = JobView(child, parent=self)
         self._views.append(view)
@@ -287,8 +295,6 @@ class JobView(anywidget.AnyWidget):
 
     def _open_drawer(self, prompt: str | None = None, action: str = VARY_REGION) -> Any:
         """Open the mask drawer over this job's image, beneath the view (engine thread)."""
-        from ._mask_drawer import MaskDrawer
-
         try:
             drawer = MaskDrawer(self._job, prompt=prompt, action=action, origin=self)
         except ImagineError as exc:
@@ -298,12 +304,44 @@ class JobView(anywidget.AnyWidget):
         self._set_state(action, "drawing")
         return drawer
 
-    def _drawer_closed(self, drawer: Any) -> None:
+    def drawer_closed(self, drawer: MaskDrawer) -> None:
+        """Take the cancelled ``drawer`` away (engine thread)."""
         self.box.children = tuple(w for w in self.box.children if w is not drawer)
         self._set_state(drawer.action, None)
 
     def _send_full(self, index: Any) -> None:
         if not isinstance(index, int) or isinstance(index, bool):
             return
-        offload(_images.full_image, self._job, index,
-                then=lambda data: self.send({"type": "full", "index": index}, [data]))
+        reply: FullReply = {"type": "full", "index": index}
+        offload(_images.full_image, self._job, index, then=lambda data: self.send(reply, [data]))
+
+
+def _view_text(job: Job) -> str:
+    prompt = job.prompt if len(job.prompt) <= 60 else job.prompt[:57] + "…"
+    return f"{job.provider} {job.kind} {job.id[:8]} · {prompt!r} (live view)"
+
+
+def _child_view(job: Job) -> ipywidgets.Widget:
+    return JobView(job).box
+
+
+MaskDrawer.child_view = _child_view
+
+
+def job_bundle(job: Job) -> dict[str, Any]:
+    """``Job._display_hook``: the live view in a kernel, the static bundle elsewhere."""
+    if not _display.in_kernel():
+        return job._static_bundle()
+    try:
+        return JobView(job, fallback_key=uuid.uuid4().hex)._repr_mimebundle_()
+    except Exception:  # never break displaying a job
+        logger.exception("could not build the job view; showing the static form")
+        return job._static_bundle()
+
+
+def drawer_for(job: Job, prompt: str | None = None) -> MaskDrawer | None:
+    """``job.vary_region()`` without a mask: the drawer to display in a kernel, else ``None``
+    (outside a notebook the call goes on and asks for a mask)."""
+    if not _display.in_kernel() or VARY_REGION not in job.actions:
+        return None
+    return MaskDrawer(job, prompt=prompt)

@@ -9,8 +9,8 @@ image's size, starts the child job and the drawer closes into the child's view. 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 import anywidget
 import ipywidgets
@@ -21,19 +21,29 @@ from ..errors import ActionNotAvailable, ImagineError, InvalidRequest
 from ..imaging import image_size, load_mask
 from ..models import VARY_REGION, Job
 from . import _images
-from ._assets import read_asset
+from ._assets import read_asset, widget_esm
+from ._bundle import display_bundle
+from ._labels import provider_label
+from ._protocol import MaskDrawerRequest, message_type
 from ._runtime import defer
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._job_view import JobView
-
-__all__ = ["MaskDrawer", "drawer_for"]
+__all__ = ["DrawerHost", "MaskDrawer"]
 
 logger = get_logger(__name__)
 
 #: Long side, in pixels, of the picture shown under the mask (default 768); the mask itself is
 #: always painted and exported at the image's full size.
 DISPLAY = 768
+
+
+class DrawerHost(Protocol):
+    """What a drawer opened from a job view needs of that view (``JobView`` is one)."""
+
+    def adopt(self, child: Job, replacing: ipywidgets.Widget | None = None) -> Any:
+        """Show ``child``'s view beneath, in place of ``replacing`` (the drawer)."""
+
+    def drawer_closed(self, drawer: MaskDrawer) -> None:
+        """``drawer`` was cancelled: take it away."""
 
 
 class MaskDrawer(anywidget.AnyWidget):
@@ -43,7 +53,8 @@ class MaskDrawer(anywidget.AnyWidget):
         job: a finished job with one image (an upscale, for Vary (Region)).
         prompt: the prompt field's starting text (default: the job's prompt).
         action: the masked action to start (default ``"Vary (Region)"``).
-        origin: the job view it was opened from (default ``None``: displayed on its own).
+        origin: the job view it was opened from (default ``None``: displayed on its own, and
+            on submit its :attr:`box` turns into :attr:`child_view` of the child).
 
     Raises:
         ActionNotAvailable: ``job`` does not offer ``action`` now.
@@ -55,7 +66,11 @@ class MaskDrawer(anywidget.AnyWidget):
         child: the job the drawer started, once submitted, else ``None``.
     """
 
-    _esm = read_asset("mask_drawer.js")
+    #: Makes the view a stand-alone drawer turns into: ``JobView(job).box``, set by
+    #: ``_job_view`` (which sits above this module and opens drawers itself).
+    child_view: ClassVar[Callable[[Job], ipywidgets.Widget] | None] = None
+
+    _esm = widget_esm("mask_drawer.js")
     _css = read_asset("widgets.css")
 
     job_id = t.Unicode("").tag(sync=True)
@@ -74,7 +89,7 @@ class MaskDrawer(anywidget.AnyWidget):
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, job: Job, prompt: str | None = None, *, action: str = VARY_REGION,
-                 origin: JobView | None = None, **kwargs: Any) -> None:
+                 origin: DrawerHost | None = None, **kwargs: Any) -> None:
         if action not in job.actions:
             offered = ", ".join(job.actions) or "nothing until it has succeeded"
             raise ActionNotAvailable(
@@ -89,10 +104,8 @@ class MaskDrawer(anywidget.AnyWidget):
         data = source.read_bytes()
         width, height = (source.width, source.height) if source.width and source.height \
             else image_size(data)
-        from ._job_view import _label
-
         super().__init__(
-            job_id=job.id, provider_label=_label(job.provider), sandbox=bool(job.sandbox),
+            job_id=job.id, provider_label=provider_label(job.provider), sandbox=bool(job.sandbox),
             title=action, prompt=job.prompt if prompt is None else prompt,
             image=_images.shrink(data, DISPLAY), width=int(width), height=int(height), **kwargs,
         )
@@ -110,19 +123,19 @@ class MaskDrawer(anywidget.AnyWidget):
         return self._job
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        from ._bundle import widget_bundle
-
-        return widget_bundle(self.box, f"mask drawer for {self._job.kind} {self._job.id[:8]}")
+        text = f"mask drawer for {self._job.kind} {self._job.id[:8]}"
+        return display_bundle(self, self.box, text)[0]
 
     # ------------------------------------------------------------------ messages
     def _on_msg(self, _widget: Any, content: Any, buffers: Sequence[Any] | None) -> None:
         """Comm handler (main or subshell thread): hand the message to the engine thread."""
         defer(self._handle, dict(content or {}), [bytes(b) for b in buffers or ()])
 
-    def _handle(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        kind = content.get("type")
+    def _handle(self, content: MaskDrawerRequest, buffers: list[bytes]) -> None:
+        kind = message_type(content)
         if kind == "submit":
-            self._submit(str(content.get("prompt") or ""), buffers[0] if buffers else b"")
+            prompt = content.get("prompt")  # type: ignore[union-attr]
+            self._submit(str(prompt or ""), buffers[0] if buffers else b"")
         elif kind == "cancel":
             self._cancel()
         else:
@@ -150,11 +163,9 @@ class MaskDrawer(anywidget.AnyWidget):
             self.error = ""
             self.status = "submitted"
         if self._origin is not None:
-            self._origin._adopt(child, replacing=self)
-        else:
-            from ._job_view import JobView
-
-            self.box.children = (JobView(child).box,)
+            self._origin.adopt(child, replacing=self)
+        elif self.child_view is not None:
+            self.box.children = (type(self).child_view(child),)
         logger.debug("mask drawer started %s job %s", child.kind, child.id)
 
     def _cancel(self) -> None:
@@ -162,16 +173,7 @@ class MaskDrawer(anywidget.AnyWidget):
             return
         self.status = "cancelled"
         if self._origin is not None:
-            self._origin._drawer_closed(self)
+            self._origin.drawer_closed(self)
         else:
             self.box.children = ()
 
-
-def drawer_for(job: Job, prompt: str | None = None) -> MaskDrawer | None:
-    """``job.vary_region()`` without a mask: the drawer to display in a kernel, else ``None``
-    (outside a notebook the call goes on and asks for a mask)."""
-    from ._bundle import in_kernel
-
-    if not in_kernel() or VARY_REGION not in job.actions:
-        return None
-    return MaskDrawer(job, prompt=prompt)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.browser
 
 QUICKSTART = REPO / "notebooks" / "quickstart.ipynb"
 PROMPT = "a lighthouse at dusk, oil painting"
-GRID = ("U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4")
+#: Accessible names of the grid's buttons: the labels, and words after the emoji-only one.
+GRID = ("U1", "U2", "U3", "U4", "🔄 Reroll", "V1", "V2", "V3", "V4")
 JOB_CELL = "job = %imagine"
 READBACK_CELL = "newest = ji.history"
 
@@ -99,7 +100,7 @@ def test_quickstart_click_upscale_and_paint_a_mask(lab, page):
 
     # the drawer closes into the child's view; a later cell reads the result back
     drawn = job_cell.locator(".ji-lineage .ji-lineage .ji-lineage .ji-job").first
-    drawn.get_by_text("Vary (Region) · vary_region").wait_for()
+    drawn.locator(".ji-kind").get_by_text("Vary (Region)", exact=True).wait_for()  # kind once
     drawn.locator('.ji-status[data-status="succeeded"]').wait_for(timeout=90_000)
     assert drawer.count() == 0
     drawn_id = drawn.locator(".ji-id").inner_text()

@@ -1,8 +1,9 @@
 """The README's pictures, drawn by the real widgets in JupyterLab against the sandbox.
 
-Written to ``test-artifacts/screenshots/`` on every run (look at them after changing the JS or
-CSS); ``JUPYTER_IMAGINE_SCREENSHOTS=docs/images pytest tests/browser -k screenshots`` refreshes
-the README's copies.
+Written to ``test-artifacts/screenshots/`` (git-ignored) on every run: look at them after changing
+the JS or CSS. Only ``JUPYTER_IMAGINE_SCREENSHOTS=1 pytest tests/browser -k screenshots`` (or
+``=<folder>``) writes the README's copies, to ``docs/images/``, so a test run leaves the checkout
+clean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from PIL import Image as PILImage
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = REPO / "test-artifacts" / "screenshots"
-OUT = Path(os.environ.get("JUPYTER_IMAGINE_SCREENSHOTS") or ARTIFACTS)
+_ASKED = os.environ.get("JUPYTER_IMAGINE_SCREENSHOTS", "")
+#: Where the README's pictures go: docs/images/ when asked (``=1``), else with the others.
+OUT = REPO / "docs" / "images" if _ASKED == "1" else Path(_ASKED) if _ASKED else ARTIFACTS
 #: Pictures the README shows (the others are for looking at after a change).
 README = {"job-running", "job-upscale-beneath", "mask-drawer", "gallery", "job-error", "job-dark"}
 PROMPT = "a lighthouse at dusk, oil painting"

@@ -1,0 +1,119 @@
+"""Every custom message between the widgets' JS (``js/``) and Python, in one place.
+
+``model.send(...)`` in the browser arrives in a widget's ``on_msg`` handler as one of the
+``*Request`` shapes; Python answers with ``widget.send(...)`` as one of the ``*Reply`` shapes.
+Binary data always rides in the message's buffers, never in the JSON: the mask PNG of a
+``submit``, the full-size image of a ``full`` reply, one thumbnail per id of a ``thumbs`` reply.
+:data:`REQUESTS` / :data:`REPLIES` list the ``type`` values per widget (a test checks the JS
+against them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "REPLIES",
+    "REQUESTS",
+    "ActRequest",
+    "CancelRequest",
+    "FullReply",
+    "FullRequest",
+    "GalleryRequest",
+    "JobViewRequest",
+    "MaskDrawerRequest",
+    "OpenRequest",
+    "SubmitRequest",
+    "ThumbsReply",
+    "ThumbsRequest",
+    "message_type",
+]
+
+
+# ---------------------------------------------------------------------- job view (job_view.js)
+class ActRequest(TypedDict):
+    """A click on an action button: start the child job of ``label`` (``"U2"``, ``"🔄"`` …)."""
+
+    type: Literal["act"]
+    label: str
+
+
+class FullRequest(TypedDict):
+    """The lightbox wants image ``index`` (0-based) at full size."""
+
+    type: Literal["full"]
+    index: int
+
+
+class CancelRequest(TypedDict):
+    """Cancel: the job (job view) or the drawer itself (mask drawer)."""
+
+    type: Literal["cancel"]
+
+
+class FullReply(TypedDict):
+    """The full-size bytes of image ``index``, as the message's one buffer."""
+
+    type: Literal["full"]
+    index: int
+
+
+JobViewRequest = ActRequest | FullRequest | CancelRequest
+
+
+# ---------------------------------------------------------------- mask drawer (mask_drawer.js)
+class SubmitRequest(TypedDict):
+    """Submit the mask (a black/white PNG at the image's size, the one buffer) with ``prompt``."""
+
+    type: Literal["submit"]
+    prompt: str
+
+
+MaskDrawerRequest = SubmitRequest | CancelRequest
+
+
+# ------------------------------------------------------------------------ gallery (gallery.js)
+class ThumbsRequest(TypedDict):
+    """Thumbnails for the tiles of ``ids`` that scrolled into view."""
+
+    type: Literal["thumbs"]
+    ids: list[str]
+
+
+class OpenRequest(TypedDict):
+    """A click on a tile: open job ``id``'s view under the grid."""
+
+    type: Literal["open"]
+    id: str
+
+
+class ThumbsReply(TypedDict):
+    """One thumbnail per id, as buffers in the same order (an empty buffer: no picture)."""
+
+    type: Literal["thumbs"]
+    ids: list[str]
+
+
+GalleryRequest = ThumbsRequest | OpenRequest
+
+#: ``type`` values each widget's JS sends.
+REQUESTS: dict[str, frozenset[str]] = {
+    "job_view": frozenset({"act", "full", "cancel"}),
+    "mask_drawer": frozenset({"submit", "cancel"}),
+    "gallery": frozenset({"thumbs", "open"}),
+}
+#: ``type`` values Python sends back to each widget's JS.
+REPLIES: dict[str, frozenset[str]] = {
+    "job_view": frozenset({"full"}),
+    "mask_drawer": frozenset(),
+    "gallery": frozenset({"thumbs"}),
+}
+
+
+def message_type(content: Any) -> str:
+    """The ``type`` of a received message, or ``""`` for anything that is not a dict with one."""
+    if isinstance(content, dict):
+        kind = content.get("type")
+        if isinstance(kind, str):
+            return kind
+    return ""
