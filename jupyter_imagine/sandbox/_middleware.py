@@ -55,8 +55,9 @@ class ControlPolicy:
         return hmac.compare_digest(given, self.token.encode())
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """A streamed body went past the limit (a ``BaseException``, so that the emulators'
+    crash handlers, which catch ``Exception``, let it through to the middleware)."""
 
 
 class _InjectedDropFilter(logging.Filter):
@@ -149,11 +150,12 @@ class SandboxMiddleware:
 
     def _too_large(self, path: str) -> Response:
         limit = f"the request body is larger than {self.max_body} bytes"
-        response = self.error(path, 413, None, None)
-        if not response.body or response.body in (b"{}", b"null"):
-            response = JSONResponse({"error": limit}, status_code=413)
-        response.headers["connection"] = "close"
-        return response
+        shaped = self.error(path, 413, None, None)
+        if not shaped.body or shaped.body in (b"{}", b"null"):
+            return JSONResponse({"error": limit}, status_code=413, headers={"connection": "close"})
+        headers = {k: v for k, v in shaped.headers.items() if k != "content-length"}
+        body = bytes(shaped.body).replace(b"injected fault (413)", limit.encode())
+        return Response(body, status_code=413, headers={**headers, "connection": "close"})
 
     # ------------------------------------------------------------------ faults
     async def _apply(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
