@@ -223,11 +223,11 @@ def test_errors_map_to_typed_exceptions(over):
         job = Job(provider="apiframe", kind="imagine", prompt="x", remote_id="no-such-task")
         with pytest.raises(NotFound):
             await h.api.poll(job)
-        h.state.faults.add(r"/apiframe/fetch$", status=500)
+        h.state.faults.add("/apiframe/fetch", status=500)
         with pytest.raises(ServiceUnavailable, match="500") as info:
             await h.api.poll(job)
         assert info.value.reached_server
-        h.state.faults.add(r"/apiframe/imagine$", status=429, retry_after=7)
+        h.state.faults.add("/apiframe/imagine", status=429, retry_after=7)
         with pytest.raises(RateLimited) as info:
             await h.api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
         assert info.value.retry_after == 7

@@ -477,7 +477,7 @@ def test_errors_map_to_typed_exceptions():
         with pytest.raises(PermissionDenied, match="403"):
             await h.submit("export", PROMPT, pending, skybox_id=pending.raw["obfuscated_id"],
                            type_id=7)
-        h.state.faults.add(r"/imagine/requests/\d+$", status=500)
+        h.state.faults.add("*/imagine/requests/[0-9]*", status=500)
         with pytest.raises(ServiceUnavailable, match="500") as info:
             await h.api.poll(pending)
         assert info.value.reached_server

@@ -135,8 +135,8 @@ def test_concurrency_limit(tmp_path):
 
 
 def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
-    sandbox.faults.add(r"/apiframe/fetch(-many)?$", status=500, count=2)
-    sandbox.faults.add(r"/apiframe/fetch(-many)?$", status=429, count=1, retry_after=0.3)
+    sandbox.faults.add("/apiframe/fetch*", status=500, count=2)
+    sandbox.faults.add("/apiframe/fetch*", status=429, count=1, retry_after=0.3)
     with caplog.at_level(logging.INFO, logger="jupyter_imagine._polling"):
         job = ji.imagine("a windmill").wait(20)
     assert job.status is Status.SUCCEEDED
@@ -145,7 +145,7 @@ def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
 
 
 def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
-    sandbox.faults.add(r"/apiframe/imagine$", status=500, count=1)
+    sandbox.faults.add("/apiframe/imagine", status=500, count=1)
     job = ji.imagine("a castle")
     with pytest.raises(ji.JobFailed, match="500"):
         job.wait(30)
@@ -155,7 +155,7 @@ def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
 
 
 def test_submit_is_retried_after_a_429(engine, sandbox):
-    sandbox.faults.add(r"/apiframe/imagine$", status=429, count=1, retry_after=0.05)
+    sandbox.faults.add("/apiframe/imagine", status=429, count=1, retry_after=0.05)
     job = ji.imagine("a bridge").wait(30)
     assert job.status is Status.SUCCEEDED
     assert imagine_count(sandbox) == 2 and tasks_created(sandbox) == 1
@@ -277,7 +277,7 @@ def test_secrets_never_reach_store_logs_repr_or_errors(tmp_path, monkeypatch, li
         job.wait(30)
         assert job.sandbox is False  # a real-service client, pointed at the sandbox server
         up = job.upscale(1).wait(30)
-        live_sandbox.state.faults.add(r"/apiframe/imagine$", status=401, count=1)
+        live_sandbox.state.faults.add("/apiframe/imagine", status=401, count=1)
         bad = eng.imagine("a star", provider="apiframe")
         with pytest.raises(ji.AuthenticationError) as info:
             try:

@@ -636,6 +636,13 @@ def test_engine_first_job_validated_before_it_is_stored_and_kinds(engine, sandbo
     assert broke.error_type == "QuotaExceeded" and isinstance(info.value.__cause__, QuotaExceeded)
 
 
+
+def test_sandbox_fail_prompt_fails_the_job(engine, sandbox):
+    job = ji.imagine("a boat sandbox:fail", provider="neuroflash")
+    with pytest.raises(ji.JobFailed):
+        job.wait(10)
+    assert job.status is ji.Status.FAILED and "sandbox:fail" in (job.error or "")
+
 def test_secrets_never_reach_logs_errors_or_store(tmp_path, monkeypatch, live_sandbox, caplog):
     secret = "nfsec-FAKE-5d4c3b2a1f0e-neuroflash"
     client_id = "nf-client-FAKE-77aa"

@@ -337,6 +337,16 @@ async def test_bad_bodies_and_banned_prompts():
         problem(missing, 404)
 
 
+
+async def test_sandbox_fail_prompt_fails_its_generation_and_costs_nothing():
+    async with sandbox() as box:
+        headers = await box.auth()
+        url = WS + "/image-generation-tasks"
+        failed = await box.client.post(url, json={"prompt": "a boat sandbox:fail"}, headers=headers)
+        doc = problem(failed, 422)
+        assert doc["type"].endswith("/generation-failed") and "sandbox:fail" in doc["detail"]
+        assert box.emu.quotas["images"].usedAmount == 0
+
 # ----------------------------------------------------------------------------- edit / upscale
 async def test_edit_resembles_its_input_and_auto_keeps_its_size():
     async with sandbox() as box:
@@ -537,12 +547,12 @@ async def test_rate_limit_headers_and_the_strict_switch():
 async def test_faults_use_each_hosts_error_shape():
     async with sandbox() as box:
         headers = await box.auth()
-        box.state.faults.add(r"/neuroflash/.*/image-generation-tasks$", status=503)
+        box.state.faults.add("/neuroflash/*/image-generation-tasks", status=503)
         answer = await box.client.post(WS + "/image-generation-tasks", json={"prompt": "x"},
                                        headers=headers)
         problem(answer, 503)
         assert box.emu.quotas["images"].usedAmount == 0  # not processed
-        box.state.faults.add(r"/neuroflash-id/oauth/v2/token$", status=429, retry_after=3)
+        box.state.faults.add("/neuroflash-id/oauth/v2/token", status=429, retry_after=3)
         token = await box.client.post(TOKEN, data={"grant_type": "client_credentials"})
         assert token.status_code == 429 and token.json()["error"] == "slow_down"
         assert token.headers["retry-after"] == "3"

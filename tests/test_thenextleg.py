@@ -588,7 +588,7 @@ def test_every_endpoint_over_loopback(live_sandbox):
 
 
 def test_queue_full_at_submit_is_retried_by_the_engine(engine, sandbox):
-    sandbox.faults.add(r"/thenextleg/v2/imagine$", status=400, count=2,
+    sandbox.faults.add("/thenextleg/v2/imagine", status=400, count=2,
                        body={"success": False, "msg": "QUEUE_FULL"})
     job = ji.imagine("a lighthouse", provider="thenextleg").wait(20)
     assert job.status is Status.SUCCEEDED

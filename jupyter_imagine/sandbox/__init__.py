@@ -8,7 +8,7 @@ follow the semantics of each action (see :mod:`jupyter_imagine.imaging`).
 
     >>> app = create_app(speed=100)
     >>> state = app.state.sandbox          # clock, tasks, faults, request counter, webhooks
-    >>> state.faults.add(r"/apiframe/fetch$", status=429, retry_after=2)
+    >>> state.faults.add("/apiframe/fetch", status=429, retry_after=2)
     >>> state.clock.advance(60)            # jump every job a minute ahead
 
 See ``_app.py`` for the control routes (``/_sandbox/...``) and how to add a provider, and each

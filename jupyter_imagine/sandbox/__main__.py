@@ -2,17 +2,24 @@
 
 Options: ``--host`` (default 127.0.0.1), ``--port`` (default 8765), ``--speed`` (simulated
 seconds per real second, default 1.0), ``--seed`` (image seed, default 0), ``--log-level``
-(default info).
+(default info), ``--max-body`` (largest request body in bytes, default 32 MiB).
+
+The ``/_sandbox/*`` control routes (faults, clock, request counts, webhook sink) are open on a
+loopback bind. On any other bind they are refused (403) unless ``--control-token TOKEN`` (then
+every control request must carry the header ``x-sandbox-token: TOKEN``) or
+``--allow-remote-control`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 from collections.abc import Sequence
 
 from .._secrets import get_logger
 from ._app import create_app
+from ._middleware import DEFAULT_MAX_BODY, ControlPolicy
 
 logger = get_logger("jupyter_imagine.sandbox")
 
@@ -38,14 +45,41 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (default info)",
     )
+    parser.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        help=f"largest request body in bytes; larger get 413 (default {DEFAULT_MAX_BODY})",
+    )
+    parser.add_argument(
+        "--control-token",
+        default=None,
+        help="require header x-sandbox-token: TOKEN on the /_sandbox/* routes",
+    )
+    parser.add_argument(
+        "--allow-remote-control",
+        action="store_true",
+        help="open the /_sandbox/* routes without a token on a non-loopback bind",
+    )
     args = parser.parse_args(argv)
     if args.speed < 0:
         parser.error("--speed must be >= 0")
+    if args.max_body < 1:
+        parser.error("--max-body must be >= 1")
+    control = control_policy(args.host, args.control_token, args.allow_remote_control)
+    if not control.enabled:
+        logger.warning(
+            "%s is not a loopback address: the /_sandbox/* control routes are disabled "
+            "(give --control-token TOKEN or --allow-remote-control to enable them)",
+            args.host,
+        )
 
     import uvicorn
 
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    app = create_app(speed=args.speed, seed=args.seed)
+    app = create_app(
+        speed=args.speed, seed=args.seed, max_body=args.max_body, control=control
+    )
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
         "jupyter_imagine sandbox on http://%s:%d (speed %g); set JUPYTER_IMAGINE_SANDBOX_URL "
@@ -55,6 +89,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.speed,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+def is_loopback(host: str) -> bool:
+    """``True`` if ``host`` binds only the loopback interface (``localhost``, 127/8, ``::1``)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def control_policy(host: str, token: str | None, allow_remote: bool) -> ControlPolicy:
+    """Who may use the control routes of a server bound to ``host``: anyone on loopback or with
+    ``allow_remote``, holders of ``token`` when given, else nobody."""
+    if token:
+        return ControlPolicy(token=token)
+    return ControlPolicy(enabled=allow_remote or is_loopback(host))
 
 
 if __name__ == "__main__":

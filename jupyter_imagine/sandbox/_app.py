@@ -13,8 +13,9 @@ and add the module to :data:`PROVIDERS`.
 Besides the providers the app serves:
 
 - ``GET /`` — a JSON index of the mounted providers; ``GET /healthz`` — ``{"ok": true}``.
-- ``POST /_sandbox/faults`` (JSON: ``path_regex``, ``status``, ``count``, ``method``,
-  ``retry_after``, ``body``), ``GET`` to list, ``DELETE`` to clear.
+- ``POST /_sandbox/faults`` (JSON: ``path``, ``kind``, ``status``, ``count``, ``rate``,
+  ``method``, ``retry_after``, ``delay``, ``body``; see :mod:`._faults`), ``GET`` to list,
+  ``DELETE`` to clear.
 - ``GET /_sandbox/requests`` — requests received per ``"METHOD /path"`` and their ``total``;
   ``DELETE`` resets the counter. The ``/_sandbox/...`` routes are not counted.
 - ``POST /_sandbox/webhook-sink[/anything]`` — records the body and headers of webhooks
@@ -22,6 +23,9 @@ Besides the providers the app serves:
   address are delivered in-process, so this works without a socket too.
 - ``GET /_sandbox/clock`` — ``{"now", "speed"}``; ``POST`` ``{"advance": seconds}`` and/or
   ``{"speed": s}`` moves or re-speeds the clock (for tests against a server in another process).
+
+Request bodies over ``max_body`` get a 413; the control routes can be disabled or put behind a
+token (:class:`~._middleware.ControlPolicy`), which ``__main__`` does for non-loopback binds.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._secrets import get_logger
 from . import (
@@ -49,6 +52,8 @@ from . import (
 )
 from ._clock import SimClock
 from ._control import CONTROL_PREFIX, Control
+from ._faults import FaultInjector
+from ._middleware import DEFAULT_MAX_BODY, ControlPolicy, SandboxMiddleware
 from ._state import SandboxState, retry_headers
 
 __all__ = ["PROVIDERS", "create_app"]
@@ -67,31 +72,6 @@ PROVIDERS: tuple[ModuleType, ...] = (
 )
 
 
-class _SandboxMiddleware:
-    """Counts requests and answers injected faults before the app sees the request."""
-
-    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
-            await self.app(scope, receive, send)
-            return
-        self.state.requests[(method, path)] += 1
-        fault = self.state.faults.take(method, path)
-        if fault is None:
-            await self.app(scope, receive, send)
-            return
-        response = _fault_response(path, fault.status, fault.retry_after, fault.body)
-        await response(scope, receive, send)
-
-
 def _fault_response(path: str, status: int, retry_after: float | None, body: Any) -> Response:
     """An injected fault: ``body`` as given, else the error shape of the provider under ``path``."""
     if body is not None:
@@ -103,18 +83,27 @@ def _fault_response(path: str, status: int, retry_after: float | None, body: Any
                         headers=retry_headers(status, retry_after))
 
 
-def create_app(*, speed: float = 1.0, seed: int = 0) -> Starlette:
+def create_app(
+    *,
+    speed: float = 1.0,
+    seed: int = 0,
+    max_body: int = DEFAULT_MAX_BODY,
+    control: ControlPolicy | None = None,
+) -> Starlette:
     """The sandbox: every emulated provider under its prefix, plus the control routes.
 
     Args:
         speed: simulated seconds per real second for job progress (default 1.0; 0 freezes
             the clock so only ``app.state.sandbox.clock.advance()`` moves it).
-        seed: mixed into every image seed (default 0).
+        seed: mixed into every image seed and the fault RNG (default 0).
+        max_body: the largest request body accepted, in bytes; larger ones get a 413
+            (default 32 MiB).
+        control: who may use the ``/_sandbox/*`` routes (default ``None``: anyone).
 
     Returns:
         A Starlette app; ``app.state.sandbox`` is its :class:`SandboxState`.
     """
-    state = SandboxState(clock=SimClock(speed), seed=int(seed))
+    state = SandboxState(clock=SimClock(speed), seed=int(seed), faults=FaultInjector(int(seed)))
     mounts = [Mount(p.PREFIX, app=p.build(state), name=p.NAME) for p in PROVIDERS]
 
     async def index(request: Request) -> Response:
@@ -138,12 +127,14 @@ def create_app(*, speed: float = 1.0, seed: int = 0) -> Starlette:
         yield
         await state.aclose()
 
-    control = Control(state).routes()
+    control_routes = Control(state).routes()
     app = Starlette(
-        routes=[Route("/", index), Route("/healthz", healthz), *control, *mounts],
+        routes=[Route("/", index), Route("/healthz", healthz), *control_routes, *mounts],
         lifespan=lifespan,
     )
-    app.add_middleware(_SandboxMiddleware, state=state)
+    app.add_middleware(
+        SandboxMiddleware, state=state, error=_fault_response, max_body=max_body, control=control
+    )
     app.state.sandbox = state
     state.app = app
     return app

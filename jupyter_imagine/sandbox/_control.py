@@ -1,6 +1,7 @@
 """The sandbox's control routes under ``/_sandbox``: faults, request counts, webhooks, clock.
 
-``/_sandbox/faults`` injects error answers (GET lists, POST adds, DELETE clears);
+``/_sandbox/faults`` injects error answers, timeouts and drops (GET lists, POST adds, DELETE
+clears; the fields are documented in :mod:`._faults`);
 ``/_sandbox/requests`` counts requests per method and path; ``/_sandbox/webhook-sink`` records
 what is POSTed to it (webhooks pointed at the sandbox itself); ``/_sandbox/clock`` reads, sets
 the speed of, or advances the simulated clock.
@@ -53,14 +54,9 @@ class Control:
                 spec = json.loads(await request.body() or b"{}")
                 if not isinstance(spec, dict):
                     raise ValueError("the body must be a JSON object")
-                fault = self.state.faults.add(
-                    spec["path_regex"],
-                    status=spec["status"],
-                    count=spec.get("count", 1),
-                    method=spec.get("method"),
-                    retry_after=spec.get("retry_after"),
-                    body=spec.get("body"),
-                )
+                if "path_regex" in spec:
+                    raise ValueError("path_regex was replaced by path, a glob (see _faults)")
+                fault = self.state.faults.add(spec.pop("path"), **spec)
             except KeyError as exc:
                 return JSONResponse({"error": f"{exc.args[0]} is required"}, status_code=400)
             except (ValueError, TypeError) as exc:

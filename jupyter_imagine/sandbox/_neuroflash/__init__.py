@@ -44,8 +44,9 @@ Error shape ([U] in ``providers.md``; chosen): RFC 9457 problem details, media t
 
 Validation errors (400) add ``"errors": [{"field": …, "message": …}]``; the quota answer is
 402 with ``type`` ``https://app.neuroflash.com/problems/quota-exceeded``; a banned prompt
-(``state.banned_words``) is 400 with ``type`` ``…/problems/content-policy``; a rate-limited
-request is 429 with ``type`` ``…/problems/rate-limit`` and ``Retry-After``.
+(``state.banned_words``) is 400 with ``type`` ``…/problems/content-policy``; a prompt with
+``sandbox:fail`` fails its generation: 422 with ``type`` ``…/problems/generation-failed``; a
+rate-limited request is 429 with ``type`` ``…/problems/rate-limit`` and ``Retry-After``.
 
 Rate limits ([U]; chosen): every authenticated answer carries ``X-RateLimit-Limit``,
 ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds until the window resets). Windows

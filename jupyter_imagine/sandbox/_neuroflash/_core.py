@@ -26,6 +26,8 @@ from .._state import SandboxState
 from ._parsing import invalid, read_body
 from ._records import NfImage, Quota, Token, Window
 from ._wire import (
+    FAIL_MESSAGE,
+    FAIL_WORD,
     IMAGE_API,
     MODELS,
     MODELS_BY_ID,
@@ -314,6 +316,8 @@ class NeuroflashCore:
             raise ApiError(
                 400, f"The prompt violates the content policy ('{word}')", kind="content-policy"
             )
+        if FAIL_WORD in prompt.lower():
+            raise ApiError(422, FAIL_MESSAGE, kind="generation-failed")
         return prompt.strip()
 
     def owned(self, image_id: Any, client_id: str, ws: str, what: str) -> NfImage:

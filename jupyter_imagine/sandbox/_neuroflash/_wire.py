@@ -13,6 +13,9 @@ from .._state import retry_headers
 
 NAME = "neuroflash"
 PREFIX = "/neuroflash"
+#: A prompt with this word fails its generation (422 ``generation-failed``).
+FAIL_WORD = "sandbox:fail"
+FAIL_MESSAGE = "Image generation failed (sandbox:fail)"
 
 #: The service account the package's client uses in the sandbox.
 SANDBOX_CLIENT_ID = "jupyter-imagine-sandbox"
@@ -152,6 +155,7 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    422: "Unprocessable Content",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
     429: "Too Many Requests",
