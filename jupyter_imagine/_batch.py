@@ -238,18 +238,7 @@ def batch(
     driver.watchers.append(changed)
     tally.show(bar)
     try:
-        if fresh and wait:
-            driver.run()
-        elif fresh:
-            threading.Thread(target=driver.run, name=f"jupyter-imagine-{batch_id}",
-                             daemon=True).start()
-            driver.first.wait(5)
-        if wait:
-            driver.done.wait()
-            if driver.error is not None:
-                raise driver.error
-            for job in list(jobs.values()):
-                job.future.result()
+        _drive(driver, fresh, wait)
     finally:
         if wait:  # this call's display is final: stop updating it
             driver.unwatch(changed, unsubscribe)
@@ -258,6 +247,23 @@ def batch(
         elif not bar.in_notebook:  # a text bar must not stay open under the prompt
             bar.close("submitting in the background")
     return _result(frame, rows, jobs, batch_id)
+
+
+def _drive(driver: _Driver, fresh: bool, wait: bool) -> None:
+    """Submit the rows (here, or from a thread when not waiting) and, when waiting, block until
+    every job is final; an error or Ctrl-C of the run is raised here."""
+    if fresh and wait:
+        driver.run()
+    elif fresh:
+        threading.Thread(target=driver.run, name=f"jupyter-imagine-{driver.batch_id}",
+                         daemon=True).start()
+        driver.first.wait(5)
+    if wait:
+        driver.done.wait()
+        if driver.error is not None:
+            raise driver.error
+        for job in list(driver.jobs.values()):
+            job.future.result()
 
 
 def _check_limit(max_concurrency: int | None) -> None:

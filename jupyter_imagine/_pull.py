@@ -62,11 +62,12 @@ class PullReport:
             (self.listed, "listed"), (self.new, "new"), (self.updated, "updated"),
             (self.refreshed, "refreshed"),
         ) if n]
+        if self.state == "done" and not counts:  # pages read, all empty or samples
+            return f"{self.provider}: nothing to pull"
         if self.state in ("done", "failed"):
             pages = [f"{self.pages} page{'' if self.pages == 1 else 's'}"] if self.pages else []
-            parts = pages + counts
             if self.state == "done":
-                return f"{self.provider}: " + (" · ".join(parts) or "nothing to pull")
+                return f"{self.provider}: " + " · ".join(pages + counts)
             text = f"{self.provider}: failed — {self.error or 'no reason given'}"
             return text + (f" (kept: {' · '.join(counts)})" if counts else "")
         if self.total_pages:

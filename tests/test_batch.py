@@ -185,3 +185,35 @@ def test_failed_rows_are_reported_not_raised(engine):
     assert pd.isna(out["error"].iloc[0]) and "could not complete" in out["error"].iloc[1]
     assert out["image_paths"].iloc[1] == []
     assert out.imagine.jobs()[1].status is Status.FAILED
+
+
+def test_progress_on_stderr_counts_jobs_and_failures(engine, capfd):
+    ji.batch(["a good one", "a bad one sandbox:fail"])
+    err = capfd.readouterr().err  # outside a notebook: a tqdm bar on stderr
+    last = err.strip().split("\r")[-1]
+    assert last.startswith("batch of 2 prompts: 100%") and "2/2" in last
+    assert "1 failed" in last and "batch-" not in err  # a human label, not the batch id
+
+
+def test_progress_in_a_notebook_is_labelled_for_a_person(engine, monkeypatch):
+    from jupyter_imagine import _display
+
+    shown, updates = [], []
+
+    class Handle:
+        def update(self, obj, raw=False):
+            updates.append(obj)
+
+    monkeypatch.setattr(_display, "in_kernel", lambda: True)
+    monkeypatch.setattr("IPython.display.display",
+                        lambda obj, raw=False, display_id=False: shown.append(obj) or Handle())
+    ji.batch(["a red fox", "a blue whale", "a green frog"], name="foxes")
+    assert len(shown) == 1
+    final = updates[-1]["text/plain"]
+    assert final.startswith("batch of 3 prompts (foxes)") and "3/3 jobs" in final
+    assert "failed" not in final and "in flight" not in final
+
+
+def test_batch_label():
+    assert _batch.batch_label(1, None) == "batch of 1 prompt"
+    assert _batch.batch_label(40, "night run") == "batch of 40 prompts (night run)"

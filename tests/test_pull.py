@@ -60,6 +60,40 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+# ------------------------------------------------------------------------------ the report
+
+@pytest.mark.parametrize(("report", "text"), [
+    (_pull.PullReport("apiframe", state="done"), "apiframe: nothing to pull"),
+    (_pull.PullReport("neuroflash", state="done", pages=1), "neuroflash: nothing to pull"),
+    (_pull.PullReport("blockade", state="done", pages=1, listed=3, new=3),
+     "blockade: 1 page · 3 listed · 3 new"),
+    (_pull.PullReport("banatie", state="done", pages=2, listed=150, new=12, updated=138,
+                      refreshed=2),
+     "banatie: 2 pages · 150 listed · 12 new · 138 updated · 2 refreshed"),
+    (_pull.PullReport("neuroflash", state="failed", error="NetworkError: refused"),
+     "neuroflash: failed — NetworkError: refused"),
+    (_pull.PullReport("blockade", state="failed", pages=1, listed=100, new=100,
+                      error="ServerError: 502"),
+     "blockade: failed — ServerError: 502 (kept: 100 listed · 100 new)"),
+    (_pull.PullReport("blockade", state="listing", pages=1, total_pages=3, listed=100),
+     "blockade: listing · page 2 of 3 · 100 listed"),
+    (_pull.PullReport("apiframe", state="refreshing"), "apiframe: refreshing"),
+])
+def test_report_labels_say_what_happened_without_empty_counts(report, text):
+    assert report.label() == text
+    assert "None" not in text and "1 pages" not in text
+
+
+def test_a_fresh_sandbox_has_nothing_to_pull_and_no_sample_rows(engine, capfd):
+    report = _pull.sync(engine, ["neuroflash", "apiframe"], progress=True)
+    assert report["new"].sum() == 0 and report["listed"].sum() == 0
+    assert engine.store.records() == []  # the seeded "a harbour at dawn" is not the user's
+    err = capfd.readouterr().err  # outside a notebook: a text bar on stderr
+    assert "remote history of 2 providers: 100%" in err and "2/2" in err
+    assert "\n  neuroflash: nothing to pull\n" in err
+    assert "\n  apiframe: nothing to pull\n" in err
+
+
 # ------------------------------------------------------------------------------ one schema
 
 @pytest.fixture
@@ -87,7 +121,7 @@ def test_pull_brings_in_jobs_started_elsewhere_and_twice_adds_nothing(tmp_path, 
                                progress=False)
         by = report.set_index("provider")
         assert by.loc["blockade", "new"] == 2 and by.loc["banatie", "new"] == 1
-        assert by.loc["neuroflash", "new"] >= 1  # its sandbox also holds a seeded image
+        assert by.loc["neuroflash", "new"] == 1  # the sandbox's seeded sample is left out
         assert report["error"].isna().all() and (report["pages"][:3] >= 1).all()
         first = here.store.frame()
         rows = first.set_index("remote_id")
