@@ -131,6 +131,8 @@ class Progress:
         enabled: ``False`` shows nothing anywhere (default ``True``).
         only_on_terminal: outside a kernel, show only when stderr is a terminal.
         initial: how many were done before this call (default 0; not counted in the rate).
+        rate: show the rate and the ETA (default ``True``; off where the counted things differ
+            too much in size for either to mean anything, such as providers of a pull).
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class Progress:
         enabled: bool = True,
         only_on_terminal: bool = False,
         initial: float = 0,
+        rate: bool = True,
     ) -> None:
         self.label = label
+        self.show_rate = rate and unit != "%"
         self.total = total
         self.unit = unit
         self.done = self.initial = float(initial)
@@ -161,7 +165,8 @@ class Progress:
             self._live = LiveText()
             self._live.set(self.html(), force=True)
         elif stderr_is_terminal() or not only_on_terminal:
-            self._bar = _text_bar(label, total, unit, initial)
+            self._bar = _text_bar(label, total, unit, initial, self.show_rate)
+        self.started = time.monotonic()  # after the set-up (importing tqdm takes a moment)
 
     @property
     def in_notebook(self) -> bool:
@@ -236,9 +241,9 @@ class Progress:
         parts = [_count(self.done, self.total, self.unit)]
         fresh = self.done - self.initial
         rate = fresh / self.elapsed if self.elapsed > 0 and fresh > 0 else 0.0
-        if self.unit != "%" and rate:
+        if self.show_rate and rate:
             parts.append(_rate(rate, self.unit))
-        if not final and rate and self.total and self.done < self.total:
+        if self.show_rate and not final and rate and self.total and self.done < self.total:
             parts.append(f"ETA {duration((self.total - self.done) / rate)}")
         parts.append(duration(self.elapsed))
         if self.failed:
@@ -268,7 +273,7 @@ class Progress:
 # The terminal bar is plain ``tqdm.tqdm`` on stderr, not ``tqdm.auto``: in a kernel we draw our
 # own HTML (tqdm.auto's notebook bar is an unstyled ipywidgets progress bar that ignores the
 # theme and leaves no static copy), so tqdm only ever draws text, and ``auto`` would add nothing.
-def _text_bar(label: str, total: int | None, unit: str, initial: float) -> Any:
+def _text_bar(label: str, total: int | None, unit: str, initial: float, rate: bool) -> Any:
     from tqdm import tqdm
 
     interval = TERMINAL_INTERVAL if stderr_is_terminal() else LOG_INTERVAL
@@ -284,7 +289,8 @@ def _text_bar(label: str, total: int | None, unit: str, initial: float) -> Any:
         dynamic_ncols=True,
         leave=True,
         bar_format=(
-            "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}{postfix}]" if percent else None
+            "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}{postfix}]" if percent
+            else None if rate else "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
         ),
     )
 
@@ -326,7 +332,7 @@ def bar_html(
     )
     return (
         '<div class="jupyter-imagine-progress" role="progressbar" aria-valuemin="0" '
-        f'aria-valuemax="100"{value} aria-label="{esc(label)}" style="max-width:36em;'
+        f'aria-valuemax="100"{value} aria-label="{esc(label)}" style="max-width:42em;'
         "padding:4px 0;font-family:var(--jp-ui-font-family,system-ui,sans-serif);"
         'font-size:var(--jp-ui-font-size1,13px);color:var(--jp-ui-font-color1,#1f2328)">'
         '<div style="display:flex;flex-wrap:wrap;justify-content:space-between;gap:0 1em">'

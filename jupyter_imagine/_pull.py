@@ -464,7 +464,8 @@ def sync(
     """
     since = to_utc(since)  # datetime or ISO text (naive = UTC); bad text is an InvalidRequest
     reports = [PullReport(name) for name in providers]
-    bar = Progress(_pull_label(providers), len(reports), unit="provider", enabled=progress)
+    bar = Progress(_pull_label(providers), len(reports), unit="provider", enabled=progress,
+                   rate=False)
 
     def changed() -> None:
         final = [r for r in reports if r.state in ("done", "failed")]

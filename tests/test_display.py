@@ -170,3 +170,13 @@ def test_bar_html_escapes_and_clamps():
 ])
 def test_duration(seconds, text):
     assert duration(seconds) == text
+
+
+def test_no_rate_where_it_would_mean_nothing(terminal, capfd):
+    bar = Progress("remote history of 2 providers", 2, unit="provider", rate=False)
+    bar.update(1)
+    assert "/s" not in bar.summary() and "ETA" not in bar.summary()
+    bar.close()
+    last = capfd.readouterr().err.strip().split("\r")[-1]
+    assert last.startswith("remote history of 2 providers:  50%") and "1/2" in last
+    assert "/s" not in last

@@ -90,6 +90,7 @@ def test_a_fresh_sandbox_has_nothing_to_pull_and_no_sample_rows(engine, capfd):
     assert engine.store.records() == []  # the seeded "a harbour at dawn" is not the user's
     err = capfd.readouterr().err  # outside a notebook: a text bar on stderr
     assert "remote history of 2 providers: 100%" in err and "2/2" in err
+    assert "/s" not in err and "ETA" not in err  # no rate for providers of different sizes
     assert "\n  neuroflash: nothing to pull\n" in err
     assert "\n  apiframe: nothing to pull\n" in err
 
