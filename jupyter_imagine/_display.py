@@ -42,7 +42,8 @@ LOG_INTERVAL = 30.0
 class LiveText:
     """A one-line HTML status shown in the notebook and updated in place, from any thread.
 
-    In a Jupyter kernel it is an ``ipywidgets.HTML`` (trait sets from the engine thread reach
+    It starts with ``markup`` (default ``""``). In a Jupyter kernel it is an ``ipywidgets.HTML``
+    (trait sets from the engine thread reach
     the browser live, also while a cell blocks), displayed with a ``display_id`` next to a
     static ``text/html`` copy that :meth:`close` (called from the caller's thread) replaces with
     the final state, so a saved notebook shows the outcome where widgets do not render.
@@ -50,12 +51,15 @@ class LiveText:
     DEBUG. Updates are throttled to ``min_interval`` seconds (default 0.1) except the last one.
     """
 
-    def __init__(self, *, enabled: bool = True, min_interval: float = 0.1) -> None:
+    def __init__(
+        self, markup: str = "", *, enabled: bool = True, min_interval: float = 0.1
+    ) -> None:
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last = 0.0
         self._pending: str | None = None
-        self._current = ""
+        self._closed = False
+        self._current = markup
         self._widget: Any = None
         self._handle: Any = None
         if enabled and in_kernel():
@@ -63,8 +67,8 @@ class LiveText:
                 import ipywidgets
                 from IPython.display import display
 
-                self._widget = ipywidgets.HTML(value="")
-                self._handle = display(self._bundle(""), raw=True, display_id=True)
+                self._widget = ipywidgets.HTML(value=markup)
+                self._handle = display(self._bundle(markup), raw=True, display_id=True)
             except Exception:  # no widgets: stay silent rather than break the call
                 logger.debug("no progress display", exc_info=True)
                 self._widget = None
@@ -84,15 +88,32 @@ class LiveText:
         }
 
     def set(self, markup: str, *, force: bool = False) -> None:
-        """Show ``markup`` (HTML), at most every ``min_interval`` seconds unless ``force``."""
+        """Show ``markup`` (HTML), at most every ``min_interval`` seconds unless ``force``; a
+        held-back update is shown when the interval is over (nothing after :meth:`close`)."""
         now = time.monotonic()
         with self._lock:
-            if not force and now - self._last < self.min_interval:
+            if self._closed:
+                return
+            wait = self.min_interval - (now - self._last)
+            if not force and wait > 0:
+                if self._pending is None:  # one timer for all the updates held back
+                    timer = threading.Timer(wait, self._flush)
+                    timer.daemon = True
+                    timer.start()
                 self._pending = markup
                 return
-            self._last = now
-            self._pending = None
-            self._current = markup
+            self._show(markup, now)
+
+    def _flush(self) -> None:
+        with self._lock:
+            if self._pending is not None and not self._closed:
+                self._show(self._pending, time.monotonic())
+
+    def _show(self, markup: str, now: float) -> None:
+        """Under the lock: make ``markup`` the current state."""
+        self._last = now
+        self._pending = None
+        self._current = markup
         if self._widget is not None:
             self._widget.value = markup
         else:
@@ -100,11 +121,11 @@ class LiveText:
 
     def close(self, markup: str | None = None) -> None:
         """Show the final state (``markup``, or the last throttled update) in the widget and in
-        the static copy."""
+        the static copy; later updates are ignored."""
         with self._lock:
             final = markup if markup is not None else (self._pending or self._current)
-            self._pending = None
-        self.set(final, force=True)
+            self._show(final, time.monotonic())
+            self._closed = True
         if self._handle is not None:
             try:
                 self._handle.update(self._bundle(final), raw=True)
@@ -162,8 +183,7 @@ class Progress:
         if not enabled:
             return
         if in_kernel():
-            self._live = LiveText()
-            self._live.set(self.html(), force=True)
+            self._live = LiveText(self.html())
         elif stderr_is_terminal() or not only_on_terminal:
             self._bar = _text_bar(label, total, unit, initial, self.show_rate)
         self.started = time.monotonic()  # after the set-up (importing tqdm takes a moment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 
@@ -49,6 +50,21 @@ def test_live_text_in_a_kernel(kernel):
     assert live._widget.value == "<b>2</b>"
     assert updates[-1]["text/html"] == "<b>2</b>" and updates[-1]["text/plain"] == "2"
     assert not _display.LiveText(enabled=False).shown
+
+
+def test_live_text_shows_a_held_back_update_once_the_interval_is_over(kernel):
+    live = _display.LiveText("<i>0</i>", min_interval=0.05)
+    assert kernel[0][0]["text/html"] == "<i>0</i>"  # displayed with its first state
+    live.set("<b>1</b>")
+    live.set("<b>2</b>")  # held back …
+    assert live._widget.value == "<b>1</b>"
+    deadline = time.monotonic() + 5
+    while live._widget.value != "<b>2</b>" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live._widget.value == "<b>2</b>"  # … and shown without another update
+    live.close("<b>3</b>")
+    live.set("<b>4</b>", force=True)  # after close: ignored
+    assert live._widget.value == "<b>3</b>"
 
 
 def test_live_text_shows_nothing_outside_a_kernel(monkeypatch):
