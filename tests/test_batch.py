@@ -195,18 +195,8 @@ def test_progress_on_stderr_counts_jobs_and_failures(engine, capfd):
     assert "1 failed" in last and "batch-" not in err  # a human label, not the batch id
 
 
-def test_progress_in_a_notebook_is_labelled_for_a_person(engine, monkeypatch):
-    from jupyter_imagine import _display
-
-    shown, updates = [], []
-
-    class Handle:
-        def update(self, obj, raw=False):
-            updates.append(obj)
-
-    monkeypatch.setattr(_display, "in_kernel", lambda: True)
-    monkeypatch.setattr("IPython.display.display",
-                        lambda obj, raw=False, display_id=False: shown.append(obj) or Handle())
+def test_progress_in_a_notebook_is_labelled_for_a_person(engine, progress_kernel):
+    shown, updates = progress_kernel
     ji.batch(["a red fox", "a blue whale", "a green frog"], name="foxes")
     assert len(shown) == 1
     final = updates[-1]["text/plain"]

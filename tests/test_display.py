@@ -13,21 +13,9 @@ from jupyter_imagine._display import Progress, bar_html, duration
 
 
 @pytest.fixture
-def kernel(monkeypatch):
-    """Pretend to be in a kernel; record what is displayed and every update of it."""
-    shown, updates = [], []
-
-    class Handle:
-        def update(self, obj, raw=False):
-            updates.append(obj)
-
-    def display(obj, raw=False, display_id=False):
-        shown.append(obj)
-        return Handle()
-
-    monkeypatch.setattr(_display, "in_kernel", lambda: True)
-    monkeypatch.setattr("IPython.display.display", display)
-    return shown, updates
+def kernel(progress_kernel):
+    """Pretend to be in a kernel; ``(shown, updates)`` of the displays."""
+    return progress_kernel
 
 
 @pytest.fixture

@@ -152,16 +152,8 @@ def test_wait_in_a_script_log_prints_nothing(monkeypatch, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_wait_in_a_notebook_shows_a_live_bar_left_as_the_outcome(monkeypatch):
-    shown, updates = [], []
-
-    class Handle:
-        def update(self, obj, raw=False):
-            updates.append(obj)
-
-    monkeypatch.setattr(_display, "in_kernel", lambda: True)
-    monkeypatch.setattr("IPython.display.display",
-                        lambda obj, raw=False, display_id=False: shown.append(obj) or Handle())
+def test_wait_in_a_notebook_shows_a_live_bar_left_as_the_outcome(progress_kernel):
+    shown, updates = progress_kernel
     job = make_job(status=Status.QUEUED)
     threading.Timer(0.05, lambda: job._apply({"status": Status.SUCCEEDED})).start()
     job.wait(5)
