@@ -29,7 +29,7 @@ import pandas as pd
 from ._display import Progress
 from ._secrets import get_logger
 from .errors import ImagineError, InvalidRequest
-from .models import Job, Status
+from .models import Job, Status, WaitInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
@@ -214,6 +214,8 @@ def batch(
     Raises:
         InvalidRequest: a missing prompt column, an empty prompt, an unknown provider or a
             parameter a provider does not take, in any row; nothing is submitted then.
+        WaitInterrupted: Ctrl-C while waiting (a ``KeyboardInterrupt``): no more rows are
+            submitted, the submitted jobs keep running; the same call again resumes.
     """
     _check_limit(max_concurrency)
     engine.start()
@@ -251,19 +253,26 @@ def batch(
 
 def _drive(driver: _Driver, fresh: bool, wait: bool) -> None:
     """Submit the rows (here, or from a thread when not waiting) and, when waiting, block until
-    every job is final; an error or Ctrl-C of the run is raised here."""
-    if fresh and wait:
-        driver.run()
-    elif fresh:
-        threading.Thread(target=driver.run, name=f"jupyter-imagine-{driver.batch_id}",
-                         daemon=True).start()
-        driver.first.wait(5)
-    if wait:
-        driver.done.wait()
-        if driver.error is not None:
-            raise driver.error
-        for job in list(driver.jobs.values()):
-            job.future.result()
+    every job is final; an error of the run is raised here, Ctrl-C as one line
+    (:class:`~jupyter_imagine.models.WaitInterrupted`)."""
+    try:
+        if fresh and wait:
+            driver.run()
+        elif fresh:
+            threading.Thread(target=driver.run, name=f"jupyter-imagine-{driver.batch_id}",
+                             daemon=True).start()
+            driver.first.wait(5)
+        if wait:
+            driver.done.wait()
+            if driver.error is not None:
+                raise driver.error
+            for job in list(driver.jobs.values()):
+                job.future.result()
+    except KeyboardInterrupt:
+        raise WaitInterrupted(None, (
+            f"stopped waiting; {len(driver.jobs)} of {len(driver.rows)} rows were submitted and "
+            "keep running — call ji.batch() again with the same input to resume"
+        )) from None
 
 
 def _check_limit(max_concurrency: int | None) -> None:

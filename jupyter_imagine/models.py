@@ -231,14 +231,15 @@ class WaitInterrupted(KeyboardInterrupt):
 
     A ``KeyboardInterrupt`` (scripts stop, ``except KeyboardInterrupt`` catches it) whose
     message is the one line to show, with the call that follows the job again; ``.job`` is
-    the job. ``%load_ext jupyter_imagine`` shows it as that line alone, without a traceback.
+    the job (``None`` when ``message`` tells of something else, such as a batch).
+    ``%load_ext jupyter_imagine`` shows it as that line alone, without a traceback.
     """
 
-    def __init__(self, job: Job) -> None:
-        short = job.id[:8]
-        super().__init__(
-            f"stopped waiting; job {short} keeps running — ji.job({short!r}) to follow it"
-        )
+    def __init__(self, job: Job | None, message: str | None = None) -> None:
+        if message is None and job is not None:
+            short = job.id[:8]
+            message = f"stopped waiting; job {short} keeps running — ji.job({short!r}) to follow it"
+        super().__init__(message or "stopped waiting")
         self.job = job
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ import pytest
 import jupyter_imagine as ji
 from jupyter_imagine import _batch
 from jupyter_imagine.engine import Engine
-from jupyter_imagine.models import Status
+from jupyter_imagine.models import Status, WaitInterrupted
 from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
 
@@ -207,3 +207,29 @@ def test_progress_in_a_notebook_is_labelled_for_a_person(engine, progress_kernel
 def test_batch_label():
     assert _batch.batch_label(1, None) == "batch of 1 prompt"
     assert _batch.batch_label(40, "night run") == "batch of 40 prompts (night run)"
+
+
+def test_ctrl_c_stops_submitting_in_one_line_and_the_same_call_resumes(engine, sandbox,
+                                                                         monkeypatch):
+    original = _batch._Driver._submit
+    calls = []
+
+    def submit(self, row):
+        calls.append(row.number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second row is being submitted
+        return original(self, row)
+
+    monkeypatch.setattr(_batch._Driver, "_submit", submit)
+    prompts = ["a dune", "a dune at noon", "a dune at night"]
+    with pytest.raises(KeyboardInterrupt) as info:
+        ji.batch(prompts, progress=False)
+    assert isinstance(info.value, WaitInterrupted) and info.value.job is None
+    assert str(info.value) == (
+        "stopped waiting; 1 of 3 rows were submitted and keep running — call ji.batch() "
+        "again with the same input to resume"
+    )
+    monkeypatch.undo()
+    out = ji.batch(prompts, progress=False)
+    assert out["status"].tolist() == ["succeeded"] * 3
+    assert imagine_posts(sandbox) == 3  # the first row was not submitted twice
