@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._display import Progress
 from ._schema import as_number
 from ._secrets import get_logger, redact
-from .models import Status
+from .models import Status, WaitInterrupted
 from .providers import Provider, RemoteJob, provider_class
 from .store import to_utc
 
@@ -460,7 +460,8 @@ def sync(
     Every page is merged as it lands (:meth:`Engine.adopt`, keyed by ``(provider,
     remote_id)``), so a pull that fails half-way keeps what it got; its report row's ``error``
     says what failed and a ``RuntimeWarning`` names the provider. An interrupt (Ctrl-C / the
-    stop button) cancels the pull and keeps what was merged.
+    stop button) cancels the pull, keeps what was merged and raises
+    :class:`~jupyter_imagine.models.WaitInterrupted` (a ``KeyboardInterrupt``; one line).
     """
     since = to_utc(since)  # datetime or ISO text (naive = UTC); bad text is an InvalidRequest
     reports = [PullReport(name) for name in providers]
@@ -485,6 +486,12 @@ def sync(
     future = engine.run(run())
     try:
         future.result(timeout)
+    except KeyboardInterrupt:
+        future.cancel()
+        raise WaitInterrupted(
+            None, "stopped the remote history pull; what it fetched is kept — call "
+            "ji.sync_history() again to go on"
+        ) from None
     except BaseException:
         future.cancel()
         raise

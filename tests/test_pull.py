@@ -364,3 +364,27 @@ def test_remote_times_rules():
     assert _pull.remote_times(remote({})) == (None, None)
     early = remote({"started_at": "2024-05-01T11:00:00Z"}, status=Status.RUNNING)
     assert _pull.remote_times(early)[0] == created  # never before creation
+
+
+def test_ctrl_c_cancels_the_pull_in_one_line(engine, monkeypatch):
+    from jupyter_imagine.models import WaitInterrupted
+
+    cancelled = []
+
+    class Interrupted:
+        def result(self, timeout=None):
+            raise KeyboardInterrupt
+
+        def cancel(self):
+            cancelled.append(True)
+
+    def run(coroutine):
+        coroutine.close()  # never started
+        return Interrupted()
+
+    monkeypatch.setattr(engine, "run", run)
+    with pytest.raises(KeyboardInterrupt) as info:
+        _pull.sync(engine, ["apiframe"], progress=False)
+    assert isinstance(info.value, WaitInterrupted) and cancelled == [True]
+    assert str(info.value).startswith("stopped the remote history pull; what it fetched is kept")
+    assert info.value.__suppress_context__
