@@ -168,7 +168,8 @@ class ImagineAccessor:
                 bytes as downloaded).
             sidecar: ``"csv"`` (default) or ``"parquet"`` (needs pyarrow or fastparquet).
             progress: show rows written of all (default ``True``; a bar in a notebook, a text
-                bar on stderr elsewhere); rows without a downloaded image count as failed.
+                bar on stderr elsewhere); rows without a downloaded image count as failed (and
+                are logged as warnings).
 
         Files are named ``<provider>_<id>.<ext>``, or ``<provider>_<id>_<n>.<ext>`` (n from 1)
         for jobs with several images. Each carries its prompt and parameters: PNG text chunks
@@ -208,8 +209,6 @@ class ImagineAccessor:
                 missing += not names
                 bar.update(pos + 1, failed=missing)
             _write_sidecar(frame, files_per_row, target / f"{SIDECAR}.{sidecar}", sidecar)
-            if missing:
-                bar.close(f"{missing} without a downloaded image")
         return written
 
     def _export_row(
