@@ -294,7 +294,11 @@ class Progress:
 # own HTML (tqdm.auto's notebook bar is an unstyled ipywidgets progress bar that ignores the
 # theme and leaves no static copy), so tqdm only ever draws text, and ``auto`` would add nothing.
 def _text_bar(label: str, total: int | None, unit: str, initial: float, rate: bool) -> Any:
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # a broken install: stay silent rather than break the call
+        logger.debug("no text progress: tqdm is not installed")
+        return None
 
     interval = TERMINAL_INTERVAL if stderr_is_terminal() else LOG_INTERVAL
     percent = unit == "%"
@@ -325,8 +329,7 @@ def _draw_text(bar: Any, progress: Progress, final: bool) -> None:
     if postfix != getattr(bar, "postfix", None):
         bar.set_postfix_str(postfix, refresh=False)
     done = progress.done if progress.unit == "%" else int(progress.done)
-    if done > bar.n:
-        bar.update(done - bar.n)  # redraws no more often than its mininterval
+    bar.update(max(0, done - bar.n))  # redraws (elapsed too) no more often than mininterval
     if final:
         bar.close()  # draws the final state
         for line in progress.lines:

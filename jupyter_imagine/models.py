@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -259,6 +260,26 @@ class _WaitDisplay:
         self.progress.update(job.progress, status=job.status.value)
         self.stop = job.observe(self.changed) if self.progress.shown else None
 
+    #: Seconds between two redraws while nothing changes (the time waited moves on).
+    TICK = 1.0
+
+    def block(self, timeout: float | None) -> None:
+        """Block until the job is final, redrawing every :attr:`TICK` seconds; after
+        ``timeout`` seconds (default ``None``: no limit) ``concurrent.futures.TimeoutError``."""
+        if not self.progress.shown:
+            self.job._done.result(timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                self.job._done.result(self.TICK if left is None else max(0.0, min(self.TICK, left)))
+                return
+            except concurrent.futures.TimeoutError:
+                if left is not None and left <= self.TICK:
+                    raise
+                self.changed(self.job)
+
     def changed(self, job: Job, fields: frozenset[str] = frozenset()) -> None:
         self.progress.update(100 if job.status is Status.SUCCEEDED else job.progress,
                              status=job.status.value)
@@ -437,7 +458,10 @@ class Job:
         """
         display = None if self._done.done() else _WaitDisplay(self)
         try:
-            self._done.result(timeout)
+            if display is None:
+                self._done.result(timeout)
+            else:
+                display.block(timeout)
         except concurrent.futures.TimeoutError:
             if display is not None:
                 display.close(f"still {self.status.value}: stopped waiting")

@@ -143,6 +143,27 @@ def test_ctrl_c_on_a_terminal_ends_the_line_with_stopped_waiting(monkeypatch, ca
     assert " 30%" in last and "stopped waiting" in last
 
 
+def test_wait_redraws_while_nothing_changes_and_still_times_out(monkeypatch, capfd):
+    from jupyter_imagine import models
+
+    monkeypatch.setattr(_display, "in_kernel", lambda: False)
+    monkeypatch.setattr(_display, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(models._WaitDisplay, "TICK", 0.02)
+    monkeypatch.setattr(_display, "TERMINAL_INTERVAL", 0)
+    ticks = []
+    original = models._WaitDisplay.changed
+    monkeypatch.setattr(models._WaitDisplay, "changed",
+                        lambda self, job, fields=frozenset(): ticks.append(1) or original(
+                            self, job, fields))
+    job = make_job(status=Status.RUNNING, progress=10.0)
+    with pytest.raises(JobTimeout):
+        job.wait(0.2)
+    assert len(ticks) >= 4  # the line was redrawn while the job stood still
+    last = capfd.readouterr().err.strip().split("\r")[-1]
+    assert " 10%" in last and "still running: stopped waiting" in last
+    assert job.status is Status.RUNNING
+
+
 def test_wait_in_a_script_log_prints_nothing(monkeypatch, capfd):
     monkeypatch.setattr(_display, "in_kernel", lambda: False)
     monkeypatch.setattr(_display, "stderr_is_terminal", lambda: False)
