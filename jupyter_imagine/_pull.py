@@ -417,6 +417,21 @@ def _pull_label(providers: Sequence[str]) -> str:
     return f"remote history of {len(providers)} providers"
 
 
+def _finish(future: Any, timeout: float | None) -> None:
+    """Wait for the pull; on Ctrl-C (one line) or any error, cancel it first."""
+    try:
+        future.result(timeout)
+    except KeyboardInterrupt:
+        future.cancel()
+        raise WaitInterrupted(
+            None, "stopped the remote history pull; what it fetched is kept — call "
+            "ji.sync_history() again to go on"
+        ) from None
+    except BaseException:
+        future.cancel()
+        raise
+
+
 def _report_frame(reports: Sequence[PullReport]) -> pd.DataFrame:
     """One row per provider's pull: its counts, seconds and error."""
     import pandas as pd
@@ -483,18 +498,8 @@ def sync(
                 report.error, report.state = f"{type(exc).__name__}: {exc}", "failed"
         await asyncio.gather(*(p.run() for p in pulls))
 
-    future = engine.run(run())
     try:
-        future.result(timeout)
-    except KeyboardInterrupt:
-        future.cancel()
-        raise WaitInterrupted(
-            None, "stopped the remote history pull; what it fetched is kept — call "
-            "ji.sync_history() again to go on"
-        ) from None
-    except BaseException:
-        future.cancel()
-        raise
+        _finish(engine.run(run()), timeout)
     finally:
         changed()
         bar.close()
