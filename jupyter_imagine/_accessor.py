@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._display import Progress
 from ._schema import check_frame
 from ._secrets import get_logger, scrub
 from .errors import InvalidRequest
@@ -156,7 +157,8 @@ class ImagineAccessor:
 
     # ------------------------------------------------------------------ export
     def export(
-        self, folder: str | os.PathLike[str], fmt: str = "png", *, sidecar: str = "csv"
+        self, folder: str | os.PathLike[str], fmt: str = "png", *, sidecar: str = "csv",
+        progress: bool = True,
     ) -> list[Path]:
         """Write the rows' images to ``folder`` (created if needed) and a sidecar of the rows.
 
@@ -165,6 +167,9 @@ class ImagineAccessor:
             fmt: ``"png"`` (default), ``"jpg"``, ``"webp"``, or ``"original"`` (the cached
                 bytes as downloaded).
             sidecar: ``"csv"`` (default) or ``"parquet"`` (needs pyarrow or fastparquet).
+            progress: show rows written of all (default ``True``; a bar in a notebook, a text
+                bar on stderr elsewhere); rows without a downloaded image count as failed (and
+                are logged as warnings).
 
         Files are named ``<provider>_<id>.<ext>``, or ``<provider>_<id>_<n>.<ext>`` (n from 1)
         for jobs with several images. Each carries its prompt and parameters: PNG text chunks
@@ -190,24 +195,37 @@ class ImagineAccessor:
         paths = self._column("image_paths") if "image_paths" in frame.columns else None
         written: list[Path] = []
         files_per_row: list[list[str]] = []
-        for pos, (provider, job_id) in enumerate(self._keys()):
-            sources = list(paths[pos]) if paths is not None and _is_list(paths[pos]) else None
-            meta = self._metadata(pos, provider, job_id)
-            if sources is None:  # a frame without image_paths: ask the store
-                sources = [img.path for img in self._job(pos).images if img.path]
-            names = []
-            for n, source in enumerate(sources, start=1):
-                if not source or not Path(source).is_file():
-                    logger.warning("export: %s job %s image %d is not downloaded", provider,
-                                   job_id, n)
-                    continue
-                stem = f"{_safe(provider)}_{_safe(job_id)}" + (f"_{n}" if len(sources) > 1 else "")
-                out = _write_image(Path(source), target, stem, spec, meta)
-                written.append(out)
-                names.append(out.name)
-            files_per_row.append(names)
-        _write_sidecar(frame, files_per_row, target / f"{SIDECAR}.{sidecar}", sidecar)
+        keys = self._keys()
+        missing = 0
+        with Progress(f"export of {len(keys)} job{'' if len(keys) == 1 else 's'}", len(keys),
+                      enabled=progress) as bar:
+            for pos, (provider, job_id) in enumerate(keys):
+                sources = list(paths[pos]) if paths is not None and _is_list(paths[pos]) else None
+                if sources is None:  # a frame without image_paths: ask the store
+                    sources = [img.path for img in self._job(pos).images if img.path]
+                names = self._export_row(pos, provider, job_id, sources, target, spec)
+                written.extend(target / name for name in names)
+                files_per_row.append(names)
+                missing += not names
+                bar.update(pos + 1, failed=missing)
+            _write_sidecar(frame, files_per_row, target / f"{SIDECAR}.{sidecar}", sidecar)
         return written
+
+    def _export_row(
+        self, pos: int, provider: str, job_id: str, sources: list[Any], target: Path,
+        spec: tuple[str, str | None],
+    ) -> list[str]:
+        """Write row ``pos``'s images; the names written."""
+        meta = self._metadata(pos, provider, job_id)
+        names = []
+        for n, source in enumerate(sources, start=1):
+            if not source or not Path(source).is_file():
+                logger.warning("export: %s job %s image %d is not downloaded", provider,
+                               job_id, n)
+                continue
+            stem = f"{_safe(provider)}_{_safe(job_id)}" + (f"_{n}" if len(sources) > 1 else "")
+            names.append(_write_image(Path(source), target, stem, spec, meta).name)
+        return names
 
     def _metadata(self, pos: int, provider: str, job_id: str) -> dict[str, str]:
         row = self._frame.iloc[pos]

@@ -9,8 +9,8 @@ rows that have no job yet. So no row is ever submitted twice, whenever the kerne
 
 Concurrency: ``max_concurrency`` bounds this batch's jobs in flight (submitted and not final),
 on top of the engine's per-provider limit; the next row is submitted when one of them finishes.
-The progress display is updated from the engine thread as jobs change (live while the cell
-blocks).
+The progress (:class:`~jupyter_imagine._display.Progress`: a bar in a notebook, a text bar on
+stderr elsewhere) is updated from the engine thread as jobs change (live while the cell blocks).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ._display import LiveText, progress_bar
+from ._display import Progress
 from ._secrets import get_logger
 from .errors import ImagineError, InvalidRequest
-from .models import Job, Status
+from .models import Job, Status, WaitInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
@@ -69,16 +69,21 @@ class _Tally:
             states = list(self.states.values())
         return {s: states.count(s) for s in Status}
 
-    def markup(self, batch_id: str) -> str:
+    def show(self, progress: Progress) -> None:
+        """Move ``progress`` to the current counts: final jobs done, failed ones, in flight."""
         counts = self.counts()
         final = counts[Status.SUCCEEDED] + counts[Status.FAILED] + counts[Status.CANCELLED]
         running = counts[Status.QUEUED] + counts[Status.RUNNING]
-        label = f"batch {batch_id}: {final}/{self.total} done · {running} in flight"
-        if counts[Status.FAILED]:
-            label += f" · {counts[Status.FAILED]} failed"
+        status = f"{running} in flight" if running else ""
         if counts[Status.CANCELLED]:
-            label += f" · {counts[Status.CANCELLED]} cancelled"
-        return progress_bar(final, self.total, label)
+            status = ", ".join(p for p in (status, f"{counts[Status.CANCELLED]} cancelled") if p)
+        progress.update(final, failed=counts[Status.FAILED], status=status)
+
+
+def batch_label(count: int, name: str | None) -> str:
+    """The progress label of a batch: ``"batch of 40 prompts"`` (and its name when given)."""
+    label = f"batch of {count} prompt{'' if count == 1 else 's'}"
+    return f"{label} ({name})" if name is not None else label
 
 
 def _frame_of(data: Any, prompt: str) -> pd.DataFrame:
@@ -198,7 +203,8 @@ def batch(
             submitted from a background thread and the frame is returned at once with what is
             known; call ``batch()`` again with the same input for the current state.
         timeout: each job's deadline in seconds (default: the provider's).
-        progress: show one progress bar for the batch in the notebook (default ``True``).
+        progress: show the batch's progress (default ``True``): jobs done of all, rate, ETA,
+            failures; in a notebook a bar, elsewhere a text bar on stderr.
 
     Returns:
         A copy of the input (same index) with ``provider``, ``id``, ``status`` (categorical),
@@ -208,6 +214,8 @@ def batch(
     Raises:
         InvalidRequest: a missing prompt column, an empty prompt, an unknown provider or a
             parameter a provider does not take, in any row; nothing is submitted then.
+        WaitInterrupted: Ctrl-C while waiting (a ``KeyboardInterrupt``): no more rows are
+            submitted, the submitted jobs keep running; the same call again resumes.
     """
     _check_limit(max_concurrency)
     engine.start()
@@ -218,36 +226,53 @@ def batch(
                                 timeout)
     jobs = driver.jobs
     tally = _Tally(total=len(rows))
-    live = LiveText(enabled=progress)
+    for job in list(jobs.values()):
+        tally.set(job)
+    before = sum(1 for s in tally.states.values() if s.final)
+    bar = Progress(batch_label(len(rows), name), len(rows), enabled=progress, initial=before)
 
     def changed(job: Job, fields: frozenset[str] = frozenset({"status"})) -> None:
         if "status" in fields:
             tally.set(job)
-            live.set(tally.markup(batch_id))
+            tally.show(bar)
 
     unsubscribe = [job.observe(changed) for job in list(jobs.values())]
-    for job in list(jobs.values()):
-        tally.set(job)
     driver.watchers.append(changed)
-    live.set(tally.markup(batch_id), force=True)
+    tally.show(bar)
+    try:
+        _drive(driver, fresh, wait)
+    finally:
+        if wait:  # this call's display is final: stop updating it
+            driver.unwatch(changed, unsubscribe)
+            tally.show(bar)
+            bar.close()
+        elif not bar.in_notebook:  # a text bar must not stay open under the prompt
+            bar.close("submitting in the background")
+    return _result(frame, rows, jobs, batch_id)
+
+
+def _drive(driver: _Driver, fresh: bool, wait: bool) -> None:
+    """Submit the rows (here, or from a thread when not waiting) and, when waiting, block until
+    every job is final; an error of the run is raised here, Ctrl-C as one line
+    (:class:`~jupyter_imagine.models.WaitInterrupted`)."""
     try:
         if fresh and wait:
             driver.run()
         elif fresh:
-            threading.Thread(target=driver.run, name=f"jupyter-imagine-{batch_id}",
+            threading.Thread(target=driver.run, name=f"jupyter-imagine-{driver.batch_id}",
                              daemon=True).start()
             driver.first.wait(5)
         if wait:
             driver.done.wait()
             if driver.error is not None:
                 raise driver.error
-            for job in list(jobs.values()):
+            for job in list(driver.jobs.values()):
                 job.future.result()
-    finally:
-        if wait:  # this call's display is final: stop updating it
-            live.close(tally.markup(batch_id))
-            driver.unwatch(changed, unsubscribe)
-    return _result(frame, rows, jobs, batch_id)
+    except KeyboardInterrupt:
+        raise WaitInterrupted(None, (
+            f"stopped waiting; {len(driver.jobs)} of {len(driver.rows)} rows were submitted and "
+            "keep running — call ji.batch() again with the same input to resume"
+        )) from None
 
 
 def _check_limit(max_concurrency: int | None) -> None:

@@ -5,8 +5,10 @@
 ``%%reroll`` it is shown as ``JobFailed: <message>`` (the message already says how to fix it),
 yet the exception stays a ``JobFailed`` (``except ji.JobFailed`` works, ``run_cell(...)
 .error_in_exec`` holds it). An ``ImagineError`` raised by the user's own Python code keeps its
-full traceback. A handler that was there before keeps its exceptions; :func:`uninstall` puts it
-back exactly.
+full traceback. Ctrl-C during a wait (:class:`~jupyter_imagine.models.WaitInterrupted`, from the
+magics' ``--wait`` or the user's ``job.wait()``) shows its one line ("stopped waiting; job …
+keeps running") and still fails the cell, so "Run All" stops there as after any interrupt. A
+handler that was there before keeps its exceptions; :func:`uninstall` puts it back exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from ._secrets import get_logger
 from .errors import ImagineError
+from .models import WaitInterrupted
 
 logger = get_logger(__name__)
 
@@ -46,6 +49,9 @@ def show_error(
     tb_offset: int | None = None,
 ) -> None:
     """The custom exception handler (IPython's ``set_custom_exc`` signature)."""
+    if isinstance(value, WaitInterrupted):
+        shell._showtraceback(etype, value, [str(value)])
+        return
     if isinstance(value, ImagineError) and _through_magics(tb):
         stb = shell.InteractiveTB.get_exception_only(etype, value)
         shell._showtraceback(etype, value, stb)  # the channel ipykernel sends errors through
@@ -67,7 +73,7 @@ def install(shell: Any) -> None:
     if installed(shell):
         return
     _saved[shell] = (tuple(shell.custom_exceptions), shell.CustomTB)
-    shell.set_custom_exc((*shell.custom_exceptions, ImagineError), show_error)
+    shell.set_custom_exc((*shell.custom_exceptions, ImagineError, WaitInterrupted), show_error)
 
 
 def uninstall(shell: Any) -> None:

@@ -70,7 +70,10 @@ class Option:
         return f"-{self.short}/--{self.long}" + (f" {self.metavar}" if self.metavar else "")
 
 
-_WAIT = "block until the {job} is finished, then return it (default: return at once)"
+_WAIT = (
+    "block until the {job} is finished, showing its progress, then return it; Ctrl-C stops "
+    "waiting, not the job (default: return at once)"
+)
 _TIMEOUT = "the {job}'s deadline, also the bound of --wait (default: the provider's own)"
 
 #: ``%imagine``'s own options, in the order the help lists them.

@@ -3,7 +3,8 @@
 :func:`sync` walks every provider's own listing (and asks again about the stored jobs that are
 not final yet), adopting each remote job through the engine's public surface
 (:meth:`Engine.adopt <jupyter_imagine.engine.Engine.adopt>`, keyed by ``(provider,
-remote_id)``), so pulling twice adds nothing the second time.
+remote_id)``), so pulling twice adds nothing the second time. The sandbox's sample rows
+(``jupyter_imagine.sandbox.SAMPLE_REMOTE_IDS``) are left out: the user never made them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._display import LiveText, progress_bar
+from ._display import Progress
 from ._schema import as_number
 from ._secrets import get_logger, redact
-from .models import Status
+from .models import Status, WaitInterrupted
 from .providers import Provider, RemoteJob, provider_class
 from .store import to_utc
 
@@ -51,14 +52,29 @@ class PullReport:
     _started: float = field(default=0.0, repr=False)
 
     def label(self) -> str:
-        pages = f"{self.pages}/{self.total_pages}" if self.total_pages else f"{self.pages}"
-        text = f"{self.provider}: {self.state} · {pages} pages · {self.listed} listed"
-        text += f" ({self.new} new)"
-        if self.refreshed:
-            text += f" · {self.refreshed} refreshed"
-        if self.error:
-            text += f" · failed: {self.error}"
-        return text
+        """One line for a person: what the pull did (or is doing), without empty counts.
+
+        ``"blockade: 2 pages · 230 listed · 12 new · 3 updated"``, ``"apiframe: nothing to
+        pull"``, ``"banatie: listing · page 1 of 3 · 100 listed"``, ``"neuroflash: failed —
+        NetworkError: …"``.
+        """
+        counts = [f"{n} {what}" for n, what in (
+            (self.listed, "listed"), (self.new, "new"), (self.updated, "updated"),
+            (self.refreshed, "refreshed"),
+        ) if n]
+        if self.state == "done" and not counts:  # pages read, all empty or samples
+            return f"{self.provider}: nothing to pull"
+        if self.state in ("done", "failed"):
+            pages = [f"{self.pages} page{'' if self.pages == 1 else 's'}"] if self.pages else []
+            if self.state == "done":
+                return f"{self.provider}: " + " · ".join(pages + counts)
+            text = f"{self.provider}: failed — {self.error or 'no reason given'}"
+            return text + (f" (kept: {' · '.join(counts)})" if counts else "")
+        if self.total_pages:
+            page = [f"page {min(self.pages + 1, self.total_pages)} of {self.total_pages}"]
+        else:
+            page = [f"{self.pages} page{'' if self.pages == 1 else 's'}"] if self.pages else []
+        return f"{self.provider}: " + " · ".join([self.state, *page, *counts])
 
 
 #: Fields of a provider payload that say when a job started / finished running.
@@ -166,6 +182,14 @@ def _pages_of(answer: Any) -> tuple[list[RemoteJob], int | None, bool | None]:
     return jobs, pages, getattr(answer, "has_more", None)
 
 
+def _sandbox_samples(provider: str) -> frozenset[str]:
+    """The remote ids of the sample jobs the sandbox seeds for ``provider``: never the user's
+    own, so a pull from the sandbox leaves them out."""
+    from .sandbox import SAMPLE_REMOTE_IDS
+
+    return SAMPLE_REMOTE_IDS.get(provider, frozenset())
+
+
 class _Pull:
     """One provider's pull, run on the engine loop."""
 
@@ -193,6 +217,7 @@ class _Pull:
         self.downloads = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         self.unresolved: list[RemoteJob] = []
         self.seen: set[str] = set()
+        self.samples = _sandbox_samples(self.name) if self.instance.sandbox else frozenset()
 
     async def run(self) -> None:
         report = self.report
@@ -346,7 +371,10 @@ class _Pull:
 
         fresh = []
         for remote in page:  # a page may repeat an item of the previous one (lists shift)
-            if str(remote.remote_id) not in self.seen:
+            if str(remote.remote_id) in self.samples:
+                logger.debug("%s: leaving out the sandbox's sample job %s", self.name,
+                             remote.remote_id)
+            elif str(remote.remote_id) not in self.seen:
                 self.seen.add(str(remote.remote_id))
                 fresh.append(remote)
         report.listed += len(fresh)
@@ -380,6 +408,28 @@ class _Pull:
 
 _REPORT_COLUMNS = ("provider", "pages", "listed", "new", "updated", "refreshed", "seconds",
                    "error")
+
+
+def _pull_label(providers: Sequence[str]) -> str:
+    """``"remote history of blockade"``, ``"remote history of 5 providers"``."""
+    if len(providers) == 1:
+        return f"remote history of {providers[0]}"
+    return f"remote history of {len(providers)} providers"
+
+
+def _finish(future: Any, timeout: float | None) -> None:
+    """Wait for the pull; on Ctrl-C (one line) or any error, cancel it first."""
+    try:
+        future.result(timeout)
+    except KeyboardInterrupt:
+        future.cancel()
+        raise WaitInterrupted(
+            None, "stopped the remote history pull; what it fetched is kept — call "
+            "ji.sync_history() again to go on"
+        ) from None
+    except BaseException:
+        future.cancel()
+        raise
 
 
 def _report_frame(reports: Sequence[PullReport]) -> pd.DataFrame:
@@ -425,19 +475,18 @@ def sync(
     Every page is merged as it lands (:meth:`Engine.adopt`, keyed by ``(provider,
     remote_id)``), so a pull that fails half-way keeps what it got; its report row's ``error``
     says what failed and a ``RuntimeWarning`` names the provider. An interrupt (Ctrl-C / the
-    stop button) cancels the pull and keeps what was merged.
+    stop button) cancels the pull, keeps what was merged and raises
+    :class:`~jupyter_imagine.models.WaitInterrupted` (a ``KeyboardInterrupt``; one line).
     """
     since = to_utc(since)  # datetime or ISO text (naive = UTC); bad text is an InvalidRequest
     reports = [PullReport(name) for name in providers]
-    live = LiveText(enabled=progress)
+    bar = Progress(_pull_label(providers), len(reports), unit="provider", enabled=progress,
+                   rate=False)
 
     def changed() -> None:
-        lines = "".join(
-            progress_bar(r.pages, r.total_pages if r.state != "done" else r.pages or 1,
-                         r.label())
-            for r in reports
-        )
-        live.set(f"<div><b>remote history</b>{lines}</div>")
+        final = [r for r in reports if r.state in ("done", "failed")]
+        bar.update(len(final), failed=sum(r.state == "failed" for r in final),
+                   lines=[r.label() for r in reports])
 
     async def run() -> None:
         pulls = []
@@ -449,15 +498,11 @@ def sync(
                 report.error, report.state = f"{type(exc).__name__}: {exc}", "failed"
         await asyncio.gather(*(p.run() for p in pulls))
 
-    future = engine.run(run())
     try:
-        future.result(timeout)
-    except BaseException:
-        future.cancel()
-        raise
+        _finish(engine.run(run()), timeout)
     finally:
         changed()
-        live.close()
+        bar.close()
     frame = _report_frame(reports)
     failed = [r for r in reports if r.error]
     if failed:

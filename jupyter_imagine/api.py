@@ -215,8 +215,9 @@ def sync_history(
             provider URLs expire).
         max_concurrency: pages in flight per provider for APIs that number their pages
             (default ``None``: the provider's own ``max_concurrency``; ``1``: one at a time).
-        progress: show pages fetched per provider while the pull runs (default ``True``;
-            in a notebook only).
+        progress: show providers done, and per provider pages, rows new/updated and errors,
+            while the pull runs (default ``True``; a bar in a notebook, a text bar on stderr
+            elsewhere).
 
     Returns:
         One row per provider: ``provider``, ``pages``, ``listed``, ``new``, ``updated``,

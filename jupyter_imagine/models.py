@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ __all__ = [
     "Job",
     "JobChanges",
     "Status",
+    "WaitInterrupted",
 ]
 
 
@@ -225,6 +227,70 @@ class JobChanges(TypedDict, total=False):
     raw: dict[str, Any]
 
 
+class WaitInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Job.wait`: the wait stopped, the job keeps running.
+
+    A ``KeyboardInterrupt`` (scripts stop, ``except KeyboardInterrupt`` catches it) whose
+    message is the one line to show, with the call that follows the job again; ``.job`` is
+    the job (``None`` when ``message`` tells of something else, such as a batch).
+    ``%load_ext jupyter_imagine`` shows it as that line alone, without a traceback.
+    """
+
+    def __init__(self, job: Job | None, message: str | None = None) -> None:
+        if message is None and job is not None:
+            short = job.id[:8]
+            message = f"stopped waiting; job {short} keeps running — ji.job({short!r}) to follow it"
+        super().__init__(message or "stopped waiting")
+        self.job = job
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _WaitDisplay:
+    """The progress line of one :meth:`Job.wait`: status, percent and time waited, live."""
+
+    def __init__(self, job: Job) -> None:
+        from ._display import Progress
+
+        self.job = job
+        self.progress = Progress(
+            f"{job.provider} {job.kind} {job.id[:8]}", 100, unit="%", only_on_terminal=True
+        )
+        self.progress.update(job.progress, status=job.status.value)
+        self.stop = job.observe(self.changed) if self.progress.shown else None
+
+    #: Seconds between two redraws while nothing changes (the time waited moves on).
+    TICK = 1.0
+
+    def block(self, timeout: float | None) -> None:
+        """Block until the job is final, redrawing every :attr:`TICK` seconds; after
+        ``timeout`` seconds (default ``None``: no limit) ``concurrent.futures.TimeoutError``."""
+        if not self.progress.shown:
+            self.job._done.result(timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                self.job._done.result(self.TICK if left is None else max(0.0, min(self.TICK, left)))
+                return
+            except concurrent.futures.TimeoutError:
+                if left is not None and left <= self.TICK:
+                    raise
+                self.changed(self.job)
+
+    def changed(self, job: Job, fields: frozenset[str] = frozenset()) -> None:
+        self.progress.update(100 if job.status is Status.SUCCEEDED else job.progress,
+                             status=job.status.value)
+
+    def close(self, status: str | None = None) -> None:
+        if self.stop is not None:
+            self.stop()
+        self.changed(self.job)
+        self.progress.close(status)
+
+
 @dataclass(eq=False, repr=False)
 class Job:
     """One request to a provider and everything it produced.
@@ -379,19 +445,38 @@ class Job:
         Args:
             timeout: seconds to wait (default ``None``: until the job's own deadline).
 
+        While it blocks on a job that is not final yet, a progress line shows the job's status,
+        percent and the time waited: in a notebook an HTML bar (left in the saved notebook as
+        the outcome), on a terminal a ``tqdm`` line on stderr (nothing when stderr is not a
+        terminal: scripts' logs stay clean).
+
         Raises:
             JobFailed: the job failed (``JobCancelled`` if it was cancelled).
             JobTimeout: the job's deadline passed, or ``timeout`` ran out (the job keeps running).
+            WaitInterrupted: Ctrl-C (or the notebook's stop button) during the wait; a
+                ``KeyboardInterrupt``, so a script still stops. The job keeps running.
         """
+        display = None if self._done.done() else _WaitDisplay(self)
         try:
-            self._done.result(timeout)
+            if display is None:
+                self._done.result(timeout)
+            else:
+                display.block(timeout)
         except concurrent.futures.TimeoutError:
+            if display is not None:
+                display.close(f"still {self.status.value}: stopped waiting")
             raise JobTimeout(
                 f"job {self.id} is still {self.status.value} after waiting {timeout:g} s; "
                 "it keeps running: wait again or call .cancel()",
                 job=self,
                 provider=self.provider,
             ) from None
+        except KeyboardInterrupt:
+            if display is not None:
+                display.close("stopped waiting")
+            raise WaitInterrupted(self) from None
+        if display is not None:
+            display.close()
         self._raise_for_status()
         return self
 

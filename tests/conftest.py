@@ -38,6 +38,29 @@ def _clean_env(monkeypatch, tmp_path_factory):
     yield
 
 
+# --- progress display fixtures ---
+@pytest.fixture
+def progress_kernel(monkeypatch):
+    """Pretend to be in a Jupyter kernel for ``_display``; returns ``(shown, updates)``: the
+    bundles displayed and every update of them."""
+    from jupyter_imagine import _display
+
+    shown: list[dict] = []
+    updates: list[dict] = []
+
+    class Handle:
+        def update(self, obj, raw=False):
+            updates.append(obj)
+
+    def display(obj, raw=False, display_id=False):
+        shown.append(obj)
+        return Handle()
+
+    monkeypatch.setattr(_display, "in_kernel", lambda: True)
+    monkeypatch.setattr("IPython.display.display", display)
+    return shown, updates
+
+
 # --- engine fixtures ---
 FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.2}
 

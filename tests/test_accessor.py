@@ -70,9 +70,13 @@ def test_reroll_with_and_without_the_reroll_button(history):
     assert lineage.loc[other.id, "root_id"] == sky.id
 
 
-def test_export_png_with_metadata_and_a_csv_sidecar(history, tmp_path):
+def test_export_png_with_metadata_and_a_csv_sidecar(history, tmp_path, capfd):
     df = history["df"]
+    capfd.readouterr()
     files = df.imagine.export(tmp_path / "out")
+    last = capfd.readouterr().err.strip().split("\r")[-1]  # the progress, on stderr here
+    assert last.startswith(f"export of {len(df)} jobs: 100%") and f"{len(df)}/{len(df)}" in last
+    assert "failed" not in last
     grid, up, sky = history["grid"], history["up"], history["sky"]
     names = sorted(p.name for p in files)
     assert names == sorted(
@@ -110,10 +114,15 @@ def test_export_jpg_of_a_slice_and_original_bytes(history, tmp_path):
         one.imagine.export(tmp_path, fmt="bmp")
 
 
-def test_export_skips_images_that_were_never_downloaded(engine, tmp_path):
+def test_export_skips_images_that_were_never_downloaded(engine, tmp_path, capfd):
     job = ji.imagine("a slow tower sandbox:hang")
     df = ji.history()
+    capfd.readouterr()
     assert df.imagine.export(tmp_path) == []
+    last = capfd.readouterr().err.strip().split("\r")[-1]
+    assert last.startswith("export of 1 job: 100%") and "1 failed" in last
+    assert df.imagine.export(tmp_path, progress=False) == []
+    assert capfd.readouterr().err == ""
     sidecar = pd.read_csv(tmp_path / "history.csv")
     assert json.loads(sidecar.loc[0, "files"]) == []
     job.cancel()

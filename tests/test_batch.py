@@ -11,7 +11,7 @@ import pytest
 import jupyter_imagine as ji
 from jupyter_imagine import _batch
 from jupyter_imagine.engine import Engine
-from jupyter_imagine.models import Status
+from jupyter_imagine.models import Status, WaitInterrupted
 from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
 
@@ -185,3 +185,51 @@ def test_failed_rows_are_reported_not_raised(engine):
     assert pd.isna(out["error"].iloc[0]) and "could not complete" in out["error"].iloc[1]
     assert out["image_paths"].iloc[1] == []
     assert out.imagine.jobs()[1].status is Status.FAILED
+
+
+def test_progress_on_stderr_counts_jobs_and_failures(engine, capfd):
+    ji.batch(["a good one", "a bad one sandbox:fail"])
+    err = capfd.readouterr().err  # outside a notebook: a tqdm bar on stderr
+    last = err.strip().split("\r")[-1]
+    assert last.startswith("batch of 2 prompts: 100%") and "2/2" in last
+    assert "1 failed" in last and "batch-" not in err  # a human label, not the batch id
+
+
+def test_progress_in_a_notebook_is_labelled_for_a_person(engine, progress_kernel):
+    shown, updates = progress_kernel
+    ji.batch(["a red fox", "a blue whale", "a green frog"], name="foxes")
+    assert len(shown) == 1
+    final = updates[-1]["text/plain"]
+    assert final.startswith("batch of 3 prompts (foxes)") and "3/3 jobs" in final
+    assert "failed" not in final and "in flight" not in final
+
+
+def test_batch_label():
+    assert _batch.batch_label(1, None) == "batch of 1 prompt"
+    assert _batch.batch_label(40, "night run") == "batch of 40 prompts (night run)"
+
+
+def test_ctrl_c_stops_submitting_in_one_line_and_the_same_call_resumes(engine, sandbox,
+                                                                         monkeypatch):
+    original = _batch._Driver._submit
+    calls = []
+
+    def submit(self, row):
+        calls.append(row.number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second row is being submitted
+        return original(self, row)
+
+    monkeypatch.setattr(_batch._Driver, "_submit", submit)
+    prompts = ["a dune", "a dune at noon", "a dune at night"]
+    with pytest.raises(KeyboardInterrupt) as info:
+        ji.batch(prompts, progress=False)
+    assert isinstance(info.value, WaitInterrupted) and info.value.job is None
+    assert str(info.value) == (
+        "stopped waiting; 1 of 3 rows were submitted and keep running — call ji.batch() "
+        "again with the same input to resume"
+    )
+    monkeypatch.undo()
+    out = ji.batch(prompts, progress=False)
+    assert out["status"].tolist() == ["succeeded"] * 3
+    assert imagine_posts(sandbox) == 3  # the first row was not submitted twice

@@ -6,6 +6,7 @@ import pytest
 
 import jupyter_imagine as ji
 from jupyter_imagine import _magic_errors
+from jupyter_imagine.models import Job, WaitInterrupted
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_an_earlier_handler_keeps_its_exceptions_and_comes_back(ip, capsys):
     ip.set_custom_exc((KeyError,), theirs)
     installed = ip.CustomTB
     ip.run_line_magic("load_ext", "jupyter_imagine")
-    assert ip.custom_exceptions == (KeyError, ji.ImagineError)
+    assert ip.custom_exceptions == (KeyError, ji.ImagineError, WaitInterrupted)
     ip.run_cell("{}['missing']")
     assert len(seen) == 1 and isinstance(seen[0], KeyError)
     result = ip.run_cell("%imagine -p nope a cat")
@@ -76,3 +77,17 @@ def test_other_exceptions_are_untouched(ip, capsys):
     result = ip.run_cell("1/0")
     assert isinstance(result.error_in_exec, ZeroDivisionError)
     assert "ZeroDivisionError" in shown(capsys)
+
+
+def test_an_interrupted_wait_is_its_one_line_anywhere(ip, capsys):
+    ip.run_line_magic("load_ext", "jupyter_imagine")
+    capsys.readouterr()
+    ip.user_ns["interrupted"] = WaitInterrupted(
+        Job(provider="apiframe", kind="imagine", prompt="x", id="3f2a1b2c-0000")
+    )
+    result = ip.run_cell("raise interrupted")  # the user's own code, not the magics
+    assert isinstance(result.error_in_exec, KeyboardInterrupt) and not result.success
+    lines = [line for line in shown(capsys).splitlines() if line.strip()]
+    assert lines == ["stopped waiting; job 3f2a1b2c keeps running — ji.job('3f2a1b2c') to "
+                     "follow it"]
+    ip.user_ns.pop("interrupted")

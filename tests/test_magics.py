@@ -214,6 +214,82 @@ def test_wait_on_a_failing_job_raises_job_failed_in_one_line(shell, capsys):
     assert "Traceback" not in shown.out + shown.err
 
 
+class _CtrlCFuture:
+    """A job's future whose ``result()`` meets a Ctrl-C; the engine still resolves it."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def done(self):
+        return self.real.done()
+
+    def set_result(self, value):
+        self.real.set_result(value)
+
+    def result(self, timeout=None):
+        raise KeyboardInterrupt
+
+
+@pytest.fixture
+def ctrl_c(monkeypatch):
+    """Every ``Job.wait()`` is interrupted as by Ctrl-C while it blocks."""
+    original = Job.wait
+
+    def wait(self, timeout=None):
+        if not isinstance(self._done, _CtrlCFuture):
+            self._done = _CtrlCFuture(self._done)
+        return original(self, timeout)
+
+    monkeypatch.setattr(Job, "wait", wait)
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """stderr taken for an interactive terminal (as in terminal IPython)."""
+    from jupyter_imagine import _display
+
+    monkeypatch.setattr(_display, "stderr_is_terminal", lambda: True)
+
+
+def test_wait_shows_one_progress_line_then_the_job_once(shell, terminal, capfd):
+    result = shell.run_cell("%imagine --wait a lighthouse at dusk")
+    assert result.success, result.error_in_exec
+    job = result.result
+    assert isinstance(job, Job) and job.status is Status.SUCCEEDED
+    shown = capfd.readouterr()
+    progress = [line for line in shown.err.split("\n") if line.strip()]
+    assert len(progress) == 1, progress  # one line, redrawn in place with \r
+    last = progress[0].split("\r")[-1]
+    assert last.startswith(f"apiframe imagine {job.id[:8]}: 100%") and "succeeded" in last
+    assert shown.out.count(job.id[:8]) == 1  # the cell's result shows the job once
+
+
+def test_ctrl_c_during_wait_prints_one_line_and_the_job_keeps_running(shell, engine, ctrl_c,
+                                                                       capfd):
+    result = shell.run_cell("job = %imagine --wait a lighthouse at dusk sandbox:hang")
+    exc = result.error_in_exec
+    assert isinstance(exc, KeyboardInterrupt) and not result.success  # "Run All" stops here
+    job = exc.job
+    shown = capfd.readouterr()
+    lines = [line for line in (shown.out + shown.err).splitlines() if line.strip()]
+    assert lines == [
+        f"stopped waiting; job {job.id[:8]} keeps running — ji.job('{job.id[:8]}') to follow it"
+    ]
+    assert not job.status.final and engine.store.get(job.id)["status"] in ("queued", "running")
+    assert ji.job(job.id[:8]) is job  # the line's advice works
+    job.cancel()
+
+
+def test_ctrl_c_in_the_users_own_wait_is_one_line_too(shell, ctrl_c, capfd):
+    shell.user_ns["ji"] = ji
+    result = shell.run_cell("job = ji.imagine('a harbour sandbox:hang')\njob.wait()\n")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    shown = capfd.readouterr()
+    lines = [line for line in (shown.out + shown.err).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stopped waiting; job "), lines
+    shell.user_ns["job"].cancel()
+
+
 def test_code_can_catch_the_error_type_of_a_magic(shell):
     result = shell.run_cell(
         "import jupyter_imagine as ji\n"

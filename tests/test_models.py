@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from jupyter_imagine import _display
 from jupyter_imagine.errors import (
     ActionNotAvailable,
     InvalidRequest,
@@ -15,7 +16,7 @@ from jupyter_imagine.errors import (
     JobTimeout,
     ModeratedPrompt,
 )
-from jupyter_imagine.models import GRID_ACTIONS, Image, Job, Status
+from jupyter_imagine.models import GRID_ACTIONS, Image, Job, Status, WaitInterrupted
 
 
 def make_job(**kw):
@@ -82,6 +83,105 @@ def test_wait_raises_typed_failures():
         timed_out.wait()
     with pytest.raises(JobCancelled):
         make_job(status=Status.CANCELLED).wait()
+
+
+def interrupting(job, monkeypatch):
+    """Make ``job.wait()`` meet a Ctrl-C while it blocks (as ``future.result()`` does)."""
+
+    class Interrupted:
+        def done(self):
+            return False
+
+        def result(self, timeout=None):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "_done", Interrupted())
+
+
+def test_ctrl_c_during_wait_is_one_line_and_the_job_keeps_running(monkeypatch):
+    job = make_job(id="3f2a1b2c-0000-4000-8000-000000000000", status=Status.RUNNING)
+    interrupting(job, monkeypatch)
+    with pytest.raises(KeyboardInterrupt) as info:  # a script still stops
+        job.wait()
+    exc = info.value
+    assert isinstance(exc, WaitInterrupted) and exc.job is job
+    assert str(exc) == (
+        "stopped waiting; job 3f2a1b2c keeps running — ji.job('3f2a1b2c') to follow it"
+    )
+    assert exc.__cause__ is None and exc.__suppress_context__  # no futures traceback chained
+    assert job.status is Status.RUNNING  # nothing was cancelled
+
+
+def test_wait_on_a_terminal_shows_one_updating_line(monkeypatch, capfd):
+    monkeypatch.setattr(_display, "in_kernel", lambda: False)
+    monkeypatch.setattr(_display, "stderr_is_terminal", lambda: True)
+    job = make_job(id="3f2a1b2c-0000-4000-8000-000000000000", status=Status.RUNNING)
+
+    def finish():
+        job._apply({"progress": 60.0})
+        job._apply({"status": Status.SUCCEEDED, "progress": 100.0})
+
+    threading.Timer(0.05, finish).start()
+    job.wait(5)
+    err = capfd.readouterr().err
+    assert "\n" not in err.strip()  # one line, redrawn in place with \r
+    last = err.strip().split("\r")[-1]
+    assert last.startswith("apiframe imagine 3f2a1b2c: 100%") and "succeeded" in last
+    assert job._observers == []  # the display stopped observing
+    job.wait()  # already final: shows nothing
+    assert capfd.readouterr().err == ""
+
+
+def test_ctrl_c_on_a_terminal_ends_the_line_with_stopped_waiting(monkeypatch, capfd):
+    monkeypatch.setattr(_display, "in_kernel", lambda: False)
+    monkeypatch.setattr(_display, "stderr_is_terminal", lambda: True)
+    job = make_job(status=Status.RUNNING, progress=30.0)
+    interrupting(job, monkeypatch)
+    with pytest.raises(WaitInterrupted):
+        job.wait()
+    last = capfd.readouterr().err.strip().split("\r")[-1]
+    assert " 30%" in last and "stopped waiting" in last
+
+
+def test_wait_redraws_while_nothing_changes_and_still_times_out(monkeypatch, capfd):
+    from jupyter_imagine import models
+
+    monkeypatch.setattr(_display, "in_kernel", lambda: False)
+    monkeypatch.setattr(_display, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(models._WaitDisplay, "TICK", 0.02)
+    monkeypatch.setattr(_display, "TERMINAL_INTERVAL", 0)
+    ticks = []
+    original = models._WaitDisplay.changed
+    monkeypatch.setattr(models._WaitDisplay, "changed",
+                        lambda self, job, fields=frozenset(): ticks.append(1) or original(
+                            self, job, fields))
+    job = make_job(status=Status.RUNNING, progress=10.0)
+    with pytest.raises(JobTimeout):
+        job.wait(0.2)
+    assert len(ticks) >= 4  # the line was redrawn while the job stood still
+    last = capfd.readouterr().err.strip().split("\r")[-1]
+    assert " 10%" in last and "still running: stopped waiting" in last
+    assert job.status is Status.RUNNING
+
+
+def test_wait_in_a_script_log_prints_nothing(monkeypatch, capfd):
+    monkeypatch.setattr(_display, "in_kernel", lambda: False)
+    monkeypatch.setattr(_display, "stderr_is_terminal", lambda: False)
+    job = make_job()
+    threading.Timer(0.05, lambda: job._apply({"status": Status.SUCCEEDED})).start()
+    job.wait(5)
+    assert capfd.readouterr().err == ""
+
+
+def test_wait_in_a_notebook_shows_a_live_bar_left_as_the_outcome(progress_kernel):
+    shown, updates = progress_kernel
+    job = make_job(status=Status.QUEUED)
+    threading.Timer(0.05, lambda: job._apply({"status": Status.SUCCEEDED})).start()
+    job.wait(5)
+    assert len(shown) == 1 and "application/vnd.jupyter.widget-view+json" in shown[0]
+    final = updates[-1]["text/plain"]
+    assert final.startswith(f"apiframe imagine {job.id[:8]}") and "100%" in final
+    assert "succeeded" in final
 
 
 def test_await_job_from_another_loop():

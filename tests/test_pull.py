@@ -60,6 +60,41 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+# ------------------------------------------------------------------------------ the report
+
+@pytest.mark.parametrize(("report", "text"), [
+    (_pull.PullReport("apiframe", state="done"), "apiframe: nothing to pull"),
+    (_pull.PullReport("neuroflash", state="done", pages=1), "neuroflash: nothing to pull"),
+    (_pull.PullReport("blockade", state="done", pages=1, listed=3, new=3),
+     "blockade: 1 page · 3 listed · 3 new"),
+    (_pull.PullReport("banatie", state="done", pages=2, listed=150, new=12, updated=138,
+                      refreshed=2),
+     "banatie: 2 pages · 150 listed · 12 new · 138 updated · 2 refreshed"),
+    (_pull.PullReport("neuroflash", state="failed", error="NetworkError: refused"),
+     "neuroflash: failed — NetworkError: refused"),
+    (_pull.PullReport("blockade", state="failed", pages=1, listed=100, new=100,
+                      error="ServerError: 502"),
+     "blockade: failed — ServerError: 502 (kept: 100 listed · 100 new)"),
+    (_pull.PullReport("blockade", state="listing", pages=1, total_pages=3, listed=100),
+     "blockade: listing · page 2 of 3 · 100 listed"),
+    (_pull.PullReport("apiframe", state="refreshing"), "apiframe: refreshing"),
+])
+def test_report_labels_say_what_happened_without_empty_counts(report, text):
+    assert report.label() == text
+    assert "None" not in text and "1 pages" not in text
+
+
+def test_a_fresh_sandbox_has_nothing_to_pull_and_no_sample_rows(engine, capfd):
+    report = _pull.sync(engine, ["neuroflash", "apiframe"], progress=True)
+    assert report["new"].sum() == 0 and report["listed"].sum() == 0
+    assert engine.store.records() == []  # the seeded "a harbour at dawn" is not the user's
+    err = capfd.readouterr().err  # outside a notebook: a text bar on stderr
+    assert "remote history of 2 providers: 100%" in err and "2/2" in err
+    assert "/s" not in err and "ETA" not in err  # no rate for providers of different sizes
+    assert "\n  neuroflash: nothing to pull\n" in err
+    assert "\n  apiframe: nothing to pull\n" in err
+
+
 # ------------------------------------------------------------------------------ one schema
 
 @pytest.fixture
@@ -87,7 +122,7 @@ def test_pull_brings_in_jobs_started_elsewhere_and_twice_adds_nothing(tmp_path, 
                                progress=False)
         by = report.set_index("provider")
         assert by.loc["blockade", "new"] == 2 and by.loc["banatie", "new"] == 1
-        assert by.loc["neuroflash", "new"] >= 1  # its sandbox also holds a seeded image
+        assert by.loc["neuroflash", "new"] == 1  # the sandbox's seeded sample is left out
         assert report["error"].isna().all() and (report["pages"][:3] >= 1).all()
         first = here.store.frame()
         rows = first.set_index("remote_id")
@@ -329,3 +364,27 @@ def test_remote_times_rules():
     assert _pull.remote_times(remote({})) == (None, None)
     early = remote({"started_at": "2024-05-01T11:00:00Z"}, status=Status.RUNNING)
     assert _pull.remote_times(early)[0] == created  # never before creation
+
+
+def test_ctrl_c_cancels_the_pull_in_one_line(engine, monkeypatch):
+    from jupyter_imagine.models import WaitInterrupted
+
+    cancelled = []
+
+    class Interrupted:
+        def result(self, timeout=None):
+            raise KeyboardInterrupt
+
+        def cancel(self):
+            cancelled.append(True)
+
+    def run(coroutine):
+        coroutine.close()  # never started
+        return Interrupted()
+
+    monkeypatch.setattr(engine, "run", run)
+    with pytest.raises(KeyboardInterrupt) as info:
+        _pull.sync(engine, ["apiframe"], progress=False)
+    assert isinstance(info.value, WaitInterrupted) and cancelled == [True]
+    assert str(info.value).startswith("stopped the remote history pull; what it fetched is kept")
+    assert info.value.__suppress_context__

@@ -18,6 +18,20 @@ provider module (``_apiframe.py`` …) for what it emulates, its magic words and
 from ._app import PROVIDERS, create_app
 from ._clock import SimClock
 from ._faults import Fault, FaultInjector
+from ._neuroflash import SEEDED_GENERATION_ID
 from ._state import SandboxState
 
-__all__ = ["PROVIDERS", "Fault", "FaultInjector", "SandboxState", "SimClock", "create_app"]
+#: The sandbox's sample data (rows it seeds so its listings are not empty), by provider: the
+#: provider's ids of those jobs. A history pull from the sandbox leaves them out of the user's
+#: history: the user never made them.
+SAMPLE_REMOTE_IDS: dict[str, frozenset[str]] = {"neuroflash": frozenset({SEEDED_GENERATION_ID})}
+
+__all__ = [
+    "PROVIDERS",
+    "SAMPLE_REMOTE_IDS",
+    "Fault",
+    "FaultInjector",
+    "SandboxState",
+    "SimClock",
+    "create_app",
+]

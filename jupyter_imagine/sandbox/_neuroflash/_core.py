@@ -39,6 +39,7 @@ from ._wire import (
     RATE_WINDOW,
     SANDBOX_CLIENT_ID,
     SANDBOX_CLIENT_SECRET,
+    SEEDED_GENERATION_ID,
     SEEDED_PROMPT,
     STRICT_LIMIT,
     TOKEN_TTL,
@@ -171,7 +172,7 @@ class NeuroflashCore:
 
     # ----------------------------------------------------------------- images
     def _seed_images(self) -> None:
-        generation = str(uuid.uuid5(uuid.NAMESPACE_URL, "neuroflash-sandbox-seeded-generation"))
+        generation = SEEDED_GENERATION_ID
         width, height = _art.aspect_size("3:2", 384)
         for i in range(3):
             image_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"neuroflash-sandbox-seeded-image-{i}"))

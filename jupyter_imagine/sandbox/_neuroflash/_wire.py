@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -26,6 +27,8 @@ WORKSPACE_NAME = "Sandbox workspace"
 #: The user who made the seeded images (not any client: deleting them is 403).
 OTHER_USER_ID = "284915730021004417"
 SEEDED_PROMPT = "a harbour at dawn"
+#: The generation of the seeded images: sample data, which a history pull leaves out.
+SEEDED_GENERATION_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "neuroflash-sandbox-seeded-generation"))
 
 TOKEN_TTL = 14399
 RATE_LIMIT = 10000
