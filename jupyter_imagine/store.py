@@ -668,7 +668,9 @@ def storage_error(exc: BaseException, path: Path) -> StorageError:
     elif isinstance(exc, (NotADirectoryError, FileExistsError)) or code == errno.ENOTDIR:
         what, fix = ("a file is in the way where a folder should be",
                      f"move that file away, or {home}")
-    elif code in _READ_ONLY or "readonly" in text or "read-only" in text:
+    elif code in _READ_ONLY or "readonly" in text or "read-only" in text or (
+        "unable to open" in text and _read_only(where)
+    ):
         what, fix = "it is read-only for this user", f"make it writable, or {home}"
     elif "locked" in text or "busy" in text:
         what = f"another process has held it locked for more than {BUSY_TIMEOUT_MS / 1000:g} s"
@@ -684,6 +686,12 @@ def storage_error(exc: BaseException, path: Path) -> StorageError:
                         path=str(where))
 
 
+def _read_only(path: Path) -> bool:
+    """Whether the folder of ``path`` exists but cannot be written (mode or mount)."""
+    folder = path if path.is_dir() else path.parent
+    return folder.is_dir() and not os.access(folder, os.W_OK)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -696,7 +704,7 @@ def _guarded(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
-            raise storage_error(exc, self.path) from exc
+            raise storage_error(exc, self.path) from None
 
     return guarded  # type: ignore[return-value]
 
@@ -732,7 +740,7 @@ class Store:
             self.images_dir.mkdir(parents=True, exist_ok=True)
             conn = self._open()
         except (sqlite3.Error, OSError) as exc:
-            raise storage_error(exc, self.path) from exc
+            raise storage_error(exc, self.path) from None
         self._conn: sqlite3.Connection | None = conn
 
     def _open(self) -> sqlite3.Connection:
