@@ -4,8 +4,10 @@
 :class:`~jupyter_imagine.errors.ImagineError`: when the error went through ``%imagine`` or
 ``%%reroll`` it is shown as ``JobFailed: <message>`` (the message already says how to fix it),
 yet the exception stays a ``JobFailed`` (``except ji.JobFailed`` works, ``run_cell(...)
-.error_in_exec`` holds it). An ``ImagineError`` raised by the user's own Python code keeps its
-full traceback. A handler that was there before keeps its exceptions; :func:`uninstall` puts it
+.error_in_exec`` holds it). A :class:`~jupyter_imagine.errors.StorageError` (an unusable
+history folder: a fact about the machine, not about the code) is one line wherever it was raised,
+``ji.history()`` included; any other ``ImagineError`` raised by the user's own Python code keeps
+its full traceback. A handler that was there before keeps its exceptions; :func:`uninstall` puts it
 back exactly.
 """
 
@@ -18,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from ._secrets import get_logger
-from .errors import ImagineError
+from .errors import ImagineError, StorageError
 
 logger = get_logger(__name__)
 
@@ -46,7 +48,10 @@ def show_error(
     tb_offset: int | None = None,
 ) -> None:
     """The custom exception handler (IPython's ``set_custom_exc`` signature)."""
-    if isinstance(value, ImagineError) and _through_magics(tb):
+    one_line = isinstance(value, StorageError) or (
+        isinstance(value, ImagineError) and _through_magics(tb)
+    )
+    if one_line:
         stb = shell.InteractiveTB.get_exception_only(etype, value)
         shell._showtraceback(etype, value, stb)  # the channel ipykernel sends errors through
         return

@@ -41,6 +41,8 @@ FINAL = frozenset({"succeeded", "failed", "cancelled"})
 PROVIDERS = ("apiframe", "thenextleg", "blockade", "neuroflash", "banatie")
 #: The reason a job whose submit was cut off must give (issue 10, "honest messages").
 MAY_HAVE_REACHED = re.compile(r"may (or may not )?have reached", re.I)
+#: Lease of every kernel: a dead one's jobs are taken over this long after its last heartbeat.
+LEASE_SECONDS = 4.0
 _DOWNLOAD = re.compile(r"(/cdn/|-cdn/|/content$|/attachments/|/getImage)")
 
 
@@ -177,6 +179,7 @@ class Kernel:
         env = {**os.environ, "JUPYTER_IMAGINE_HOME": str(self.home),
                "JUPYTER_IMAGINE_SANDBOX_URL": self.sandbox.url,
                "JUPYTER_IMAGINE_SANDBOX_SPEED": str(self.sandbox.speed),
+               "JUPYTER_IMAGINE_LEASE_SECONDS": str(LEASE_SECONDS),
                "PYTHONPATH": str(REPO)}
         for key in [k for k in env if k.endswith(("_API_KEY", "_BASE_URL"))]:
             env.pop(key)

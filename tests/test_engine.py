@@ -377,3 +377,45 @@ def test_close_releases_leases_so_another_engine_resumes_at_once(tmp_path):
                 **{**FAST, "sandbox_speed": 5}) as second:
         resumed = second.get(job.id)
         assert resumed.id in second._tasks and resumed.id not in second._following
+
+
+# ------------------------------------------------------------------ storage failures
+class _FullDisk:
+    """The store's connection, refusing every job transition once armed, as a full disk does."""
+
+    def __init__(self, conn) -> None:
+        self._conn, self.armed = conn, False
+
+    def execute(self, sql, *args):
+        if self.armed and sql.startswith("UPDATE jobs SET provider"):
+            import sqlite3
+
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_transition_that_cannot_be_stored_fails_the_job_promptly(engine, sandbox):
+    import asyncio
+
+    disk = engine.store._conn = _FullDisk(engine.store._conn)
+    disk.armed = True
+    job = ji.imagine("a lighthouse", provider="apiframe")
+    started = time.perf_counter()
+    with pytest.raises(ji.StorageError, match="the disk is full") as info:
+        job.wait(10)
+    assert time.perf_counter() - started < 5
+    assert str(engine.store.path) in str(info.value)
+    assert job.status is Status.FAILED and job.error_type == "StorageError"
+    with pytest.raises(ji.StorageError):
+        asyncio.run(asyncio.wait_for(_awaited(job), 5))
+    assert imagine_count(sandbox) == 0  # "sending" could not be stored: nothing was sent
+    disk.armed = False
+    stored = engine.store.get(job.id)
+    assert (stored["status"], stored["submit_state"]) == ("queued", "pending")  # not half-written
+
+
+async def _awaited(job: Job) -> Job:
+    return await job
