@@ -476,7 +476,9 @@ def _count_submits(out: Facts, jobs: dict[str, _Job], http: list[dict[str, Any]]
             may_have_created[job.id] += 1
         elif end["phase"] == "answer" and 200 <= end["code"] < 300:
             may_have_created[job.id] += 1
-            job.remote_ids.update(end.get("ids") or [])
+            # an id the request itself named (neuroflash's workspace in every path) is not
+            # the new job's
+            job.remote_ids.update(set(end.get("ids") or []) - set(send["words"]))
             job.accepted = True
     for job in jobs.values():
         if job.accepted and job.status == "failed" and not MAY_HAVE_REACHED.search(job.error):
