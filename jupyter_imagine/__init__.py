@@ -31,10 +31,10 @@ from .errors import (
     InvalidMask as InvalidMask,
 )
 from .errors import (
-    PermissionDenied as PermissionDenied,
+    JobCancelled as JobCancelled,
 )
 from .errors import (
-    JobCancelled as JobCancelled,
+    PermissionDenied as PermissionDenied,
 )
 from .models import Image, Job, Status
 

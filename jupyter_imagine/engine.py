@@ -19,9 +19,22 @@ Per job (:meth:`Engine._drive`, the methods of the section "one job's life" in t
 4. on success download every image once into the store's content-addressed cache, then show the
    job as succeeded; a job past its deadline fails with :class:`~jupyter_imagine.errors.JobTimeout`.
 
-Every state change is written to the store before it is applied to the job and shown. On start
-the engine resumes the jobs the store holds as unfinished. A job whose submit was in flight when the
-kernel died is not sent again (it may have reached the provider): it fails with a reason saying so.
+Every state change is written to the store before it is applied to the job and shown, as a
+compare-and-set on the row's version (:meth:`Store.transition
+<jupyter_imagine.store.Store.transition>`): a final state is never left, and a refused write means
+someone else holds the job now, so this engine stops driving it.
+
+**Many kernels, one history.** Each engine has an owner id; the jobs it creates are stored under
+its lease (``lease_seconds``), which a heartbeat on the loop renews every third of that. Only the
+owner submits and polls. On start, and at every heartbeat, the engine claims the unfinished jobs
+nobody holds (no owner, or a lease that ran out: a dead kernel's) and resumes them. A job another
+live engine holds is *followed*: a watcher re-reads its row's version every
+:data:`FOLLOW_INTERVAL` s and applies what changed, never calling the provider, until the row is
+final or this engine claims it. :meth:`Engine.close` releases the leases (another kernel may take
+over at once) and closes the store. A job whose submit was in flight when its kernel died is not
+sent again (it may have reached the provider): it fails with a reason saying so. If the store
+cannot be written, the job fails in memory with the :class:`~jupyter_imagine.errors.StorageError`
+and ``wait()`` raises it.
 
 What other modules use (``_batch``, the remote pull, the magics, the widgets):
 :meth:`Engine.provider` (the configured instance of a provider), :meth:`Engine.run` (a coroutine

@@ -15,6 +15,15 @@ columns that need a provider's rules (negative_prompt, width/height, credits, wh
 count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
+Besides the record's columns, each row has ``version`` (bumped by every write),
+``owner`` and ``lease_until`` (which engine drives the unfinished job, until when) and
+``missing_images``. State changes are compare-and-set transitions on the version
+(:meth:`Store.transition`), and no write leaves a final state (``succeeded``, ``failed``,
+``cancelled``) for another: the SQL itself refuses. :meth:`Store.claim` takes unfinished rows
+whose lease ran out, atomically (``BEGIN IMMEDIATE`` … ``UPDATE … RETURNING``). Every
+``sqlite3``/``OSError`` failure of a public method is a
+:class:`~jupyter_imagine.errors.StorageError` saying which path, what is wrong and how to fix it.
+
 Choices worth knowing:
 
 * **One connection, one lock.** The store is used from the engine's background thread and from
@@ -304,20 +313,8 @@ def _v2_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
-def _schema_v2(conn: sqlite3.Connection) -> None:
-    """The unified history (issue 6): negative_prompt, params (JSON), width, height, credits,
-    and batch membership (batch_id, batch_row), backfilled from ``record``; n_images, paths and
-    urls are recomputed to count result images only (not thumbnails or depth maps).
-
-    The table is rebuilt rather than extended with ``ALTER TABLE ADD COLUMN``: added columns
-    land *after* ``record``, and reading them would make SQLite walk every row's record (often
-    on overflow pages) — the frame of 100,000 jobs got ~60 % slower that way. ``record`` stays
-    the last column; later migrations should rebuild the same way. Rowids are kept (the frame
-    reads in storage order).
-    """
-    conn.execute(
-        """
-        CREATE TABLE jobs_v2 (
+#: The columns of schema 2 but ``record`` (each followed by a comma), in table order.
+_V2_COLUMNS = """
             id              TEXT PRIMARY KEY NOT NULL,
             provider        TEXT NOT NULL,
             remote_id       TEXT,
@@ -345,10 +342,21 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
             credits         REAL,
             batch_id        TEXT,
             batch_row       INTEGER,
-            record          TEXT NOT NULL
-        )
-        """
-    )
+"""
+
+
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """The unified history (issue 6): negative_prompt, params (JSON), width, height, credits,
+    and batch membership (batch_id, batch_row), backfilled from ``record``; n_images, paths and
+    urls are recomputed to count result images only (not thumbnails or depth maps).
+
+    The table is rebuilt rather than extended with ``ALTER TABLE ADD COLUMN``: added columns
+    land *after* ``record``, and reading them would make SQLite walk every row's record (often
+    on overflow pages) — the frame of 100,000 jobs got ~60 % slower that way. ``record`` stays
+    the last column; later migrations should rebuild the same way. Rowids are kept (the frame
+    reads in storage order).
+    """
+    conn.execute(f"CREATE TABLE jobs_v2 ({_V2_COLUMNS} record TEXT NOT NULL)")
     kept = (
         "id", "provider", "remote_id", "parent_id", "root_id", "kind", "action", "prompt",
         "status", "progress", "sandbox", "created_at", "started_at", "completed_at",
@@ -391,42 +399,8 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     by lease.
     """
     conn.execute(
-        """
-        CREATE TABLE jobs_v3 (
-            id              TEXT PRIMARY KEY NOT NULL,
-            provider        TEXT NOT NULL,
-            remote_id       TEXT,
-            parent_id       TEXT,
-            root_id         TEXT NOT NULL,
-            kind            TEXT,
-            action          TEXT,
-            prompt          TEXT,
-            status          TEXT NOT NULL,
-            progress        REAL,
-            sandbox         INTEGER NOT NULL DEFAULT 0,
-            created_at      TEXT NOT NULL,
-            started_at      TEXT,
-            completed_at    TEXT,
-            updated_at      TEXT,
-            n_images        INTEGER NOT NULL DEFAULT 0,
-            paths           TEXT NOT NULL DEFAULT '[]',
-            urls            TEXT NOT NULL DEFAULT '[]',
-            error           TEXT,
-            error_type      TEXT,
-            negative_prompt TEXT,
-            params          TEXT NOT NULL DEFAULT '{}',
-            width           INTEGER,
-            height          INTEGER,
-            credits         REAL,
-            batch_id        TEXT,
-            batch_row       INTEGER,
-            missing_images  INTEGER NOT NULL DEFAULT 0,
-            version         INTEGER NOT NULL DEFAULT 0,
-            owner           TEXT,
-            lease_until     REAL,
-            record          TEXT NOT NULL
-        )
-        """
+        f"CREATE TABLE jobs_v3 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
+        "version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, record TEXT NOT NULL)"
     )
     kept = ", ".join(c for c in _COLUMNS if c != "missing_images")
     conn.execute(f"INSERT INTO jobs_v3 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
@@ -679,7 +653,8 @@ def storage_error(exc: BaseException, path: Path) -> StorageError:
         what = "it is not a valid SQLite database (corrupt or truncated)"
         fix = f"move {where} aside (a new empty history is then created) or restore a backup"
     elif "unable to open" in text:
-        what, fix = "it cannot be opened", f"check that the folder exists and is writable, or {home}"
+        what = "it cannot be opened"
+        fix = f"check that the folder exists and is writable, or {home}"
     else:
         what, fix = f"{type(exc).__name__}: {exc}", f"check the file and its folder, or {home}"
     return StorageError(f"the history at {where} cannot be used: {what}; {fix}",

@@ -325,7 +325,8 @@ def test_a_second_engine_follows_live_jobs_without_calling_the_provider(tmp_path
         sent = _requests_of(second)
         jobs = [first.imagine(f"a quay {i}", provider="apiframe") for i in range(3)]
         followed = [second.get(job.id) for job in jobs]
-        assert all(f is not j and f.id in second._following for f, j in zip(followed, jobs))
+        assert all(f is not j and f.id in second._following
+                   for f, j in zip(followed, jobs, strict=True))
         seen: list[str] = []
         followed[0].observe(lambda job, names: seen.append(job.status.value))
         for job in followed:

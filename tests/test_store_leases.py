@@ -87,7 +87,8 @@ def test_missing_images_column_reads_the_record_key(store):
 STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(st.integers(0, 1), st.sampled_from(STATUSES),
                                 st.booleans()), min_size=1, max_size=25))
 def test_no_interleaving_of_two_writers_leaves_a_final_state(tmp_path_factory, steps):
