@@ -21,11 +21,11 @@ from .errors import (
     JobTimeout,
     ModeratedPrompt,
     NotFound,
-    PermissionDenied,
     ProviderError,
     QuotaExceeded,
     RateLimited,
     ServiceUnavailable,
+    StorageError,
 )
 from .errors import (
     InvalidMask as InvalidMask,
@@ -33,12 +33,17 @@ from .errors import (
 from .errors import (
     JobCancelled as JobCancelled,
 )
+from .errors import (
+    PermissionDenied as PermissionDenied,
+)
 from .models import Image, Job, Status
 
 __version__ = "0.1.0"
 
-# The public surface, at most 25 names. Also importable from here, but not listed: the two
-# refinements ``InvalidMask`` (an ``InvalidRequest``) and ``JobCancelled`` (a ``JobFailed``),
+# The public surface, at most 25 names. Also importable from here, but not listed: the three
+# refinements ``InvalidMask`` (an ``InvalidRequest``), ``JobCancelled`` (a ``JobFailed``) and
+# ``PermissionDenied`` (a ``ProviderError``: a 403, rare once the key works; it made room for
+# ``StorageError``),
 # ``__version__``, and IPython's ``load_ipython_extension``/``unload_ipython_extension`` hooks.
 # The Midjourney-only verbs live on the provider client: ``client("apiframe").describe(...)``.
 __all__ = [
@@ -53,12 +58,12 @@ __all__ = [
     "JobTimeout",
     "ModeratedPrompt",
     "NotFound",
-    "PermissionDenied",
     "ProviderError",
     "QuotaExceeded",
     "RateLimited",
     "ServiceUnavailable",
     "Status",
+    "StorageError",
     "batch",
     "client",
     "gallery",

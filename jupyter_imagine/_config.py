@@ -94,16 +94,24 @@ def provider_settings(
 
 def sandbox_speed() -> float:
     """The in-process sandbox's clock speed (``JUPYTER_IMAGINE_SANDBOX_SPEED``, default 10)."""
-    raw = _env("JUPYTER_IMAGINE_SANDBOX_SPEED") or "10"
+    return _positive("JUPYTER_IMAGINE_SANDBOX_SPEED", 10.0)
+
+
+def lease_seconds() -> float:
+    """How long an engine's hold on its unfinished jobs lasts without a heartbeat
+    (``JUPYTER_IMAGINE_LEASE_SECONDS``, default 30)."""
+    return _positive("JUPYTER_IMAGINE_LEASE_SECONDS", 30.0)
+
+
+def _positive(name: str, default: float) -> float:
+    raw = _env(name) or str(default)
     try:
-        speed = float(raw)
+        value = float(raw)
     except ValueError:
-        raise ConfigurationError(
-            f"JUPYTER_IMAGINE_SANDBOX_SPEED must be a number, not {raw!r}"
-        ) from None
-    if speed <= 0:
-        raise ConfigurationError("JUPYTER_IMAGINE_SANDBOX_SPEED must be greater than 0")
-    return speed
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigurationError(f"{name} must be a finite number greater than 0")
+    return value
 
 
 def home() -> Path:

@@ -4,9 +4,11 @@
 :class:`~jupyter_imagine.errors.ImagineError`: when the error went through ``%imagine`` or
 ``%%reroll`` it is shown as ``JobFailed: <message>`` (the message already says how to fix it),
 yet the exception stays a ``JobFailed`` (``except ji.JobFailed`` works, ``run_cell(...)
-.error_in_exec`` holds it). An ``ImagineError`` raised by the user's own Python code keeps its
-full traceback. Ctrl-C during a wait (:class:`~jupyter_imagine.models.WaitInterrupted`, from the
-magics' ``--wait`` or the user's ``job.wait()``) shows its one line ("stopped waiting; job …
+.error_in_exec`` holds it). A :class:`~jupyter_imagine.errors.StorageError` (an unusable
+history folder: a fact about the machine, not about the code) is one line wherever it was raised,
+``ji.history()`` included; any other ``ImagineError`` raised by the user's own Python code keeps
+its full traceback. Ctrl-C during a wait (:class:`~jupyter_imagine.models.WaitInterrupted`, from
+the magics' ``--wait`` or the user's ``job.wait()``) shows its one line ("stopped waiting; job …
 keeps running") and still fails the cell, so "Run All" stops there as after any interrupt. A
 handler that was there before keeps its exceptions; :func:`uninstall` puts it back exactly.
 """
@@ -20,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from ._secrets import get_logger
-from .errors import ImagineError
+from .errors import ImagineError, StorageError
 from .models import WaitInterrupted
 
 logger = get_logger(__name__)
@@ -52,7 +54,10 @@ def show_error(
     if isinstance(value, WaitInterrupted):
         shell._showtraceback(etype, value, [str(value)])
         return
-    if isinstance(value, ImagineError) and _through_magics(tb):
+    one_line = isinstance(value, StorageError) or (
+        isinstance(value, ImagineError) and _through_magics(tb)
+    )
+    if one_line:
         stb = shell.InteractiveTB.get_exception_only(etype, value)
         shell._showtraceback(etype, value, stb)  # the channel ipykernel sends errors through
         return

@@ -19,9 +19,22 @@ Per job (:meth:`Engine._drive`, the methods of the section "one job's life" in t
 4. on success download every image once into the store's content-addressed cache, then show the
    job as succeeded; a job past its deadline fails with :class:`~jupyter_imagine.errors.JobTimeout`.
 
-Every state change is written to the store before it is applied to the job and shown. On start
-the engine resumes the jobs the store holds as unfinished. A job whose submit was in flight when the
-kernel died is not sent again (it may have reached the provider): it fails with a reason saying so.
+Every state change is written to the store before it is applied to the job and shown, as a
+compare-and-set on the row's version (:meth:`Store.transition
+<jupyter_imagine.store.Store.transition>`): a final state is never left, and a refused write means
+someone else holds the job now, so this engine stops driving it.
+
+**Many kernels, one history.** Each engine has an owner id; the jobs it creates are stored under
+its lease (``lease_seconds``), which a heartbeat on the loop renews every third of that. Only the
+owner submits and polls. On start, and at every heartbeat, the engine claims the unfinished jobs
+nobody holds (no owner, or a lease that ran out: a dead kernel's) and resumes them. A job another
+live engine holds is *followed*: a watcher re-reads its row's version every
+:data:`FOLLOW_INTERVAL` s and applies what changed, never calling the provider, until the row is
+final or this engine claims it. :meth:`Engine.close` releases the leases (another kernel may take
+over at once) and closes the store. A job whose submit was in flight when its kernel died is not
+sent again (it may have reached the provider): it fails with a reason saying so. If the store
+cannot be written, the job fails in memory with the :class:`~jupyter_imagine.errors.StorageError`
+and ``wait()`` raises it.
 
 What other modules use (``_batch``, the remote pull, the magics, the widgets):
 :meth:`Engine.provider` (the configured instance of a provider), :meth:`Engine.run` (a coroutine
@@ -34,9 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,21 +64,30 @@ from . import _config
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import get_logger, redact, scrub
 from ._transport import BoundedTransport
-from .errors import ConfigurationError, ImagineError, JobTimeout, NotFound
-from .models import Image, Job, Status, utcnow
+from .errors import ConfigurationError, ImagineError, JobTimeout, NotFound, StorageError
+from .models import Image, Job, JobChanges, Status, utcnow
 from .providers import Provider, RemoteJob, Update, provider_class
 from .store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
 
-    from .models import JobChanges
-
 logger = get_logger(__name__)
 
 __all__ = ["Engine"]
 
 T = TypeVar("T")
+
+#: Seconds between two looks of a follower at the rows of the jobs it follows.
+FOLLOW_INTERVAL = 0.5
+#: The fields a stored row can change on a job (what a follower copies from the store).
+_CHANGEABLE = tuple(JobChanges.__annotations__)
+
+
+class _Superseded(Exception):
+    """A transition was refused: the row is final, or another engine holds it now. The job
+    has been brought up to date from the store (and follows it if it is not final); whoever
+    was driving it stops."""
 
 
 class Engine:
@@ -85,6 +111,12 @@ class Engine:
         sandbox_app: the in-process sandbox ASGI app to use (default: a new one, made on first
             use); engines given the same app share its tasks, as a restarted kernel would share
             a real service.
+        lease_seconds: how long this engine's hold on its unfinished jobs lasts without a
+            heartbeat (default ``JUPYTER_IMAGINE_LEASE_SECONDS`` or 30); the heartbeat renews it
+            every third of that. Another engine takes a job over only once its lease ran out.
+
+    Attributes:
+        owner: this engine's owner id in the store, ``"<host>:<pid>:<8 hex digits>"``.
     """
 
     def __init__(
@@ -99,8 +131,11 @@ class Engine:
         http_timeout: float = 30.0,
         max_connections: int = 32,
         sandbox_app: Any = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.store = store
+        self.lease_seconds = float(lease_seconds or _config.lease_seconds())
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.concurrency = dict(concurrency or {})
         self.sandbox_speed = sandbox_speed if sandbox_speed is not None else _config.sandbox_speed()
         self.backoff_base = backoff_base
@@ -117,6 +152,10 @@ class Engine:
         self._batchers: dict[str, PollBatcher] = {}
         self._prepared: set[int] = set()  # id() of the provider instances whose prepare() ran
         self._cancelled: set[str] = set()
+        self._following: dict[str, Job] = {}  # jobs another engine drives: watched in the store
+        self._watcher: asyncio.Task[None] | None = None
+        self._heartbeat: concurrent.futures.Future[None] | None = None
+        self._abandoned: set[str] = set()  # failed in memory: the store could not be written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -129,7 +168,8 @@ class Engine:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> Engine:
-        """Start the thread and resume unfinished jobs from the store (idempotent)."""
+        """Start the thread, claim the unfinished jobs nobody holds (no owner, or an expired
+        lease) and resume them, and start the heartbeat (idempotent)."""
         with self._lock:
             if self.running:
                 return self
@@ -145,11 +185,13 @@ class Engine:
             self._loop = loop
             self._thread.start()
             ready.wait()
-        self._resume()
+            self._heartbeat = asyncio.run_coroutine_threadsafe(self._beat(), loop)
+        self._claim()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop polling (unfinished jobs stay unfinished in the store and resume next start)."""
+        """Stop polling, release this engine's leases (another engine may take its unfinished
+        jobs over at once; they resume next start otherwise) and close the store."""
         with self._lock:
             loop, thread = self._loop, self._thread
             if loop is None or thread is None:
@@ -177,6 +219,13 @@ class Engine:
         self._batchers.clear()
         self._prepared.clear()
         self._tasks.clear()
+        self._following.clear()
+        self._watcher = self._heartbeat = None
+        try:
+            self.store.release(self.owner)
+        except ImagineError as exc:
+            logger.warning("could not release the leases of %s: %s", self.owner, exc)
+        self.store.close()
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -184,14 +233,95 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _resume(self) -> None:
-        for record in self.store.unfinished():
+    # ================================================================ ownership
+    def _claim(self, job_id: str | None = None) -> list[Job]:
+        """Claim the unfinished jobs nobody holds (only ``job_id`` if given) and drive them;
+        a job this engine followed becomes its own. Returns the jobs claimed."""
+        claimed = []
+        for record in self.store.claim(self.owner, self.lease_seconds, time.time(),
+                                       job_id=job_id):
             with self._lock:
-                if record["id"] in self._jobs:
-                    continue
-            job = self._attach(Job.from_record(record))
+                job = self._jobs.get(record["id"])
+                self._following.pop(record["id"], None)
+            if job is None or job.status.final:
+                job = self._attach(Job.from_record(record))
+            else:
+                self._sync(job, record)
             logger.info("resuming %s job %s (%s)", job.provider, job.id, job.status.value)
             self._schedule(job)
+            claimed.append(job)
+        return claimed
+
+    async def _beat(self) -> None:
+        """The heartbeat: every third of the lease, renew this engine's leases (one UPDATE)
+        and claim the jobs whose owner's lease ran out (a dead kernel's)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if self._abandoned:
+                    self.store.release(self.owner, sorted(self._abandoned))
+                    self._abandoned.clear()
+            except ImagineError as exc:
+                logger.warning("heartbeat of %s: %s", self.owner, exc)
+            try:
+                self.store.renew(self.owner, time.time() + self.lease_seconds)
+                self._claim()
+            except ImagineError as exc:
+                logger.warning("heartbeat of %s: %s", self.owner, exc)
+
+    def _follow(self, job: Job) -> None:
+        """Watch ``job``'s stored row (another engine drives it) until it is final."""
+        with self._lock:
+            self._following[job.id] = job
+        if self._loop is None:
+            return
+
+        def ensure() -> None:
+            if self._watcher is None or self._watcher.done():
+                self._watcher = asyncio.ensure_future(self._watch())
+
+        if threading.current_thread() is self._thread:
+            ensure()
+        else:
+            self._loop.call_soon_threadsafe(ensure)
+
+    async def _watch(self) -> None:
+        """Every :data:`FOLLOW_INTERVAL` s, one cheap query of the followed jobs' versions;
+        the full row only of those that moved, applied to the job (never a provider call)."""
+        while True:
+            with self._lock:
+                following = dict(self._following)
+            if not following:
+                return
+            try:
+                versions = self.store.versions(following)
+                for job_id, job in following.items():
+                    if versions.get(job_id, job.version) == job.version:
+                        continue
+                    record = self.store.current(job_id)
+                    if record is not None:
+                        self._sync(job, record)
+                    if record is None or job.status.final:
+                        with self._lock:
+                            self._following.pop(job_id, None)
+            except ImagineError as exc:
+                logger.warning("could not follow jobs in %s: %s", self.store.path, exc)
+            await asyncio.sleep(FOLLOW_INTERVAL)
+
+    def _sync(self, job: Job, record: Mapping[str, Any]) -> None:
+        """Bring ``job`` to the stored ``record`` (with its version); a final state is kept."""
+        stored = Job.from_record(record)
+        changes: dict[str, Any] = {
+            name: getattr(stored, name)
+            for name in _CHANGEABLE
+            if getattr(stored, name) != getattr(job, name)
+        }
+        if job.status.final and changes.get("status", job.status) is not job.status:
+            logger.warning("job %s is %s here; the store says %s: kept", job.id,
+                           job.status.value, stored.status.value)
+            return
+        job.version = stored.version
+        job._apply(changes)  # type: ignore[arg-type]
 
     # ================================================================ public calls
     def imagine(
@@ -266,7 +396,12 @@ class Engine:
         self.run(self._cancel(job))
 
     def get(self, key: str) -> Job:
-        """The job with local id, provider id or unique id prefix ``key``."""
+        """The job with local id, provider id or unique id prefix ``key``.
+
+        A stored unfinished job nobody holds is claimed and resumed here; one that another
+        engine holds (a live lease) is followed: the job shows the states that engine stores,
+        and this one never polls the provider for it, until that lease runs out.
+        """
         with self._lock:
             job = self._jobs.get(key)
         if job is not None:
@@ -280,9 +415,18 @@ class Engine:
         with self._lock:
             if record["id"] in self._jobs:
                 return self._jobs[record["id"]]
-        job = self._attach(Job.from_record(record))
+        if record.get("status") not in ("succeeded", "failed", "cancelled"):
+            for claimed in self._claim(record["id"]):
+                return claimed
+        current = self.store.current(record["id"])
+        if current is None:  # deleted meanwhile
+            raise NotFound(f"job {key!r} was just deleted from the history at {self.store.path}")
+        with self._lock:
+            if current["id"] in self._jobs:  # claimed meanwhile by this engine's heartbeat
+                return self._jobs[current["id"]]
+        job = self._attach(Job.from_record(current))
         if not job.status.final:
-            self._schedule(job)
+            self._follow(job)
         return job
 
     def call(self, provider: str, method: str, *args: Any, timeout: float | None = None,
@@ -355,13 +499,19 @@ class Engine:
             if job.id in self._cancelled:
                 return
             raise  # engine shutdown: the job stays unfinished and resumes next start
-        except ImagineError as exc:
-            if not job.status.final:
-                self._fail(job, exc)
+        except _Superseded:
+            return  # final, or another engine drives it now (this one follows it)
+        except ImagineError as exc:  # a StorageError has failed the job in memory already
+            self._settle(job, exc)
         except Exception as exc:  # a bug must not leave a job hanging
             logger.exception("internal error while running job %s", job.id)
-            if not job.status.final:
-                self._fail(job, f"internal error ({type(exc).__name__}: {exc})", "ImagineError")
+            self._settle(job, f"internal error ({type(exc).__name__}: {exc})", "ImagineError")
+
+    def _settle(self, job: Job, error: BaseException | str, error_type: str | None = None) -> None:
+        """Fail ``job`` unless it is final, whatever the store says (see :meth:`_change`)."""
+        if not job.status.final:
+            with contextlib.suppress(_Superseded, StorageError):
+                self._fail(job, error, error_type)
 
     async def _submit(self, job: Job, provider: Provider) -> bool:
         """Send the job; returns ``True`` when the answer already finished it."""
@@ -508,14 +658,20 @@ class Engine:
             task = self._tasks.get(job.id)
         if task is not None:
             task.cancel()
-        provider = self._providers.get(job.provider)
+        try:
+            provider: Provider | None = self.provider(job.provider, prepare=False)
+        except ImagineError:
+            provider = None
         if provider is not None and job.remote_id:
             try:
                 await self.retry(lambda: provider.cancel(job), provider, idempotent=True)
             except ImagineError as exc:
                 logger.warning("could not cancel %s at %s: %s", job.id, provider.label, exc)
-        if not job.status.final:
-            self._change(job, status=Status.CANCELLED, completed_at=utcnow())
+        for _ in range(3):  # a followed job's row may move meanwhile: up to date, try again
+            if job.status.final:
+                return
+            with contextlib.suppress(_Superseded):
+                self._change(job, status=Status.CANCELLED, completed_at=utcnow())
 
     # ================================================================ remote history
     async def adopt(
@@ -544,8 +700,10 @@ class Engine:
         if found is not None:
             job = self.get(found["id"])
             if parent_id and not job.parent_id and parent_id != job.id:
-                self._change(job, parent_id=parent_id)
-            if not job.status.final and (update.status, update.progress) != (
+                with contextlib.suppress(_Superseded):
+                    self._change(job, parent_id=parent_id)
+            following = job.id in self._following  # its owner polls it
+            if not following and not job.status.final and (update.status, update.progress) != (
                 job.status, job.progress
             ):
                 await self._apply_update(job, instance, update)
@@ -553,7 +711,7 @@ class Engine:
         fetch = update.status is Status.SUCCEEDED and download
         job = self._remote_job(instance, remote, parent_id, started_at, completed_at,
                                final=not fetch)
-        self.store.save(job.to_record())  # claims (provider, remote_id) before any await
+        self._insert(job)  # claims (provider, remote_id) before any await
         self._attach(job)
         if fetch:
             images, grid, error = await self._download(job, instance, update)
@@ -764,10 +922,17 @@ class Engine:
 
     def _launch(self, job: Job) -> Job:
         self.start()
-        self.store.save(job.to_record())  # persisted before anyone sees it
+        self._insert(job)  # persisted before anyone sees it
         self._attach(job)
         self._schedule(job)
         return job
+
+    def _insert(self, job: Job) -> None:
+        """Store the new ``job``, owned by this engine for one lease."""
+        version = self.store.save(
+            job.to_record(), owner=self.owner, lease_until=time.time() + self.lease_seconds
+        )
+        job.version = version or 0
 
     def _schedule(self, job: Job) -> None:
         future = self.run(self._drive(job))
@@ -795,15 +960,63 @@ class Engine:
 
     # ================================================================ state changes
     def _change(self, job: Job, **changes: Unpack[JobChanges]) -> None:
-        """Store ``changes`` first, then apply them to the job (which wakes observers)."""
-        fresh: JobChanges = {
-            k: v for k, v in changes.items() if getattr(job, k) != v  # type: ignore[misc]
-        }
-        if not fresh:
-            return
-        fresh["updated_at"] = utcnow()
-        self.store.save(job.updated(fresh).to_record())
-        job._apply(fresh)
+        """Store ``changes`` first (a compare-and-set on the job's version), then apply them
+        to the job (which wakes observers).
+
+        Raises:
+            _Superseded: the row is final, or another engine holds it now; the job was brought
+                up to date from the store (and follows it), so the caller stops driving it.
+            StorageError: the store cannot be written; the job is failed in memory with that
+                message (nothing was half-written: one transaction).
+        """
+        for _ in range(3):
+            fresh: JobChanges = {
+                k: v for k, v in changes.items() if getattr(job, k) != v  # type: ignore[misc]
+            }
+            if not fresh:
+                return
+            fresh["updated_at"] = utcnow()
+            target = job.updated(fresh)
+            if job.status.final and target.status is not job.status:
+                raise _Superseded(job.id)  # a final state is never left, in memory either
+            try:
+                version = self.store.transition(job.id, job.version, target.to_record())
+            except StorageError as exc:
+                self._abandon(job, exc)
+                raise
+            if version is not None:
+                job.version = version
+                job._apply(fresh)
+                return
+            self._refused(job)  # someone else wrote the row but it is still ours: again
+        raise _Superseded(job.id)
+
+    def _refused(self, job: Job) -> None:
+        """A transition of ``job`` was refused: bring it up to date from the store; unless the
+        row is still this engine's and not final, stop driving it (:class:`_Superseded`)."""
+        record = self.store.current(job.id)
+        if record is None:
+            logger.warning("job %s is no longer in the history; it is not driven further", job.id)
+            raise _Superseded(job.id)
+        self._sync(job, record)
+        if job.status.final:
+            raise _Superseded(job.id)
+        if record["owner"] != self.owner:
+            logger.info("job %s is held by %s now; following it", job.id, record["owner"])
+            self._follow(job)
+            raise _Superseded(job.id)
+
+    def _abandon(self, job: Job, error: StorageError) -> None:
+        """The store cannot take ``job``'s next state: fail it in memory (``wait()`` raises
+        the StorageError) and give its lease up so it can be resumed once storage works."""
+        logger.error("job %s: %s", job.id, error)
+        if not job.status.final:
+            now = utcnow()
+            job._apply({"status": Status.FAILED, "error": error.message,
+                        "error_type": StorageError.__name__, "completed_at": now,
+                        "updated_at": now})
+        with self._lock:
+            self._abandoned.add(job.id)
 
     def annotate(self, job: Job, **extras: Any) -> None:
         """Merge ``extras`` into ``job.extras`` (stored first). Call on the engine thread."""

@@ -18,7 +18,9 @@ line that names what was wrong and how to fix it::
     │   └── ServiceUnavailable    5xx or a network error, after retries
     ├── JobFailed                 ``Job.wait()`` on a job that ended failed; ``.job`` holds it
     │   └── JobCancelled          … or that was cancelled
-    └── JobTimeout                the job's deadline or the wait's timeout passed
+    ├── JobTimeout                the job's deadline or the wait's timeout passed
+    └── StorageError              the history or image cache cannot be read or written (disk
+                                  full, read-only, locked too long, corrupt); ``.path`` names it
 
 Messages go through :func:`jupyter_imagine._secrets.redact`, so no registered secret (API key,
 token, webhook secret) can appear in one.
@@ -50,6 +52,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "ServiceUnavailable",
+    "StorageError",
     "error_class",
 ]
 
@@ -168,6 +171,20 @@ class JobTimeout(ImagineError, TimeoutError):
     def __init__(self, message: str, *, job: Job | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.job = job
+
+
+class StorageError(ImagineError):
+    """The history database or the image cache cannot be used: the message says which path,
+    what is wrong with it (disk full, read-only, locked for too long, not a database) and how
+    to fix it.
+
+    Args:
+        path: the file or folder concerned (default ``None``).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.path = path
 
 
 _BY_NAME = {

@@ -28,6 +28,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobTimeout,
+    StorageError,
     error_class,
 )
 
@@ -314,6 +315,8 @@ class Job:
             (stored with the job's first save), else ``None``.
         raw: the last provider payload, secrets stripped.
         timeout: the job's deadline in seconds from submission.
+        version: the version of the job's stored row this job reflects (0 until stored): the
+            engine's compare-and-set token; not part of :meth:`to_record`.
     """
 
     provider: str
@@ -344,6 +347,7 @@ class Job:
     completed_at: datetime | None = None
     updated_at: datetime = field(default_factory=utcnow)
     raw: dict[str, Any] = field(default_factory=dict)
+    version: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -369,8 +373,10 @@ class Job:
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> Job:
-        """Rebuild a job from :meth:`to_record`'s output."""
+        """Rebuild a job from :meth:`to_record`'s output (plus the row's ``version`` if the
+        store gave one, default 0)."""
         data = {k: rec[k] for k in RECORD_FIELDS if k in rec}
+        data["version"] = int(rec.get("version") or 0)
         data["images"] = [Image.from_dict(d) for d in data.get("images") or []]
         data["grid"] = Image.from_dict(data["grid"]) if data.get("grid") else None
         data["actions"] = tuple(data.get("actions") or ())
@@ -496,6 +502,8 @@ class Job:
             message = f"{self.provider} job {self.id} failed: {self.error or 'no reason given'}"
             if issubclass(cls, (JobFailed, JobTimeout)):
                 raise cls(message, job=self, provider=self.provider)
+            if cls is StorageError:  # the history could not be written: say so, typed
+                raise StorageError(self.error or message, provider=self.provider)
             raise JobFailed(message, job=self, provider=self.provider) from cls(
                 self.error or "failed", provider=self.provider
             )

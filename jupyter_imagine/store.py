@@ -15,6 +15,15 @@ columns that need a provider's rules (negative_prompt, width/height, credits, wh
 count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
+Besides the record's columns, each row has ``version`` (bumped by every write),
+``owner`` and ``lease_until`` (which engine drives the unfinished job, until when) and
+``missing_images``. State changes are compare-and-set transitions on the version
+(:meth:`Store.transition`), and no write leaves a final state (``succeeded``, ``failed``,
+``cancelled``) for another: the SQL itself refuses. :meth:`Store.claim` takes unfinished rows
+whose lease ran out, atomically (``BEGIN IMMEDIATE`` … ``UPDATE … RETURNING``). Every
+``sqlite3``/``OSError`` failure of a public method is a
+:class:`~jupyter_imagine.errors.StorageError` saying which path, what is wrong and how to fix it.
+
 Choices worth knowing:
 
 * **One connection, one lock.** The store is used from the engine's background thread and from
@@ -59,6 +68,8 @@ Choices worth knowing:
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import gc
 import hashlib
 import json
@@ -71,7 +82,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._schema import (
     HISTORY_COLUMNS,
@@ -80,7 +91,7 @@ from ._schema import (
     result_images,
 )
 from ._secrets import get_logger, redact, scrub
-from .errors import ImagineError, InvalidRequest
+from .errors import ImagineError, InvalidRequest, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -133,19 +144,42 @@ _COLUMNS = (
     "credits",
     "batch_id",
     "batch_row",
+    # schema v3
+    "missing_images",
     "record",
 )
+_FINAL_SQL = "('succeeded', 'failed', 'cancelled')"
+_UNFINISHED_SQL = "('queued', 'running')"
 # Batch membership (the record's batch_id/batch_row, set when the job is created) is never
 # cleared by a later save: a record without it (a job stored before it carried it) keeps it.
 _STICKY = frozenset({"batch_id", "batch_row"})
+_ASSIGN = ", ".join(
+    f"{c} = COALESCE(excluded.{c}, {c})" if c in _STICKY else f"{c} = excluded.{c}"
+    for c in _COLUMNS
+    if c != "id"
+)
+# A new job is inserted at version 1 (owned when the engine gives an owner); a stored one is
+# updated and its version bumped, unless that would leave a final state for another one.
 _UPSERT = (
-    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT(id) DO UPDATE SET "
+    f"INSERT INTO jobs ({', '.join(_COLUMNS)}, version, owner, lease_until) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1, ?, ?) "
+    f"ON CONFLICT(id) DO UPDATE SET {_ASSIGN}, version = version + 1 "
+    f"WHERE jobs.status NOT IN {_FINAL_SQL} OR jobs.status = excluded.status"
+)
+# A compare-and-set transition: (record values but the id …, id, expected version, new status).
+_TRANSITION = (
+    "UPDATE jobs SET "
     + ", ".join(
-        f"{c} = COALESCE(excluded.{c}, {c})" if c in _STICKY else f"{c} = excluded.{c}"
-        for c in _COLUMNS
-        if c != "id"
+        f"{c} = COALESCE(?, {c})" if c in _STICKY else f"{c} = ?" for c in _COLUMNS if c != "id"
     )
+    + ", version = version + 1 WHERE id = ? AND version = ? "
+    f"AND (status NOT IN {_FINAL_SQL} OR status = ?) RETURNING version"
+)
+# Unfinished rows nobody holds (no owner, or a lease that ran out), oldest first; never the
+# claimer's own rows (a late heartbeat of a live engine is not a dead owner).
+_CLAIMABLE = (
+    f"SELECT id FROM jobs WHERE status IN {_UNFINISHED_SQL} "
+    "AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) AND owner IS NOT ?"
 )
 # Descendants stored before their ancestor get re-rooted when it arrives: (new_root, old_root, id).
 _REROOT = "UPDATE jobs SET root_id = ? WHERE root_id = ? AND id <> ?"
@@ -279,20 +313,8 @@ def _v2_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
-def _schema_v2(conn: sqlite3.Connection) -> None:
-    """The unified history (issue 6): negative_prompt, params (JSON), width, height, credits,
-    and batch membership (batch_id, batch_row), backfilled from ``record``; n_images, paths and
-    urls are recomputed to count result images only (not thumbnails or depth maps).
-
-    The table is rebuilt rather than extended with ``ALTER TABLE ADD COLUMN``: added columns
-    land *after* ``record``, and reading them would make SQLite walk every row's record (often
-    on overflow pages) — the frame of 100,000 jobs got ~60 % slower that way. ``record`` stays
-    the last column; later migrations should rebuild the same way. Rowids are kept (the frame
-    reads in storage order).
-    """
-    conn.execute(
-        """
-        CREATE TABLE jobs_v2 (
+#: The columns of schema 2 but ``record`` (each followed by a comma), in table order.
+_V2_COLUMNS = """
             id              TEXT PRIMARY KEY NOT NULL,
             provider        TEXT NOT NULL,
             remote_id       TEXT,
@@ -320,10 +342,21 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
             credits         REAL,
             batch_id        TEXT,
             batch_row       INTEGER,
-            record          TEXT NOT NULL
-        )
-        """
-    )
+"""
+
+
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """The unified history (issue 6): negative_prompt, params (JSON), width, height, credits,
+    and batch membership (batch_id, batch_row), backfilled from ``record``; n_images, paths and
+    urls are recomputed to count result images only (not thumbnails or depth maps).
+
+    The table is rebuilt rather than extended with ``ALTER TABLE ADD COLUMN``: added columns
+    land *after* ``record``, and reading them would make SQLite walk every row's record (often
+    on overflow pages) — the frame of 100,000 jobs got ~60 % slower that way. ``record`` stays
+    the last column; later migrations should rebuild the same way. Rowids are kept (the frame
+    reads in storage order).
+    """
+    conn.execute(f"CREATE TABLE jobs_v2 ({_V2_COLUMNS} record TEXT NOT NULL)")
     kept = (
         "id", "provider", "remote_id", "parent_id", "root_id", "kind", "action", "prompt",
         "status", "progress", "sandbox", "created_at", "started_at", "completed_at",
@@ -343,50 +376,77 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
         conn.executemany(insert, [_v2_row(row) for row in chunk])
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+    for statement in _V2_INDEXES:
+        conn.execute(statement)
+
+
+_V2_INDEXES = (
+    "CREATE UNIQUE INDEX jobs_remote ON jobs (remote_id, provider) WHERE remote_id IS NOT NULL",
+    "CREATE INDEX jobs_status ON jobs (status)",
+    "CREATE INDEX jobs_created_at ON jobs (created_at)",
+    "CREATE INDEX jobs_parent_id ON jobs (parent_id)",
+    "CREATE INDEX jobs_root_id ON jobs (root_id)",
+    "CREATE INDEX jobs_provider ON jobs (provider, created_at)",
+    "CREATE UNIQUE INDEX jobs_batch ON jobs (batch_id, batch_row) WHERE batch_id IS NOT NULL",
+)
+
+
+def _schema_v3(conn: sqlite3.Connection) -> None:
+    """Ownership (issue 10): ``version`` (bumped by every write, the compare-and-set token),
+    ``owner`` and ``lease_until`` (epoch seconds) of the engine driving an unfinished job, and
+    ``missing_images`` (result images not downloaded). Rebuilt like :func:`_schema_v2` so
+    ``record`` stays last; rowids are kept. A partial index serves the claim of unfinished rows
+    by lease.
+    """
     conn.execute(
-        "CREATE UNIQUE INDEX jobs_remote ON jobs (remote_id, provider) "
-        "WHERE remote_id IS NOT NULL"
+        f"CREATE TABLE jobs_v3 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
+        "version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, record TEXT NOT NULL)"
     )
-    conn.execute("CREATE INDEX jobs_status ON jobs (status)")
-    conn.execute("CREATE INDEX jobs_created_at ON jobs (created_at)")
-    conn.execute("CREATE INDEX jobs_parent_id ON jobs (parent_id)")
-    conn.execute("CREATE INDEX jobs_root_id ON jobs (root_id)")
-    conn.execute("CREATE INDEX jobs_provider ON jobs (provider, created_at)")
+    kept = ", ".join(c for c in _COLUMNS if c != "missing_images")
+    conn.execute(f"INSERT INTO jobs_v3 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_v3 RENAME TO jobs")
+    for statement in _V2_INDEXES:
+        conn.execute(statement)
     conn.execute(
-        "CREATE UNIQUE INDEX jobs_batch ON jobs (batch_id, batch_row) WHERE batch_id IS NOT NULL"
+        f"CREATE INDEX jobs_lease ON jobs (lease_until, owner) WHERE status IN {_UNFINISHED_SQL}"
     )
 
 
 #: Migration ``i`` brings the schema from ``user_version`` i to i + 1. Later issues append
 #: functions here (rebuild the table so ``record`` stays last, see :func:`_schema_v2`, plus a
 #: backfill); never edit a shipped one.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _schema_v1, _schema_v2, _schema_v3,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to :data:`SCHEMA_VERSION`, one transaction per step."""
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version >= SCHEMA_VERSION:
-                conn.execute("COMMIT")
-                if version > SCHEMA_VERSION:
-                    log.warning(
-                        "history schema version %d is newer than this jupyter_imagine (%d); "
-                        "upgrade jupyter_imagine if anything looks wrong",
-                        version,
-                        SCHEMA_VERSION,
-                    )
-                return
-            _MIGRATIONS[version](conn)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    """Bring the schema to :data:`SCHEMA_VERSION` in one ``BEGIN IMMEDIATE`` transaction.
+
+    The version is read inside the transaction, so two kernels opening one fresh home at once
+    migrate it once: the second waits for the first's write lock, then finds nothing to do.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version, SCHEMA_VERSION):
+            _MIGRATIONS[step](conn)
+        if version < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if version > SCHEMA_VERSION:
+        log.warning(
+            "history schema version %d is newer than this jupyter_imagine (%d); "
+            "upgrade jupyter_imagine if anything looks wrong",
+            version,
+            SCHEMA_VERSION,
+        )
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -539,8 +599,89 @@ def _row(rec: dict[str, Any], text: str, root_id: str) -> tuple[Any, ...]:
         derived["credits"],
         _text(rec.get("batch_id")),
         int(rec["batch_row"]) if rec.get("batch_row") is not None else None,
+        _missing(rec.get("missing_images")),
         text,
     )
+
+
+_STATUS_AT = _COLUMNS.index("status")
+
+
+def _with_lease(row: Sequence[Any]) -> dict[str, Any]:
+    """A record (row[0], JSON) with the row's version, owner and lease_until added."""
+    rec = json.loads(row[0])
+    rec.update(version=row[1], owner=row[2], lease_until=row[3])
+    return rec
+
+
+def _missing(value: Any) -> int:
+    """The ``missing_images`` column from the record key of that name (a count or a list of
+    the missing images), default 0."""
+    if isinstance(value, (list, tuple, dict)):
+        return len(value)
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+# ------------------------------------------------------------------------ storage errors
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_error(exc: BaseException, path: Path) -> StorageError:
+    """The :class:`StorageError` for an ``sqlite3`` or ``OSError`` failure on the history at
+    ``path`` (or on the file the ``OSError`` names): what is wrong and how to fix it."""
+    where = Path(getattr(exc, "filename", None) or path)
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    home = "set JUPYTER_IMAGINE_HOME to another folder"
+    if code in _FULL or "full" in text:
+        what, fix = "the disk is full", f"free some space on that disk, or {home}"
+    elif isinstance(exc, (NotADirectoryError, FileExistsError)) or code == errno.ENOTDIR:
+        what, fix = ("a file is in the way where a folder should be",
+                     f"move that file away, or {home}")
+    elif code in _READ_ONLY or "readonly" in text or "read-only" in text or (
+        "unable to open" in text and _read_only(where)
+    ):
+        what, fix = "it is read-only for this user", f"make it writable, or {home}"
+    elif "locked" in text or "busy" in text:
+        what = f"another process has held it locked for more than {BUSY_TIMEOUT_MS / 1000:g} s"
+        fix = "close the other kernel or program using this history, then try again"
+    elif "not a database" in text or "malformed" in text or "corrupt" in text:
+        what = "it is not a valid SQLite database (corrupt or truncated)"
+        fix = f"move {where} aside (a new empty history is then created) or restore a backup"
+    elif "unable to open" in text:
+        what = "it cannot be opened"
+        fix = f"check that the folder exists and is writable, or {home}"
+    else:
+        what, fix = f"{type(exc).__name__}: {exc}", f"check the file and its folder, or {home}"
+    return StorageError(f"the history at {where} cannot be used: {what}; {fix}",
+                        path=str(where))
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the folder of ``path`` exists but cannot be written (mode or mount)."""
+    folder = path if path.is_dir() else path.parent
+    return folder.is_dir() and not os.access(folder, os.W_OK)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Map ``sqlite3.Error`` and ``OSError`` raised by a public :class:`Store` method to
+    :class:`StorageError` (the store's boundary, like the providers' transport errors)."""
+
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, self.path) from None
+
+    return guarded  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------- store
@@ -569,8 +710,16 @@ class Store:
         self.home = Path(home).expanduser().absolute()
         self.path = self.home / DB_NAME
         self.images_dir = self.home / IMAGES_DIR
-        self.images_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, self.path) from None
+        self._conn: sqlite3.Connection | None = conn
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, set the pragmas (WAL, busy timeout) and migrate the schema."""
         conn = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -593,7 +742,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        self._conn: sqlite3.Connection | None = conn
+        return conn
 
     # ----------------------------------------------------------------- plumbing
     def __repr__(self) -> str:
@@ -606,6 +755,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_guarded
     def close(self) -> None:
         """Close the database (idempotent). The image files stay."""
         with self._lock:
@@ -654,9 +804,11 @@ class Store:
         return row[0] if row else parent
 
     @staticmethod
-    def _execute_upserts(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    @contextlib.contextmanager
+    def _integrity():
+        """Turn a broken uniqueness rule into the :class:`InvalidRequest` that explains it."""
         try:
-            conn.executemany(_UPSERT, rows)
+            yield
         except sqlite3.IntegrityError as exc:
             if "batch_id" in str(exc):
                 raise InvalidRequest(
@@ -668,25 +820,156 @@ class Store:
                 "another stored job already has the same provider and remote id; "
                 "each provider job can be stored under one local id only"
             ) from None
+
+    @staticmethod
+    def _reroot(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         reroot = [(row[4], row[0], row[0]) for row in rows if row[4] != row[0]]
         if reroot:
             conn.executemany(_REROOT, reroot)
 
-    def save(self, record: Mapping[str, Any]) -> None:
-        """Insert or replace the job ``record`` (a :meth:`Job.to_record` dict), by its ``id``.
+    @_guarded
+    def save(
+        self,
+        record: Mapping[str, Any],
+        *,
+        owner: str | None = None,
+        lease_until: float | None = None,
+    ) -> int | None:
+        """Insert the job ``record`` (a :meth:`Job.to_record` dict), or update it by its ``id``.
+
+        A new row gets version 1 and, when ``owner`` is given (default ``None``: unowned),
+        that owner's lease until ``lease_until`` (epoch seconds). An update bumps the version
+        and keeps owner and lease; it never leaves a final state for another one (a pull of an
+        older status does not overwrite a finished local row). State changes of a job the
+        engine drives go through :meth:`transition` instead.
 
         Secrets are scrubbed first; ``root_id`` is computed from the parent's row. One
         transaction: once this returns, the row survives a crash of the process.
 
+        Returns the stored version, or ``None`` when the update was refused (final row).
+
         Raises:
             InvalidRequest: no ``id``/``provider``, an unknown status, a bad timestamp, or another
                 local job already holds this (provider, remote_id).
+            StorageError: the history cannot be written.
         """
         rec, text = _prepare(record)
-        with self._write() as conn:
+        with self._write() as conn, self._integrity():
             row = _row(rec, text, self._root_of(conn, rec))
-            self._execute_upserts(conn, [row])
+            found = conn.execute(_UPSERT + " RETURNING version", (*row, owner, lease_until))
+            stored = found.fetchone()
+            self._reroot(conn, [row])
+        return stored[0] if stored else None
 
+    @_guarded
+    def transition(
+        self, job_id: str, expected_version: int, record: Mapping[str, Any]
+    ) -> int | None:
+        """Compare-and-set: store ``record`` as job ``job_id``'s new state if its row is still
+        at ``expected_version``; returns the new version.
+
+        Returns ``None`` when the row moved on (another writer stored a newer version, another
+        engine claimed it, it was deleted) or when the record would leave a final state: a
+        final row may only be rewritten with the same final status (late images). One
+        transaction; owner and lease stay.
+        """
+        rec, text = _prepare({**record, "id": job_id})
+        with self._write() as conn, self._integrity():
+            row = _row(rec, text, self._root_of(conn, rec))
+            found = conn.execute(
+                _TRANSITION, (*row[1:], row[0], int(expected_version), row[_STATUS_AT])
+            ).fetchone()
+            if found is None:
+                return None
+            self._reroot(conn, [row])
+        return found[0]
+
+    # ----------------------------------------------------------------- leases
+    @_guarded
+    def claim(
+        self,
+        owner: str,
+        lease_s: float,
+        now: float,
+        limit: int | None = None,
+        *,
+        job_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Take, atomically, the unfinished jobs nobody holds: no owner, or a lease that ended
+        before ``now`` (epoch seconds); never ``owner``'s own. They become ``owner``'s until
+        ``now + lease_s`` and their version is bumped (a late former owner's next
+        :meth:`transition` is refused).
+
+        Args:
+            limit: at most this many, the oldest first (default ``None``: all).
+            job_id: only this job (default ``None``: any).
+
+        Returns their records, oldest first, each with its new ``version``, ``owner`` and
+        ``lease_until``. Two engines claiming at once never both get a row.
+        """
+        sql, args = _CLAIMABLE, [now, owner]
+        if job_id is not None:
+            sql, args = sql + " AND id = ?", [*args, str(job_id)]
+        sql += " ORDER BY created_at LIMIT ?"
+        args.append(-1 if limit is None else int(limit))
+        with self._write() as conn:
+            rows = conn.execute(
+                "UPDATE jobs SET owner = ?, lease_until = ?, version = version + 1 "
+                f"WHERE id IN ({sql}) RETURNING record, version, owner, lease_until, created_at",
+                (owner, now + lease_s, *args),
+            ).fetchall()
+        rows.sort(key=lambda row: row[4])
+        return [_with_lease(row) for row in rows]
+
+    @_guarded
+    def renew(self, owner: str, until: float) -> int:
+        """Extend ``owner``'s leases on its unfinished jobs to ``until`` (epoch seconds), in
+        one statement; a released lease (0) stays released. Returns how many. The version is
+        not bumped (the owner's next transition still matches)."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE jobs SET lease_until = ? WHERE owner = ? AND lease_until > 0 "
+                f"AND status IN {_UNFINISHED_SQL}",
+                (until, owner),
+            ).rowcount
+
+    @_guarded
+    def release(self, owner: str, job_ids: Iterable[str] | None = None) -> int:
+        """End ``owner``'s leases (``lease_until = 0``) on its unfinished jobs (only
+        ``job_ids`` if given, default all), so another engine may claim them at once."""
+        sql = (f"UPDATE jobs SET lease_until = 0 WHERE owner = ? "
+               f"AND status IN {_UNFINISHED_SQL}")
+        args: list[Any] = [owner]
+        if job_ids is not None:
+            ids = [str(i) for i in job_ids]
+            sql += f" AND id IN ({', '.join('?' * len(ids))})"
+            args += ids
+        with self._write() as conn:
+            return conn.execute(sql, args).rowcount
+
+    @_guarded
+    def current(self, job_id: str) -> dict[str, Any] | None:
+        """The record of local job ``job_id`` with its ``version``, ``owner`` and
+        ``lease_until``, else ``None`` (what the engine needs to drive or follow it)."""
+        rows = self._query(
+            "SELECT record, version, owner, lease_until FROM jobs WHERE id = ?", (str(job_id),)
+        )
+        return _with_lease(rows[0]) if rows else None
+
+    @_guarded
+    def versions(self, job_ids: Iterable[str]) -> dict[str, int]:
+        """``{id: version}`` of the stored jobs among ``job_ids`` (records are not read)."""
+        ids = [str(i) for i in job_ids]
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(self._query(
+                f"SELECT id, version FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ))
+        return found
+
+    @_guarded
     def batch_rows(self, batch_id: str) -> dict[int, str]:
         """``{row: local job id}`` of the jobs stored for batch ``batch_id`` (empty if none)."""
         return {
@@ -696,6 +979,7 @@ class Store:
             )
         }
 
+    @_guarded
     def _bulk_save(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Save many records in one transaction with ``executemany`` (benchmarks, imports).
 
@@ -727,9 +1011,12 @@ class Store:
                 return roots[job_id]
 
             rows = [_row(rec, text, root(rec["id"])) for rec, text in prepared]
-            self._execute_upserts(conn, rows)
+            with self._integrity():
+                conn.executemany(_UPSERT, [(*row, None, None) for row in rows])
+            self._reroot(conn, rows)
         return len(rows)
 
+    @_guarded
     def delete(self, job_id: str) -> bool:
         """Remove the job with local id ``job_id``; ``True`` if there was one.
 
@@ -740,6 +1027,7 @@ class Store:
             return conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
     # ----------------------------------------------------------------- reading
+    @_guarded
     def get(self, key: str) -> dict[str, Any] | None:
         """The record of a job, or ``None`` if no job matches ``key``.
 
@@ -778,6 +1066,7 @@ class Store:
             )
         return json.loads(rows[0][0]) if rows else None
 
+    @_guarded
     def find_remote(self, provider: str, remote_id: str) -> dict[str, Any] | None:
         """The record of ``provider``'s job ``remote_id``, else ``None``."""
         return self._one(
@@ -785,6 +1074,7 @@ class Store:
             (str(remote_id), str(provider)),
         )
 
+    @_guarded
     def find_remotes(self, provider: str, remote_ids: Iterable[str]) -> dict[str, str]:
         """``{remote_id: local id}`` of ``provider``'s stored jobs among ``remote_ids`` (one
         query per 500 ids; records are not read)."""
@@ -799,17 +1089,20 @@ class Store:
             ))
         return found
 
+    @_guarded
     def unfinished(self) -> list[dict[str, Any]]:
         """Records of the jobs still queued or running, oldest first (what the engine resumes)."""
         return self._records(
             "SELECT record FROM jobs WHERE status IN (?, ?)" + _OLDEST_FIRST, _UNFINISHED
         )
 
+    @_guarded
     def last(self, *, provider: str | None = None) -> dict[str, Any] | None:
         """The most recently created job's record (of ``provider`` if given, default any)."""
         where, args = self._where(provider=provider)
         return self._one(f"SELECT record FROM jobs{where}{_NEWEST_FIRST} LIMIT 1", args)
 
+    @_guarded
     def children(self, job_id: str) -> list[dict[str, Any]]:
         """Records of the jobs started from ``job_id``, oldest first."""
         return self._records(
@@ -859,6 +1152,7 @@ class Store:
             args.append(limit)
         return sql, args
 
+    @_guarded
     def records(
         self,
         *,
@@ -882,6 +1176,7 @@ class Store:
         )
         return self._records(sql, args)
 
+    @_guarded
     def frame(
         self,
         *,
@@ -923,6 +1218,7 @@ class Store:
             )
 
     # ----------------------------------------------------------------- images
+    @_guarded
     def put_image(
         self,
         data: bytes,
@@ -957,6 +1253,7 @@ class Store:
         self._write_file(path, payload)
         return path
 
+    @_guarded
     def put_file(self, data: bytes, *, ext: str) -> Path:
         """Store ``data`` (a mask, say) in the content-addressed cache as ``….<ext>``; see
         :meth:`put_image`."""

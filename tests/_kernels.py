@@ -41,6 +41,8 @@ FINAL = frozenset({"succeeded", "failed", "cancelled"})
 PROVIDERS = ("apiframe", "thenextleg", "blockade", "neuroflash", "banatie")
 #: The reason a job whose submit was cut off must give (issue 10, "honest messages").
 MAY_HAVE_REACHED = re.compile(r"may (or may not )?have reached", re.I)
+#: Lease of every kernel: a dead one's jobs are taken over this long after its last heartbeat.
+LEASE_SECONDS = 4.0
 _DOWNLOAD = re.compile(r"(/cdn/|-cdn/|/content$|/attachments/|/getImage)")
 
 
@@ -177,6 +179,7 @@ class Kernel:
         env = {**os.environ, "JUPYTER_IMAGINE_HOME": str(self.home),
                "JUPYTER_IMAGINE_SANDBOX_URL": self.sandbox.url,
                "JUPYTER_IMAGINE_SANDBOX_SPEED": str(self.sandbox.speed),
+               "JUPYTER_IMAGINE_LEASE_SECONDS": str(LEASE_SECONDS),
                "PYTHONPATH": str(REPO)}
         for key in [k for k in env if k.endswith(("_API_KEY", "_BASE_URL"))]:
             env.pop(key)
@@ -473,7 +476,9 @@ def _count_submits(out: Facts, jobs: dict[str, _Job], http: list[dict[str, Any]]
             may_have_created[job.id] += 1
         elif end["phase"] == "answer" and 200 <= end["code"] < 300:
             may_have_created[job.id] += 1
-            job.remote_ids.update(end.get("ids") or [])
+            # an id the request itself named (neuroflash's workspace in every path) is not
+            # the new job's
+            job.remote_ids.update(set(end.get("ids") or []) - set(send["words"]))
             job.accepted = True
     for job in jobs.values():
         if job.accepted and job.status == "failed" and not MAY_HAVE_REACHED.search(job.error):

@@ -293,3 +293,130 @@ def test_secrets_never_reach_store_logs_repr_or_errors(tmp_path, monkeypatch, li
             data = path.read_bytes()
             assert key.encode() not in data and b"whsec-abcdef-123" not in data, path
     assert "APIFRAME_API_KEY" in bad.error
+
+
+# ------------------------------------------------------------------ many engines, one history
+def _requests_of(engine: Engine) -> list[str]:
+    """Every request ``engine`` sends to the in-process sandbox, in a list (filled live)."""
+    seen: list[str] = []
+
+    async def hook(request):
+        seen.append(f"{request.method} {request.url.path}")
+
+    engine._client(True).event_hooks["request"].append(hook)
+    return seen
+
+
+def _kill(engine: Engine) -> None:
+    """What SIGKILL leaves of an engine: no heartbeat, no loop, leases not released."""
+    engine._heartbeat.cancel()
+    loop = engine._loop
+    loop.call_soon_threadsafe(loop.stop)
+    engine._thread.join(5)
+
+
+def test_a_second_engine_follows_live_jobs_without_calling_the_provider(tmp_path):
+    app = create_app(speed=20)  # an imagine takes ~2 s
+    home = tmp_path / "home"
+    first = Engine(Store(home), sandbox_app=app, lease_seconds=2, **{**FAST, "sandbox_speed": 20})
+    second = Engine(Store(home), sandbox_app=app, lease_seconds=2,
+                    **{**FAST, "sandbox_speed": 20})
+    with first, second:
+        sent = _requests_of(second)
+        jobs = [first.imagine(f"a quay {i}", provider="apiframe") for i in range(3)]
+        followed = [second.get(job.id) for job in jobs]
+        assert all(f is not j and f.id in second._following
+                   for f, j in zip(followed, jobs, strict=True))
+        seen: list[str] = []
+        followed[0].observe(lambda job, names: seen.append(job.status.value))
+        for job in followed:
+            job.wait(30)
+        assert [job.status for job in followed] == [Status.SUCCEEDED] * 3
+        assert all(len(job.images) == 4 for job in followed)
+        assert "running" in seen and seen[-1] == "succeeded"  # live progress, from the store
+        assert sent == []  # not one request of its own
+        assert second._tasks == {}
+    assert imagine_count(app.state.sandbox) == 3
+
+
+def test_a_dead_engines_jobs_are_taken_over_after_its_lease_and_submitted_once(tmp_path):
+    app = create_app(speed=20)
+    home = tmp_path / "home"
+    first = Engine(Store(home), sandbox_app=app, lease_seconds=1.5,
+                   concurrency={"apiframe": 1}, **{**FAST, "sandbox_speed": 20}).start()
+    jobs = [first.imagine(f"a mole {i}", provider="apiframe") for i in range(3)]
+    deadline = time.time() + 10
+    while jobs[0].submit_state != "sent" and time.time() < deadline:
+        time.sleep(0.01)
+    second = Engine(Store(home), sandbox_app=app, lease_seconds=1.5,
+                    **{**FAST, "sandbox_speed": 20})
+    with second:
+        sent = _requests_of(second)
+        followed = [second.get(job.id) for job in jobs]
+        assert sent == [] and len(second._following) == 3
+        _kill(first)
+        killed_at = time.time()
+        for job in followed:
+            job.wait(30)
+        assert [job.status for job in followed] == [Status.SUCCEEDED] * 3
+        assert sent and not second._following
+        assert time.time() - killed_at > 1.0  # not before the lease ran out
+    assert imagine_count(app.state.sandbox) == 3  # the pending two once, the sent one never again
+    with Store(home) as store:
+        assert {store.get(job.id)["status"] for job in jobs} == {"succeeded"}
+
+
+def test_close_releases_leases_so_another_engine_resumes_at_once(tmp_path):
+    app = create_app(speed=5)
+    home = tmp_path / "home"
+    first = Engine(Store(home), sandbox_app=app, lease_seconds=60,
+                   **{**FAST, "sandbox_speed": 5}).start()
+    job = first.imagine("a lock", provider="apiframe")
+    first.close()
+    assert first.store._conn is None  # the store is closed too
+    with Engine(Store(home), sandbox_app=app, lease_seconds=60,
+                **{**FAST, "sandbox_speed": 5}) as second:
+        resumed = second.get(job.id)
+        assert resumed.id in second._tasks and resumed.id not in second._following
+
+
+# ------------------------------------------------------------------ storage failures
+class _FullDisk:
+    """The store's connection, refusing every job transition once armed, as a full disk does."""
+
+    def __init__(self, conn) -> None:
+        self._conn, self.armed = conn, False
+
+    def execute(self, sql, *args):
+        if self.armed and sql.startswith("UPDATE jobs SET provider"):
+            import sqlite3
+
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_transition_that_cannot_be_stored_fails_the_job_promptly(engine, sandbox):
+    import asyncio
+
+    disk = engine.store._conn = _FullDisk(engine.store._conn)
+    disk.armed = True
+    job = ji.imagine("a lighthouse", provider="apiframe")
+    started = time.perf_counter()
+    with pytest.raises(ji.StorageError, match="the disk is full") as info:
+        job.wait(10)
+    assert time.perf_counter() - started < 5
+    assert str(engine.store.path) in str(info.value)
+    assert job.status is Status.FAILED and job.error_type == "StorageError"
+    with pytest.raises(ji.StorageError):
+        asyncio.run(asyncio.wait_for(_awaited(job), 5))
+    assert imagine_count(sandbox) == 0  # "sending" could not be stored: nothing was sent
+    disk.armed = False
+    stored = engine.store.get(job.id)
+    assert (stored["status"], stored["submit_state"]) == ("queued", "pending")  # not half-written
+
+
+async def _awaited(job: Job) -> Job:
+    return await job

@@ -11,19 +11,11 @@ from __future__ import annotations
 import pytest
 from _kernels import MAY_HAVE_REACHED, Plan, Sandbox, job_specs, run, submits_seen
 
-LEASES = pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: job leases (owner id + expiry + heartbeat) and compare-and-set "
-    "transitions are not implemented yet; a restarted kernel resumes the live kernel's jobs",
-)
-
-
 def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie: int) -> dict:
     return {"apiframe": apiframe, "thenextleg": thenextleg, "blockade": blockade,
             "neuroflash": neuroflash, "banatie": banatie}
 
 
-@LEASES
 @pytest.mark.timeout(180)
 def test_two_kernels_one_killed_and_restarted(tmp_path):
     """Kernel A and B share a home; A is killed -9 once its jobs are in flight and restarted.

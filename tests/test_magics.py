@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -655,3 +656,40 @@ def test_load_ext_starts_the_engine_and_resumes_unfinished_jobs(tmp_path, monkey
         ip.run_line_magic("unload_ext", "jupyter_imagine")
         if api._engine is not None:
             api._engine.close()
+
+
+@pytest.mark.parametrize("damage", ["file", "corrupt", "truncated"])
+def test_an_unusable_home_is_one_line_from_load_ext_history_and_imagine(
+    tmp_path, monkeypatch, capsys, caplog, damage
+):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from jupyter_imagine import api
+
+    home = tmp_path / "home"
+    if damage == "file":
+        home.write_text("not a folder")
+    else:
+        home.mkdir()
+        db = b"SQLite format 3\x00" + bytes(84) if damage == "truncated" else b"garbage " * 99
+        (home / "history.sqlite").write_bytes(db)
+    monkeypatch.setenv("JUPYTER_IMAGINE_HOME", str(home))
+    monkeypatch.setattr(api, "_engine", None)
+    ip = InteractiveShell.instance()
+    try:
+        ip.run_line_magic("load_ext", "jupyter_imagine")  # the magics still load
+        warned = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
+        assert len(warned) == 1 and "StorageError" not in warned[0]
+        assert f"the history at {home}" in warned[0] and "\n" not in warned[0]
+        capsys.readouterr()
+        for cell in ("import jupyter_imagine as ji; ji.history()", "%imagine a harbour",
+                     "ji.job('abcdef12')", "ji.imagine('a quay')"):
+            result = ip.run_cell(cell)
+            out = capsys.readouterr()
+            shown = re.sub(r"\x1b\[[0-9;]*m", "", out.out + out.err).strip()  # no colours
+            assert isinstance(result.error_in_exec, ji.StorageError), cell
+            assert "Traceback" not in shown and len(shown.splitlines()) == 1, shown
+            assert shown.startswith("StorageError: the history at"), shown
+    finally:
+        ip.run_line_magic("unload_ext", "jupyter_imagine")
+        ip.user_ns.pop("ji", None)

@@ -40,6 +40,8 @@ def test_midjourney_verbs_moved_under_the_provider_client():
 
 
 def test_the_exception_tree_stays_importable():
-    from jupyter_imagine import InvalidMask, JobCancelled  # not listed, still there
+    from jupyter_imagine import InvalidMask, JobCancelled, PermissionDenied  # not listed
 
     assert issubclass(InvalidMask, ji.InvalidRequest) and issubclass(JobCancelled, ji.JobFailed)
+    assert issubclass(PermissionDenied, ji.ProviderError)
+    assert issubclass(ji.StorageError, ji.ImagineError)

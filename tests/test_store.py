@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -75,7 +76,7 @@ def test_wal_mode_pragmas_and_schema_version(store):
     store.save(make_job().to_record())
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         indexes = {r[1]: r for r in conn.execute("PRAGMA index_list(jobs)")}
     assert Path(f"{store.path}-wal").exists()
     assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote", "jobs_batch",
@@ -704,3 +705,86 @@ def test_closed_store(tmp_path):
         pass
     with pytest.raises(ImagineError, match="closed"):
         s2.save(make_job().to_record())
+
+
+# ------------------------------------------------------------------------------ storage faults
+def _storage_error(home) -> str:
+    from jupyter_imagine.errors import StorageError
+
+    with pytest.raises(StorageError) as info:
+        with Store(home) as s:
+            s.frame()
+    message = str(info.value)
+    assert "\n" not in message and info.value.__cause__ is None
+    return message
+
+
+def test_a_file_where_the_home_should_be_is_a_storage_error(tmp_path):
+    (tmp_path / "home").write_text("not a folder")
+    message = _storage_error(tmp_path / "home")
+    assert "a file is in the way where a folder should be" in message
+    assert str(tmp_path / "home") in message and "JUPYTER_IMAGINE_HOME" in message
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated", "header"])
+def test_corrupt_and_truncated_databases_are_storage_errors(tmp_path, damage):
+    home = tmp_path / "home"
+    with Store(home) as s:
+        s._bulk_save(make_job(i, prompt="x" * 3000).to_record() for i in range(300))
+    path = home / "history.sqlite"
+    data = path.read_bytes()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes({"corrupt": b"this is not sqlite " * 500, "truncated": data[: len(data) // 3],
+                      "header": data[:60]}[damage])
+    message = _storage_error(home)
+    assert f"the history at {path} cannot be used" in message
+    assert "not a valid SQLite database (corrupt or truncated)" in message
+    assert f"move {path} aside" in message
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (needs root: skipped elsewhere); unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> None:
+    with open(folder / "filler", "wb") as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+
+
+def test_a_full_disk_is_a_storage_error_and_leaves_nothing_half_written(small_disk):
+    from jupyter_imagine.errors import StorageError
+
+    with Store(small_disk / "home") as s:
+        s.save(make_job(0).to_record())
+        fill(small_disk)
+        with pytest.raises(StorageError, match="the disk is full; free some space"):
+            for i in range(1, 400):
+                s.save(make_job(i, prompt="x" * 5000).to_record())
+        with pytest.raises(StorageError, match="the disk is full"):
+            s.put_image(png_bytes(size=(300, 300)) + os.urandom(400_000))
+        stored = len(s.frame())
+    (small_disk / "filler").unlink()
+    with Store(small_disk / "home") as s:
+        assert len(s.frame()) == stored  # every save either whole or not at all
+
+
+def test_a_read_only_home_is_a_storage_error(small_disk):
+    with Store(small_disk / "home") as s:
+        s.save(make_job().to_record())
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    message = _storage_error(small_disk / "home")
+    assert "read-only" in message and "make it writable" in message
