@@ -35,6 +35,7 @@ __all__ = [
     "KEY_COLUMNS",
     "KNOWN_PROVIDERS",
     "RESULT_ROLES",
+    "STATUS_ORDER",
     "as_number",
     "check_frame",
     "credits_for",
@@ -76,6 +77,8 @@ HISTORY_COLUMNS = (
 KNOWN_PROVIDERS = ("apiframe", "banatie", "blockade", "neuroflash", "thenextleg")
 #: The columns that identify a row: the frame's index is the pair of them.
 KEY_COLUMNS = ("provider", "id")
+#: The categories of the frame's ``status`` column, in this order.
+STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 # ===================================================================================== schema
