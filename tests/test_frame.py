@@ -23,6 +23,11 @@ def store(tmp_path):
         yield s
 
 
+def ids(frame: pd.DataFrame) -> list[str]:
+    """The job ids of ``frame``'s rows, in order."""
+    return frame.index.get_level_values("id").tolist()
+
+
 def make_job(i: int = 0, **kw) -> Job:
     defaults = dict(
         provider="apiframe",
@@ -47,13 +52,17 @@ def test_frame_columns_dtypes_and_na(store):
     blank = make_job(2, prompt="", error="", status=Status.RUNNING, progress=12.5, params={})
     for job in (root, child, blank):
         store.save(job.to_record())
-    df = store.frame()
-    assert list(df.columns) == list(FRAME_COLUMNS)
-    assert isinstance(df.index, pd.MultiIndex) and df.index.is_unique
-    assert list(df.index.names) == [None, None]  # a named level would clash with the columns
-    assert list(df.index) == [(j.provider, j.id) for j in (blank, child, root)]
-    assert df.loc[("banatie", child.id), "kind"] == "upscale"
-    assert df.groupby("provider", observed=True).size().to_dict() == {"apiframe": 2, "banatie": 1}
+    df = store.frame().reset_index()  # the key as columns, for the column checks below
+    indexed = store.frame()
+    assert list(indexed.columns) == list(FRAME_COLUMNS)
+    assert "provider" not in indexed.columns and "id" not in indexed.columns
+    assert isinstance(indexed.index, pd.MultiIndex) and indexed.index.is_unique
+    assert list(indexed.index.names) == ["provider", "id"]
+    assert list(indexed.index) == [(j.provider, j.id) for j in (blank, child, root)]
+    assert indexed.loc[("banatie", child.id), "kind"] == "upscale"
+    assert indexed.groupby("provider", observed=True).size().to_dict() == {
+        "apiframe": 2, "banatie": 1}
+    assert list(df.columns) == ["provider", "id", *FRAME_COLUMNS]  # reset_index(): clean names
     assert df["id"].tolist() == [blank.id, child.id, root.id]  # newest first
     for name in ("provider", "status", "kind"):
         assert isinstance(df[name].dtype, pd.CategoricalDtype), name
@@ -61,6 +70,7 @@ def test_frame_columns_dtypes_and_na(store):
     assert df["status"].tolist() == ["running", "failed", "succeeded"]
     assert {"apiframe", "banatie", "blockade", "neuroflash", "thenextleg"} <= set(
         df["provider"].cat.categories)
+    assert str(df["id"].dtype) == str(df["prompt"].dtype)  # the id is text like the others
     for name in ("created_at", "started_at", "completed_at"):
         assert str(df[name].dtype) == "datetime64[ns, UTC]", name
     assert df["created_at"].iloc[2] == pd.Timestamp(T0)
@@ -101,11 +111,13 @@ def test_frame_of_empty_history_has_the_same_dtypes(store):
     full = store.frame()
     empty = store.frame(provider="nobody")
     assert len(empty) == 0 and list(empty.columns) == list(FRAME_COLUMNS)
-    assert isinstance(empty.index, pd.MultiIndex) and empty.index.nlevels == 2
+    assert isinstance(empty.index, pd.MultiIndex) and list(empty.index.names) == ["provider", "id"]
     assert (empty.dtypes.astype(str) == full.dtypes.astype(str)).all()
+    assert (empty.reset_index().dtypes.astype(str) == full.reset_index().dtypes.astype(str)).all()
     assert str(empty["created_at"].dtype) == "datetime64[ns, UTC]"
     assert list(empty["status"].cat.categories) == list(STATUS_ORDER)
-    assert list(empty["provider"].cat.categories) == list(full["provider"].cat.categories)
+    assert list(empty.reset_index()["provider"].cat.categories) == list(
+        full.reset_index()["provider"].cat.categories)
 
 
 def test_frame_order_matches_records_whatever_the_save_order(store):
@@ -114,9 +126,10 @@ def test_frame_order_matches_records_whatever_the_save_order(store):
     for job in jobs:
         store.save(job.to_record())
     expected = [r["id"] for r in store.records()]
-    assert store.frame()["id"].tolist() == expected
-    assert store.frame(limit=5)["id"].tolist() == expected[:5]
-    assert store.frame(status="queued")["id"].tolist() == expected
+    assert ids(store.frame()) == expected
+    assert ids(store.frame(limit=5)) == expected[:5]
+    assert ids(store.frame(status="queued")) == expected
+    assert ids(store.frame(limit=len(jobs) + 1)) == expected
     created = store.frame()["created_at"]
     assert created.is_monotonic_decreasing
 
@@ -126,7 +139,7 @@ def test_frame_filters(store):
         store.save(make_job(i, provider=["apiframe", "blockade"][i % 2],
                             status=[Status.SUCCEEDED, Status.FAILED, Status.QUEUED][i % 3])
                    .to_record())
-    assert set(store.frame(provider="blockade")["provider"]) == {"blockade"}
+    assert set(store.frame(provider="blockade").index.get_level_values("provider")) == {"blockade"}
     assert len(store.frame(status=["failed", "queued"])) == 4
     assert len(store.frame(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))) == 2
     assert len(store.frame(limit=3)) == 3
@@ -155,3 +168,63 @@ def test_frame_include_raw_is_scrubbed(store):
     assert list(df.columns) == [*FRAME_COLUMNS, "raw"]
     assert df["raw"].tolist() == [{}, {"status": "finished", "echo": "***", "n": 1}]
     assert SECRET not in repr(df.to_dict())
+
+
+def test_keys_as_columns_gives_the_flat_layout(store):
+    for i in range(3):
+        store.save(make_job(i, provider=["apiframe", "banatie"][i % 2]).to_record())
+    flat = store.frame(keys_as_columns=True)
+    assert list(flat.columns) == ["provider", "id", *FRAME_COLUMNS]
+    assert list(flat.index.names) == [None, None]  # so df.groupby("provider") is unambiguous
+    assert flat.groupby("provider", observed=True).size().to_dict() == {"apiframe": 2, "banatie": 1}
+    assert list(flat.index) == list(store.frame().index)
+    pd.testing.assert_frame_equal(flat.reset_index(drop=True), store.frame().reset_index())
+
+
+def test_a_provider_outside_the_known_five_keeps_its_name(store):
+    store.save(make_job(0, provider="plugin").to_record())
+    store.save(make_job(1).to_record())
+    df = store.frame().reset_index()
+    assert df["provider"].tolist() == ["apiframe", "plugin"]
+    assert {"apiframe", "plugin", "thenextleg"} <= set(df["provider"].cat.categories)
+
+
+def test_timestamps_written_by_hand_in_another_form_still_parse(store):
+    job = make_job(0, status=Status.SUCCEEDED, completed_at=T0 + timedelta(seconds=90))
+    store.save(job.to_record())
+    store.save(make_job(1).to_record())
+    with store._lock:  # a row edited by hand (or by an older tool): other ISO-8601 forms
+        store._conn.execute(
+            "UPDATE jobs SET created_at = ?, started_at = ?, completed_at = ? WHERE id = ?",
+            ("2024-05-01T14:00:00+02:00", "2024-05-01T14:00:03.000000+02:00",
+             "2024-05-01T12:01:30Z", job.id))
+    df = store.frame().droplevel("provider")
+    assert df.loc[job.id, "created_at"] == pd.Timestamp(T0)
+    assert df.loc[job.id, "total_s"] == 90.0
+    assert df.loc[job.id, "queue_s"] == 3.0  # same width as ours, but not UTC: not misread
+    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_the_newest_first_order_survives_out_of_order_saves_and_filters(store):
+    jobs = [make_job(i, remote_id=f"r{i}") for i in range(12)]
+    for job in [*jobs[6:], *jobs[:6]]:  # the older half saved last
+        store.save(job.to_record())
+    newest_first = [j.id for j in reversed(jobs)]
+    assert ids(store.frame()) == newest_first
+    assert ids(store.frame(provider="apiframe")) == newest_first
+    assert ids(store.frame(limit=4)) == newest_first[:4]
+
+
+def test_every_column_of_the_table_is_built_once_in_order():
+    from jupyter_imagine import _frame
+
+    names = [c.name for c in _frame.COLUMNS]
+    assert len(set(names)) == len(names) and names[:2] == ["provider", "id"]
+    assert tuple(n for n in names if n not in ("provider", "id")) == FRAME_COLUMNS
+    assert {c.kind for c in _frame.COLUMNS} <= {
+        "text", "category", "json", "float", "time", "seconds", "provider", "status", "flag",
+        "count", "size"}
+    sql, in_storage_order = _frame.select()
+    assert in_storage_order and "NOT INDEXED" in sql
+    sql, in_storage_order = _frame.select(" WHERE status = ?", " ORDER BY rowid DESC")
+    assert not in_storage_order and "ORDER BY rowid DESC" in sql

@@ -221,7 +221,7 @@ def test_root_id_over_three_generations(store):
     other = make_job(3)
     for job in (grand, parent, child, other):
         store.save(job.to_record())
-    roots = dict(zip(store.frame()["id"], store.frame()["root_id"], strict=True))
+    roots = store.frame().droplevel("provider")["root_id"].to_dict()
     assert roots == {grand.id: grand.id, parent.id: grand.id, child.id: grand.id,
                      other.id: other.id}
     assert [r["id"] for r in store.children(grand.id)] == [parent.id]
@@ -345,7 +345,7 @@ def test_credits_follow_the_provider_rules(store):
         job = make_job(i, **{**kw, "params": kw.get("params", {})})
         store.save(job.to_record())
         jobs.append(job)
-    got = store.frame().set_index("id")["credits"]
+    got = store.frame().droplevel("provider")["credits"]
     for job, (_, expected) in zip(jobs, cases, strict=True):
         value = got[job.id]
         assert (pd.isna(value) if expected is None else value == expected), (job.kind, value)
