@@ -172,8 +172,7 @@ def history(
     ``sandbox``                    bool
     ============================== ================================================================
 
-    ``df.imagine`` adds gallery, show, reroll, export and jobs to the frame and to any slice of
-    it.
+    ``df.imagine`` adds gallery, show, reroll, export and jobs to the frame and any slice of it.
     """
     if provider is not None:
         names = [provider] if isinstance(provider, str) else list(provider)
