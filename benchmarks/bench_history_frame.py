@@ -1,4 +1,4 @@
-"""100,000 stored jobs → the history DataFrame (goal: ≤ 0.5 s), beside ``pandas.json_normalize``.
+"""100,000 stored jobs → the history DataFrame (goal ≤ 0.25 s, ≤ 0.25× ``json_normalize``).
 
 The store is filled with 100,000 realistic job records of all five providers (grids of four
 images, skyboxes with thumbnails and depth maps, failures, children with a parent, parameters and
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout
 from jupyter_imagine.models import Image, Job, Status
 from jupyter_imagine.store import Store
 
@@ -117,11 +120,12 @@ def main() -> None:
         store.close()
     print(f"{args.jobs:,} stored jobs of 5 providers (bulk save {saved:.1f} s)")
     print(f"  Store.frame() / history()           best {f_best:6.3f} s   median {f_med:6.3f} s   "
-          f"{frame.shape[1]} typed columns   (goal ≤ 0.5 s)")
+          f"{frame.index.nlevels} + {frame.shape[1]} typed columns (goal ≤ 0.25 s)")
     print(f"  pandas.json_normalize(records)      best {n_best:6.3f} s   median {n_med:6.3f} s   "
           f"{flat.shape[1]} object columns, records already in memory")
     print(f"  Store.records() + json_normalize    best {r_best:6.3f} s   median {r_med:6.3f} s")
-    print(f"  ratio frame / json_normalize        {f_best / n_best:6.2f}")
+    print(f"  ratio frame / json_normalize        {f_best / n_best:6.2f}   (goal ≤ 0.25)")
+    print(f"  load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

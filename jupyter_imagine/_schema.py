@@ -1,4 +1,4 @@
-"""The history's schema: the frame's columns and the rules that derive the common columns.
+"""The history's schema: the key, the categories and the rules that derive the common columns.
 
 What each provider's job record means in the common columns that do not sit on
 :class:`~jupyter_imagine.models.Job` itself: ``negative_prompt``, ``width``/``height``,
@@ -31,10 +31,10 @@ from .errors import ConfigurationError
 from .providers import provider_class
 
 __all__ = [
-    "HISTORY_COLUMNS",
     "KEY_COLUMNS",
     "KNOWN_PROVIDERS",
     "RESULT_ROLES",
+    "STATUS_ORDER",
     "as_number",
     "check_frame",
     "credits_for",
@@ -43,39 +43,13 @@ __all__ = [
     "result_images",
 ]
 
-#: The history frame's columns, in order (the index is the key ``(provider, id)``).
-HISTORY_COLUMNS = (
-    "provider",
-    "id",
-    "remote_id",
-    "parent_id",
-    "root_id",
-    "kind",
-    "action",
-    "status",
-    "prompt",
-    "negative_prompt",
-    "params",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "queue_s",
-    "run_s",
-    "total_s",
-    "n_images",
-    "width",
-    "height",
-    "image_urls",
-    "image_paths",
-    "credits",
-    "error",
-    "sandbox",
-)
 #: The five providers of DESIGN.md: the ``provider`` column's categories always include them, so
 #: frames of different providers (or filters) have the same dtype and concatenate cleanly.
 KNOWN_PROVIDERS = ("apiframe", "banatie", "blockade", "neuroflash", "thenextleg")
 #: The columns that identify a row: the frame's index is the pair of them.
 KEY_COLUMNS = ("provider", "id")
+#: The categories of the frame's ``status`` column, in this order.
+STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 # ===================================================================================== schema

@@ -121,6 +121,7 @@ def history(
     limit: int | None = None,
     *,
     include_raw: bool = False,
+    keys_as_columns: bool = False,
 ) -> pd.DataFrame:
     """Every job of every provider as one DataFrame, one row per job, newest first.
 
@@ -139,13 +140,19 @@ def history(
         limit: at most this many rows, the newest; default ``None``: all.
         include_raw: add a ``raw`` column with each job's last provider payload as a dict,
             secrets stripped; default ``False``.
+        keys_as_columns: also give ``provider`` and ``id`` as the first two columns (the index
+            levels are then unnamed, so ``df.groupby("provider")`` is not ambiguous); default
+            ``False``: they are the index only.
 
-    Columns, the same for every provider (missing values are NA, never ``""``):
+    The index is the key, two levels named ``provider`` (category) and ``id`` (the local job
+    id; ``jupyter_imagine.job(id)`` re-attaches): unique and stable across calls, so
+    ``df.loc[("apiframe", job_id)]`` is one job, ``df.loc["apiframe"]`` one provider's and
+    ``df.groupby("provider")`` works on the level; ``df.reset_index()`` makes them the first
+    two columns. The columns, the same for every provider (missing values are NA, never ``""``):
 
     ============================== ================================================================
-    ``provider``, ``kind``,        category (``status`` in the order queued, running, succeeded,
-    ``status``                     failed, cancelled)
-    ``id``                         the local job id (``jupyter_imagine.job(id)`` re-attaches)
+    ``kind``, ``status``           category (``status`` in the order queued, running, succeeded,
+                                   failed, cancelled)
     ``remote_id``                  the provider's own id
     ``parent_id``, ``root_id``     the job it was started from; the imagine that began its lineage
     ``action``                     the button that started it (``U2``, ``🔄`` …)
@@ -165,11 +172,7 @@ def history(
     ``sandbox``                    bool
     ============================== ================================================================
 
-    The index is the key ``(provider, id)``: unique and stable across calls, so
-    ``df.loc[("apiframe", job_id)]`` is one job and ``df.loc["apiframe"]`` one provider's. Its
-    two levels are unnamed because pandas refuses ``df.groupby("provider")`` when a name is
-    both a column and an index level. ``df.imagine`` adds gallery, show, reroll, export and
-    jobs to the frame and to any slice of it.
+    ``df.imagine`` adds gallery, show, reroll, export and jobs to the frame and any slice of it.
     """
     if provider is not None:
         names = [provider] if isinstance(provider, str) else list(provider)
@@ -181,7 +184,7 @@ def history(
         report = sync_history(provider=provider)
     frame = engine.store.frame(
         provider=provider, status=status, since=since, until=until, query=query, limit=limit,
-        include_raw=include_raw,
+        include_raw=include_raw, keys_as_columns=keys_as_columns,
     )
     if report is not None:
         # Plain records: pandas compares attrs with == when it propagates them, which a

@@ -52,17 +52,9 @@ Choices worth knowing:
   ``(remote_id, provider)``: the same constraint, and it also serves lookups by remote id alone.
 * Empty strings are stored as NULL in the indexed columns (the record keeps them as given), so the
   frame shows real NA and never ``""``.
-* **The frame** of 100,000 jobs has 25 typed columns and a (provider, id) MultiIndex. Schema 1's
-  14-column frame took ~0.35 s (2-core container); this one takes ~1.4x that CPU time measured
-  side by side (≈0.45-0.5 s; ``benchmarks/bench_history_frame.py``). Most of it is ``sqlite3``
-  turning values into Python objects, ~10-15 ms per result column, so: the table is read in
-  storage order and re-sorted with numpy only if needed (following the created_at index costs
-  one table lookup per row); the small numbers travel packed in one integer and the three
-  timestamps in one text (see :data:`_FRAME_SOURCE`); each JSON column is parsed by one
-  ``json.loads`` call; timestamps are parsed by numpy from bytes; the key index reuses the
-  provider codes and the id strings; the DataFrame is assembled without copies; and the cyclic
-  GC is paused meanwhile (it otherwise walks the fresh objects again and again and doubles the
-  time).
+* **The frame** (:meth:`Store.frame`) is one SQL query over the indexed columns, never over
+  ``record``; :mod:`jupyter_imagine._frame` owns its select list and turns the rows into the
+  typed DataFrame.
 """
 
 from __future__ import annotations
@@ -70,7 +62,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import gc
 import hashlib
 import json
 import os
@@ -84,9 +75,9 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _frame
 from ._schema import (
-    HISTORY_COLUMNS,
-    KNOWN_PROVIDERS,
+    STATUS_ORDER,
     derive_columns,
     result_images,
 )
@@ -94,23 +85,23 @@ from ._secrets import get_logger, redact, scrub
 from .errors import ImagineError, InvalidRequest, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
     import pandas as pd
 
 __all__ = ["FRAME_COLUMNS", "STATUS_ORDER", "Store"]
 
 log = get_logger(__name__)
 
-#: The history frame's columns, in order (see :mod:`jupyter_imagine._schema`).
-FRAME_COLUMNS = HISTORY_COLUMNS
-#: The categories of the frame's ``status`` column, in this order.
-STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
+#: The history frame's columns, in order; its index is the key ``(provider, id)`` (see
+#: :mod:`jupyter_imagine._frame`).
+FRAME_COLUMNS = _frame.DATA_COLUMNS
 _UNFINISHED = ("queued", "running")
 
 DB_NAME = "history.sqlite"
 IMAGES_DIR = "images"
 #: Milliseconds a statement waits for another process's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
+#: Bytes of the database file that reads map into memory (``PRAGMA mmap_size``).
+MMAP_BYTES = 1 << 30
 #: Shortest local-id prefix :meth:`Store.get` accepts.
 MIN_PREFIX = 6
 
@@ -183,76 +174,8 @@ _CLAIMABLE = (
 )
 # Descendants stored before their ancestor get re-rooted when it arrives: (new_root, old_root, id).
 _REROOT = "UPDATE jobs SET root_id = ? WHERE root_id = ? AND id <> ?"
-# What the frame reads, in this order: every value comes straight from the indexed columns, in
-# the form that is cheapest to turn into pandas columns (see _build_frame). sqlite3 spends
-# ~10-15 ms per result column per 100,000 rows whatever it holds, so columns travel together
-# where that measured faster: the small numbers packed in one integer (status, known-provider
-# code, sandbox, n_images, width, height; a NULL size is 0, sizes being positive) and the three
-# timestamps in one fixed-width text (numpy splits and parses them; "+00:00" is dropped, a NULL
-# is a sentinel date). A provider outside KNOWN_PROVIDERS (rare) comes as "provider<US>id" in
-# the id column. (One JSON text for params, urls and paths measured slower than three columns,
-# and packing the kind as a code gained nothing.)
-_STATUS_BITS, _PROVIDER_BITS, _SANDBOX_BITS, _COUNT_BITS, _SIZE_BITS = 3, 4, 1, 12, 20
-_OTHER_PROVIDER = (1 << _PROVIDER_BITS) - 1
-_UNIT_SEPARATOR = "\x1f"
-_STAMP_WIDTH = 26  # "YYYY-MM-DDTHH:MM:SS.ffffff"
-_NO_STAMP = "0001-01-01T00:00:00.000000"  # stands for NULL (no job is that old)
-
-
-def _codes(column: str, names: Sequence[str], *, other: str) -> str:
-    whens = " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(names))
-    return f"CASE {column} {whens} ELSE {other} END"
-
-
-def _pack() -> str:
-    parts, shift = [], 0
-    for expr, bits in (
-        (_codes("status", STATUS_ORDER, other="0"), _STATUS_BITS),
-        (_codes("provider", KNOWN_PROVIDERS, other=str(_OTHER_PROVIDER)), _PROVIDER_BITS),
-        ("sandbox", _SANDBOX_BITS),
-        (f"min(n_images, {(1 << _COUNT_BITS) - 1})", _COUNT_BITS),
-        (f"IFNULL(min(width, {(1 << _SIZE_BITS) - 1}), 0)", _SIZE_BITS),
-        (f"IFNULL(min(height, {(1 << _SIZE_BITS) - 1}), 0)", _SIZE_BITS),
-    ):
-        parts.append(f"(({expr}) << {shift})" if shift else f"({expr})")
-        shift += bits
-    return " | ".join(parts)
-
-
-def _stamp(column: str) -> str:
-    return f"IFNULL(substr({column}, 1, {_STAMP_WIDTH}), '{_NO_STAMP}')"
-
-
-_KNOWN_SQL = ", ".join(f"'{name}'" for name in KNOWN_PROVIDERS)
-_FRAME_SOURCE: tuple[tuple[str, str], ...] = (
-    (
-        "id",
-        f"CASE WHEN provider IN ({_KNOWN_SQL}) THEN id "
-        f"ELSE provider || char({ord(_UNIT_SEPARATOR)}) || id END",
-    ),
-    ("remote_id", "remote_id"),
-    ("parent_id", "parent_id"),
-    ("root_id", "root_id"),
-    ("kind", "kind"),
-    ("action", "action"),
-    ("prompt", "prompt"),
-    ("negative_prompt", "negative_prompt"),
-    ("params", "params"),
-    ("urls", "urls"),
-    ("paths", "paths"),
-    ("credits", "credits"),
-    ("times", " || ".join(_stamp(c) for c in ("created_at", "started_at", "completed_at"))),
-    ("error", "error"),
-    ("packed", _pack()),
-)
-_FRAME_NAMES = tuple(name for name, _ in _FRAME_SOURCE)
-_FRAME_SELECT = ", ".join(sql for _, sql in _FRAME_SOURCE)
-# With include_raw: the payload as JSON text, extracted by SQLite (no Python parse of records).
-_RAW_SELECT = "json_extract(record, '$.raw')"
 _NEWEST_FIRST = " ORDER BY created_at DESC, rowid DESC"
 _OLDEST_FIRST = " ORDER BY created_at ASC, rowid ASC"
-
-
 # --------------------------------------------------------------------------------- schema
 def _schema_v1(conn: sqlite3.Connection) -> None:
     conn.execute(
@@ -737,6 +660,9 @@ class Store:
                     mode,
                 )
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Reads map the file instead of copying every page through SQLite's small page
+            # cache: the frame's full-table scan is ~3x cheaper that way.
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             conn.execute("PRAGMA foreign_keys = OFF")
             _migrate(conn)
         except BaseException:
@@ -1187,34 +1113,41 @@ class Store:
         query: str | None = None,
         limit: int | None = None,
         include_raw: bool = False,
+        keys_as_columns: bool = False,
     ) -> pd.DataFrame:
         """The history as a DataFrame: one row per job, newest first.
 
         Columns: :data:`FRAME_COLUMNS` (documented on :func:`jupyter_imagine.history`), plus
         ``raw`` (each job's last provider payload as a dict, secrets stripped) when
         ``include_raw`` is true (default ``False``). The index is the key ``(provider, id)``, a
-        two-level MultiIndex with unnamed levels: unique and stable. Missing values are NA,
-        never ``""``.
+        two-level MultiIndex named ``provider`` and ``id``: unique and stable. With
+        ``keys_as_columns=True`` (default ``False``) they are also the first two columns and the
+        index levels are unnamed. Missing values are NA, never ``""``.
 
         Filters as in :meth:`records`, plus ``query``: only jobs whose prompt contains this
         text (case-insensitive for ASCII letters; default ``None``: all).
 
-        One SQL query over the indexed columns; ``record`` is never parsed (``include_raw``
-        lets SQLite extract just the payload).
+        One SQL query over the indexed columns (see :mod:`jupyter_imagine._frame`); ``record``
+        is never parsed (``include_raw`` lets SQLite extract just the payload).
         """
-        select = _FRAME_SELECT + (", " + _RAW_SELECT if include_raw else "")
-        filters = dict(provider=provider, status=status, since=since, until=until, query=query)
+        where, args = self._where(
+            provider=provider, status=status, since=since, until=until, query=query
+        )
         if limit is None:
-            # Without a limit, read the table in storage order (newest saved first) and let
-            # _build_frame re-sort by created_at only if needed: following the created_at index
-            # means one table lookup per row, ~2x the SQLite time.
-            where, args = self._where(**filters)
-            sql = f"SELECT {select} FROM jobs{where} ORDER BY rowid DESC"
+            # Rows in storage order, re-sorted by created_at in numpy only if needed: following
+            # the created_at index costs one table lookup per row.
+            order = " ORDER BY rowid DESC" if where else ""
         else:
-            sql, args = self._select(select, limit, **filters)
-        with _gc_paused():
-            return _build_frame(
-                self._query(sql, args), ordered=limit is not None, include_raw=include_raw
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise InvalidRequest(f"limit must be a whole number ≥ 0, not {limit!r}")
+            order = _NEWEST_FIRST + " LIMIT ?"
+            args.append(limit)
+        sql, storage_order = _frame.select(where, order, include_raw=include_raw)
+        with _frame.gc_paused():
+            row = self._query(sql, args)[0]
+            return _frame.build(
+                row, ordered=limit is not None, storage_order=storage_order,
+                include_raw=include_raw, keys_as_columns=keys_as_columns,
             )
 
     # ----------------------------------------------------------------- images
@@ -1281,190 +1214,3 @@ class Store:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-
-
-# --------------------------------------------------------------------------------- frame
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while a large result becomes a frame.
-
-    A 100,000-row history is ~1.5 million fresh Python objects; left on, the collector walks
-    them repeatedly and more than doubles the time. Nothing built here forms cycles.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _build_frame(
-    rows: list[tuple[Any, ...]], *, ordered: bool, include_raw: bool = False
-) -> pd.DataFrame:
-    """The frame from rows of :data:`_FRAME_SELECT` (plus the raw payload if ``include_raw``).
-
-    ``ordered=False``: rows come newest-*saved* first (table order); they are re-sorted newest
-    first by ``created_at`` (ties: last saved first) unless they already are.
-    """
-    import numpy as np
-    import pandas as pd
-
-    names = _FRAME_NAMES + (("raw",) if include_raw else ())
-    n = len(rows)
-    columns = list(zip(*rows, strict=True)) if n else [() for _ in names]
-    col = dict(zip(names, columns, strict=True))
-    # pandas' default for text in this version/configuration: "str" (NaN for missing) on
-    # pandas 3, object (None for missing) before.
-    text_dtype = pd.Series(["x"]).dtype
-
-    def objects(values: Any) -> np.ndarray:  # fromiter never looks inside lists and dicts
-        return np.fromiter(values, dtype=object, count=n)
-
-    def text(values: Any) -> pd.Series:  # ~2x faster from an object array than from a tuple
-        return pd.Series(values if isinstance(values, np.ndarray) else objects(values),
-                         dtype=text_dtype)
-
-    fields = _unpack(np.fromiter(col["packed"], dtype=np.int64, count=n))
-    ids = objects(col["id"])
-    provider = _providers(ids, fields["provider"])
-    status = pd.Categorical.from_codes(fields["status"].astype(np.int8),
-                                       categories=list(STATUS_ORDER))
-
-    # params, urls and paths: one JSON parse per column, not one per row.
-    params, urls, paths = (json.loads("[" + ",".join(col[c]) + "]")
-                           for c in ("params", "urls", "paths"))
-    credits = np.array(col["credits"], dtype=np.float64)  # None becomes NaN
-
-    # The three timestamps: one fixed-width text per row, split and parsed by numpy.
-    created, started, completed = _stamps(col["times"], n)
-
-    id_column = text(ids)
-    data = {
-        "provider": provider,
-        "id": id_column,
-        "remote_id": text(col["remote_id"]),
-        "parent_id": text(col["parent_id"]),
-        "root_id": text(col["root_id"]),
-        "kind": pd.Categorical(objects(col["kind"])),
-        "action": text(col["action"]),
-        "status": status,
-        "prompt": text(col["prompt"]),
-        "negative_prompt": text(col["negative_prompt"]),
-        "params": pd.Series(objects(params)),
-        "created_at": created,
-        "started_at": started,
-        "completed_at": completed,
-        "queue_s": _seconds(started, created),
-        "run_s": _seconds(completed, started),
-        "total_s": _seconds(completed, created),
-        "n_images": pd.Series(fields["n_images"]),
-        "width": _pixels(fields["width"]),
-        "height": _pixels(fields["height"]),
-        "image_urls": pd.Series(objects(urls)),
-        "image_paths": pd.Series(objects(paths)),
-        "credits": pd.Series(credits),
-        "error": text(col["error"]),
-        "sandbox": pd.Series(fields["sandbox"].astype(bool)),
-    }
-    if include_raw:
-        raw = json.loads("[" + ",".join(v or "null" for v in col["raw"]) + "]")
-        data["raw"] = pd.Series([scrub(r) if r is not None else {} for r in raw], dtype=object)
-    # Fresh arrays, nothing shared: no copy needed.
-    frame = pd.DataFrame(
-        data, columns=[*FRAME_COLUMNS, *(["raw"] if include_raw else [])], copy=False
-    )
-    return _keyed(frame, provider, id_column, created, ordered=ordered)
-
-
-def _seconds(end: pd.Series, start: pd.Series) -> pd.Series:
-    return (end - start).dt.total_seconds()
-
-
-def _pixels(values: np.ndarray) -> pd.Series:
-    """An Int64 column of sizes (0 stands for NA)."""
-    import pandas as pd
-
-    return pd.Series(pd.arrays.IntegerArray(values, values == 0))
-
-
-def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
-    """The small numbers of the ``packed`` column (see :func:`_pack`), by name."""
-    fields: dict[str, np.ndarray] = {}
-    shift = 0
-    for name, bits in (("status", _STATUS_BITS), ("provider", _PROVIDER_BITS),
-                       ("sandbox", _SANDBOX_BITS), ("n_images", _COUNT_BITS),
-                       ("width", _SIZE_BITS), ("height", _SIZE_BITS)):
-        fields[name] = (packed >> shift) & ((1 << bits) - 1)
-        shift += bits
-    return fields
-
-
-def _providers(ids: np.ndarray, codes: np.ndarray) -> pd.Categorical:
-    """The provider column: known providers by code; any other one is in its id, which is
-    cut back to the bare id in place."""
-    import numpy as np
-    import pandas as pd
-
-    other = codes == _OTHER_PROVIDER
-    if not other.any():
-        return pd.Categorical.from_codes(codes.astype(np.int16), categories=list(KNOWN_PROVIDERS))
-    # rare: a provider outside KNOWN_PROVIDERS (a test double, a plug-in)
-    split = [str(v).split(_UNIT_SEPARATOR, 1) for v in ids[other]]
-    ids[other] = [pair[1] for pair in split]
-    lookup = [*KNOWN_PROVIDERS, *[""] * ((1 << _PROVIDER_BITS) - len(KNOWN_PROVIDERS))]
-    values = np.array(lookup, dtype=object)[codes]
-    values[other] = [pair[0] for pair in split]
-    return pd.Categorical(values, categories=sorted(set(KNOWN_PROVIDERS).union(values)))
-
-
-def _keyed(frame: pd.DataFrame, provider: pd.Categorical, id_column: pd.Series,
-           created: pd.Series, *, ordered: bool) -> pd.DataFrame:
-    """``frame`` with its (provider, id) index, newest first (see :func:`_build_frame`)."""
-    import numpy as np
-    import pandas as pd
-
-    n = len(frame)
-    # The key (provider, id), built from the provider codes and the id column without a new
-    # string. The levels are unnamed: a level named like a column makes pandas refuse
-    # df.groupby("provider") as ambiguous.
-    frame.index = pd.MultiIndex(
-        levels=[pd.Index(provider.categories), pd.Index(id_column)],
-        codes=[provider.codes, np.arange(n)],
-        verify_integrity=False,
-    )
-    if not ordered and n > 1:
-        stamps = created.to_numpy(dtype="datetime64[ns]").view("int64")
-        if (np.diff(stamps) > 0).any():
-            # Primary key: created_at descending; ties keep table order (last saved first).
-            order = np.lexsort((np.arange(n), -stamps))
-            frame = frame.take(order)
-    return frame
-
-
-def _stamps(values: Sequence[str], n: int) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """created_at, started_at, completed_at from the rows' combined fixed-width texts."""
-    import numpy as np
-    import pandas as pd
-
-    width = _STAMP_WIDTH
-    try:
-        # As bytes: numpy parses ASCII ~6x faster than its unicode strings.
-        table = np.array(values, dtype=f"S{3 * width}").view(f"S{width}").reshape(n, 3)
-        parsed = [table[:, k].astype("datetime64[us]") for k in range(3)]
-        if any(len(v) != 3 * width for v in values[:1]):  # not what _utc_text writes
-            raise ValueError(values[0])
-    except ValueError:  # rows written by hand in another format: let pandas cope, row by row
-        parts = [[v[k * width : (k + 1) * width] for v in values] for k in range(3)]
-        parsed = [
-            pd.to_datetime(pd.Series(p, dtype=object), format="ISO8601", utc=True)
-            .dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-            for p in parts
-        ]
-    missing = np.datetime64(_NO_STAMP, "us")
-    out = []
-    for stamps in parsed:
-        stamps[stamps == missing] = np.datetime64("NaT")
-        out.append(pd.Series(stamps.astype("datetime64[ns]")).dt.tz_localize("UTC"))
-    return out[0], out[1], out[2]

@@ -30,21 +30,25 @@ def test_refuses_a_frame_without_the_key_columns(engine):
 
 
 def test_jobs_show_and_row_choice_on_slices(history):
-    df = history["df"]
+    df = history["df"]  # the key (provider, id) as the index
     grid, up, sky = history["grid"], history["up"], history["sky"]
-    assert [j.id for j in df.imagine.jobs()] == df["id"].tolist()
-    assert df.imagine.jobs()[0] is ji.job(df["id"].iloc[0])  # the live, attached job
-    apiframe = df[df["provider"] == "apiframe"]
+    ids = df.index.get_level_values("id").tolist()
+    assert [j.id for j in df.imagine.jobs()] == ids
+    assert df.imagine.jobs()[0] is ji.job(ids[0])  # the live, attached job
+    apiframe = df.loc[["apiframe"]]
     assert {j.id for j in apiframe.imagine.jobs()} == {grid.id, up.id}
+    flat = df.reset_index()  # the key as columns
+    assert [j.id for j in flat.imagine.jobs()] == ids
+    assert flat.imagine.show(grid.id) is grid and flat.imagine.show(f"blockade:{sky.id}") is sky
     succeeded = df.query("status == 'succeeded' and kind == 'upscale'")
     assert succeeded.imagine.show(0) is up
     assert df.imagine.show(("blockade", sky.id)) is sky  # index label: the key
     assert df.imagine.show(f"blockade:{sky.id}") is sky  # the key as text
     assert df.imagine.show(grid.id) is grid  # job id
-    assert df.imagine.show(-1).id == df["id"].iloc[-1]
-    keyed = df.reset_index(drop=True).set_index(["provider", "id"])  # key as index levels
+    assert df.imagine.show(-1).id == ids[-1]
+    keyed = flat.set_index(["provider", "id"])  # key as index levels again
     assert {j.id for j in keyed.imagine.jobs()} == {grid.id, up.id, sky.id}
-    narrow = df[["provider", "id"]]
+    narrow = flat[["provider", "id"]]
     assert len(narrow.imagine.jobs()) == 3
     for bad, message in ((7, "out of range"), ("nope", "no row 'nope'"), (True, "position")):
         with pytest.raises(ji.InvalidRequest, match=message):
@@ -53,7 +57,7 @@ def test_jobs_show_and_row_choice_on_slices(history):
 
 
 def test_reroll_with_and_without_the_reroll_button(history):
-    df = history["df"].set_index("id", drop=False)
+    df = history["df"].reset_index().set_index("id", drop=False)
     grid, sky = history["grid"], history["sky"]
     assert REROLL in grid.actions
     again = df.loc[[grid.id]].imagine.reroll(0, prompt="a lighthouse at night")
@@ -66,7 +70,7 @@ def test_reroll_with_and_without_the_reroll_button(history):
     assert other.prompt == sky.prompt and other.kind == "skybox"
     other.wait(20)
     assert other.status is Status.SUCCEEDED
-    lineage = ji.history().set_index("id")
+    lineage = ji.history().droplevel("provider")
     assert lineage.loc[other.id, "root_id"] == sky.id
 
 
@@ -91,8 +95,9 @@ def test_export_png_with_metadata_and_a_csv_sidecar(history, tmp_path, capfd):
         with PILImage.open(grid.images[2].path) as source:
             assert img.size == source.size
     sidecar = pd.read_csv(tmp_path / "out" / "history.csv")
-    assert sidecar["id"].tolist() == df["id"].tolist()
-    assert sidecar["provider"].tolist() == df["provider"].tolist()
+    assert list(sidecar.columns[:2]) == ["provider", "id"]  # the key, as plain columns
+    assert sidecar["id"].tolist() == df.index.get_level_values("id").tolist()
+    assert sidecar["provider"].tolist() == df.index.get_level_values("provider").tolist()
     files_of = dict(zip(sidecar["id"], sidecar["files"].map(json.loads), strict=True))
     assert files_of[sky.id] == [f"blockade_{sky.id}.png"]
     assert json.loads(sidecar.set_index("id").loc[grid.id, "params"]) == {"aspect_ratio": "3:2"}
@@ -143,6 +148,6 @@ def test_parquet_sidecar_or_a_clear_message(history, tmp_path):
 def test_gallery_over_the_rows(history):
     widgets = pytest.importorskip("jupyter_imagine.widgets")
     df = history["df"]
-    gallery = df[df["provider"] == "apiframe"].imagine.gallery()
+    gallery = df.loc[["apiframe"]].imagine.gallery()
     assert isinstance(gallery, widgets.Gallery)
     assert len(gallery) == 2

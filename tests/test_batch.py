@@ -32,7 +32,7 @@ def test_list_of_prompts_in_frame_out(engine, sandbox):
     assert out["image_paths"].map(len).tolist() == [4, 4, 4]
     assert out["error"].isna().all()
     assert out.attrs["batch_id"].startswith("batch-")
-    hist = ji.history().set_index("id")
+    hist = ji.history().droplevel("provider")
     assert set(out["id"]) <= set(hist.index)
     assert hist.loc[out["id"].iloc[1], "prompt"] == "a blue whale"
     assert engine.store.batch_rows(out.attrs["batch_id"]) == dict(enumerate(out["id"]))

@@ -251,7 +251,7 @@ def test_polls_are_batched_with_fetch_many(engine, sandbox):
 def test_history_frame(engine):
     job = ji.imagine("a lighthouse").wait(30)
     up = job.upscale(1).wait(30)
-    df = ji.history()
+    df = ji.history().reset_index()
     assert list(df["id"][:2]) == [up.id, job.id]
     row = df.set_index("id").loc[up.id]
     assert row["parent_id"] == job.id and row["kind"] == "upscale" and row["n_images"] == 1

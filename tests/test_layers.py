@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jupyter_imagine"
 
 #: Low → high, by the top-level name of a module (without the package). A name ending in ``_``
 #: is a prefix (``_magic_`` covers ``_magic_parser``).
-RANKS: tuple[tuple[str, int], ...] = (
+RANKS: tuple[tuple[str, float], ...] = (
     ("_secrets", 0),
     ("errors", 1),
     ("imaging", 2),
@@ -27,6 +27,7 @@ RANKS: tuple[tuple[str, int], ...] = (
     ("providers", 4),
     ("sandbox", 4),
     ("_schema", 5),
+    ("_frame", 5.5),  # the history frame's build: reads _schema's column table, below the store
     ("_magic_parser", 5),  # pure: splits and parses a magic line from the providers' specs
     ("store", 6),
     ("_transport", 7),
@@ -54,7 +55,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def rank(module: str) -> int:
+def rank(module: str) -> float:
     """The layer rank of ``module`` (dotted, relative to the package)."""
     top = module.split(".")[0]
     for prefix, value in RANKS:

