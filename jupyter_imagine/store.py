@@ -69,6 +69,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from enum import Enum
@@ -636,10 +637,26 @@ class Store:
         self._lock = threading.Lock()
         try:
             self.images_dir.mkdir(parents=True, exist_ok=True)
-            conn = self._open()
+            conn = self._open_retrying()
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(exc, self.path) from None
         self._conn: sqlite3.Connection | None = conn
+
+    def _open_retrying(self, attempts: int = 6) -> sqlite3.Connection:
+        """:meth:`_open`, tried again when SQLite answers "locked" at once.
+
+        Kernels opening one fresh home together race to switch it to WAL and migrate it; SQLite
+        answers such a lock upgrade with ``SQLITE_BUSY`` without waiting (waiting could
+        deadlock), so the busy timeout does not cover it. A short back-off does.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                if attempt == attempts - 1 or "locked" not in str(exc).lower():
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _open(self) -> sqlite3.Connection:
         """Connect, set the pragmas (WAL, busy timeout) and migrate the schema."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from _kernels import MAY_HAVE_REACHED, Plan, Sandbox, job_specs, run, submits_seen
 
+
 def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie: int) -> dict:
     return {"apiframe": apiframe, "thenextleg": thenextleg, "blockade": blockade,
             "neuroflash": neuroflash, "banatie": banatie}
