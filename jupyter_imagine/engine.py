@@ -47,7 +47,14 @@ from . import _config
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import get_logger, redact, scrub
 from ._transport import BoundedTransport
-from .errors import ConfigurationError, ImagineError, JobTimeout, NotFound
+from .errors import (
+    ConfigurationError,
+    ImagineError,
+    JobTimeout,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+)
 from .models import Image, Job, Status, utcnow
 from .providers import Provider, RemoteJob, Update, provider_class
 from .store import Store
@@ -76,7 +83,11 @@ class Engine:
             by it, so sandbox jobs are watched as closely as real ones relative to their length.
         backoff_base: first back-off delay in seconds (default 0.5); doubles per attempt.
         backoff_cap: longest back-off delay in seconds (default 30).
-        max_retries: retries of one request before its error counts (default 6).
+        retry_for: seconds during which one request is retried after temporary errors (default
+            180). A poll that runs out of them does not fail its job: polling goes on, backing
+            off up to ``backoff_cap``, until the job's deadline.
+        max_retries: an optional cap on the retries of one request as well (default ``None``:
+            only ``retry_for`` counts).
         http_timeout: seconds for one HTTP request (default 30).
         max_connections: HTTP connections to the network, and requests in flight, at most
             (default 32, a quarter of them kept alive when idle); more requests wait their turn
@@ -95,7 +106,8 @@ class Engine:
         sandbox_speed: float | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        max_retries: int = 6,
+        retry_for: float = 180.0,
+        max_retries: int | None = None,
         http_timeout: float = 30.0,
         max_connections: int = 32,
         sandbox_app: Any = None,
@@ -105,6 +117,7 @@ class Engine:
         self.sandbox_speed = sandbox_speed if sandbox_speed is not None else _config.sandbox_speed()
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.retry_for = retry_for
         self.max_retries = max_retries
         self.http_timeout = http_timeout
         self.max_connections = max_connections
@@ -390,12 +403,23 @@ class Engine:
         scale = self._time_scale(provider)
         interval = first
         batcher = self._batcher(provider)
+        misses = 0  # polls in a row whose retries ran out
         while not job.status.final:
             if time.time() >= deadline:
                 await self._time_out(job, provider)
                 return
             before = (job.status, job.progress)
-            update = await batcher.poll(job)
+            try:
+                update = await batcher.poll(job, deadline)
+            except (RateLimited, ServiceUnavailable) as exc:
+                # The provider may well still be running it: keep asking until the deadline.
+                delay = min(self.backoff_cap, self.retry_policy.delay(misses) + interval * scale)
+                misses += 1
+                logger.warning("%s: polling job %s failed (%s); polling again in %.1f s, until "
+                               "its deadline", provider.name, job.id, exc, delay)
+                await asyncio.sleep(max(0.0, min(delay, deadline - time.time())))
+                continue
+            misses = 0
             if job.id in self._cancelled:
                 return
             await self._apply_update(job, provider, update)
@@ -710,9 +734,9 @@ class Engine:
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """The back-off of every request (from ``backoff_base``, ``backoff_cap``,
+        """The back-off of every request (from ``backoff_base``, ``backoff_cap``, ``retry_for``,
         ``max_retries``)."""
-        return RetryPolicy(self.backoff_base, self.backoff_cap, self.max_retries)
+        return RetryPolicy(self.backoff_base, self.backoff_cap, self.retry_for, self.max_retries)
 
     async def retry(
         self, call: Callable[[], Awaitable[T]], provider: Provider, *, idempotent: bool

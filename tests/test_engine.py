@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -140,8 +141,23 @@ def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
     with caplog.at_level(logging.INFO, logger="jupyter_imagine._polling"):
         job = ji.imagine("a windmill").wait(20)
     assert job.status is Status.SUCCEEDED
-    assert "retry 3 in 0.30 s" in caplog.text  # the third retry waited exactly Retry-After
+    waits = [float(w) for w in re.findall(r"retry 3 in ([0-9.]+) s", caplog.text)]
+    # The third retry waited Retry-After plus a jitter draw (at most the back-off cap of 0.2 s).
+    assert waits and all(0.30 <= w <= 0.50 for w in waits)
     assert imagine_count(sandbox) == 1 and tasks_created(sandbox) == 1
+
+
+def test_polls_failing_longer_than_their_retry_budget_do_not_fail_a_running_job(tmp_path):
+    app = create_app(speed=1000.0)
+    # 40 failed polls: far more than the old budget of six retries, and more than this
+    # engine's retry_for of 0.1 s covers, but well within the job's deadline.
+    state = app.state.sandbox
+    state.faults.add(r"/apiframe/fetch(-many)?$", status=503, count=40)
+    with Engine(Store(tmp_path), sandbox_app=app, **{**FAST, "retry_for": 0.1}) as eng:
+        job = eng.imagine("a harbour", provider="apiframe", timeout=60)
+        assert job.wait(30).status is Status.SUCCEEDED
+    assert not state.faults.pending()  # every injected failure was met
+    assert imagine_count(state) == 1
 
 
 def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
