@@ -55,7 +55,7 @@ from .errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from .models import Image, Job, Status, utcnow
+from .models import Image, Job, Status, check_timeout, utcnow
 from .providers import Provider, RemoteJob, Update, provider_class
 from .store import Store
 
@@ -229,10 +229,7 @@ class Engine:
         """
         instance = self.provider(provider)
         cls = type(instance)
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds, not {timeout!r}"
-            )
+        timeout = check_timeout(timeout)
         if kind not in cls.kinds:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
@@ -254,7 +251,7 @@ class Engine:
     def act(self, job: Job, label: str, **kwargs: Any) -> Job:
         """Start the child job of action ``label`` on ``job`` (called by :meth:`Job.act`)."""
         instance = self.provider(job.provider, prepare=False)
-        timeout = kwargs.pop("timeout", None)
+        timeout = check_timeout(kwargs.pop("timeout", None))
         spec = instance.child(job, label, **kwargs)
         params = dict(spec.params)
         for name, data in spec.files.items():
@@ -381,9 +378,22 @@ class Engine:
         parent = self.get(job.parent_id) if job.parent_id else None
         self._change(job, submit_state="sending")
         sent_at = utcnow()
-        submission = await self.retry(
-            lambda: provider.submit(job, parent), provider, idempotent=False
-        )
+        try:
+            submission = await self.retry(
+                lambda: provider.submit(job, parent), provider, idempotent=False
+            )
+        except ServiceUnavailable as exc:
+            if not exc.reached_server:
+                raise
+            said = str(exc)
+            if "may have reached" not in said:
+                said += f"; it may have reached {provider.label}"
+            raise ServiceUnavailable(
+                f"{said} and be running there, so it was not sent again: check with "
+                f"jupyter_imagine.sync_history({provider.name!r}) or on {provider.label}'s own "
+                "history before starting it anew",
+                provider=provider.name, status_code=exc.status_code,
+            ) from None
         # ``started_at`` is when the provider started working: for an answer that is already
         # the result (neuroflash), when we sent it; otherwise when a poll first says running.
         answered = submission.update is not None and submission.update.status.final

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import math
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 from .errors import (
     ActionNotAvailable,
+    ConfigurationError,
     InvalidRequest,
     JobCancelled,
     JobFailed,
@@ -42,6 +44,7 @@ __all__ = [
     "Job",
     "JobChanges",
     "Status",
+    "check_timeout",
 ]
 
 
@@ -95,6 +98,23 @@ ACTION_LABELS: tuple[str, ...] = (*GRID_ACTIONS, *UPSCALE_ACTIONS)
 def utcnow() -> datetime:
     """The current time, tz-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """``timeout`` as seconds if it is ``None`` or a positive finite number (the magic's
+    ``-t/--timeout`` check, with the same words).
+
+    Raises:
+        ConfigurationError: ``nan``, ``inf``, zero, a negative number, a bool or a non-number.
+    """
+    if timeout is None:
+        return None
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if not number or not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigurationError(
+            f"timeout must be a positive number of seconds, not {timeout!r}"
+        )
+    return float(timeout)
 
 
 def _dt(value: Any) -> datetime | None:
@@ -382,7 +402,9 @@ class Job:
         Raises:
             JobFailed: the job failed (``JobCancelled`` if it was cancelled).
             JobTimeout: the job's deadline passed, or ``timeout`` ran out (the job keeps running).
+            ConfigurationError: ``timeout`` is not a positive finite number of seconds.
         """
+        timeout = check_timeout(timeout)
         try:
             self._done.result(timeout)
         except concurrent.futures.TimeoutError:

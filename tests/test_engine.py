@@ -7,6 +7,7 @@ import re
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image as PILImage
@@ -168,6 +169,47 @@ def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
     assert job.error_type == "ServiceUnavailable"
     assert imagine_count(sandbox) == 1  # one attempt, not retried
     assert tasks_created(sandbox) == 0
+
+
+class _DropAfterSubmit(httpx.AsyncBaseTransport):
+    """Passes requests to the sandbox, then drops the connection of the first submit after
+    the sandbox handled it (the answer never comes back)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.dropped = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/imagine") and not self.dropped:
+            await response.aread()
+            self.dropped += 1
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+def test_a_submit_dropped_after_sending_says_it_may_have_reached_the_provider(engine, sandbox):
+    engine.provider("apiframe")
+    client = engine._clients["asgi"]
+    client._transport = drop = _DropAfterSubmit(client._transport)
+    job = ji.imagine("a ferry")
+    with pytest.raises(ji.JobFailed) as info:
+        job.wait(30)
+    message = str(info.value)
+    assert drop.dropped == 1 and "try again later" not in message
+    assert "may have reached APIFRAME" in message and "was not sent again" in message
+    assert "sync_history('apiframe')" in message
+    assert imagine_count(sandbox) == 1 and tasks_created(sandbox) == 1  # reached, not resent
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, 0, "x", True])
+def test_imagine_and_wait_refuse_a_timeout_that_is_not_positive_seconds(engine, bad):
+    with pytest.raises(ji.ConfigurationError, match="timeout must be a positive number of s"):
+        ji.imagine("a kite", timeout=bad)
+    job = ji.imagine("a kite")
+    with pytest.raises(ji.ConfigurationError, match=f"not {re.escape(repr(bad))}"):
+        job.wait(timeout=bad)
+    job.wait(30)
 
 
 def test_submit_is_retried_after_a_429(engine, sandbox):
