@@ -45,7 +45,7 @@ import httpx
 
 from . import _config
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
-from ._secrets import get_logger, redact, scrub
+from ._secrets import MASK, get_logger, redact, scrub, split_secrets
 from ._transport import BoundedTransport
 from .errors import (
     ConfigurationError,
@@ -246,6 +246,7 @@ class Engine:
             batch_row=batch_row,
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
+        self._bind_secrets(job, cls)
         return self._launch(job)
 
     def act(self, job: Job, label: str, **kwargs: Any) -> Job:
@@ -266,7 +267,36 @@ class Engine:
             sandbox=job.sandbox,
             timeout=float(timeout) if timeout else type(instance).default_timeout,
         )
+        self._bind_secrets(child, type(instance), source=job)
         return self._launch(child)
+
+    def _bind_secrets(self, job: Job, cls: type[Provider], source: Job | None = None) -> None:
+        """Keep the secret parameters of ``job`` (``ParamSpec.secret``) out of its params —
+        they hold a mask, the live values stay in ``job._secrets`` — and give every masked one
+        its value: the one given, ``source``'s (a child's parent, default ``None``), or the
+        ``<PROVIDER>_<NAME>`` environment variable.
+
+        Raises:
+            ConfigurationError: a secret is needed and none of these has it (nothing is sent
+                with a mask).
+        """
+        names = frozenset(name for name, spec in cls.params.items() if spec.secret)
+        if not names:
+            return
+        job.params, live = split_secrets(job.params, names)
+        job._secrets.update(live)
+        for name in sorted(names):
+            if job.params.get(name) != MASK or name in job._secrets:
+                continue
+            value = source._secrets.get(name) if source is not None else None
+            var, configured = _config.secret_param(cls.name, name)
+            value = value or configured
+            if value is None:
+                raise ConfigurationError(
+                    f"{cls.label} job {job.id[:8]} needs its {name}, which is never stored: "
+                    f"set {var}, or start a new job with {name}="
+                )
+            job._secrets[name] = value
 
     def cancel(self, job: Job) -> None:
         """Cancel ``job``: stop polling, ask the provider to cancel where it can, mark it."""
@@ -376,11 +406,13 @@ class Engine:
     async def _submit(self, job: Job, provider: Provider) -> bool:
         """Send the job; returns ``True`` when the answer already finished it."""
         parent = self.get(job.parent_id) if job.parent_id else None
+        self._bind_secrets(job, type(provider), source=parent)  # a resumed job has none live
         self._change(job, submit_state="sending")
         sent_at = utcnow()
+        live = job.with_secrets()
         try:
             submission = await self.retry(
-                lambda: provider.submit(job, parent), provider, idempotent=False
+                lambda: provider.submit(live, parent), provider, idempotent=False
             )
         except ServiceUnavailable as exc:
             if not exc.reached_server:

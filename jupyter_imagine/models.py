@@ -256,7 +256,8 @@ class Job:
         provider: ``apiframe``, ``thenextleg``, ``blockade``, ``neuroflash`` or ``banatie``.
         kind: imagine, reroll, upscale, variation, vary_region … (see DESIGN.md).
         prompt: the prompt exactly as sent.
-        params: the provider parameters given (secrets masked).
+        params: the provider parameters given; a secret one (``ParamSpec.secret``, e.g. a
+            webhook secret) shows ``"***"``, its value lives only in memory.
         parent_id: the local id of the job this one was started from, else ``None``.
         action: the label that started it from its parent (``"U2"``, ``"🔄"`` …), else ``None``.
         status: a :class:`Status`; ``progress`` is 0–100.
@@ -305,6 +306,8 @@ class Job:
         self._done: concurrent.futures.Future[Job] = concurrent.futures.Future()
         self._observers: list[Observer] = []
         self._host: JobHost | None = None
+        #: Live values of secret parameters (``params`` holds only a mask); never stored.
+        self._secrets: dict[str, str] = {}
         if self.status.final:
             self._done.set_result(self)
 
@@ -345,6 +348,15 @@ class Job:
         stored (not attached to an engine, not observed; lists and dicts are shared)."""
         with self._lock:
             copy = dataclasses.replace(self, **changes)
+        return copy
+
+    def with_secrets(self) -> Job:
+        """A detached copy whose ``params`` carry the live secret values instead of their
+        masks: what a provider builds the request from. Never stored, shown or kept."""
+        if not self._secrets:
+            return self
+        with self._lock:
+            copy = dataclasses.replace(self, params={**self.params, **self._secrets})
         return copy
 
     def _apply(self, changes: JobChanges) -> None:
