@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from . import _config
+from ._downloads import fetch, png_text, retry_delay
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import MASK, get_logger, redact, scrub, split_secrets
 from ._transport import BoundedTransport
@@ -69,6 +71,14 @@ logger = get_logger(__name__)
 __all__ = ["Engine"]
 
 T = TypeVar("T")
+
+_MISSING_ERROR = "some images could not be downloaded"
+
+
+def _missing_error(images: Sequence[Image]) -> str | None:
+    """The job's error note while some of its ``images`` are missing, else ``None``."""
+    notes = [image.missing for image in images if image.missing]
+    return f"{_MISSING_ERROR}: {notes[0]}" if notes else None
 
 
 class Engine:
@@ -130,6 +140,8 @@ class Engine:
         self._batchers: dict[str, PollBatcher] = {}
         self._prepared: set[int] = set()  # id() of the provider instances whose prepare() ran
         self._cancelled: set[str] = set()
+        # job id → the event that starts its next round of missing-image retries
+        self._refetching: dict[str, asyncio.Event | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -159,6 +171,7 @@ class Engine:
             self._thread.start()
             ready.wait()
         self._resume()
+        self._resume_downloads()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
@@ -520,54 +533,118 @@ class Engine:
     async def _download(
         self, job: Job, provider: Provider, update: Update
     ) -> tuple[list[Image], Image | None, str | None]:
-        """Download every image once into the cache; returns images, grid, error note."""
-        text = {
-            "prompt": job.prompt,
-            "parameters": json.dumps(
-                {
-                    "provider": job.provider,
-                    "kind": job.kind,
-                    "id": job.id,
-                    "remote_id": job.remote_id,
-                    "parent_id": job.parent_id,
-                    "action": job.action,
-                    "params": scrub(job.params),
-                },
-                ensure_ascii=False,
-                default=str,
-            ),
-            "Software": "jupyter_imagine",
-        }
+        """Download every image once into the cache; returns images, grid, error note. An image
+        that could not be fetched comes back with ``missing`` saying why; unless it expired,
+        :meth:`_refetch` tries it again in the background (see :mod:`._downloads`)."""
         wanted = list(update.images or []) + ([update.grid] if update.grid else [])
-        errors: list[str] = []
+        done = await self._fetch_all(job, provider, wanted)
+        grid = done.pop() if update.grid else None
+        return done, grid, _missing_error([*done, *([grid] if grid else [])])
 
-        async def fetch(image: Image) -> Image:
-            if image.path or not image.url:
-                return image
-            try:
-                data = await self.retry(
-                    lambda: provider.download(image.url or ""), provider, idempotent=True
-                )
-            except ImagineError as exc:
-                errors.append(str(exc))
-                return image
-            from .imaging import image_size
+    async def _fetch_all(self, job: Job, provider: Provider, images: list[Image]) -> list[Image]:
+        """``images`` each fetched into the cache or marked missing (:func:`_downloads.fetch`);
+        each URL retried for at most ``min(retry_for, 30 s)`` here, the rest in the background."""
+        text = png_text(job)
+        policy = dataclasses.replace(self.retry_policy, retry_for=min(self.retry_for, 30.0))
 
-            # Hashing and writing megabytes release the GIL: off the loop, they overlap with it.
-            path = await asyncio.to_thread(self.store.put_image, data, text=text)
-            try:
-                width, height = image_size(data)
-            except Exception:
-                width, height = image.width, image.height
-            return Image(
-                url=image.url, path=str(path), width=width, height=height,
-                role=image.role, index=image.index,
+        async def download(url: str) -> bytes:
+            return await policy.run(
+                lambda: provider.download(url), name=provider.name, idempotent=True
             )
 
-        done = await asyncio.gather(*(fetch(image) for image in wanted))
-        grid = done.pop() if update.grid else None
-        error = f"some images could not be downloaded: {errors[0]}" if errors else None
-        return list(done), grid, error
+        def put(data: bytes) -> Path:
+            return self.store.put_image(data, text=text)
+
+        return list(await asyncio.gather(*(fetch(image, download, put) for image in images)))
+
+    # ================================================================ missing images
+    def _watch_images(self, job: Job, changed: frozenset[str] = frozenset({"images"})) -> None:
+        """Tag ``job``'s images with this engine (so ``Image.path``/``open()`` can ask for a
+        missing one again) and retry the missing ones of a succeeded job in the background."""
+        if not {"images", "grid", "status"} & changed:
+            return
+        images = [*job.images, *([job.grid] if job.grid else [])]
+        for image in images:
+            image.__dict__["_host"] = self  # not a field: never stored, compared or shown
+            image.__dict__["_job_id"] = job.id
+        if job.status is not Status.SUCCEEDED or not any(i.retrying for i in images):
+            return
+        with self._lock:
+            if job.id in self._refetching or self._loop is None:
+                return
+            self._refetching[job.id] = None
+        self.run(self._refetch(job))
+
+    async def _refetch(self, job: Job) -> None:
+        """Retry ``job``'s missing images with capped exponential back-off (from
+        ``backoff_base`` up to 10 × ``backoff_cap``) until each is fetched or expired; a
+        :meth:`nudge_image` starts the next round at once."""
+        wake = asyncio.Event()
+        with self._lock:
+            self._refetching[job.id] = wake
+        try:
+            attempt = 0
+            while any(i.retrying for i in [*job.images, *([job.grid] if job.grid else [])]):
+                delay = retry_delay(attempt, self.backoff_base, self.backoff_cap * 10)
+                try:
+                    await asyncio.wait_for(wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                wake.clear()
+                await self._refetch_once(job)
+                attempt += 1
+        finally:
+            with self._lock:
+                self._refetching.pop(job.id, None)
+
+    async def _refetch_once(self, job: Job) -> None:
+        """One round: fetch every retrying image of ``job`` and store what changed (the job
+        stays ``succeeded``)."""
+        provider = self.provider(job.provider, prepare=False)
+        grid = [job.grid] if job.grid else []
+        wanted = [*job.images, *grid]
+        retry = [image for image in wanted if image.retrying]
+        fetched = iter(await self._fetch_all(job, provider, retry))
+        done = [next(fetched) if image.retrying else image for image in wanted]
+        new_grid = done.pop() if grid else None
+        changes: JobChanges = {"images": done, "grid": new_grid}
+        if (job.error or "").startswith(_MISSING_ERROR) or job.error is None:
+            changes["error"] = _missing_error([*done, *([new_grid] if new_grid else [])])
+        self._change(job, **changes)
+
+    def fetch_image(self, image: Image) -> Image | None:
+        """``image`` fetched again now, waiting up to ``2 × http_timeout`` (``Image.open()``
+        calls this for a missing image); ``None`` on the engine thread or for an unknown job."""
+        job = self._jobs.get(image.__dict__.get("_job_id", ""))
+        if job is None or self._loop is None or threading.current_thread() is self._thread:
+            return None
+        try:
+            self.run(self._refetch_once(job)).result(self.http_timeout * 2)
+        except (ImagineError, concurrent.futures.TimeoutError) as exc:
+            logger.info("could not fetch %s now: %s", image.url, exc)
+        for now in [*job.images, *([job.grid] if job.grid else [])]:
+            if (now.url, now.role, now.index) == (image.url, image.role, image.index):
+                return now
+        return None
+
+    def nudge_image(self, image: Image) -> None:
+        """Start the next retry round of ``image``'s job now, in the background (reading
+        ``Image.path`` of a missing image calls this; it never blocks)."""
+        loop = self._loop
+        if threading.current_thread() is self._thread:
+            return  # the engine itself reading a field (comparing, storing) is no request
+        with self._lock:
+            wake = self._refetching.get(image.__dict__.get("_job_id", ""))
+        if wake is not None and loop is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    def _resume_downloads(self) -> None:
+        """Retry, in the background, the missing images of the succeeded jobs in the store."""
+        for record in self.store.missing_images():
+            with self._lock:
+                if record["id"] in self._jobs:
+                    continue
+            self._attach(Job.from_record(record))
 
     async def _cancel(self, job: Job) -> None:
         with self._lock:
@@ -826,6 +903,8 @@ class Engine:
         job._host = self
         with self._lock:
             self._jobs[job.id] = job
+        job.observe(self._watch_images)
+        self._watch_images(job)
         return job
 
     def _launch(self, job: Job) -> Job:

@@ -41,6 +41,7 @@ __all__ = [
     "REROLL",
     "VARY_REGION",
     "Image",
+    "ImageHost",
     "Job",
     "JobChanges",
     "Status",
@@ -136,10 +137,14 @@ class Image:
 
     Attributes:
         url: where the provider serves it (may expire), or ``None``.
-        path: the local file in the image cache once downloaded, else ``None``.
+        path: the local file in the image cache once downloaded, else ``None``. Reading it while
+            the image is missing asks the engine to try the download again now (in the
+            background; the value read is the current one).
         width, height: pixel size once known, else ``None``.
         role: ``"image"`` (default), ``"grid"``, ``"thumbnail"`` or ``"depth"``.
         index: 1–4 for the images of a grid, else ``None``.
+        missing: why a result image is not in the cache (``"download failed: …, retrying"``,
+            ``"expired: …"``), else ``None`` (default).
     """
 
     url: str | None = None
@@ -148,33 +153,77 @@ class Image:
     height: int | None = None
     role: str = "image"
     index: int | None = None
+    missing: str | None = None
+
+    @property
+    def retrying(self) -> bool:
+        """``True`` while the image is missing and its download is still being retried."""
+        note = self.__dict__.get("missing")
+        return bool(note) and not str(note).startswith("expired")
 
     def open(self) -> PIL.Image.Image:
-        """The image as a Pillow image (needs :attr:`path`)."""
+        """The image as a Pillow image (needs :attr:`path`; a missing image is downloaded
+        again first, waiting up to the engine's HTTP timeout)."""
         from PIL import Image as PILImage
 
-        if not self.path:
-            raise InvalidRequest("this image is not downloaded yet; wait for the job to finish")
-        return PILImage.open(self.path)
+        return PILImage.open(self._local_path())
 
     def read_bytes(self) -> bytes:
-        """The image file's bytes (needs :attr:`path`)."""
-        if not self.path:
-            raise InvalidRequest("this image is not downloaded yet; wait for the job to finish")
-        with open(self.path, "rb") as fh:
+        """The image file's bytes (needs :attr:`path`; a missing image is fetched first, as
+        in :meth:`open`)."""
+        with open(self._local_path(), "rb") as fh:
             return fh.read()
 
+    def _local_path(self) -> str:
+        path = self.__dict__.get("path")
+        host: ImageHost | None = self.__dict__.get("_host")
+        if not path and host is not None and self.retrying:
+            fetched = host.fetch_image(self)
+            path = fetched.__dict__.get("path") if fetched is not None else None
+        if not path:
+            why = f" ({self.missing})" if self.missing else ""
+            raise InvalidRequest(
+                f"this image is not downloaded{why}; wait for the job to finish"
+            )
+        return path
+
     def _repr_png_(self) -> bytes | None:
-        if not self.path or not self.path.endswith(".png"):
+        path = self.__dict__.get("path")
+        if not path or not path.endswith(".png"):
             return None
         return self.read_bytes()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: self.__dict__.get(name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Image:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+def _image_path(self: Image) -> str | None:
+    path: str | None = self.__dict__.get("path")
+    host: ImageHost | None = self.__dict__.get("_host")
+    if not path and host is not None and self.retrying:
+        host.nudge_image(self)  # never blocks: the engine retries now, in the background
+    return path
+
+
+def _set_image_path(self: Image, value: str | None) -> None:
+    self.__dict__["path"] = value  # only dataclass __init__ gets here: the class is frozen
+
+
+# ``path`` stays a dataclass field (constructor, replace, fields) read through a property, so
+# that reading it can ask for a missing image again.
+Image.path = property(_image_path, _set_image_path)  # type: ignore[assignment,method-assign]
+
+
+class ImageHost(Protocol):
+    """What an :class:`Image` needs from the engine that keeps it (set as ``image._host``)."""
+
+    def fetch_image(self, image: Image) -> Image | None: ...
+
+    def nudge_image(self, image: Image) -> None: ...
 
 
 class JobHost(Protocol):
@@ -322,6 +371,7 @@ class Job:
         rec["actions"] = list(self.actions)
         for name in ("created_at", "started_at", "completed_at", "updated_at"):
             rec[name] = _iso(rec[name])
+        rec["missing_images"] = self.missing_images
         return rec
 
     @classmethod
@@ -342,6 +392,13 @@ class Job:
         if data.get("updated_at") is None:
             data.pop("updated_at", None)
         return cls(**data)
+
+    @property
+    def missing_images(self) -> int:
+        """How many of the job's images (grid included) are not in the cache: their
+        ``missing`` says why (0 for a job whose every image was downloaded)."""
+        images = [*self.images, *([self.grid] if self.grid else [])]
+        return sum(1 for image in images if image.missing)
 
     def updated(self, changes: JobChanges) -> Job:
         """A detached copy of the job with ``changes`` applied: what it will be once they are
