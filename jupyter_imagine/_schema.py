@@ -63,6 +63,7 @@ HISTORY_COLUMNS = (
     "run_s",
     "total_s",
     "n_images",
+    "missing_images",
     "width",
     "height",
     "image_urls",

@@ -189,6 +189,9 @@ def _stamp(column: str) -> str:
     return f"IFNULL(substr({column}, 1, {_STAMP_WIDTH}), '{_NO_STAMP}')"
 
 
+# The record's count of images not in the cache, read from the record until the schema has a
+# ``missing_images`` column; Store.frame() reads that column where the table has it.
+_MISSING_FROM_RECORD = "IFNULL(json_extract(record, '$.missing_images'), 0)"
 _KNOWN_SQL = ", ".join(f"'{name}'" for name in KNOWN_PROVIDERS)
 _FRAME_SOURCE: tuple[tuple[str, str], ...] = (
     (
@@ -210,6 +213,7 @@ _FRAME_SOURCE: tuple[tuple[str, str], ...] = (
     ("times", " || ".join(_stamp(c) for c in ("created_at", "started_at", "completed_at"))),
     ("error", "error"),
     ("packed", _pack()),
+    ("missing_images", _MISSING_FROM_RECORD),
 )
 _FRAME_NAMES = tuple(name for name, _ in _FRAME_SOURCE)
 _FRAME_SELECT = ", ".join(sql for _, sql in _FRAME_SOURCE)
@@ -805,6 +809,14 @@ class Store:
             "SELECT record FROM jobs WHERE status IN (?, ?)" + _OLDEST_FIRST, _UNFINISHED
         )
 
+    def _has_column(self, name: str) -> bool:
+        """``True`` when the jobs table has column ``name`` (checked once per store)."""
+        known: dict[str, bool] = self.__dict__.setdefault("_columns_seen", {})
+        if name not in known:
+            rows = self._query("SELECT name FROM pragma_table_info('jobs')", ())
+            known[name] = any(row[0] == name for row in rows)
+        return known[name]
+
     def missing_images(self) -> list[dict[str, Any]]:
         """Records of the succeeded jobs with images still to download (record key
         ``missing_images`` > 0), oldest first (what the engine retries in the background)."""
@@ -916,6 +928,8 @@ class Store:
         lets SQLite extract just the payload).
         """
         select = _FRAME_SELECT + (", " + _RAW_SELECT if include_raw else "")
+        if self._has_column("missing_images"):
+            select = select.replace(_MISSING_FROM_RECORD, "IFNULL(missing_images, 0)")
         filters = dict(provider=provider, status=status, since=since, until=until, query=query)
         if limit is None:
             # Without a limit, read the table in storage order (newest saved first) and let
@@ -1071,6 +1085,7 @@ def _build_frame(
         "run_s": _seconds(completed, started),
         "total_s": _seconds(completed, created),
         "n_images": pd.Series(fields["n_images"]),
+        "missing_images": pd.Series(np.fromiter(col["missing_images"], dtype=np.int64, count=n)),
         "width": _pixels(fields["width"]),
         "height": _pixels(fields["height"]),
         "image_urls": pd.Series(objects(urls)),

@@ -108,6 +108,8 @@ def test_an_expired_image_is_said_so_and_not_retried(tmp_path):
         record = eng.store.get(job.id)
         assert record["missing_images"] == 1 and record["images"][1]["missing"].startswith("exp")
         assert "could not be downloaded: expired" in job.error
+        frame = eng.store.frame()
+        assert frame["missing_images"].tolist() == [1] and frame["status"].tolist() == ["succeeded"]
 
 
 def test_missing_images_are_fetched_after_a_restart(tmp_path):
