@@ -75,6 +75,11 @@ T = TypeVar("T")
 _MISSING_ERROR = "some images could not be downloaded"
 
 
+def _image_key(image: Image) -> tuple[str | None, str, int | None]:
+    """What identifies one image of a job across its copies: URL, role, index."""
+    return image.url, image.role, image.index
+
+
 def _missing_error(images: Sequence[Image]) -> str | None:
     """The job's error note while some of its ``images`` are missing, else ``None``."""
     notes = [image.missing for image in images if image.missing]
@@ -601,12 +606,15 @@ class Engine:
         """One round: fetch every retrying image of ``job`` and store what changed (the job
         stays ``succeeded``)."""
         provider = self.provider(job.provider, prepare=False)
-        grid = [job.grid] if job.grid else []
-        wanted = [*job.images, *grid]
-        retry = [image for image in wanted if image.retrying]
-        fetched = iter(await self._fetch_all(job, provider, retry))
-        done = [next(fetched) if image.retrying else image for image in wanted]
-        new_grid = done.pop() if grid else None
+        retry = [i for i in [*job.images, *([job.grid] if job.grid else [])] if i.retrying]
+        fetched = {_image_key(i): i for i in await self._fetch_all(job, provider, retry)}
+
+        def merged(image: Image) -> Image:  # onto the job as it is now: another round may
+            new = fetched.get(_image_key(image))  # have fetched it meanwhile
+            return new if new is not None and image.retrying else image
+
+        done = [merged(image) for image in job.images]
+        new_grid = merged(job.grid) if job.grid else None
         changes: JobChanges = {"images": done, "grid": new_grid}
         if (job.error or "").startswith(_MISSING_ERROR) or job.error is None:
             changes["error"] = _missing_error([*done, *([new_grid] if new_grid else [])])
@@ -623,7 +631,7 @@ class Engine:
         except (ImagineError, concurrent.futures.TimeoutError) as exc:
             logger.info("could not fetch %s now: %s", image.url, exc)
         for now in [*job.images, *([job.grid] if job.grid else [])]:
-            if (now.url, now.role, now.index) == (image.url, image.role, image.index):
+            if _image_key(now) == _image_key(image):
                 return now
         return None
 
