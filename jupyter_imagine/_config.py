@@ -21,7 +21,7 @@ from pathlib import Path
 from ._secrets import register
 from .errors import ConfigurationError
 
-__all__ = ["ProviderSettings", "home", "provider_settings", "sandbox_speed"]
+__all__ = ["ProviderSettings", "home", "provider_settings", "sandbox_speed", "secret_param"]
 
 SANDBOX_KEY = "sandbox-key"
 #: The base URL of the in-process sandbox (reached through httpx.ASGITransport, no socket).
@@ -90,6 +90,16 @@ def provider_settings(
             f"set it, or unset {why.split(' ')[0].split('=')[0]} to use the sandbox"
         )
     return ProviderSettings(IN_PROCESS_ROOT + sandbox_prefix, SANDBOX_KEY, True, True)
+
+
+def secret_param(provider: str, name: str) -> tuple[str, str | None]:
+    """The environment variable that configures the secret parameter ``name`` of
+    ``provider`` (``APIFRAME_WEBHOOK_SECRET`` for APIFRAME's ``webhook_secret``) and its value
+    (registered as a secret), else ``None``."""
+    var = f"{provider.upper()}_{name.upper()}"
+    value = _env(var)
+    register(value)
+    return var, value
 
 
 def sandbox_speed() -> float:

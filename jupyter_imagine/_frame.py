@@ -94,6 +94,7 @@ COLUMNS: tuple[FrameColumn, ...] = (
     FrameColumn("run_s", "seconds", "completed_at started_at"),
     FrameColumn("total_s", "seconds", "completed_at created_at"),
     FrameColumn("n_images", "count", "n_images"),
+    FrameColumn("missing_images", "count", "missing_images"),
     FrameColumn("width", "size", "width"),
     FrameColumn("height", "size", "height"),
     FrameColumn("image_urls", "json", "urls"),

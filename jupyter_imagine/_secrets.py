@@ -13,7 +13,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["SECRET_FIELD", "get_logger", "redact", "register", "scrub"]
+__all__ = ["MASK", "SECRET_FIELD", "get_logger", "redact", "register", "scrub", "split_secrets"]
 
 _lock = threading.Lock()
 _values: set[str] = set()
@@ -24,7 +24,9 @@ SECRET_FIELD = re.compile(
     r"(^|_|-)(api[_-]?key|authorization|auth[_-]?token|token|secret|password|client[_-]?secret)$",
     re.IGNORECASE,
 )
-_MASK = "***"
+#: What a secret is replaced with wherever it would be kept or shown.
+MASK = "***"
+_MASK = MASK
 
 
 def register(value: str | None) -> None:
@@ -60,6 +62,25 @@ def scrub(data: Any) -> Any:
     if isinstance(data, str):
         return redact(data)
     return data
+
+
+def split_secrets(
+    params: dict[str, Any], names: frozenset[str] | set[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``params`` with the values of the secret parameters ``names`` replaced by :data:`MASK`
+    (a marker that the job has one), and those live values apart (each registered, so it is
+    redacted everywhere). A value that already is the mask stays a marker with no live value."""
+    public = dict(params)
+    live: dict[str, str] = {}
+    for name in names:
+        value = public.get(name)
+        if value in (None, ""):
+            continue
+        if value != MASK:
+            live[name] = str(value)
+            register(live[name])
+        public[name] = MASK
+    return public, live
 
 
 class _RedactingFilter(logging.Filter):

@@ -163,6 +163,8 @@ def history(
     ``queue_s``, ``run_s``,        float seconds: created→started, started→completed,
     ``total_s``                    created→completed
     ``n_images``                   int: result images (not a skybox's thumbnail or depth map)
+    ``missing_images``             int: images (grid included) not in the cache yet; each
+                                   ``Image.missing`` says why (retrying, or expired)
     ``width``, ``height``          Int64: the first result image's pixel size (NA until known)
     ``image_urls``, ``image_paths`` lists of the result images (provider URLs, which may expire;
                                    the downloaded files)

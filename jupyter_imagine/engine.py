@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
+import dataclasses
 import os
 import socket
 import threading
@@ -56,16 +56,26 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from . import _config
+from ._downloads import fetch, png_text, retry_delay
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
-from ._secrets import get_logger, redact, scrub
+from ._secrets import MASK, get_logger, redact, scrub, split_secrets
 from ._transport import BoundedTransport
-from .errors import ConfigurationError, ImagineError, JobTimeout, NotFound, StorageError
-from .models import Image, Job, JobChanges, Status, utcnow
+from .errors import (
+    ConfigurationError,
+    ImagineError,
+    JobTimeout,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    StorageError,
+)
+from .models import Image, Job, JobChanges, Status, check_timeout, utcnow
 from .providers import Provider, RemoteJob, Update, provider_class
 from .store import Store
 
@@ -90,6 +100,20 @@ class _Superseded(Exception):
     was driving it stops."""
 
 
+_MISSING_ERROR = "some images could not be downloaded"
+
+
+def _image_key(image: Image) -> tuple[str | None, str, int | None]:
+    """What identifies one image of a job across its copies: URL, role, index."""
+    return image.url, image.role, image.index
+
+
+def _missing_error(images: Sequence[Image]) -> str | None:
+    """The job's error note while some of its ``images`` are missing, else ``None``."""
+    notes = [image.missing for image in images if image.missing]
+    return f"{_MISSING_ERROR}: {notes[0]}" if notes else None
+
+
 class Engine:
     """Runs jobs on a background loop and keeps the store in step.
 
@@ -102,7 +126,11 @@ class Engine:
             by it, so sandbox jobs are watched as closely as real ones relative to their length.
         backoff_base: first back-off delay in seconds (default 0.5); doubles per attempt.
         backoff_cap: longest back-off delay in seconds (default 30).
-        max_retries: retries of one request before its error counts (default 6).
+        retry_for: seconds during which one request is retried after temporary errors (default
+            180). A poll that runs out of them does not fail its job: polling goes on, backing
+            off up to ``backoff_cap``, until the job's deadline.
+        max_retries: an optional cap on the retries of one request as well (default ``None``:
+            only ``retry_for`` counts).
         http_timeout: seconds for one HTTP request (default 30).
         max_connections: HTTP connections to the network, and requests in flight, at most
             (default 32, a quarter of them kept alive when idle); more requests wait their turn
@@ -127,7 +155,8 @@ class Engine:
         sandbox_speed: float | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
-        max_retries: int = 6,
+        retry_for: float = 180.0,
+        max_retries: int | None = None,
         http_timeout: float = 30.0,
         max_connections: int = 32,
         sandbox_app: Any = None,
@@ -140,6 +169,7 @@ class Engine:
         self.sandbox_speed = sandbox_speed if sandbox_speed is not None else _config.sandbox_speed()
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.retry_for = retry_for
         self.max_retries = max_retries
         self.http_timeout = http_timeout
         self.max_connections = max_connections
@@ -156,6 +186,8 @@ class Engine:
         self._watcher: asyncio.Task[None] | None = None
         self._heartbeat: concurrent.futures.Future[None] | None = None
         self._abandoned: set[str] = set()  # failed in memory: the store could not be written
+        # job id → the event that starts its next round of missing-image retries
+        self._refetching: dict[str, asyncio.Event | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -187,6 +219,7 @@ class Engine:
             ready.wait()
             self._heartbeat = asyncio.run_coroutine_threadsafe(self._beat(), loop)
         self._claim()
+        self._resume_downloads()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
@@ -346,10 +379,7 @@ class Engine:
         """
         instance = self.provider(provider)
         cls = type(instance)
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds, not {timeout!r}"
-            )
+        timeout = check_timeout(timeout)
         if kind not in cls.kinds:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
@@ -366,12 +396,13 @@ class Engine:
             batch_row=batch_row,
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
+        self._bind_secrets(job, cls)
         return self._launch(job)
 
     def act(self, job: Job, label: str, **kwargs: Any) -> Job:
         """Start the child job of action ``label`` on ``job`` (called by :meth:`Job.act`)."""
         instance = self.provider(job.provider, prepare=False)
-        timeout = kwargs.pop("timeout", None)
+        timeout = check_timeout(kwargs.pop("timeout", None))
         spec = instance.child(job, label, **kwargs)
         params = dict(spec.params)
         for name, data in spec.files.items():
@@ -386,7 +417,36 @@ class Engine:
             sandbox=job.sandbox,
             timeout=float(timeout) if timeout else type(instance).default_timeout,
         )
+        self._bind_secrets(child, type(instance), source=job)
         return self._launch(child)
+
+    def _bind_secrets(self, job: Job, cls: type[Provider], source: Job | None = None) -> None:
+        """Keep the secret parameters of ``job`` (``ParamSpec.secret``) out of its params —
+        they hold a mask, the live values stay in ``job._secrets`` — and give every masked one
+        its value: the one given, ``source``'s (a child's parent, default ``None``), or the
+        ``<PROVIDER>_<NAME>`` environment variable.
+
+        Raises:
+            ConfigurationError: a secret is needed and none of these has it (nothing is sent
+                with a mask).
+        """
+        names = frozenset(name for name, spec in cls.params.items() if spec.secret)
+        if not names:
+            return
+        job.params, live = split_secrets(job.params, names)
+        job._secrets.update(live)
+        for name in sorted(names):
+            if job.params.get(name) != MASK or name in job._secrets:
+                continue
+            value = source._secrets.get(name) if source is not None else None
+            var, configured = _config.secret_param(cls.name, name)
+            value = value or configured
+            if value is None:
+                raise ConfigurationError(
+                    f"{cls.label} job {job.id[:8]} needs its {name}, which is never stored: "
+                    f"set {var}, or start a new job with {name}="
+                )
+            job._secrets[name] = value
 
     def cancel(self, job: Job) -> None:
         """Cancel ``job``: stop polling, ask the provider to cancel where it can, mark it."""
@@ -516,11 +576,26 @@ class Engine:
     async def _submit(self, job: Job, provider: Provider) -> bool:
         """Send the job; returns ``True`` when the answer already finished it."""
         parent = self.get(job.parent_id) if job.parent_id else None
+        self._bind_secrets(job, type(provider), source=parent)  # a resumed job has none live
         self._change(job, submit_state="sending")
         sent_at = utcnow()
-        submission = await self.retry(
-            lambda: provider.submit(job, parent), provider, idempotent=False
-        )
+        live = job.with_secrets()
+        try:
+            submission = await self.retry(
+                lambda: provider.submit(live, parent), provider, idempotent=False
+            )
+        except ServiceUnavailable as exc:
+            if not exc.reached_server:
+                raise
+            said = str(exc)
+            if "may have reached" not in said:
+                said += f"; it may have reached {provider.label}"
+            raise ServiceUnavailable(
+                f"{said} and be running there, so it was not sent again: check with "
+                f"jupyter_imagine.sync_history({provider.name!r}) or on {provider.label}'s own "
+                "history before starting it anew",
+                provider=provider.name, status_code=exc.status_code,
+            ) from None
         # ``started_at`` is when the provider started working: for an answer that is already
         # the result (neuroflash), when we sent it; otherwise when a poll first says running.
         answered = submission.update is not None and submission.update.status.final
@@ -540,12 +615,23 @@ class Engine:
         scale = self._time_scale(provider)
         interval = first
         batcher = self._batcher(provider)
+        misses = 0  # polls in a row whose retries ran out
         while not job.status.final:
             if time.time() >= deadline:
                 await self._time_out(job, provider)
                 return
             before = (job.status, job.progress)
-            update = await batcher.poll(job)
+            try:
+                update = await batcher.poll(job, deadline)
+            except (RateLimited, ServiceUnavailable) as exc:
+                # The provider may well still be running it: keep asking until the deadline.
+                delay = min(self.backoff_cap, self.retry_policy.delay(misses) + interval * scale)
+                misses += 1
+                logger.warning("%s: polling job %s failed (%s); polling again in %.1f s, until "
+                               "its deadline", provider.name, job.id, exc, delay)
+                await asyncio.sleep(max(0.0, min(delay, deadline - time.time())))
+                continue
+            misses = 0
             if job.id in self._cancelled:
                 return
             await self._apply_update(job, provider, update)
@@ -604,54 +690,121 @@ class Engine:
     async def _download(
         self, job: Job, provider: Provider, update: Update
     ) -> tuple[list[Image], Image | None, str | None]:
-        """Download every image once into the cache; returns images, grid, error note."""
-        text = {
-            "prompt": job.prompt,
-            "parameters": json.dumps(
-                {
-                    "provider": job.provider,
-                    "kind": job.kind,
-                    "id": job.id,
-                    "remote_id": job.remote_id,
-                    "parent_id": job.parent_id,
-                    "action": job.action,
-                    "params": scrub(job.params),
-                },
-                ensure_ascii=False,
-                default=str,
-            ),
-            "Software": "jupyter_imagine",
-        }
+        """Download every image once into the cache; returns images, grid, error note. An image
+        that could not be fetched comes back with ``missing`` saying why; unless it expired,
+        :meth:`_refetch` tries it again in the background (see :mod:`._downloads`)."""
         wanted = list(update.images or []) + ([update.grid] if update.grid else [])
-        errors: list[str] = []
+        done = await self._fetch_all(job, provider, wanted)
+        grid = done.pop() if update.grid else None
+        return done, grid, _missing_error([*done, *([grid] if grid else [])])
 
-        async def fetch(image: Image) -> Image:
-            if image.path or not image.url:
-                return image
-            try:
-                data = await self.retry(
-                    lambda: provider.download(image.url or ""), provider, idempotent=True
-                )
-            except ImagineError as exc:
-                errors.append(str(exc))
-                return image
-            from .imaging import image_size
+    async def _fetch_all(self, job: Job, provider: Provider, images: list[Image]) -> list[Image]:
+        """``images`` each fetched into the cache or marked missing (:func:`_downloads.fetch`);
+        each URL retried for at most ``min(retry_for, 30 s)`` here, the rest in the background."""
+        text = png_text(job)
+        policy = dataclasses.replace(self.retry_policy, retry_for=min(self.retry_for, 30.0))
 
-            # Hashing and writing megabytes release the GIL: off the loop, they overlap with it.
-            path = await asyncio.to_thread(self.store.put_image, data, text=text)
-            try:
-                width, height = image_size(data)
-            except Exception:
-                width, height = image.width, image.height
-            return Image(
-                url=image.url, path=str(path), width=width, height=height,
-                role=image.role, index=image.index,
+        async def download(url: str) -> bytes:
+            return await policy.run(
+                lambda: provider.download(url), name=provider.name, idempotent=True
             )
 
-        done = await asyncio.gather(*(fetch(image) for image in wanted))
-        grid = done.pop() if update.grid else None
-        error = f"some images could not be downloaded: {errors[0]}" if errors else None
-        return list(done), grid, error
+        def put(data: bytes) -> Path:
+            return self.store.put_image(data, text=text)
+
+        return list(await asyncio.gather(*(fetch(image, download, put) for image in images)))
+
+    # ================================================================ missing images
+    def _watch_images(self, job: Job, changed: frozenset[str] = frozenset({"images"})) -> None:
+        """Tag ``job``'s images with this engine (so ``Image.path``/``open()`` can ask for a
+        missing one again) and retry the missing ones of a succeeded job in the background."""
+        if not {"images", "grid", "status"} & changed:
+            return
+        images = [*job.images, *([job.grid] if job.grid else [])]
+        for image in images:
+            image.__dict__["_host"] = self  # not a field: never stored, compared or shown
+            image.__dict__["_job_id"] = job.id
+        if job.status is not Status.SUCCEEDED or not any(i.retrying for i in images):
+            return
+        with self._lock:
+            if job.id in self._refetching or self._loop is None:
+                return
+            self._refetching[job.id] = None
+        self.run(self._refetch(job))
+
+    async def _refetch(self, job: Job) -> None:
+        """Retry ``job``'s missing images with capped exponential back-off (from
+        ``backoff_base`` up to 10 × ``backoff_cap``) until each is fetched or expired; a
+        :meth:`nudge_image` starts the next round at once."""
+        wake = asyncio.Event()
+        with self._lock:
+            self._refetching[job.id] = wake
+        try:
+            attempt = 0
+            while any(i.retrying for i in [*job.images, *([job.grid] if job.grid else [])]):
+                delay = retry_delay(attempt, self.backoff_base, self.backoff_cap * 10)
+                try:
+                    await asyncio.wait_for(wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                wake.clear()
+                await self._refetch_once(job)
+                attempt += 1
+        finally:
+            with self._lock:
+                self._refetching.pop(job.id, None)
+
+    async def _refetch_once(self, job: Job) -> None:
+        """One round: fetch every retrying image of ``job`` and store what changed (the job
+        stays ``succeeded``)."""
+        provider = self.provider(job.provider, prepare=False)
+        retry = [i for i in [*job.images, *([job.grid] if job.grid else [])] if i.retrying]
+        fetched = {_image_key(i): i for i in await self._fetch_all(job, provider, retry)}
+
+        def merged(image: Image) -> Image:  # onto the job as it is now: another round may
+            new = fetched.get(_image_key(image))  # have fetched it meanwhile
+            return new if new is not None and image.retrying else image
+
+        done = [merged(image) for image in job.images]
+        new_grid = merged(job.grid) if job.grid else None
+        changes: JobChanges = {"images": done, "grid": new_grid}
+        if (job.error or "").startswith(_MISSING_ERROR) or job.error is None:
+            changes["error"] = _missing_error([*done, *([new_grid] if new_grid else [])])
+        self._change(job, **changes)
+
+    def fetch_image(self, image: Image) -> Image | None:
+        """``image`` fetched again now, waiting up to ``2 × http_timeout`` (``Image.open()``
+        calls this for a missing image); ``None`` on the engine thread or for an unknown job."""
+        job = self._jobs.get(image.__dict__.get("_job_id", ""))
+        if job is None or self._loop is None or threading.current_thread() is self._thread:
+            return None
+        try:
+            self.run(self._refetch_once(job)).result(self.http_timeout * 2)
+        except (ImagineError, concurrent.futures.TimeoutError) as exc:
+            logger.info("could not fetch %s now: %s", image.url, exc)
+        for now in [*job.images, *([job.grid] if job.grid else [])]:
+            if _image_key(now) == _image_key(image):
+                return now
+        return None
+
+    def nudge_image(self, image: Image) -> None:
+        """Start the next retry round of ``image``'s job now, in the background (reading
+        ``Image.path`` of a missing image calls this; it never blocks)."""
+        loop = self._loop
+        if threading.current_thread() is self._thread:
+            return  # the engine itself reading a field (comparing, storing) is no request
+        with self._lock:
+            wake = self._refetching.get(image.__dict__.get("_job_id", ""))
+        if wake is not None and loop is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    def _resume_downloads(self) -> None:
+        """Retry, in the background, the missing images of the succeeded jobs in the store."""
+        for record in self.store.missing_images():
+            with self._lock:
+                if record["id"] in self._jobs:
+                    continue
+            self._attach(Job.from_record(record))
 
     async def _cancel(self, job: Job) -> None:
         with self._lock:
@@ -868,9 +1021,9 @@ class Engine:
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """The back-off of every request (from ``backoff_base``, ``backoff_cap``,
+        """The back-off of every request (from ``backoff_base``, ``backoff_cap``, ``retry_for``,
         ``max_retries``)."""
-        return RetryPolicy(self.backoff_base, self.backoff_cap, self.max_retries)
+        return RetryPolicy(self.backoff_base, self.backoff_cap, self.retry_for, self.max_retries)
 
     async def retry(
         self, call: Callable[[], Awaitable[T]], provider: Provider, *, idempotent: bool
@@ -918,6 +1071,8 @@ class Engine:
         job._host = self
         with self._lock:
             self._jobs[job.id] = job
+        job.observe(self._watch_images)
+        self._watch_images(job)
         return job
 
     def _launch(self, job: Job) -> Job:

@@ -29,6 +29,7 @@ __all__ = [
     "decode_mask",
     "image_size",
     "load_mask",
+    "open_image",
     "png_with_text",
     "read_png_text",
     "thumbnail_png",
@@ -56,10 +57,40 @@ def as_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def _open_bytes(data: bytes, what: str) -> Image.Image:
+_BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+def open_image(
+    data: bytes, what: str, error: type[InvalidRequest] = InvalidRequest
+) -> Image.Image:
+    """Image ``data`` opened lazily (header read), refused when it has more pixels than
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb, however Pillow's warnings are
+    filtered).
+
+    Raises:
+        InvalidRequest: (or ``error``) too many pixels; ``UnidentifiedImageError``/``OSError``
+            pass through for the caller to word.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
     try:
         im = Image.open(io.BytesIO(data))
+    except _BOMBS as exc:
+        raise error(f"{what} has more than the {limit or 0:,} pixels accepted "
+                    "(a decompression bomb?)") from exc
+    if limit and im.width * im.height > limit:
+        raise error(f"{what} is {im.width}×{im.height}, more than the {limit:,} pixels accepted "
+                    "(a decompression bomb?)")
+    return im
+
+
+def _open_bytes(data: bytes, what: str) -> Image.Image:
+    try:
+        im = open_image(data, what, InvalidMask)
         im.load()
+    except InvalidMask:
+        raise
+    except _BOMBS as exc:  # pragma: no cover - open_image already refused it
+        raise InvalidMask(f"{what} has too many pixels (a decompression bomb?)") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidMask(f"{what} is not an image (PNG, WebP or JPEG expected)") from exc
     return im
@@ -124,7 +155,8 @@ def load_mask(mask: object, size: tuple[int, int]) -> bytes:
         size: ``(width, height)`` of the image the mask is for.
 
     Raises:
-        InvalidMask: not an image, a missing file, the wrong size, or an all-black mask.
+        InvalidMask: not an image, a missing file, the wrong size, an all-black mask, or more
+            pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb).
     """
     im = _mask_image(mask)
     size = (int(size[0]), int(size[1]))
@@ -156,7 +188,9 @@ def decode_mask(data: str | bytes) -> Image.Image:
         raw = bytes(data)
         try:
             return as_grayscale(_open_bytes(raw, "the mask data"))
-        except InvalidMask:
+        except InvalidMask as exc:
+            if isinstance(exc.__cause__, _BOMBS) or "decompression bomb" in str(exc):
+                raise
             try:
                 data = raw.decode("ascii")
             except UnicodeDecodeError:
@@ -285,14 +319,14 @@ def thumbnail_png(data: bytes, size: int = 512) -> bytes:
     The aspect ratio is kept; a PNG that is already small enough is returned as is.
 
     Raises:
-        InvalidRequest: ``data`` is not an image.
+        InvalidRequest: ``data`` is not an image, or has too many pixels.
     """
     try:
-        im = Image.open(io.BytesIO(data))
+        im = open_image(data, "the image")
         if im.format == "PNG" and max(im.size) <= size:
             return data
         im.load()
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, *_BOMBS) as exc:
         raise InvalidRequest("cannot make a thumbnail: the data is not an image") from exc
     if im.mode not in ("RGB", "RGBA", "L", "LA"):
         im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
@@ -304,10 +338,10 @@ def image_size(data: bytes) -> tuple[int, int]:
     """``(width, height)`` of image ``data`` (reads the header only).
 
     Raises:
-        InvalidRequest: ``data`` is not an image.
+        InvalidRequest: ``data`` is not an image, or has too many pixels.
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(data, "the image") as im:
             return im.size
     except (UnidentifiedImageError, OSError) as exc:
         raise InvalidRequest("the data is not an image") from exc

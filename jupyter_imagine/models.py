@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
 from .errors import (
     ActionNotAvailable,
+    ConfigurationError,
     InvalidRequest,
     JobCancelled,
     JobFailed,
@@ -41,10 +43,12 @@ __all__ = [
     "REROLL",
     "VARY_REGION",
     "Image",
+    "ImageHost",
     "Job",
     "JobChanges",
     "Status",
     "WaitInterrupted",
+    "check_timeout",
 ]
 
 
@@ -100,6 +104,23 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def check_timeout(timeout: Any) -> float | None:
+    """``timeout`` as seconds if it is ``None`` or a positive finite number (the magic's
+    ``-t/--timeout`` check, with the same words).
+
+    Raises:
+        ConfigurationError: ``nan``, ``inf``, zero, a negative number, a bool or a non-number.
+    """
+    if timeout is None:
+        return None
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if not number or not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigurationError(
+            f"timeout must be a positive number of seconds, not {timeout!r}"
+        )
+    return float(timeout)
+
+
 def _dt(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
@@ -119,10 +140,14 @@ class Image:
 
     Attributes:
         url: where the provider serves it (may expire), or ``None``.
-        path: the local file in the image cache once downloaded, else ``None``.
+        path: the local file in the image cache once downloaded, else ``None``. Reading it while
+            the image is missing asks the engine to try the download again now (in the
+            background; the value read is the current one).
         width, height: pixel size once known, else ``None``.
         role: ``"image"`` (default), ``"grid"``, ``"thumbnail"`` or ``"depth"``.
         index: 1–4 for the images of a grid, else ``None``.
+        missing: why a result image is not in the cache (``"download failed: …, retrying"``,
+            ``"expired: …"``), else ``None`` (default).
     """
 
     url: str | None = None
@@ -131,33 +156,77 @@ class Image:
     height: int | None = None
     role: str = "image"
     index: int | None = None
+    missing: str | None = None
+
+    @property
+    def retrying(self) -> bool:
+        """``True`` while the image is missing and its download is still being retried."""
+        note = self.__dict__.get("missing")
+        return bool(note) and not str(note).startswith("expired")
 
     def open(self) -> PIL.Image.Image:
-        """The image as a Pillow image (needs :attr:`path`)."""
+        """The image as a Pillow image (needs :attr:`path`; a missing image is downloaded
+        again first, waiting up to the engine's HTTP timeout)."""
         from PIL import Image as PILImage
 
-        if not self.path:
-            raise InvalidRequest("this image is not downloaded yet; wait for the job to finish")
-        return PILImage.open(self.path)
+        return PILImage.open(self._local_path())
 
     def read_bytes(self) -> bytes:
-        """The image file's bytes (needs :attr:`path`)."""
-        if not self.path:
-            raise InvalidRequest("this image is not downloaded yet; wait for the job to finish")
-        with open(self.path, "rb") as fh:
+        """The image file's bytes (needs :attr:`path`; a missing image is fetched first, as
+        in :meth:`open`)."""
+        with open(self._local_path(), "rb") as fh:
             return fh.read()
 
+    def _local_path(self) -> str:
+        path = self.__dict__.get("path")
+        host: ImageHost | None = self.__dict__.get("_host")
+        if not path and host is not None and self.retrying:
+            fetched = host.fetch_image(self)
+            path = fetched.__dict__.get("path") if fetched is not None else None
+        if not path:
+            why = f" ({self.missing})" if self.missing else ""
+            raise InvalidRequest(
+                f"this image is not downloaded{why}; wait for the job to finish"
+            )
+        return path
+
     def _repr_png_(self) -> bytes | None:
-        if not self.path or not self.path.endswith(".png"):
+        path = self.__dict__.get("path")
+        if not path or not path.endswith(".png"):
             return None
         return self.read_bytes()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: self.__dict__.get(name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Image:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+def _image_path(self: Image) -> str | None:
+    path: str | None = self.__dict__.get("path")
+    host: ImageHost | None = self.__dict__.get("_host")
+    if not path and host is not None and self.retrying:
+        host.nudge_image(self)  # never blocks: the engine retries now, in the background
+    return path
+
+
+def _set_image_path(self: Image, value: str | None) -> None:
+    self.__dict__["path"] = value  # only dataclass __init__ gets here: the class is frozen
+
+
+# ``path`` stays a dataclass field (constructor, replace, fields) read through a property, so
+# that reading it can ask for a missing image again.
+Image.path = property(_image_path, _set_image_path)  # type: ignore[assignment,method-assign]
+
+
+class ImageHost(Protocol):
+    """What an :class:`Image` needs from the engine that keeps it (set as ``image._host``)."""
+
+    def fetch_image(self, image: Image) -> Image | None: ...
+
+    def nudge_image(self, image: Image) -> None: ...
 
 
 class JobHost(Protocol):
@@ -303,7 +372,8 @@ class Job:
         provider: ``apiframe``, ``thenextleg``, ``blockade``, ``neuroflash`` or ``banatie``.
         kind: imagine, reroll, upscale, variation, vary_region … (see DESIGN.md).
         prompt: the prompt exactly as sent.
-        params: the provider parameters given (secrets masked).
+        params: the provider parameters given; a secret one (``ParamSpec.secret``, e.g. a
+            webhook secret) shows ``"***"``, its value lives only in memory.
         parent_id: the local id of the job this one was started from, else ``None``.
         action: the label that started it from its parent (``"U2"``, ``"🔄"`` …), else ``None``.
         status: a :class:`Status`; ``progress`` is 0–100.
@@ -355,6 +425,8 @@ class Job:
         self._done: concurrent.futures.Future[Job] = concurrent.futures.Future()
         self._observers: list[Observer] = []
         self._host: JobHost | None = None
+        #: Live values of secret parameters (``params`` holds only a mask); never stored.
+        self._secrets: dict[str, str] = {}
         if self.status.final:
             self._done.set_result(self)
 
@@ -369,6 +441,7 @@ class Job:
         rec["actions"] = list(self.actions)
         for name in ("created_at", "started_at", "completed_at", "updated_at"):
             rec[name] = _iso(rec[name])
+        rec["missing_images"] = self.missing_images
         return rec
 
     @classmethod
@@ -392,11 +465,27 @@ class Job:
             data.pop("updated_at", None)
         return cls(**data)
 
+    @property
+    def missing_images(self) -> int:
+        """How many of the job's images (grid included) are not in the cache: their
+        ``missing`` says why (0 for a job whose every image was downloaded)."""
+        images = [*self.images, *([self.grid] if self.grid else [])]
+        return sum(1 for image in images if image.missing)
+
     def updated(self, changes: JobChanges) -> Job:
         """A detached copy of the job with ``changes`` applied: what it will be once they are
         stored (not attached to an engine, not observed; lists and dicts are shared)."""
         with self._lock:
             copy = dataclasses.replace(self, **changes)
+        return copy
+
+    def with_secrets(self) -> Job:
+        """A detached copy whose ``params`` carry the live secret values instead of their
+        masks: what a provider builds the request from. Never stored, shown or kept."""
+        if not self._secrets:
+            return self
+        with self._lock:
+            copy = dataclasses.replace(self, params={**self.params, **self._secrets})
         return copy
 
     def _apply(self, changes: JobChanges) -> None:
@@ -459,9 +548,11 @@ class Job:
         Raises:
             JobFailed: the job failed (``JobCancelled`` if it was cancelled).
             JobTimeout: the job's deadline passed, or ``timeout`` ran out (the job keeps running).
+            ConfigurationError: ``timeout`` is not a positive finite number of seconds.
             WaitInterrupted: Ctrl-C (or the notebook's stop button) during the wait; a
                 ``KeyboardInterrupt``, so a script still stops. The job keeps running.
         """
+        timeout = check_timeout(timeout)
         display = None if self._done.done() else _WaitDisplay(self)
         try:
             if display is None:

@@ -1040,6 +1040,16 @@ class Store:
         )
 
     @_guarded
+    def missing_images(self) -> list[dict[str, Any]]:
+        """Records of the succeeded jobs with images still to download (record key
+        ``missing_images`` > 0), oldest first (what the engine retries in the background)."""
+        return self._records(
+            "SELECT record FROM jobs WHERE status = 'succeeded' AND missing_images > 0"
+            + _OLDEST_FIRST,
+            (),
+        )
+
+    @_guarded
     def last(self, *, provider: str | None = None) -> dict[str, Any] | None:
         """The most recently created job's record (of ``provider`` if given, default any)."""
         where, args = self._where(provider=provider)

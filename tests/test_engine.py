@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image as PILImage
@@ -140,8 +142,23 @@ def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
     with caplog.at_level(logging.INFO, logger="jupyter_imagine._polling"):
         job = ji.imagine("a windmill").wait(20)
     assert job.status is Status.SUCCEEDED
-    assert "retry 3 in 0.30 s" in caplog.text  # the third retry waited exactly Retry-After
+    waits = [float(w) for w in re.findall(r"retry 3 in ([0-9.]+) s", caplog.text)]
+    # The third retry waited Retry-After plus a jitter draw (at most the back-off cap of 0.2 s).
+    assert waits and all(0.30 <= w <= 0.50 for w in waits)
     assert imagine_count(sandbox) == 1 and tasks_created(sandbox) == 1
+
+
+def test_polls_failing_longer_than_their_retry_budget_do_not_fail_a_running_job(tmp_path):
+    app = create_app(speed=1000.0)
+    # 40 failed polls: far more than the old budget of six retries, and more than this
+    # engine's retry_for of 0.1 s covers, but well within the job's deadline.
+    state = app.state.sandbox
+    state.faults.add(r"/apiframe/fetch(-many)?$", status=503, count=40)
+    with Engine(Store(tmp_path), sandbox_app=app, **{**FAST, "retry_for": 0.1}) as eng:
+        job = eng.imagine("a harbour", provider="apiframe", timeout=60)
+        assert job.wait(30).status is Status.SUCCEEDED
+    assert not state.faults.pending()  # every injected failure was met
+    assert imagine_count(state) == 1
 
 
 def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
@@ -152,6 +169,47 @@ def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
     assert job.error_type == "ServiceUnavailable"
     assert imagine_count(sandbox) == 1  # one attempt, not retried
     assert tasks_created(sandbox) == 0
+
+
+class _DropAfterSubmit(httpx.AsyncBaseTransport):
+    """Passes requests to the sandbox, then drops the connection of the first submit after
+    the sandbox handled it (the answer never comes back)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.dropped = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/imagine") and not self.dropped:
+            await response.aread()
+            self.dropped += 1
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+def test_a_submit_dropped_after_sending_says_it_may_have_reached_the_provider(engine, sandbox):
+    engine.provider("apiframe")
+    client = engine._clients["asgi"]
+    client._transport = drop = _DropAfterSubmit(client._transport)
+    job = ji.imagine("a ferry")
+    with pytest.raises(ji.JobFailed) as info:
+        job.wait(30)
+    message = str(info.value)
+    assert drop.dropped == 1 and "try again later" not in message
+    assert "may have reached APIFRAME" in message and "was not sent again" in message
+    assert "sync_history('apiframe')" in message
+    assert imagine_count(sandbox) == 1 and tasks_created(sandbox) == 1  # reached, not resent
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, 0, "x", True])
+def test_imagine_and_wait_refuse_a_timeout_that_is_not_positive_seconds(engine, bad):
+    with pytest.raises(ji.ConfigurationError, match="timeout must be a positive number of s"):
+        ji.imagine("a kite", timeout=bad)
+    job = ji.imagine("a kite")
+    with pytest.raises(ji.ConfigurationError, match=f"not {re.escape(repr(bad))}"):
+        job.wait(timeout=bad)
+    job.wait(30)
 
 
 def test_submit_is_retried_after_a_429(engine, sandbox):

@@ -244,3 +244,30 @@ def test_image_size():
     assert imaging.image_size(_png(Image.new("RGB", (33, 21)), "JPEG")) == (33, 21)
     with pytest.raises(InvalidRequest):
         imaging.image_size(b"not an image")
+
+
+# ------------------------------------------------------------------ decompression bombs
+@pytest.mark.parametrize("side", [40, 100])  # 1 600 px: Pillow's warning; 10 000: its error
+def test_a_decompression_bomb_mask_is_an_invalid_mask(side, monkeypatch, tmp_path):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    bomb = _png(Image.new("L", (side, side), 255))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb)
+    data_uri = "data:image/png;base64," + base64.b64encode(bomb).decode()
+    for mask in (bomb, path, str(path), data_uri):
+        with pytest.raises(InvalidMask, match="decompression bomb"):
+            imaging.load_mask(mask, (side, side))
+    with pytest.raises(InvalidMask, match="decompression bomb"):
+        imaging.decode_mask(bomb)
+    with pytest.raises(InvalidMask, match="decompression bomb"):
+        imaging.decode_mask(base64.b64encode(bomb).decode())
+
+
+def test_a_decompression_bomb_image_is_an_invalid_request(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    bomb = _png(Image.new("RGB", (100, 100), "white"))
+    for fn in (imaging.thumbnail_png, imaging.image_size):
+        with pytest.raises(InvalidRequest, match="decompression bomb"):
+            fn(bomb)
+    small = _png(Image.new("RGB", (20, 20), "white"))
+    assert imaging.image_size(small) == (20, 20)

@@ -32,6 +32,7 @@ RANKS: tuple[tuple[str, float], ...] = (
     ("store", 6),
     ("_transport", 7),
     ("_polling", 7),
+    ("_downloads", 7),
     ("engine", 8),
     ("_pull", 9),
     ("_batch", 9),

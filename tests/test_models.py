@@ -10,13 +10,14 @@ import pytest
 from jupyter_imagine import _display
 from jupyter_imagine.errors import (
     ActionNotAvailable,
+    ConfigurationError,
     InvalidRequest,
     JobCancelled,
     JobFailed,
     JobTimeout,
     ModeratedPrompt,
 )
-from jupyter_imagine.models import GRID_ACTIONS, Image, Job, Status, WaitInterrupted
+from jupyter_imagine.models import GRID_ACTIONS, Image, Job, Status, WaitInterrupted, check_timeout
 
 
 def make_job(**kw):
@@ -229,3 +230,11 @@ def test_display_includes_png_thumbnail_once_finished(tmp_path):
     import io
 
     assert max(PILImage.open(io.BytesIO(png)).size) <= 512
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0, "x", False])
+def test_wait_refuses_a_timeout_that_is_not_positive_seconds(bad):
+    job = Job(provider="apiframe", kind="imagine", prompt="p")
+    with pytest.raises(ConfigurationError, match="timeout must be a positive number of seconds"):
+        job.wait(timeout=bad)
+    assert check_timeout(2) == 2.0 and check_timeout(None) is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from typing import Any
 
 import pytest
@@ -14,17 +16,31 @@ from jupyter_imagine._polling import (
     backoff,
     jittered,
     next_interval,
+    rate_limit_delay,
 )
 from jupyter_imagine.errors import ImagineError, RateLimited, ServiceUnavailable
 from jupyter_imagine.models import Job, Status
 from jupyter_imagine.providers import Update
 
 
-def test_backoff_is_capped_equal_jitter():
-    for attempt in range(8):
+def test_backoff_is_capped_full_jitter():
+    rng = random.Random(7)
+    for attempt in range(70):
         ceiling = min(1.0, 0.1 * 2**attempt)
-        for _ in range(20):
-            assert ceiling / 2 <= backoff(attempt, 0.1, 1.0) <= ceiling
+        draws = [backoff(attempt, 0.1, 1.0, rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in draws)
+        assert max(draws) - min(draws) > ceiling / 2  # spread over the whole range
+    assert backoff(3, 0.1, 1.0, random.Random(1)) == backoff(3, 0.1, 1.0, random.Random(1))
+
+
+def test_429_retries_never_come_early_and_do_not_move_in_lockstep():
+    rng = random.Random(42)
+    # 50 jobs refused together with the same Retry-After come back spread out, not at once.
+    delays = [rate_limit_delay(2.0, 0, 0.5, 30.0, rng) for _ in range(50)]
+    assert all(2.0 <= d <= 2.5 for d in delays)
+    assert len({round(d, 3) for d in delays}) > 40
+    later = [rate_limit_delay(None, 4, 0.5, 30.0, rng) for _ in range(50)]
+    assert all(0 <= d <= 8.0 for d in later) and max(later) > 4.0
 
 
 def test_interval_grows_while_still_and_falls_back_when_moving():
@@ -71,6 +87,32 @@ def test_retries_run_out():
     with pytest.raises(ServiceUnavailable):
         asyncio.run(RetryPolicy(base=0.001, max_retries=2).run(call, name="p", idempotent=True))
     assert len(calls) == 3
+
+
+def test_the_retry_budget_is_time_not_a_count():
+    # Ten failures (more than the old budget of six retries) within the time budget: success.
+    call, calls = _flaky([ServiceUnavailable("503")] * 10)
+    policy = RetryPolicy(base=0.001, cap=0.002, retry_for=5.0, rng=random.Random(3))
+    assert asyncio.run(policy.run(call, name="p", idempotent=True)) == "ok"
+    assert len(calls) == 11
+    # A failure that lasts longer than the budget is raised once the budget is spent.
+    call, calls = _flaky([ServiceUnavailable("503")] * 10_000)
+    policy = RetryPolicy(base=0.01, cap=0.02, retry_for=0.2, rng=random.Random(3))
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(policy.run(call, name="p", idempotent=True))
+    assert time.monotonic() - started < 0.5 and 3 < len(calls) < 100
+
+
+def test_a_retry_after_past_the_deadline_is_cut_at_the_deadline(caplog):
+    call, calls = _flaky([RateLimited("429", retry_after=60.0)] * 3)
+    policy = RetryPolicy(base=0.001, cap=0.01, rng=random.Random(5))
+    started = time.time()
+    with caplog.at_level(logging.INFO, logger="jupyter_imagine._polling"):
+        with pytest.raises(RateLimited):
+            asyncio.run(policy.run(call, name="p", idempotent=True, deadline=started + 0.2))
+    assert time.time() - started < 1.0  # not 60 s
+    assert len(calls) in (2, 3) and "retry 1 in 0.2" in caplog.text
 
 
 class _Provider:

@@ -26,7 +26,7 @@ EXPECTED_DTYPES = {
     "prompt": TEXT, "negative_prompt": TEXT, "params": "object",
     "created_at": "datetime64[ns, UTC]", "started_at": "datetime64[ns, UTC]",
     "completed_at": "datetime64[ns, UTC]", "queue_s": "float64", "run_s": "float64",
-    "total_s": "float64", "n_images": "int64", "width": "Int64",
+    "total_s": "float64", "n_images": "int64", "missing_images": "int64", "width": "Int64",
     "height": "Int64", "image_urls": "object", "image_paths": "object", "credits": "float64",
     "error": TEXT, "sandbox": "bool",
 }

@@ -341,8 +341,12 @@ class Provider:
                 reached_server=False,
             ) from None
         except httpx.TransportError as exc:
+            # The request went out: a write may have been done even though no answer came.
+            sent = "" if method.upper() in ("GET", "HEAD") else (
+                f" after the request was sent: it may have reached {self.label}"
+            )
             raise ServiceUnavailable(
-                f"{self.label} did not answer ({type(exc).__name__}); try again later",
+                f"{self.label} did not answer ({type(exc).__name__}){sent}",
                 provider=self.name,
             ) from None
         if response.is_success:
