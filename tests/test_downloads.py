@@ -18,7 +18,7 @@ from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
 
 FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.02, "retry_for": 0.05}
-CDN = r"/apiframe/cdn/"
+CDN = "/apiframe/cdn/*"
 
 
 def _wait_for(predicate, limit: float = 20.0) -> None:
@@ -96,7 +96,7 @@ def test_a_failed_download_is_retried_in_the_background_and_the_job_stays_succee
 def test_an_expired_image_is_said_so_and_not_retried(tmp_path):
     app = create_app(speed=1000.0)
     state = app.state.sandbox
-    state.faults.add(CDN + r".*/2\.png$", status=404, count=1000)
+    state.faults.add(CDN + "/2.png", status=404, count=1000)
     with Engine(Store(tmp_path), sandbox_app=app, **FAST) as eng:
         job = eng.imagine("a lighthouse", provider="apiframe").wait(30)
         assert job.status is Status.SUCCEEDED and job.missing_images == 1

@@ -118,7 +118,7 @@ def test_a_resumed_job_needs_its_secret_from_the_environment(tmp_path, monkeypat
             refused.wait(30)
         assert refused.error_type == "ConfigurationError" and not state.tasks
     monkeypatch.setenv("APIFRAME_WEBHOOK_SECRET", "whsec-resume-7788")
-    store.save(pending[1].to_record())
+    Store(tmp_path).save(pending[1].to_record())  # the engine closed the first store
     with Engine(Store(tmp_path), sandbox_app=app, **FAST) as eng:
         resumed = eng.get(pending[1].id).wait(30)
         assert resumed.status is Status.SUCCEEDED
