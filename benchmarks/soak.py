@@ -5,9 +5,9 @@ one ``JUPYTER_IMAGINE_HOME`` against one served sandbox. While they run, faults 
 through ``POST /_sandbox/faults``: a 5xx (500/502/503 in turn) for ``--errors`` of the requests
 (the pump reads ``/_sandbox/requests`` every 0.25 s and queues that share of the requests
 just seen as faults for the next ones), and every ``--storm-every`` seconds a storm of
-``--storm-size`` consecutive 429s (``Retry-After: 0.5``) on one provider. ``--drops`` and
-``--timeouts`` are hooks for the dropped-connection and held-response switches the sandbox does
-not have yet: the script says so and runs without them.
+``--storm-size`` consecutive 429s (``Retry-After: 0.5``) on one provider; ``--drops`` of the
+requests lose their connection (``drop_before``/``drop_after`` in turn) and ``--timeouts`` are
+held past the client's timeout (``kind: timeout``), queued the same way.
 
 Printed per configuration (one kernel; then ``--kernels`` sharing the home, one of them killed
 with SIGKILL and restarted once an eighth of its submits were answered): jobs terminal,
@@ -33,19 +33,25 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _kernels import PROVIDERS, Plan, Sandbox, job_specs, run, submits_seen
 
-#: Faults hit every provider route (CDNs and neuroflash's token service included).
-PROVIDER_PATHS = r"^/(apiframe|thenextleg|blockade|neuroflash|banatie)"
+#: Faults hit every provider route (CDNs and neuroflash's token service included): a glob
+#: (fnmatch, whole path) on the first letters of apiframe, banatie(-cdn), blockade,
+#: neuroflash(-id) and thenextleg, which leaves ``/``, ``/healthz`` and ``/_sandbox/*`` alone.
+PROVIDER_PATHS = "/[abnt]*"
+#: Seconds a ``timeout`` fault holds its answer (past the engine's request timeout).
+HOLD = 15.0
+_DROP_KINDS = itertools.cycle(("drop_before", "drop_after"))
 
 
 def switch_spec(kind: str, count: int) -> dict[str, Any]:
-    """The ``POST /_sandbox/faults`` body for a ``drop``/``timeout`` switch (not in the sandbox
-    yet; adjust this one function to the field the sandbox adds)."""
-    return {"path_regex": PROVIDER_PATHS, "kind": kind, "count": count}
+    """The ``POST /_sandbox/faults`` body for a ``drop`` or ``timeout`` switch of ``count``."""
+    if kind == "drop":
+        return {"path": PROVIDER_PATHS, "kind": next(_DROP_KINDS), "count": count}
+    return {"path": PROVIDER_PATHS, "kind": "timeout", "delay": HOLD, "count": count}
 
 
 def switch_supported(sandbox: Sandbox, kind: str) -> bool:
     """``True`` if the sandbox accepts a ``kind`` switch (probed on a path nothing requests)."""
-    probe = {**switch_spec(kind, 1), "path_regex": r"^/__soak_probe__$"}
+    probe = {**switch_spec(kind, 1), "path": "/__soak_probe__"}
     response = sandbox.add_fault(**probe)
     sandbox.clear_faults()
     return response.status_code == 201
@@ -80,7 +86,7 @@ class FaultPump:
             if self.errors > 0 and seen > 0:
                 n = self._share("5xx", seen * self.errors)
                 if n:
-                    self.sandbox.add_fault(path_regex=PROVIDER_PATHS, status=next(self.statuses),
+                    self.sandbox.add_fault(path=PROVIDER_PATHS, status=next(self.statuses),
                                            count=n)
                     self.injected["5xx"] += n
             for kind, rate in self.switches.items():
@@ -90,7 +96,7 @@ class FaultPump:
                     self.injected[kind] = self.injected.get(kind, 0) + n
             if self.storm_every > 0 and now >= self.next_storm:
                 self.next_storm = now + self.storm_every * random.uniform(0.7, 1.3)
-                self.sandbox.add_fault(path_regex=f"^/{next(self.providers)}", status=429,
+                self.sandbox.add_fault(path=f"/{next(self.providers)}*", status=429,
                                        count=self.storm_size, retry_after=0.5)
                 self.injected["429"] += self.storm_size
                 self.injected["storms"] += 1
@@ -129,7 +135,7 @@ def soak(args: argparse.Namespace, kernels: int, kill: bool) -> None:
                 if switch_supported(sandbox, kind):
                     switches[kind] = rate
                 else:
-                    print(f"  --{kind}s {rate:g}: not supported by this sandbox yet "
+                    print(f"  --{kind}s {rate:g}: refused by this sandbox "
                           f"(POST /_sandbox/faults refuses {switch_spec(kind, 1)}); "
                           "running without it")
         pump = FaultPump(sandbox, args.errors, args.storm_every, args.storm_size, switches)
@@ -163,10 +169,10 @@ def main() -> None:
                         help="seconds between 429 storms (default 4; 0: none)")
     parser.add_argument("--storm-size", type=int, default=25,
                         help="consecutive 429s per storm (default 25)")
-    parser.add_argument("--drops", type=float, default=0.0,
-                        help="share of dropped connections (default 0; needs the sandbox switch)")
-    parser.add_argument("--timeouts", type=float, default=0.0,
-                        help="share of held responses (default 0; needs the sandbox switch)")
+    parser.add_argument("--drops", type=float, default=0.025,
+                        help="share of dropped connections (default 0.025)")
+    parser.add_argument("--timeouts", type=float, default=0.025,
+                        help="share of responses held past the timeout (default 0.025)")
     parser.add_argument("--no-kill", action="store_true",
                         help="do not kill a kernel in the multi-kernel run")
     parser.add_argument("--shared-only", action="store_true",

@@ -22,6 +22,10 @@ class BoundedTransport(httpx.AsyncBaseTransport):
     Args:
         inner: the transport that does the work (an ``httpx.AsyncHTTPTransport``).
         limit: requests in flight at once; more wait their turn here, in arrival order.
+
+    An in-process ``httpx.ASGITransport`` ignores httpx's timeouts, so for it the request's
+    ``read`` timeout (else ``pool``; none: no limit) is enforced here and a late answer raises
+    ``httpx.ReadTimeout``, as the network would.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
@@ -31,12 +35,22 @@ class BoundedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._slots.acquire()
         try:
-            response = await self._inner.handle_async_request(request)
+            response = await self._send(request)
         except BaseException:
             self._slots.release()
             raise
         response.stream = ReleasingStream(response.stream, self._slots)  # type: ignore[arg-type]
         return response
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self._inner, httpx.ASGITransport):
+            return await self._inner.handle_async_request(request)
+        limits = request.extensions.get("timeout") or {}
+        limit = limits.get("read", limits.get("pool"))
+        try:
+            return await asyncio.wait_for(self._inner.handle_async_request(request), limit)
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(f"no answer within {limit:g} s", request=request) from exc
 
     async def aclose(self) -> None:
         await self._inner.aclose()

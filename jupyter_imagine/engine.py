@@ -1064,7 +1064,8 @@ class Engine:
             if self._sandbox_app is None:
                 from .sandbox import create_app
 
-                self._sandbox_app = create_app(speed=self.sandbox_speed)
+                self._sandbox_app = create_app(
+                    speed=self.sandbox_speed, state_dir=self.store.home / "sandbox")
             return self._sandbox_app
 
     def _attach(self, job: Job) -> Job:

@@ -122,7 +122,7 @@ class Sandbox:
         return dict(httpx.get(self.url + "/_sandbox/requests", timeout=10).json()["requests"])
 
     def add_fault(self, **spec: Any) -> httpx.Response:
-        """``POST /_sandbox/faults`` with ``spec`` (``path_regex``, ``status``, ``count`` …)."""
+        """``POST /_sandbox/faults`` with ``spec`` (``path``, ``kind``, ``status``, ``count`` …)."""
         return httpx.post(self.url + "/_sandbox/faults", json=spec, timeout=10)
 
     def pending_faults(self) -> list[dict[str, Any]]:

@@ -81,3 +81,27 @@ def test_a_streamed_body_holds_its_slot_until_closed():
             assert (await asyncio.wait_for(waiting, 1)).status_code == 200
 
     asyncio.run(main())
+
+
+def test_an_in_process_request_held_by_a_timeout_fault_raises_read_timeout():
+    from jupyter_imagine.sandbox import create_app
+
+    app = create_app(speed=0)
+    app.state.sandbox.faults.add("/apiframe/imagine", kind="timeout", delay=5)
+    transport = BoundedTransport(httpx.ASGITransport(app=app), limit=2)
+
+    async def main() -> float:
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test",
+                                     timeout=0.2) as client:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post("/apiframe/imagine", json={"prompt": "a boat"},
+                                  headers={"Authorization": "test-key"})
+            late = asyncio.get_running_loop().time() - started
+            ok = await client.post("/apiframe/imagine", json={"prompt": "a boat"},
+                                   headers={"Authorization": "test-key"})
+            assert ok.status_code == 200  # the slot came back; the fault took one request
+            return late
+
+    assert asyncio.run(main()) < 2
+    assert len(app.state.sandbox.tasks) == 2  # the held request did reach the provider

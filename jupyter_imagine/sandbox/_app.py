@@ -31,6 +31,7 @@ token (:class:`~._middleware.ControlPolicy`), which ``__main__`` does for non-lo
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
@@ -54,6 +55,7 @@ from ._clock import SimClock
 from ._control import CONTROL_PREFIX, Control
 from ._faults import FaultInjector
 from ._middleware import DEFAULT_MAX_BODY, ControlPolicy, SandboxMiddleware
+from ._persist import PersistMiddleware, SandboxPersistence
 from ._state import SandboxState, retry_headers
 
 __all__ = ["PROVIDERS", "create_app"]
@@ -89,6 +91,7 @@ def create_app(
     seed: int = 0,
     max_body: int = DEFAULT_MAX_BODY,
     control: ControlPolicy | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> Starlette:
     """The sandbox: every emulated provider under its prefix, plus the control routes.
 
@@ -99,12 +102,19 @@ def create_app(
         max_body: the largest request body accepted, in bytes; larger ones get a 413
             (default 32 MiB).
         control: who may use the ``/_sandbox/*`` routes (default ``None``: anyone).
+        state_dir: a directory to keep the emulators' records and the clock's anchor in, so a
+            new app on the same directory answers for the old one's tasks (default ``None``:
+            in memory only; see :mod:`._persist`).
 
     Returns:
         A Starlette app; ``app.state.sandbox`` is its :class:`SandboxState`.
     """
-    state = SandboxState(clock=SimClock(speed), seed=int(seed), faults=FaultInjector(int(seed)))
+    store = SandboxPersistence(state_dir) if state_dir is not None else None
+    clock = store.clock(speed) if store is not None else SimClock(speed)
+    state = SandboxState(clock=clock, seed=int(seed), faults=FaultInjector(int(seed)))
     mounts = [Mount(p.PREFIX, app=p.build(state), name=p.NAME) for p in PROVIDERS]
+    if store is not None:
+        store.restore(state)
 
     async def index(request: Request) -> Response:
         root = str(request.base_url).rstrip("/")
@@ -126,12 +136,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await state.aclose()
+        if store is not None:
+            store.close()
 
     control_routes = Control(state).routes()
     app = Starlette(
         routes=[Route("/", index), Route("/healthz", healthz), *control_routes, *mounts],
         lifespan=lifespan,
     )
+    if store is not None:  # inside the fault middleware: saved before a fault holds the answer
+        app.add_middleware(PersistMiddleware, state=state, store=store)
     app.add_middleware(
         SandboxMiddleware, state=state, error=_fault_response, max_body=max_body, control=control
     )

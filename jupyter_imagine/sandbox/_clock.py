@@ -17,18 +17,20 @@ __all__ = ["SimClock"]
 class SimClock:
     """Simulated seconds since the clock was made.
 
-    ``now() = real monotonic seconds elapsed × speed + seconds added by advance()``.
+    ``now() = start + real monotonic seconds elapsed × speed + seconds added by advance()``.
 
     Args:
         speed: how many simulated seconds pass per real second (default 1.0; 0 freezes the
             clock so only :meth:`advance` moves it).
+        start: the simulated time the clock starts at (default 0.0; a sandbox restored from
+            disk starts where its previous run's clock has got to by now).
     """
 
-    def __init__(self, speed: float = 1.0) -> None:
+    def __init__(self, speed: float = 1.0, start: float = 0.0) -> None:
         self._lock = threading.Lock()
         self._speed = self._check(speed)
         self._start = time.monotonic()
-        self._offset = 0.0
+        self._offset = float(start)
 
     @staticmethod
     def _check(speed: float) -> float:

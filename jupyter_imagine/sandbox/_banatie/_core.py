@@ -4,7 +4,6 @@ references, views and the endpoint wrapper."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import time
 import uuid
@@ -87,7 +86,7 @@ class BanatieCore:
         self._api_windows: dict[str, list[float]] = {}
         self._live_windows: dict[str, list[float]] = {}
         self._unsettled: set[str] = set()
-        self._seq = itertools.count(1)
+        self.last_seq = 0
 
     # ----------------------------------------------------------------- time & ids
     def now(self) -> float:
@@ -100,7 +99,8 @@ class BanatieCore:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def seq(self) -> int:
-        return next(self._seq)
+        self.last_seq += 1
+        return self.last_seq
 
     # ----------------------------------------------------------------- limits
     @property

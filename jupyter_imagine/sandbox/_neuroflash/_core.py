@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image, ImageOps
 from starlette.concurrency import run_in_threadpool
@@ -70,6 +70,9 @@ class NeuroflashCore:
         quotas: usage type → :class:`Quota`.
         admins: client ids that may delete anyone's images (default none).
     """
+
+    #: Not kept on disk by the sandbox's persistence (see :mod:`.._persist`).
+    TRANSIENT: ClassVar[frozenset[str]] = frozenset({"_windows"})
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state

@@ -10,7 +10,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from PIL import Image
@@ -57,6 +57,9 @@ class TheNextLegCore:
         messages: every message by messageId; ``by_button`` maps buttonMessageIds to them.
             Messages are also in ``state.tasks`` under ``("thenextleg", messageId)``.
     """
+
+    #: Not kept on disk by the sandbox's persistence (see :mod:`.._persist`).
+    TRANSIENT: ClassVar[frozenset[str]] = frozenset({"_draw_locks", "_locks_lock"})
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
