@@ -160,16 +160,14 @@ def history(
     ``params``                     dict of the parameters sent (aspect ratio, seed, style, model …)
     ``created_at``, ``started_at``, datetime64[ns, UTC]; started = accepted by the provider
     ``completed_at``
-    ``queue_s``, ``run_s``,        float seconds: created→started, started→completed,
-    ``total_s``                    created→completed
+    ``queue_s``, ``run_s``, …      float seconds created→started, →completed; ``total_s`` all
     ``n_images``                   int: result images (not a skybox's thumbnail or depth map)
     ``missing_images``             int: images (grid included) not in the cache yet; each
                                    ``Image.missing`` says why (retrying, or expired)
     ``width``, ``height``          Int64: the first result image's pixel size (NA until known)
     ``image_urls``, ``image_paths`` lists of the result images (provider URLs, which may expire;
                                    the downloaded files)
-    ``credits``                    float, where the provider tells the cost (see
-                                   :mod:`jupyter_imagine._schema`), else NA
+    ``credits``                    float, where the provider tells the cost, else NA
     ``error``                      text
     ``sandbox``                    bool
     ============================== ================================================================
