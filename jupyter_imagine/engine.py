@@ -1144,18 +1144,22 @@ class Engine:
                 job.version = version
                 job._apply(fresh)
                 return
-            self._refused(job)  # someone else wrote the row but it is still ours: again
+            self._refused(job, keeps_status="status" not in fresh)
         raise _Superseded(job.id)
 
-    def _refused(self, job: Job) -> None:
-        """A transition of ``job`` was refused: bring it up to date from the store; unless the
-        row is still this engine's and not final, stop driving it (:class:`_Superseded`)."""
+    def _refused(self, job: Job, *, keeps_status: bool) -> None:
+        """A transition of ``job`` was refused: bring it up to date from the store. A change
+        that keeps the status (late images of a finished job) is tried again on the fresh row,
+        as :meth:`Store.transition` allows; otherwise, unless the row is still this engine's and
+        not final, stop driving it (:class:`_Superseded`)."""
         record = self.store.current(job.id)
         if record is None:
             logger.warning("job %s is no longer in the history; it is not driven further", job.id)
             raise _Superseded(job.id)
         self._sync(job, record)
         if job.status.final:
+            if keeps_status:
+                return
             raise _Superseded(job.id)
         if record["owner"] != self.owner:
             logger.info("job %s is held by %s now; following it", job.id, record["owner"])

@@ -17,10 +17,6 @@ from jupyter_imagine.models import Image, Job, Status
 from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
 
-#: Known failure, kept visible: it regressed when the lease, resil and persist branches were
-#: merged at the end of session 2 (each passed alone). Open in issue 10.
-MERGE_REGRESSION = "regressed in the session-2 merge of leases, image retry and persistence"
-
 
 FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.02, "retry_for": 0.05}
 CDN = "/apiframe/cdn/*"
@@ -117,7 +113,6 @@ def test_an_expired_image_is_said_so_and_not_retried(tmp_path):
         assert frame["missing_images"].tolist() == [1] and frame["status"].tolist() == ["succeeded"]
 
 
-@pytest.mark.xfail(strict=False, reason=MERGE_REGRESSION)
 def test_missing_images_are_fetched_after_a_restart(tmp_path):
     app = create_app(speed=1000.0)
     state = app.state.sandbox
