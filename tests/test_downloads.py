@@ -17,7 +17,6 @@ from jupyter_imagine.models import Image, Job, Status
 from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
 
-
 FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.02, "retry_for": 0.05}
 CDN = "/apiframe/cdn/*"
 
