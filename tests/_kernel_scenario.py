@@ -130,7 +130,7 @@ def start_jobs(ji: Any, spec: dict[str, Any], log: Log) -> dict[str, Any]:
 
 
 def _history_rows(ji: Any) -> list[dict[str, Any]]:
-    frame = ji.history()
+    frame = ji.history().reset_index()  # the frame is indexed by (provider, id)
     cols = [c for c in ("id", "provider", "status", "error", "error_type", "n_images",
                         "image_paths", "prompt", "remote_id") if c in frame.columns]
     rows = []

@@ -11,11 +11,6 @@ from __future__ import annotations
 import pytest
 from _kernels import MAY_HAVE_REACHED, Plan, Sandbox, job_specs, run, submits_seen
 
-#: Known failure, kept visible: it regressed when the lease, resil and persist branches were
-#: merged at the end of session 2 (each passed alone). Open in issue 10.
-MERGE_REGRESSION = "regressed in the session-2 merge of leases, image retry and persistence"
-
-
 
 def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie: int) -> dict:
     return {"apiframe": apiframe, "thenextleg": thenextleg, "blockade": blockade,
@@ -23,7 +18,6 @@ def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(strict=False, reason=MERGE_REGRESSION)
 def test_two_kernels_one_killed_and_restarted(tmp_path):
     """Kernel A and B share a home; A is killed -9 once its jobs are in flight and restarted.
 
@@ -58,7 +52,6 @@ def _submit_in_flight(events) -> bool:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(strict=False, reason=MERGE_REGRESSION)
 def test_kill_9_with_50_jobs_in_flight(tmp_path):
     """One kernel starts 50 jobs, is killed -9 with them in flight and restarted: every job
     finishes, or fails saying it may have reached the provider; none is submitted twice."""
