@@ -331,6 +331,7 @@ class Facts:
     missing_images: int = 0
     jobs_missing_images: int = 0
     waits_not_returned: int = 0  # Job.wait() on a final job that did not return at once
+    crashes: int = 0  # incarnations that died of an exception (not of the planned SIGKILL)
     failure_reasons: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     notes: list[str] = field(default_factory=list)
@@ -346,7 +347,8 @@ class Facts:
                 f"{self.duplicate_submits} (+{self.extra_submits} extra)  regressions "
                 f"{self.regressions}  conflicting finals {self.conflicting_finals}  live jobs "
                 f"taken over {self.live_taken_over}  lost {self.lost}  missing images "
-                f"{self.missing_images} in {self.jobs_missing_images} jobs")
+                f"{self.missing_images} in {self.jobs_missing_images} jobs  crashes "
+                f"{self.crashes}")
 
     def report(self) -> str:
         parts = [self.line()]
@@ -394,7 +396,21 @@ def facts(kernel_list: Iterable[Kernel], watcher: StoreWatcher) -> Facts:
         and (e["seconds"] > 1.0 or e["outcome"] == "JobTimeout"))
     if watcher.errors:
         out.notes.append(f"store reads that failed: {dict(watcher.errors)}")
+    _count_crashes(out, ks)
     return out
+
+
+def _count_crashes(out: Facts, ks: list[Kernel]) -> None:
+    """A kernel process that ended in a traceback is a defect of its own: count it and quote
+    its last line, so a harness or product crash is never reported only as "lost" jobs."""
+    for k in ks:
+        for i in range(1, k.incarnation + 1):
+            path = k.workdir / f"{k.name}#{i}.stderr"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            if "Traceback (most recent call last)" in text:
+                out.crashes += 1
+                last = text.strip().splitlines()[-1]
+                out.notes.append(f"{k.name}#{i} crashed: {last} (see {path})")
 
 
 def _final_rows(watcher: StoreWatcher, logs: dict[str, list[dict[str, Any]]]) -> dict[str, dict]:

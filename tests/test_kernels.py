@@ -40,6 +40,7 @@ def test_two_kernels_one_killed_and_restarted(tmp_path):
     assert got.conflicting_finals == 0, report
     assert got.live_taken_over == 0, report
     assert got.waits_not_returned == 0, report
+    assert got.crashes == 0, report
 
 
 def _submit_in_flight(events) -> bool:
@@ -67,6 +68,7 @@ def test_kill_9_with_50_jobs_in_flight(tmp_path):
     assert got.duplicate_submits == 0, report
     assert got.regressions == 0, report
     assert got.waits_not_returned == 0, report
+    assert got.crashes == 0, report
 
 
 def test_may_have_reached_reason_matches_todays_wording():
@@ -139,6 +141,8 @@ def test_facts_count_duplicates_takeovers_regressions_and_missing_images(tmp_pat
          "outcome": "JobTimeout", "seconds": 5.0},
         {"ev": "final", "k": "B#1", "t": 30.0, "rows": rows},
     ])
+    (tmp_path / "B#1.stderr").write_text(
+        "Traceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'id'\n")
     got = facts([a, b], StoreWatcher(tmp_path / "home"))
     assert (got.total, got.terminal, got.succeeded, got.failed, got.lost) == (3, 2, 1, 1, 1)
     assert (got.may_have_reached, got.failed_after_accept) == (1, 0)
@@ -147,3 +151,4 @@ def test_facts_count_duplicates_takeovers_regressions_and_missing_images(tmp_pat
     assert (got.regressions, got.conflicting_finals) == (1, 1)
     assert (got.missing_images, got.jobs_missing_images) == (1, 1)
     assert got.waits_not_returned == 1
+    assert got.crashes == 1 and any("B#1 crashed: KeyError: 'id'" in n for n in got.notes)
