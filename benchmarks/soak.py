@@ -4,8 +4,10 @@ Kernels are real processes (``tests/_kernel_scenario.py``, driven by ``tests/_ke
 one ``JUPYTER_IMAGINE_HOME`` against one served sandbox. While they run, faults are injected
 through ``POST /_sandbox/faults``: a 5xx (500/502/503 in turn) for ``--errors`` of the requests
 (the pump reads ``/_sandbox/requests`` every 0.25 s and queues that share of the requests
-just seen as faults for the next ones), and every ``--storm-every`` seconds a storm of
-``--storm-size`` consecutive 429s (``Retry-After: 0.5``) on one provider; ``--drops`` of the
+just seen as faults for the next ones), and every ``--storm-every`` seconds a storm on one
+provider: every request to it is answered 429 (``Retry-After: 0.5``) for ``--storm-seconds``
+(a window in time, as real rate limits are, not a number of requests: a count would starve a
+provider whose clients back off, since its queued 429s would never drain); ``--drops`` of the
 requests lose their connection (``drop_before``/``drop_after`` in turn) and ``--timeouts`` are
 held past the client's timeout (``kind: timeout``), queued the same way.
 
@@ -60,12 +62,12 @@ def switch_supported(sandbox: Sandbox, kind: str) -> bool:
 class FaultPump:
     """Called about every 0.1 s while kernels run; queues faults in step with the traffic."""
 
-    def __init__(self, sandbox: Sandbox, errors: float, storm_every: float, storm_size: int,
-                 switches: dict[str, float]) -> None:
+    def __init__(self, sandbox: Sandbox, errors: float, storm_every: float,
+                 storm_seconds: float, switches: dict[str, float]) -> None:
         self.sandbox = sandbox
         self.errors = errors
         self.storm_every = storm_every
-        self.storm_size = storm_size
+        self.storm_seconds = storm_seconds
         self.switches = switches
         self.statuses = itertools.cycle((500, 502, 503))
         self.providers = itertools.cycle(PROVIDERS)
@@ -73,7 +75,7 @@ class FaultPump:
         self.carry: dict[str, float] = {}
         self.next_tick = 0.0
         self.next_storm = time.time() + storm_every
-        self.injected: dict[str, int] = {"5xx": 0, "429": 0, "storms": 0}
+        self.injected: dict[str, int] = {"5xx": 0, "storms": 0}
 
     def __call__(self) -> None:
         now = time.time()
@@ -97,8 +99,8 @@ class FaultPump:
             if self.storm_every > 0 and now >= self.next_storm:
                 self.next_storm = now + self.storm_every * random.uniform(0.7, 1.3)
                 self.sandbox.add_fault(path=f"/{next(self.providers)}*", status=429,
-                                       count=self.storm_size, retry_after=0.5)
-                self.injected["429"] += self.storm_size
+                                       count=None, seconds=self.storm_seconds,
+                                       retry_after=0.5)
                 self.injected["storms"] += 1
         except httpx.HTTPError:
             pass  # the sandbox is busy; the next tick tries again
@@ -138,7 +140,7 @@ def soak(args: argparse.Namespace, kernels: int, kill: bool) -> None:
                     print(f"  --{kind}s {rate:g}: refused by this sandbox "
                           f"(POST /_sandbox/faults refuses {switch_spec(kind, 1)}); "
                           "running without it")
-        pump = FaultPump(sandbox, args.errors, args.storm_every, args.storm_size, switches)
+        pump = FaultPump(sandbox, args.errors, args.storm_every, args.storm_seconds, switches)
         workdir = Path(tempfile.mkdtemp(prefix="ji-soak-"))
         plan = plan_for(args.jobs, kernels, args.deadline, kill)
         got, info = run(plan, sandbox, workdir, on_tick=pump)
@@ -167,8 +169,8 @@ def main() -> None:
                         help="share of requests answered 5xx (default 0.2)")
     parser.add_argument("--storm-every", type=float, default=4.0,
                         help="seconds between 429 storms (default 4; 0: none)")
-    parser.add_argument("--storm-size", type=int, default=25,
-                        help="consecutive 429s per storm (default 25)")
+    parser.add_argument("--storm-seconds", type=float, default=2.0,
+                        help="how long each storm answers 429 to every request (default 2)")
     parser.add_argument("--drops", type=float, default=0.025,
                         help="share of dropped connections (default 0.025)")
     parser.add_argument("--timeouts", type=float, default=0.025,
@@ -181,7 +183,8 @@ def main() -> None:
                         help="seconds each kernel waits for every job to be final (default 600)")
     args = parser.parse_args()
     print(f"soak: {args.jobs} jobs over {', '.join(PROVIDERS)}; sandbox speed {args.speed:g}; "
-          f"{args.errors:.0%} 5xx; 429 storms of {args.storm_size} every ~{args.storm_every:g} s")
+          f"{args.errors:.0%} 5xx; 429 storms of {args.storm_seconds:g} s every "
+          f"~{args.storm_every:g} s", flush=True)
     if not args.shared_only:
         soak(args, 1, kill=False)
     if args.kernels > 1:

@@ -116,6 +116,21 @@ def test_rate_with_a_count_stops_after_count_and_falls_through_to_the_next_fault
     assert faults.pending() == [always]
 
 
+def test_a_fault_with_seconds_is_a_window_whatever_its_count(monkeypatch):
+    """A storm lasts its seconds, not a number of requests: a quiet client is not starved."""
+    clock = [1000.0]
+    monkeypatch.setattr("jupyter_imagine.sandbox._faults.time.monotonic", lambda: clock[0])
+    faults = FaultInjector()
+    storm = faults.add("/a*", status=429, count=None, seconds=2)
+    short = faults.add("/b", status=500, count=50, seconds=2)
+    assert faults.take("GET", "/a/x") is storm and faults.take("GET", "/b") is short
+    clock[0] += 1.99
+    assert faults.take("GET", "/a/y") is storm
+    clock[0] += 0.02
+    assert faults.take("GET", "/a/z") is None and faults.take("GET", "/b") is None
+    assert faults.pending() == [] and storm.to_dict()["seconds"] == 2.0
+
+
 def test_globs_match_the_whole_path_in_linear_time():
     faults = FaultInjector()
     faults.add("/apiframe/fetch*", status=500, count=None)
@@ -139,6 +154,7 @@ def test_globs_match_the_whole_path_in_linear_time():
     {"path": "/x", "status": 500, "rate": 0},
     {"path": "/x", "kind": "timeout", "delay": -1},
     {"path": "/x", "kind": "timeout", "delay": "inf"},
+    {"path": "/x", "status": 429, "seconds": -1},
 ])
 def test_bad_faults_are_refused(bad):
     with pytest.raises(ValueError):

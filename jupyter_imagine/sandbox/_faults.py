@@ -26,6 +26,9 @@ pending faults, ``DELETE`` clears them. The fields:
 
 - ``status``: the HTTP status of a ``"status"`` fault (required for that kind).
 - ``count``: how many more matching requests the fault takes (default 1; ``null``: unlimited).
+- ``seconds``: how long the fault lasts from when it is added, whatever is left of its count
+  (default ``null``: until its count is used up). ``count: null, seconds: 2`` is a window —
+  e.g. a 429 storm that every request meets for two seconds, however few requests come.
 - ``rate``: the probability (0–1] that a matching request is taken (default ``null``: always);
   drawn from the injector's seeded RNG, so a run is reproducible.
 - ``method``: only requests with this method (default ``null``: any).
@@ -45,7 +48,8 @@ from __future__ import annotations
 import fnmatch
 import random
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -109,6 +113,8 @@ class Fault:
         kind: one of :data:`KINDS` (default ``"status"``).
         rate: the probability that a matching request is taken (default ``None``: always).
         delay: how long a ``"timeout"`` fault holds its answer (default ``None``: 30 s).
+        seconds: how long it lasts from now, whatever is left of its count (default ``None``:
+            until the count is used up).
     """
 
     path: str
@@ -120,9 +126,14 @@ class Fault:
     kind: str = "status"
     rate: float | None = None
     delay: float | None = None
+    seconds: float | None = None
+    _expires: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path = _check_path(self.path)
+        self.seconds = _optional_float("seconds", self.seconds)
+        if self.seconds is not None:
+            self._expires = time.monotonic() + self.seconds
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.status is not None:
@@ -142,6 +153,10 @@ class Fault:
         self.rate = _optional_float("rate", self.rate)
         if self.rate is not None and not 0 < self.rate <= 1:
             raise ValueError(f"rate must be in (0, 1], not {self.rate}")
+
+    def expired(self, now: float) -> bool:
+        """``True`` once a fault with ``seconds`` has outlived them (``now``: monotonic)."""
+        return self._expires is not None and now >= self._expires
 
     @property
     def hold(self) -> float:
@@ -164,6 +179,7 @@ class Fault:
             "method": self.method,
             "retry_after": self.retry_after,
             "delay": self.delay,
+            "seconds": self.seconds,
             "body": self.body,
         }
 
@@ -184,7 +200,7 @@ class FaultInjector:
         """Add a fault for requests whose path matches the glob ``path``.
 
         See :class:`Fault` for the keyword arguments (``status``, ``kind``, ``count``, ``rate``,
-        ``method``, ``retry_after``, ``body``, ``delay``). Returns the fault.
+        ``method``, ``retry_after``, ``body``, ``delay``, ``seconds``). Returns the fault.
         """
         fault = Fault(path, **fields)
         with self._lock:
@@ -194,6 +210,8 @@ class FaultInjector:
     def take(self, method: str, path: str) -> Fault | None:
         """The first fault that takes this request, with one use consumed; ``None`` if none."""
         with self._lock:
+            now = time.monotonic()
+            self._faults = [f for f in self._faults if not f.expired(now)]
             for fault in self._faults:
                 if not fault.matches(method, path):
                     continue
@@ -212,9 +230,10 @@ class FaultInjector:
             self._faults.clear()
 
     def pending(self) -> list[Fault]:
-        """A snapshot of the pending faults."""
+        """A snapshot of the pending faults (expired ones left out)."""
+        now = time.monotonic()
         with self._lock:
-            return list(self._faults)
+            return [f for f in self._faults if not f.expired(now)]
 
     def __len__(self) -> int:
         with self._lock:
