@@ -135,3 +135,22 @@ def home() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "jupyter_imagine"
+
+
+def store_url() -> str | None:
+    """The team store to use instead of the personal SQLite history: a
+    ``postgresql://user@host[:port]/db`` URL from ``JUPYTER_IMAGINE_STORE``, else ``None``
+    (default: the SQLite file under :func:`home`).
+
+    Raises:
+        ConfigurationError: the value is not a ``postgresql://`` (or ``postgres://``) URL.
+    """
+    value = _env("JUPYTER_IMAGINE_STORE")
+    if not value:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            "JUPYTER_IMAGINE_STORE must be a postgresql://user@host/db URL (unset it for the "
+            "personal SQLite history under JUPYTER_IMAGINE_HOME)"
+        )
+    return value

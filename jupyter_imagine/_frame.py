@@ -20,9 +20,9 @@ Either way the rows are re-sorted newest first by ``created_at`` (ties: last sav
 if they are not already.
 
 Other databases: the same frame comes from any backend whose SQL can aggregate a column into a
-JSON array and concatenate text in a given order. :class:`Dialect` holds the three aggregate
-templates; :data:`SQLITE` is the one the store uses. PostgreSQL's would be ``json_agg({v} ORDER
-BY …)`` and ``string_agg({v}, ',' ORDER BY …)`` with ``to_char`` for the timestamps: the
+JSON array and concatenate text in a given order. :class:`Dialect` holds the SQL
+templates: :data:`SQLITE` and :data:`POSTGRESQL` (``json_agg``/``string_agg`` over the same
+columns, which hold the same texts: timestamps are the same fixed-width ISO text on both). The
 builder only sees the texts, whatever produced them.
 
 A 100,000-job result is ~1.5 million fresh Python objects; :func:`gc_paused` keeps the cyclic
@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "COLUMNS",
     "DATA_COLUMNS",
+    "POSTGRESQL",
     "SQLITE",
     "Dialect",
     "FrameColumn",
@@ -119,21 +120,44 @@ _WORD_BITS = 63
 
 @dataclass(frozen=True)
 class Dialect:
-    """A backend's aggregate templates (``{v}``: the per-job SQL value, ``{sep}``: a literal).
+    """A backend's SQL templates for the frame's query.
 
-    ``json_array`` aggregates values into one JSON array text (NULL → ``null``), ``concat``
-    concatenates texts with a separator (skipping NULLs), ``char`` makes a one-character literal
-    from its code point.
+    ``json_array`` aggregates values (``{v}``) into one JSON array text (NULL → ``null``),
+    ``concat`` concatenates texts with a separator ``{sep}`` (skipping NULLs), ``char`` makes a
+    one-character literal from its code point ``{code}``, ``clamp`` bounds an integer to
+    ``0…{top}``, ``flag`` makes 0/1 of a value, ``shift`` moves a 64-bit integer ``{n}`` bits
+    left, ``raw`` is each job's payload as JSON text, and ``scan`` follows ``FROM jobs`` in an
+    unfiltered read (``NOT INDEXED`` on SQLite: storage order).
     """
 
     json_array: str
     concat: str
     char: str
+    clamp: str = "max(0, min({v}, {top}))"
+    flag: str = "({v} <> 0)"
+    shift: str = "(({v}) << {n})"
+    raw: str = "json_quote(json_extract(record, '$.raw'))"
+    scan: str = " NOT INDEXED"
 
 
 #: SQLite's templates (its JSON functions are built in since 3.38).
 SQLITE = Dialect(json_array="json_group_array({v})", concat="group_concat({v}, {sep})",
                  char="char({code})")
+
+#: PostgreSQL's: the same texts from ``json_agg``/``string_agg`` (results cast to text, so the
+#: driver hands over the text and never parses it), 64-bit shifts, a clamp that keeps NULL
+#: (``GREATEST``/``LEAST`` skip NULLs there) and no storage-order scan (the store always orders
+#: PostgreSQL's rows: its heap order is not insertion order).
+POSTGRESQL = Dialect(
+    json_array="CAST(json_agg({v}) AS TEXT)",
+    concat="string_agg(CAST({v} AS TEXT), {sep})",
+    char="chr({code})",
+    clamp="(CASE WHEN {v} IS NULL THEN NULL ELSE GREATEST(0, LEAST({v}, {top})) END)",
+    flag="(CASE WHEN {v} <> 0 THEN 1 ELSE 0 END)",
+    shift="(CAST({v} AS BIGINT) << {n})",
+    raw="COALESCE(CAST(CAST(record AS json) -> 'raw' AS TEXT), 'null')",
+    scan="",
+)
 
 
 def _codes(column: str, names: Sequence[str], *, other: int) -> str:
@@ -141,14 +165,14 @@ def _codes(column: str, names: Sequence[str], *, other: int) -> str:
     return f"CASE {column} {whens} ELSE {other} END"
 
 
-def _packed_value(column: FrameColumn) -> str:
+def _packed_value(column: FrameColumn, dialect: Dialect) -> str:
     """The SQL integer a packed column contributes before shifting."""
     top = (1 << _BITS[column.kind]) - 1
     if column.kind == "status":
         return _codes(column.source, STATUS_ORDER, other=0)
     if column.kind == "flag":
-        return f"(IFNULL({column.source}, 0) <> 0)"
-    return f"IFNULL(max(0, min({column.source}, {top})), 0)"
+        return dialect.flag.format(v=f"COALESCE({column.source}, 0)")
+    return f"COALESCE({dialect.clamp.format(v=column.source, top=top)}, 0)"
 
 
 def _words() -> list[list[tuple[FrameColumn, int]]]:
@@ -179,18 +203,18 @@ def _aggregates(dialect: Dialect, include_raw: bool) -> list[tuple[str, str]]:
         if column.kind in ("text", "category", "float", "provider"):
             out.append((column.name, dialect.json_array.format(v=column.source)))
         elif column.kind == "json":
-            value = f"IFNULL({column.source}, 'null')"
+            value = f"COALESCE({column.source}, 'null')"
             out.append((column.name, dialect.concat.format(v=value, sep=comma)))
     for k, word in enumerate(_WORDS):
-        value = " | ".join(f"(({_packed_value(c)}) << {shift})" for c, shift in word)
+        value = " | ".join(dialect.shift.format(v=_packed_value(c, dialect), n=shift)
+                           for c, shift in word)
         out.append((f"packed{k}", dialect.concat.format(v=value, sep=comma)))
     separator = dialect.char.format(code=ord(_UNIT_SEPARATOR))
     for column in _TIMES:
         out.append((column.name, dialect.concat.format(
-            v=f"IFNULL({column.source}, '{_NO_STAMP}')", sep=separator)))
+            v=f"COALESCE({column.source}, '{_NO_STAMP}')", sep=separator)))
     if include_raw:  # the payload as JSON, extracted by the database (no parse of records)
-        out.append(("raw", dialect.concat.format(
-            v="json_quote(json_extract(record, '$.raw'))", sep=comma)))
+        out.append(("raw", dialect.concat.format(v=dialect.raw, sep=comma)))
     return out
 
 
@@ -220,9 +244,9 @@ def select(where: str = "", order: str = "", *, include_raw: bool = False,
     """
     aggregates = ", ".join(sql for _, sql in _aggregates(dialect, include_raw))
     if not where and not order:
-        return f"SELECT {aggregates} FROM jobs NOT INDEXED", True
+        return f"SELECT {aggregates} FROM jobs{dialect.scan}", True
     inner = f"SELECT {_sources(include_raw)} FROM jobs{where}{order}"
-    return f"SELECT {aggregates} FROM ({inner})", False
+    return f"SELECT {aggregates} FROM ({inner}) AS picked", False
 
 
 @contextlib.contextmanager

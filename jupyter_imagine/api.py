@@ -20,7 +20,7 @@ from .engine import Engine
 from .errors import ConfigurationError
 from .models import Job
 from .providers import PROVIDERS, provider_class
-from .store import Store
+from .store import open_store
 
 #: What ``jupyter_imagine`` re-exports from here (``get_engine`` and ``default_provider`` are
 #: public for the magics and widgets, not for notebooks).
@@ -46,7 +46,7 @@ def get_engine() -> Engine:
     global _engine
     with _engine_lock:
         if _engine is None:
-            _engine = Engine(Store())
+            _engine = Engine(open_store())
         engine = _engine
     return engine.start()
 

@@ -12,21 +12,23 @@ PYTHON=${PYTHON:-python3}
 echo "==> Python packages"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 
-# Chromium (Debian's) and the fonts the widgets are drawn with (the emoji font: 🔄 ✅ ❌) for the
-# browser tests; never `playwright install`. Each package is checked on its own; apt-get update
-# runs only when something is missing.
+# From Debian: Chromium and the fonts the widgets are drawn with (the emoji font: 🔄 ✅ ❌) for
+# the browser tests (never `playwright install`), and PostgreSQL for the team store's tests (they
+# start their own server in a temporary folder; the package's default cluster is not used). Each
+# package is checked on its own; apt-get update runs only when something is missing.
+missing=()
 if [ -d tests/browser ]; then
-  missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   for pkg in fonts-liberation fonts-noto-color-emoji; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    echo "==> From Debian: ${missing[*]}"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+fi
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> From Debian: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # JS unit tests (vitest) when the widgets' JS has a package.json.

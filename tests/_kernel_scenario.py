@@ -132,7 +132,8 @@ def start_jobs(ji: Any, spec: dict[str, Any], log: Log) -> dict[str, Any]:
 def _history_rows(ji: Any) -> list[dict[str, Any]]:
     frame = ji.history().reset_index()  # the frame is indexed by (provider, id)
     cols = [c for c in ("id", "provider", "status", "error", "error_type", "n_images",
-                        "image_paths", "prompt", "remote_id") if c in frame.columns]
+                        "missing_images", "image_paths", "prompt", "remote_id")
+            if c in frame.columns]
     rows = []
     for rec in frame[cols].to_dict("records"):
         rows.append({k: (None if _isna(v) else v) for k, v in rec.items()})
@@ -147,7 +148,8 @@ def _isna(value: Any) -> bool:
 
 
 def watch(ji: Any, held: dict[str, Any], log: Log, spec: dict[str, Any]) -> bool:
-    """Log status changes until everything is final; ``False`` if the deadline passed."""
+    """Log status changes until every job is final and every image is fetched; ``False`` if
+    the deadline passed first."""
     deadline = time.time() + float(spec.get("deadline", 60))
     store_every = float(spec.get("store_every", 0.5))
     seen_job: dict[str, str] = {}
@@ -167,7 +169,10 @@ def watch(ji: Any, held: dict[str, Any], log: Log, spec: dict[str, Any]) -> bool
                 if seen_store.get(row["id"]) != row["status"]:
                     seen_store[row["id"]] = row["status"]
                     log.write("obs", src="store", id=row["id"], status=row["status"])
-            store_final = all(row["status"] in FINAL for row in rows)
+            # Settled means every job final and every image fetched: a download that failed is
+            # retried in the background, and a user's kernel would still be running.
+            store_final = all(row["status"] in FINAL and not row.get("missing_images")
+                              for row in rows)
         if store_final and all(s in FINAL for s in seen_job.values()) and \
                 len(seen_job) == len(held):
             return True

@@ -145,3 +145,40 @@ def pytest_configure(config):
 def anyio_backend():
     """Run ``@pytest.mark.anyio`` tests on asyncio only (the sandbox and engine use asyncio)."""
     return "asyncio"
+
+
+# --- store fixtures (both backends) ---
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the whole run (``tests/_postgres.py``); the test command
+    installs Debian's ``postgresql``, so its absence is a failure, never a skip."""
+    from _postgres import Server, available
+
+    if not available():
+        pytest.fail("PostgreSQL is not installed: run bash scripts/test.sh (it installs it)")
+    with Server() as server:
+        yield server
+
+
+_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a fresh, empty database on :func:`pg_server`."""
+    return pg_server.create_database(f"t{next(_DATABASES)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_store(request, tmp_path):
+    """A fresh store on each backend: the SQLite file under ``tmp_path / "home"``, then a
+    fresh PostgreSQL database (images under the same home). The store's contract tests take
+    this, so each runs once per backend."""
+    from jupyter_imagine.store import Store, open_store
+
+    if request.param == "sqlite":
+        store = Store(tmp_path / "home")
+    else:
+        store = open_store(request.getfixturevalue("pg_url"), home=tmp_path / "home")
+    with store:
+        yield store

@@ -18,9 +18,9 @@ SECRET = "sk-test-SECRET-frame-654321"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "home") as s:
-        yield s
+def store(backend_store):
+    """Each test taking ``store`` runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return backend_store
 
 
 def ids(frame: pd.DataFrame) -> list[str]:

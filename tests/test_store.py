@@ -28,9 +28,9 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "home") as s:
-        yield s
+def store(backend_store):
+    """Each test taking ``store`` runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return backend_store
 
 
 def make_job(i: int = 0, **kw) -> Job:
@@ -52,13 +52,12 @@ def png_bytes(color=(200, 30, 30), size=(8, 6), fmt="PNG") -> bytes:
 
 
 def row_count(store: Store) -> int:
-    with sqlite3.connect(store.path) as conn:
-        return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    """Rows in the table, read through the store's own connection (either backend)."""
+    return store._query("SELECT count(*) FROM jobs")[0][0]
 
 
 def column(store: Store, name: str, job_id: str):
-    with sqlite3.connect(store.path) as conn:
-        return conn.execute(f"SELECT {name} FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    return store._query(f"SELECT {name} FROM jobs WHERE id = ?", (job_id,))[0][0]
 
 
 # ------------------------------------------------------------------------------ basics
@@ -72,7 +71,8 @@ def test_layout_and_defaults(tmp_path, monkeypatch):
         assert "history.sqlite" in repr(s)
 
 
-def test_wal_mode_pragmas_and_schema_version(store):
+def test_wal_mode_pragmas_and_schema_version(tmp_path):
+    store = Store(tmp_path / "home")  # SQLite's own settings (tests/test_store_postgres.py: PG's)
     store.save(make_job().to_record())
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -361,7 +361,7 @@ def test_migration_from_schema_1_backfills_the_new_columns(tmp_path):
     rec = old.to_record()
     path = tmp_path / "history.sqlite"
     conn = sqlite3.connect(path)
-    from jupyter_imagine.store import _schema_v1
+    from jupyter_imagine.store._sqlite import _schema_v1
 
     _schema_v1(conn)
     conn.execute(

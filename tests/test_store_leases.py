@@ -18,9 +18,9 @@ FINAL = {"succeeded", "failed", "cancelled"}
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "home") as s:
-        yield s
+def store(backend_store):
+    """Each test taking ``store`` runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return backend_store
 
 
 def new_job(i: int = 0, **kw) -> Job:
@@ -28,10 +28,9 @@ def new_job(i: int = 0, **kw) -> Job:
 
 
 def stored(store: Store, job_id: str) -> tuple[str, int, str | None, float | None]:
-    with sqlite3.connect(store.path) as conn:
-        return conn.execute(
-            "SELECT status, version, owner, lease_until FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
+    return tuple(store._query(  # the store's own connection: either backend
+        "SELECT status, version, owner, lease_until FROM jobs WHERE id = ?", (job_id,)
+    )[0])
 
 
 # ------------------------------------------------------------------ versions and CAS
@@ -80,8 +79,7 @@ def test_save_never_overwrites_a_final_row_with_another_status(store):
 def test_missing_images_column_reads_the_record_key(store):
     job = new_job()
     store.save({**job.to_record(), "missing_images": 2})
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute("SELECT missing_images FROM jobs").fetchone()[0] == 2
+    assert store._query("SELECT missing_images FROM jobs")[0][0] == 2
 
 
 STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
@@ -219,7 +217,7 @@ def test_two_processes_opening_one_fresh_home_at_once(tmp_path):
 
 
 def test_migration_to_v3_keeps_rows_and_adds_the_lease_columns(tmp_path):
-    from jupyter_imagine.store import _schema_v1, _schema_v2
+    from jupyter_imagine.store._sqlite import _schema_v1, _schema_v2
 
     path = tmp_path / "history.sqlite"
     conn = sqlite3.connect(path)

@@ -76,14 +76,14 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _frame
-from ._schema import (
+from .. import _frame
+from .._schema import (
     STATUS_ORDER,
     derive_columns,
     result_images,
 )
-from ._secrets import get_logger, redact, scrub
-from .errors import ImagineError, InvalidRequest, StorageError
+from .._secrets import get_logger, redact, scrub
+from ..errors import ImagineError, InvalidRequest, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -141,12 +141,12 @@ _COLUMNS = (
     "record",
 )
 _FINAL_SQL = "('succeeded', 'failed', 'cancelled')"
-_UNFINISHED_SQL = "('queued', 'running')"
+UNFINISHED_SQL = "('queued', 'running')"
 # Batch membership (the record's batch_id/batch_row, set when the job is created) is never
 # cleared by a later save: a record without it (a job stored before it carried it) keeps it.
 _STICKY = frozenset({"batch_id", "batch_row"})
 _ASSIGN = ", ".join(
-    f"{c} = COALESCE(excluded.{c}, {c})" if c in _STICKY else f"{c} = excluded.{c}"
+    f"{c} = COALESCE(excluded.{c}, jobs.{c})" if c in _STICKY else f"{c} = excluded.{c}"
     for c in _COLUMNS
     if c != "id"
 )
@@ -155,7 +155,7 @@ _ASSIGN = ", ".join(
 _UPSERT = (
     f"INSERT INTO jobs ({', '.join(_COLUMNS)}, version, owner, lease_until) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1, ?, ?) "
-    f"ON CONFLICT(id) DO UPDATE SET {_ASSIGN}, version = version + 1 "
+    f"ON CONFLICT(id) DO UPDATE SET {_ASSIGN}, version = jobs.version + 1 "
     f"WHERE jobs.status NOT IN {_FINAL_SQL} OR jobs.status = excluded.status"
 )
 # A compare-and-set transition: (record values but the id …, id, expected version, new status).
@@ -170,7 +170,7 @@ _TRANSITION = (
 # Unfinished rows nobody holds (no owner, or a lease that ran out), oldest first; never the
 # claimer's own rows (a late heartbeat of a live engine is not a dead owner).
 _CLAIMABLE = (
-    f"SELECT id FROM jobs WHERE status IN {_UNFINISHED_SQL} "
+    f"SELECT id FROM jobs WHERE status IN {UNFINISHED_SQL} "
     "AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) AND owner IS NOT ?"
 )
 # Descendants stored before their ancestor get re-rooted when it arrives: (new_root, old_root, id).
@@ -300,11 +300,11 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
         conn.executemany(insert, [_v2_row(row) for row in chunk])
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
-    for statement in _V2_INDEXES:
+    for statement in JOB_INDEXES:
         conn.execute(statement)
 
 
-_V2_INDEXES = (
+JOB_INDEXES = (
     "CREATE UNIQUE INDEX jobs_remote ON jobs (remote_id, provider) WHERE remote_id IS NOT NULL",
     "CREATE INDEX jobs_status ON jobs (status)",
     "CREATE INDEX jobs_created_at ON jobs (created_at)",
@@ -330,10 +330,10 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT INTO jobs_v3 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v3 RENAME TO jobs")
-    for statement in _V2_INDEXES:
+    for statement in JOB_INDEXES:
         conn.execute(statement)
     conn.execute(
-        f"CREATE INDEX jobs_lease ON jobs (lease_until, owner) WHERE status IN {_UNFINISHED_SQL}"
+        f"CREATE INDEX jobs_lease ON jobs (lease_until, owner) WHERE status IN {UNFINISHED_SQL}"
     )
 
 
@@ -602,8 +602,8 @@ def _guarded(method: F) -> F:
     def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except (sqlite3.Error, OSError) as exc:
-            raise storage_error(exc, self.path) from None
+        except self._DB_ERRORS as exc:
+            raise self._storage_error(exc) from None
 
     return guarded  # type: ignore[return-value]
 
@@ -624,11 +624,29 @@ class Store:
 
     Thread-safe: one connection shared by all threads behind a lock (see the module docstring).
     Use as a context manager, or call :meth:`close`.
+
+    The SQL is written once, for both backends: ``?`` placeholders and the few spellings that
+    differ are class attributes here, which :class:`~jupyter_imagine.store._postgres.PostgresStore`
+    overrides.
     """
+
+    #: What a database failure raises (mapped to :class:`StorageError` by every public method).
+    _DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    #: What a broken uniqueness rule raises.
+    _INTEGRITY_ERRORS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    #: The frame query's templates.
+    _DIALECT: _frame.Dialect = _frame.SQLITE
+    #: Whether an unfiltered frame may scan in storage order (rowid order on SQLite).
+    _STORAGE_ORDER_SCAN = True
+    #: The case-insensitive (for ASCII) substring match of ``history(query=…)``.
+    _LIKE = "LIKE"
+    #: The claimable rows' subquery (see :data:`_CLAIMABLE`) and what ends it (row locks).
+    _CLAIMABLE = _CLAIMABLE
+    _CLAIM_LOCK = ""
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         if home is None:
-            from ._config import home as default_home
+            from .._config import home as default_home
 
             home = default_home()
         self.home = Path(home).expanduser().absolute()
@@ -712,12 +730,20 @@ class Store:
             raise ImagineError(f"the history store at {self.path} is closed; open a new Store")
         return self._conn
 
+    def _storage_error(self, exc: BaseException) -> StorageError:
+        return storage_error(exc, self.path)
+
+    @staticmethod
+    def _begin(conn: Any) -> None:
+        """Start a write transaction that excludes every other writer (``BEGIN IMMEDIATE``)."""
+        conn.execute("BEGIN IMMEDIATE")
+
     @contextlib.contextmanager
     def _write(self):
-        """Lock, ``BEGIN IMMEDIATE``, yield the connection, ``COMMIT`` (or ``ROLLBACK``)."""
+        """Lock, begin (:meth:`_begin`), yield the connection, ``COMMIT`` (or ``ROLLBACK``)."""
         with self._lock:
             conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -746,18 +772,19 @@ class Store:
         row = conn.execute("SELECT root_id FROM jobs WHERE id = ?", (parent,)).fetchone()
         return row[0] if row else parent
 
-    @staticmethod
     @contextlib.contextmanager
-    def _integrity():
-        """Turn a broken uniqueness rule into the :class:`InvalidRequest` that explains it."""
+    def _integrity(self):
+        """Turn a broken uniqueness rule into the :class:`InvalidRequest` that explains it
+        (SQLite names the columns, PostgreSQL the index)."""
         try:
             yield
-        except sqlite3.IntegrityError as exc:
-            if "batch_id" in str(exc):
+        except self._INTEGRITY_ERRORS as exc:
+            text = str(exc)
+            if "batch_id" in text or "jobs_batch" in text:
                 raise InvalidRequest(
                     "another stored job already holds this batch row; resume the batch instead"
                 ) from None
-            if "remote_id" not in str(exc):
+            if "remote_id" not in text and "jobs_remote" not in text:
                 raise
             raise InvalidRequest(
                 "another stored job already has the same provider and remote id; "
@@ -850,11 +877,13 @@ class Store:
         Returns their records, oldest first, each with its new ``version``, ``owner`` and
         ``lease_until``. Two engines claiming at once never both get a row.
         """
-        sql, args = _CLAIMABLE, [now, owner]
+        sql, args = self._CLAIMABLE, [now, owner]
         if job_id is not None:
             sql, args = sql + " AND id = ?", [*args, str(job_id)]
-        sql += " ORDER BY created_at LIMIT ?"
-        args.append(-1 if limit is None else int(limit))
+        sql += " ORDER BY created_at"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", [*args, int(limit)]
+        sql += self._CLAIM_LOCK
         with self._write() as conn:
             rows = conn.execute(
                 "UPDATE jobs SET owner = ?, lease_until = ?, version = version + 1 "
@@ -872,7 +901,7 @@ class Store:
         with self._write() as conn:
             return conn.execute(
                 "UPDATE jobs SET lease_until = ? WHERE owner = ? AND lease_until > 0 "
-                f"AND status IN {_UNFINISHED_SQL}",
+                f"AND status IN {UNFINISHED_SQL}",
                 (until, owner),
             ).rowcount
 
@@ -881,7 +910,7 @@ class Store:
         """End ``owner``'s leases (``lease_until = 0``) on its unfinished jobs (only
         ``job_ids`` if given, default all), so another engine may claim them at once."""
         sql = (f"UPDATE jobs SET lease_until = 0 WHERE owner = ? "
-               f"AND status IN {_UNFINISHED_SQL}")
+               f"AND status IN {UNFINISHED_SQL}")
         args: list[Any] = [owner]
         if job_ids is not None:
             ids = [str(i) for i in job_ids]
@@ -1062,8 +1091,9 @@ class Store:
             "SELECT record FROM jobs WHERE parent_id = ?" + _OLDEST_FIRST, (job_id,)
         )
 
-    @staticmethod
+    @classmethod
     def _where(
+        cls,
         *,
         provider: str | Iterable[str] | None = None,
         status: str | Iterable[str] | None = None,
@@ -1077,7 +1107,7 @@ class Store:
             if not isinstance(query, str):
                 raise InvalidRequest(f"query must be text to find in prompts, not {query!r}")
             escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append("prompt LIKE ? ESCAPE '\\'")  # case-insensitive for ASCII
+            clauses.append(f"prompt {cls._LIKE} ? ESCAPE '\\'")  # case-insensitive for ASCII
             args.append(f"%{escaped}%")
         if provider is not None:
             names = _many(provider)
@@ -1163,13 +1193,14 @@ class Store:
         if limit is None:
             # Rows in storage order, re-sorted by created_at in numpy only if needed: following
             # the created_at index costs one table lookup per row.
-            order = " ORDER BY rowid DESC" if where else ""
+            order = " ORDER BY rowid DESC" if where or not self._STORAGE_ORDER_SCAN else ""
         else:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise InvalidRequest(f"limit must be a whole number ≥ 0, not {limit!r}")
             order = _NEWEST_FIRST + " LIMIT ?"
             args.append(limit)
-        sql, storage_order = _frame.select(where, order, include_raw=include_raw)
+        sql, storage_order = _frame.select(where, order, include_raw=include_raw,
+                                           dialect=self._DIALECT)
         with _frame.gc_paused():
             row = self._query(sql, args)[0]
             return _frame.build(
@@ -1206,7 +1237,7 @@ class Store:
             return path
         payload = data
         if text and ext == "png":
-            from .imaging import png_with_text
+            from ..imaging import png_with_text
 
             chunks = {redact(str(k)): redact(str(v)) for k, v in text.items() if v is not None}
             payload = png_with_text(data, chunks)

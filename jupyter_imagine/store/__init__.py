@@ -1,0 +1,62 @@
+"""The history of every job and the image cache, on one of two backends.
+
+* :class:`Store` (:mod:`._sqlite`): the personal history, one SQLite file under
+  ``JUPYTER_IMAGINE_HOME``. The default; nothing to set up.
+* ``PostgresStore`` (:mod:`._postgres`): the team store, one PostgreSQL database that every
+  notebook of a team writes to and reads from, chosen with
+  ``JUPYTER_IMAGINE_STORE=postgresql://user@host/db``. Needs ``pip install
+  jupyter_imagine[postgres]`` (psycopg 3).
+
+Both have the same methods, schema, history frame, leases and guarantees; :func:`open_store`
+picks one. ``python -m jupyter_imagine.store migrate --to postgresql://…`` copies a personal
+history into a team store.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigurationError
+from ._sqlite import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store, storage_error, to_utc
+
+__all__ = [
+    "FRAME_COLUMNS",
+    "SCHEMA_VERSION",
+    "STATUS_ORDER",
+    "Store",
+    "open_store",
+    "storage_error",
+    "to_utc",
+]
+
+
+def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None = None) -> Any:
+    """The store for ``target``: a ``postgresql://`` URL opens the team store, anything else
+    (a folder, default ``None``) the SQLite history there.
+
+    Args:
+        target: a URL or a folder; default ``None``: ``JUPYTER_IMAGINE_STORE`` if set, else the
+            SQLite history under ``home``.
+        home: the folder of the SQLite history and of the local image cache, default ``None``:
+            :func:`jupyter_imagine._config.home`.
+
+    Raises:
+        ConfigurationError: a PostgreSQL URL, but psycopg is not installed.
+        StorageError: the store cannot be opened (one line: what and how to fix it).
+    """
+    if target is None:
+        from .._config import store_url
+
+        target = store_url()
+    if target is not None and str(target).startswith(("postgresql://", "postgres://")):
+        try:
+            from ._postgres import PostgresStore
+        except ImportError:
+            raise ConfigurationError(
+                "the team store on PostgreSQL needs psycopg: pip install "
+                "'jupyter_imagine[postgres]' (or unset JUPYTER_IMAGINE_STORE for the personal "
+                "SQLite history)"
+            ) from None
+        return PostgresStore(str(target), home=home)
+    return Store(target if target is not None else home)

@@ -1,0 +1,289 @@
+"""The team store: the same history on PostgreSQL, for many people and machines (issue 13).
+
+:class:`PostgresStore` is :class:`~jupyter_imagine.store._sqlite.Store` with another connection:
+every method, its SQL (``?`` placeholders, upsert, compare-and-set, claims, the frame's one
+aggregate row) and its guarantees are shared; what differs is a handful of class attributes and
+this plumbing:
+
+* **Driver: psycopg 3** (``pip install jupyter_imagine[postgres]``). It is the maintained
+  PostgreSQL driver for Python, binary wheels included, thread-safe connections, server-side
+  parameter binding, and ``LISTEN``/``NOTIFY``. ADBC's driver would read Arrow straight from
+  the server, but the frame is already one aggregate row of texts (see
+  :mod:`jupyter_imagine._frame`): the per-row cost it would remove is not paid here, and its
+  write path (upserts, ``RETURNING``, transactions) is thinner.
+* **Placeholders**: :class:`_Connection` turns the store's ``?`` into psycopg's ``%s``.
+* **Writers** are serialised like SQLite's ``BEGIN IMMEDIATE``: each write transaction first
+  takes one transaction-level advisory lock, so read-then-write steps (the parent's root, the
+  batch row, a budget's sum) see no concurrent writer; each holds it for milliseconds.
+* **Claims** add ``FOR UPDATE SKIP LOCKED`` to the claimable rows' subquery: two kernels
+  claiming at once never both get a row, and neither waits for the other's rows.
+* **Schema**: one ``jobs`` table with the same columns and texts as SQLite's, plus an explicit
+  ``rowid`` (a ``BIGSERIAL``: the save order SQLite's rowid gives), ``id`` in the ``"C"``
+  collation (prefix look-ups are byte ranges), floats as ``DOUBLE PRECISION`` (``REAL`` is 4
+  bytes on PostgreSQL: a lease's epoch seconds would lose minutes). The version lives in table
+  ``jupyter_imagine_meta``; migrations run under a session advisory lock, so kernels starting
+  together migrate once. Versions 1–3 are SQLite's history: PostgreSQL starts at 3, and every
+  later version is one step on both backends.
+* **Frame order**: PostgreSQL's heap order is not save order, so the frame always reads rows
+  ordered by ``rowid`` (:data:`jupyter_imagine._frame.POSTGRESQL`), with parallel plans off for
+  the session so the aggregate sees them in that order.
+
+The URL's password never reaches a message, a log or ``repr``: :func:`safe_url` drops it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from .. import _frame
+from .._secrets import get_logger
+from ..errors import StorageError
+from ._sqlite import UNFINISHED_SQL, JOB_INDEXES, IMAGES_DIR, SCHEMA_VERSION, Store
+
+__all__ = ["PostgresStore", "safe_url"]
+
+log = get_logger(__name__)
+
+#: Seconds to wait for the server when connecting.
+CONNECT_TIMEOUT_S = 10
+#: The advisory lock keys: every write transaction, and schema migration.
+_WRITE_LOCK = 0x6A69_7772  # "jiwr"
+_MIGRATE_LOCK = 0x6A69_6D67  # "jimg"
+#: The first version PostgreSQL has (SQLite's v1–v3 in one table).
+_BASE_VERSION = 3
+
+_JOBS = """
+CREATE TABLE jobs (
+    rowid           BIGSERIAL NOT NULL,
+    id              TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+    provider        TEXT NOT NULL,
+    remote_id       TEXT,
+    parent_id       TEXT,
+    root_id         TEXT NOT NULL,
+    kind            TEXT,
+    action          TEXT,
+    prompt          TEXT,
+    status          TEXT NOT NULL,
+    progress        DOUBLE PRECISION,
+    sandbox         INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    completed_at    TEXT,
+    updated_at      TEXT,
+    n_images        INTEGER NOT NULL DEFAULT 0,
+    paths           TEXT NOT NULL DEFAULT '[]',
+    urls            TEXT NOT NULL DEFAULT '[]',
+    error           TEXT,
+    error_type      TEXT,
+    negative_prompt TEXT,
+    params          TEXT NOT NULL DEFAULT '{}',
+    width           INTEGER,
+    height          INTEGER,
+    credits         DOUBLE PRECISION,
+    batch_id        TEXT,
+    batch_row       INTEGER,
+    missing_images  INTEGER NOT NULL DEFAULT 0,
+    version         INTEGER NOT NULL DEFAULT 0,
+    owner           TEXT,
+    lease_until     DOUBLE PRECISION,
+    record          TEXT NOT NULL
+)
+"""
+
+
+def _schema_v3(conn: _Connection) -> None:
+    """SQLite's schema 3 in one step: the table, its indexes, and the rowid order index."""
+    conn.execute(_JOBS)
+    for statement in JOB_INDEXES:
+        conn.execute(statement)
+    conn.execute(
+        f"CREATE INDEX jobs_lease ON jobs (lease_until, owner) WHERE status IN {UNFINISHED_SQL}"
+    )
+    conn.execute("CREATE INDEX jobs_rowid ON jobs (rowid)")
+
+
+#: Migration to version ``v`` (a key), applied in order from the stored version + 1.
+_MIGRATIONS = {_BASE_VERSION: _schema_v3}
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password (``postgresql://ann@db/imagine``), for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://…"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = (f"{parts.username}@" if parts.username else "") + host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """The store's SQL with psycopg's placeholders (a literal ``%`` doubled first)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Connection:
+    """A psycopg connection that takes the store's SQL as the ``sqlite3`` module would:
+    ``?`` placeholders, and ``execute``/``executemany`` on the connection itself."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> psycopg.Cursor[Any]:
+        values = tuple(args)
+        return self.raw.execute(_pg_sql(sql) if values else sql, values or None)
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> psycopg.Cursor[Any]:
+        cursor = self.raw.cursor()
+        cursor.executemany(_pg_sql(sql), [tuple(row) for row in rows])
+        return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def storage_error(exc: BaseException, url: str) -> StorageError:
+    """The one-line :class:`StorageError` for a failure of the team store at ``url``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = safe_url(url)
+    low = text.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        what, fix = "the server refused the user or password", (
+            "check the user in JUPYTER_IMAGINE_STORE and its password (~/.pgpass or PGPASSWORD)")
+    elif "does not exist" in low and "database" in low:
+        what, fix = "the database does not exist", "create it (createdb) or fix the URL"
+    elif isinstance(exc, psycopg.OperationalError):
+        what, fix = f"the server cannot be reached ({text})", (
+            "check that PostgreSQL runs there and the URL's host and port, or unset "
+            "JUPYTER_IMAGINE_STORE for the personal SQLite history")
+    else:
+        what, fix = f"{type(exc).__name__}: {text}", "check the server's log"
+    from .._secrets import redact
+
+    return StorageError(redact(f"the team store at {where} cannot be used: {what}; {fix}"),
+                        path=where)
+
+
+class PostgresStore(Store):
+    """The history on a PostgreSQL server; images in the local cache under ``home``.
+
+    Args:
+        url: ``postgresql://user[:password]@host[:port]/db`` (a libpq URL; the password may
+            also come from ``~/.pgpass`` or ``PGPASSWORD``).
+        home: the folder of the image cache, default ``None``:
+            :func:`jupyter_imagine._config.home`.
+
+    Attributes:
+        url: the URL without its password (also :attr:`path`, what messages name).
+    """
+
+    _DB_ERRORS = (psycopg.Error, OSError)
+    _INTEGRITY_ERRORS = (psycopg.errors.UniqueViolation,)
+    _DIALECT = _frame.POSTGRESQL
+    _STORAGE_ORDER_SCAN = False
+    _LIKE = "ILIKE"
+    _CLAIMABLE = (
+        f"SELECT id FROM jobs WHERE status IN {UNFINISHED_SQL} "
+        "AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) "
+        "AND owner IS DISTINCT FROM ?"
+    )
+    _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, home: str | os.PathLike[str] | None = None) -> None:
+        if home is None:
+            from .._config import home as default_home
+
+            home = default_home()
+        self._url = url
+        self.url = self.path = safe_url(url)  # type: ignore[assignment]
+        self.home = Path(home).expanduser().absolute()
+        self.images_dir = self.home / IMAGES_DIR
+        self._lock = threading.Lock()
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+        except self._DB_ERRORS as exc:
+            raise self._storage_error(exc) from None
+        self._conn = conn  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        state = "" if self._conn is not None else " closed"
+        return f"<PostgresStore {self.url!r}{state}>"
+
+    def _storage_error(self, exc: BaseException) -> StorageError:
+        if isinstance(exc, psycopg.Error):
+            return storage_error(exc, self._url)
+        return super()._storage_error(exc)
+
+    def _connect(self) -> _Connection:
+        raw = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                              application_name="jupyter_imagine")
+        conn = _Connection(raw)
+        try:
+            # The frame aggregates rows in the order its subquery sorts them; a parallel plan
+            # could interleave workers' rows.
+            conn.execute("SET max_parallel_workers_per_gather = 0")
+            _migrate(conn)
+        except BaseException:
+            raw.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _begin(conn: Any) -> None:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK,))
+
+
+def _migrate(conn: _Connection) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION`, once, however many kernels start at once."""
+    conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATE_LOCK,))
+    try:
+        conn.execute("BEGIN")
+        try:
+            version = _stored_version(conn)
+            for target in range(max(version + 1, _BASE_VERSION), SCHEMA_VERSION + 1):
+                _MIGRATIONS[target](conn)
+            if version < SCHEMA_VERSION:
+                conn.execute(
+                    "INSERT INTO jupyter_imagine_meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATE_LOCK,))
+    if version > SCHEMA_VERSION:
+        log.warning("team store schema version %d is newer than this jupyter_imagine (%d); "
+                    "upgrade jupyter_imagine if anything looks wrong", version, SCHEMA_VERSION)
+
+
+def _stored_version(conn: _Connection) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS jupyter_imagine_meta "
+                 "(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)")
+    row = conn.execute(
+        "SELECT value FROM jupyter_imagine_meta WHERE key = ?", ("schema_version",)
+    ).fetchone()
+    return int(row[0]) if row else 0
