@@ -8,9 +8,11 @@ raw payloads) through ``Store._bulk_save``. Then, each timed several times (best
   columns, every column of the unified schema with its dtype;
 * ``pandas.json_normalize`` over the same records, already in memory (the floor of "just
   flatten the JSON": object columns, no dtypes, no NA handling, nested lists left as they are);
-* ``Store.records()`` + ``json_normalize`` — what a hand-written reader of the database does.
+* ``Store.records()`` + ``json_normalize`` — what a hand-written reader of the database does;
+* the same ``frame()`` from the team store on PostgreSQL (a throwaway server from
+  ``tests/_postgres.py`` when Debian's ``postgresql`` is installed, or ``--postgres URL``).
 
-Run: ``python benchmarks/bench_history_frame.py [--jobs 100000] [--repeat 5]``
+Run: ``python benchmarks/bench_history_frame.py [--jobs 100000] [--repeat 5] [--postgres URL|none]``
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout
 from jupyter_imagine.models import Image, Job, Status
-from jupyter_imagine.store import Store
+from jupyter_imagine.store import Store, open_store
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests"))
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 PROVIDERS = ("apiframe", "thenextleg", "blockade", "neuroflash", "banatie")
@@ -105,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", default="auto",
+                        help="a postgresql:// URL of an empty database, 'auto' (default: a "
+                             "throwaway local server if PostgreSQL is installed) or 'none'")
     args = parser.parse_args()
     records = make_records(args.jobs)
     with tempfile.TemporaryDirectory(prefix="ji-frame-") as home:
@@ -125,7 +133,40 @@ def main() -> None:
           f"{flat.shape[1]} object columns, records already in memory")
     print(f"  Store.records() + json_normalize    best {r_best:6.3f} s   median {r_med:6.3f} s")
     print(f"  ratio frame / json_normalize        {f_best / n_best:6.2f}   (goal ≤ 0.25)")
+    team = postgres_frame(records, args)
+    if team is not None:
+        p_best, p_med, p_saved = team
+        print(f"  PostgreSQL store.frame()            best {p_best:6.3f} s   median {p_med:6.3f} s"
+              f"   same frame (bulk save {p_saved:.1f} s)")
     print(f"  load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+
+
+def postgres_frame(records: list[dict], args: argparse.Namespace
+                   ) -> tuple[float, float, float] | None:
+    """(best, median, bulk-save seconds) of the team store's frame, or ``None`` (no server)."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        url = args.postgres
+        if url == "none":
+            return None
+        if url == "auto":
+            from _postgres import Server, available
+
+            if not available():
+                print("  PostgreSQL store.frame()            (no PostgreSQL installed)")
+                return None
+            url = stack.enter_context(Server()).create_database("bench")
+        home = stack.enter_context(tempfile.TemporaryDirectory(prefix="ji-frame-pg-"))
+        store = stack.enter_context(open_store(url, home=home))
+        t0 = time.perf_counter()
+        for start in range(0, len(records), 10_000):
+            store._bulk_save(records[start:start + 10_000])
+        saved = time.perf_counter() - t0
+        store.frame(limit=10)
+        best, median, frame = timed(store.frame, args.repeat)
+        assert len(frame) == len(records)
+        return best, median, saved
 
 
 if __name__ == "__main__":

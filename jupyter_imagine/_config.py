@@ -14,14 +14,24 @@ Resolution for provider ``p`` (``P`` = its upper-case name):
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._secrets import register
 from .errors import ConfigurationError
 
-__all__ = ["ProviderSettings", "home", "provider_settings", "sandbox_speed", "secret_param"]
+__all__ = [
+    "ProviderSettings",
+    "home",
+    "identity",
+    "provider_settings",
+    "sandbox_speed",
+    "secret_param",
+    "store_url",
+]
 
 SANDBOX_KEY = "sandbox-key"
 #: The base URL of the in-process sandbox (reached through httpx.ASGITransport, no socket).
@@ -154,3 +164,16 @@ def store_url() -> str | None:
             "personal SQLite history under JUPYTER_IMAGINE_HOME)"
         )
     return value
+
+
+def identity() -> tuple[str, str]:
+    """Who this kernel writes jobs as: (user, host). ``JUPYTER_IMAGINE_USER`` and
+    ``JUPYTER_IMAGINE_HOST`` override; defaults: the login name (``getpass.getuser()``,
+    ``"unknown"`` where there is none) and the host name."""
+    user = _env("JUPYTER_IMAGINE_USER")
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no login name for this uid (some containers)
+            user = "unknown"
+    return user, _env("JUPYTER_IMAGINE_HOST") or socket.gethostname()

@@ -102,6 +102,8 @@ COLUMNS: tuple[FrameColumn, ...] = (
     FrameColumn("image_paths", "json", "paths"),
     FrameColumn("credits", "float", "credits"),
     FrameColumn("error", "text", "error"),
+    FrameColumn("user", "category", "created_by"),
+    FrameColumn("host", "category", "created_on"),
     FrameColumn("sandbox", "flag", "sandbox"),
 )
 #: The frame's columns without the key (what a frame indexed by ``(provider, id)`` has).

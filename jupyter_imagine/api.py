@@ -111,6 +111,13 @@ def job(job_id: str) -> Job:
     return get_engine().get(job_id.strip())
 
 
+def _canonical(provider: str | Sequence[str] | None) -> str | list[str] | None:
+    """Provider name(s) as the registry spells them (``ConfigurationError`` for unknown)."""
+    if provider is None or isinstance(provider, str):
+        return provider if provider is None else provider_class(provider).name
+    return [provider_class(name).name for name in provider]
+
+
 def history(
     provider: str | Sequence[str] | None = None,
     status: str | Sequence[str] | None = None,
@@ -120,6 +127,7 @@ def history(
     remote: bool = False,
     limit: int | None = None,
     *,
+    user: str | Sequence[str] | None = None,
     include_raw: bool = False,
     keys_as_columns: bool = False,
 ) -> pd.DataFrame:
@@ -138,6 +146,7 @@ def history(
             history (see :func:`sync_history`; its report, one dict per provider, is in
             ``df.attrs["sync"]``); default ``False``: the local history only.
         limit: at most this many rows, the newest; default ``None``: all.
+        user: only jobs created by this user (or these); default ``None``: everyone's.
         include_raw: add a ``raw`` column with each job's last provider payload as a dict,
             secrets stripped; default ``False``.
         keys_as_columns: also give ``provider`` and ``id`` as the first two columns (the index
@@ -169,22 +178,20 @@ def history(
                                    the downloaded files)
     ``credits``                    float, where the provider tells the cost, else NA
     ``error``                      text
+    ``user``, ``host``             category: who created the job, where (NA if not recorded)
     ``sandbox``                    bool
     ============================== ================================================================
 
     ``df.imagine`` adds gallery, show, reroll, export and jobs to the frame and any slice of it.
     """
-    if provider is not None:
-        names = [provider] if isinstance(provider, str) else list(provider)
-        resolved = [provider_class(name).name for name in names]
-        provider = resolved[0] if isinstance(provider, str) else resolved
+    provider = _canonical(provider)
     engine = get_engine()
     report = None
     if remote:
         report = sync_history(provider=provider)
     frame = engine.store.frame(
-        provider=provider, status=status, since=since, until=until, query=query, limit=limit,
-        include_raw=include_raw, keys_as_columns=keys_as_columns,
+        provider=provider, status=status, since=since, until=until, query=query, user=user,
+        limit=limit, include_raw=include_raw, keys_as_columns=keys_as_columns,
     )
     if report is not None:
         # Plain records: pandas compares attrs with == when it propagates them, which a

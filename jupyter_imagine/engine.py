@@ -76,7 +76,7 @@ from .errors import (
     StorageError,
 )
 from .models import Image, Job, JobChanges, Status, check_timeout, utcnow
-from .providers import Provider, RemoteJob, Update, provider_class
+from .providers import PROVIDERS, Provider, RemoteJob, Update, provider_class
 from .store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,6 +113,16 @@ def _missing_error(images: Sequence[Image]) -> str | None:
     notes = [image.missing for image in images if image.missing]
     return f"{_MISSING_ERROR}: {notes[0]}" if notes else None
 
+
+
+def _credentials(settings: _config.ProviderSettings, home: Path) -> str:
+    """One text of everything that decides whose account a job is on (fingerprinted by the
+    store, never stored): base URL, key and extra credentials; for the in-process sandbox, the
+    machine and home its tasks live in."""
+    parts = [settings.base_url, settings.api_key or "", *(f"{k}={v}" for k, v in settings.extra)]
+    if settings.in_process:
+        parts += [socket.gethostname(), str(home)]
+    return "\n".join(parts)
 
 class Engine:
     """Runs jobs on a background loop and keeps the store in step.
@@ -218,6 +228,7 @@ class Engine:
             self._thread.start()
             ready.wait()
             self._heartbeat = asyncio.run_coroutine_threadsafe(self._beat(), loop)
+        self._register_credentials()
         self._claim()
         self._resume_downloads()
         return self
@@ -267,6 +278,26 @@ class Engine:
         self.close()
 
     # ================================================================ ownership
+    def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:
+        return _config.provider_settings(
+            cls.name,
+            env_key=cls.env_key,
+            default_base_url=cls.default_base_url,
+            sandbox_prefix=cls.sandbox_prefix,
+            extra_keys=getattr(cls, "extra_env", ()),
+        )
+
+    def _register_credentials(self) -> None:
+        """Give the store the fingerprint of every provider's credentials this kernel has, so
+        it claims only jobs made with the same ones (a teammate's job waits for the teammate).
+        A provider that cannot be configured here has none: its jobs are not claimed."""
+        for cls in PROVIDERS.values():
+            try:
+                settings = self._settings(cls)
+            except ConfigurationError:
+                continue
+            self.store.fingerprint(cls.name, _credentials(settings, self.store.home))
+
     def _claim(self, job_id: str | None = None) -> list[Job]:
         """Claim the unfinished jobs nobody holds (only ``job_id`` if given) and drive them;
         a job this engine followed becomes its own. Returns the jobs claimed."""
@@ -971,13 +1002,7 @@ class Engine:
             ConfigurationError: unknown provider, or one forced out of the sandbox with no key.
         """
         cls = provider_class(name)
-        settings = _config.provider_settings(
-            cls.name,
-            env_key=cls.env_key,
-            default_base_url=cls.default_base_url,
-            sandbox_prefix=cls.sandbox_prefix,
-            extra_keys=getattr(cls, "extra_env", ()),
-        )
+        settings = self._settings(cls)
         key = f"{cls.name}|{settings.base_url}"
         with self._lock:
             instance = self._providers.get(key)
@@ -992,6 +1017,7 @@ class Engine:
                     sandbox=settings.sandbox,
                     **kwargs,
                 )
+                self.store.fingerprint(cls.name, _credentials(settings, self.store.home))
             self._providers[cls.name] = instance
         if prepare:
             self._prepare(instance)

@@ -478,3 +478,31 @@ def test_a_transition_that_cannot_be_stored_fails_the_job_promptly(engine, sandb
 
 async def _awaited(job: Job) -> Job:
     return await job
+
+
+def test_a_dead_kernels_jobs_wait_for_a_kernel_with_the_same_credentials(tmp_path, monkeypatch):
+    from conftest import LiveSandbox
+
+    served = LiveSandbox(speed=20)  # an imagine takes ~2 s
+    monkeypatch.setenv("APIFRAME_BASE_URL", served.url + "/apiframe")
+    home, fast = tmp_path / "home", {**FAST, "sandbox_speed": 20}
+    try:
+        monkeypatch.setenv("APIFRAME_API_KEY", "sk-alice-0001")
+        alice = Engine(Store(home), lease_seconds=1.0, **fast).start()
+        jobs = [alice.imagine(f"a kiln {i}", provider="apiframe") for i in range(2)]
+        deadline = time.time() + 10
+        while not all(j.remote_id for j in jobs) and time.time() < deadline:
+            time.sleep(0.01)  # both accepted by the provider
+        _kill(alice)  # alice's kernel dies with both jobs unfinished
+        monkeypatch.setenv("APIFRAME_API_KEY", "sk-bob-0002")
+        with Engine(Store(home), lease_seconds=1.0, **fast) as bob:
+            time.sleep(3.0)  # alice's lease ran out twice over; bob's heartbeat ran ~6 times
+            assert bob._tasks == {}  # bob's key is not alice's: he never resumes her jobs
+            assert {bob.store.current(j.id)["owner"] for j in jobs} == {alice.owner}
+        monkeypatch.setenv("APIFRAME_API_KEY", "sk-alice-0001")
+        with Engine(Store(home), lease_seconds=1.0, **fast) as again:
+            done = [again.get(j.id).wait(30) for j in jobs]
+            assert [j.status for j in done] == [Status.SUCCEEDED] * 2
+    finally:
+        served.stop()
+    assert imagine_count(served.state) == 2  # each submitted once

@@ -28,7 +28,7 @@ EXPECTED_DTYPES = {
     "completed_at": "datetime64[ns, UTC]", "queue_s": "float64", "run_s": "float64",
     "total_s": "float64", "n_images": "int64", "missing_images": "int64", "width": "Int64",
     "height": "Int64", "image_urls": "object", "image_paths": "object", "credits": "float64",
-    "error": TEXT, "sandbox": "bool",
+    "error": TEXT, "user": "category", "host": "category", "sandbox": "bool",
 }
 #: A prompt and parameters that make one good job per provider (a fresh provider gets a default).
 JOB_OF = {

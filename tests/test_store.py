@@ -76,7 +76,7 @@ def test_wal_mode_pragmas_and_schema_version(tmp_path):
     store.save(make_job().to_record())
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         indexes = {r[1]: r for r in conn.execute("PRAGMA index_list(jobs)")}
     assert Path(f"{store.path}-wal").exists()
     assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote", "jobs_batch",
@@ -636,7 +636,8 @@ def small_disk(tmp_path):
 
 
 def fill(folder: Path) -> None:
-    with open(folder / "filler", "wb") as fh, contextlib.suppress(OSError):
+    # Unbuffered: a buffered file's close would flush into the full disk outside the suppress.
+    with open(folder / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
         while True:
             fh.write(b"\0" * 65536)
             fh.flush()
@@ -665,3 +666,73 @@ def test_a_read_only_home_is_a_storage_error(small_disk):
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     message = _storage_error(small_disk / "home")
     assert "read-only" in message and "make it writable" in message
+
+
+# ------------------------------------------------------------------------- provenance
+def test_each_job_records_who_created_it_and_history_filters_on_it(store, monkeypatch):
+    first = make_job(1)
+    store.save(first.to_record())
+    assert column(store, "created_by", first.id) == store.user
+    assert column(store, "created_on", first.id) == store.host
+    monkeypatch.setenv("JUPYTER_IMAGINE_USER", "bea")
+    monkeypatch.setenv("JUPYTER_IMAGINE_HOST", "studio-2")
+    store._init_provenance()  # what a store opened by bea's kernel has
+    assert (store.user, store.host) == ("bea", "studio-2")
+    theirs = make_job(2)
+    store.save(theirs.to_record())
+    df = store.frame()
+    assert df.loc[("apiframe", theirs.id), "user"] == "bea"
+    assert df.loc[("apiframe", theirs.id), "host"] == "studio-2"
+    assert isinstance(df["user"].dtype, pd.CategoricalDtype)
+    assert store.frame(user="bea").index.get_level_values("id").tolist() == [theirs.id]
+    assert len(store.frame(user=["bea", "nobody"])) == 1
+    assert first.id not in store.frame(user="bea").index.get_level_values("id")
+
+
+def test_the_creator_is_kept_when_another_kernel_writes_the_job(store, monkeypatch):
+    job = make_job(status=Status.RUNNING)
+    version = store.save(job.to_record())
+    created_by = store.user
+    monkeypatch.setenv("JUPYTER_IMAGINE_USER", "someone-else")
+    store._init_provenance()
+    job.status = Status.SUCCEEDED
+    assert store.transition(job.id, version, job.to_record()) is not None
+    store.save(job.to_record())
+    assert column(store, "created_by", job.id) == created_by
+
+
+def test_a_fingerprint_is_salted_per_history_and_never_the_key(store, tmp_path):
+    secret = "sk-live-7f3a9c"
+    one = store.fingerprint("apiframe", secret)
+    assert one == store.fingerprint("apiframe", secret) and len(one) == 32
+    assert secret not in one and one != hashlib.sha256(secret.encode()).hexdigest()[:32]
+    assert store.fingerprint("banatie", secret) != one  # per provider
+    with Store(tmp_path / "other") as other:  # another history has another salt
+        assert other.fingerprint("apiframe", secret) != one
+    job = make_job()
+    store.save(job.to_record())
+    assert column(store, "key_fingerprint", job.id) == one
+    assert secret not in json.dumps(store.get(job.id))
+
+
+def test_migration_to_v4_keeps_rows_with_an_unknown_creator(tmp_path):
+    from jupyter_imagine.store._sqlite import _schema_v1, _schema_v2, _schema_v3
+
+    path = tmp_path / "history.sqlite"
+    conn = sqlite3.connect(path)
+    for step in (_schema_v1, _schema_v2, _schema_v3):
+        step(conn)
+    job = make_job()
+    conn.execute(
+        "INSERT INTO jobs (id, provider, root_id, status, created_at, record) "
+        "VALUES (?, 'apiframe', ?, 'succeeded', '2024-05-01T12:00:00.000000+00:00', ?)",
+        (job.id, job.id, json.dumps(job.to_record())),
+    )
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with Store(tmp_path) as store:
+        assert column(store, "created_by", job.id) is None  # unknown, not a guess
+        assert store.frame()["user"].isna().all()
+        salt = store._query("SELECT value FROM meta WHERE key = 'salt'")[0][0]
+        assert len(salt) == 32

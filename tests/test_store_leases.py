@@ -239,5 +239,22 @@ def test_migration_to_v3_keeps_rows_and_adds_the_lease_columns(tmp_path):
         assert [r["id"] for r in store.claim("k", 5.0, time.time())] == [job.id]
     with sqlite3.connect(path) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(jobs)")]
-        assert columns[-5:] == ["missing_images", "version", "owner", "lease_until", "record"]
+        assert columns[-8:] == ["missing_images", "created_by", "created_on", "key_fingerprint",
+                                "version", "owner", "lease_until", "record"]
         assert "jobs_lease" in {r[1] for r in conn.execute("PRAGMA index_list(jobs)")}
+
+
+def test_claim_takes_only_jobs_made_with_credentials_it_has(store):
+    mine, theirs, old = new_job(0), new_job(1), new_job(2)
+    store.fingerprint("apiframe", "their key")
+    store.save(theirs.to_record(), owner="dead", lease_until=1.0)
+    store.fingerprint("apiframe", "my key")
+    store.save(mine.to_record(), owner="dead", lease_until=1.0)
+    store._fingerprints.clear()  # a kernel with no apiframe credentials
+    store.save(old.to_record(), owner="dead", lease_until=1.0)  # unknown credentials
+    assert [r["id"] for r in store.claim("k1", 5.0, time.time())] == [old.id]
+    store.fingerprint("apiframe", "my key")
+    assert [r["id"] for r in store.claim("k2", 5.0, time.time())] == [mine.id]
+    assert store.claim("k3", 5.0, time.time()) == []  # theirs waits for their kernel
+    store.fingerprint("apiframe", "their key")
+    assert [r["id"] for r in store.claim("k4", 5.0, time.time())] == [theirs.id]

@@ -47,7 +47,15 @@ from psycopg.pq import TransactionStatus
 from .. import _frame
 from .._secrets import get_logger
 from ..errors import StorageError
-from ._sqlite import UNFINISHED_SQL, JOB_INDEXES, IMAGES_DIR, SCHEMA_VERSION, Store
+from ._sqlite import (
+    IMAGES_DIR,
+    JOB_INDEXES,
+    SCHEMA_VERSION,
+    UNFINISHED_SQL,
+    USER_INDEX,
+    Store,
+    new_salt,
+)
 
 __all__ = ["PostgresStore", "safe_url"]
 
@@ -111,8 +119,17 @@ def _schema_v3(conn: _Connection) -> None:
     conn.execute("CREATE INDEX jobs_rowid ON jobs (rowid)")
 
 
+def _schema_v4(conn: _Connection) -> None:
+    """SQLite's schema 4: who created each job, the credentials' fingerprint, the salt."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN created_by TEXT, ADD COLUMN created_on TEXT, "
+                 "ADD COLUMN key_fingerprint TEXT")
+    conn.execute(USER_INDEX)
+    conn.execute("INSERT INTO jupyter_imagine_meta (key, value) VALUES ('salt', ?)",
+                 (new_salt(),))
+
+
 #: Migration to version ``v`` (a key), applied in order from the stored version + 1.
-_MIGRATIONS = {_BASE_VERSION: _schema_v3}
+_MIGRATIONS = {_BASE_VERSION: _schema_v3, 4: _schema_v4}
 
 
 def safe_url(url: str) -> str:
@@ -206,6 +223,7 @@ class PostgresStore(Store):
         "AND owner IS DISTINCT FROM ?"
     )
     _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
+    _META = "jupyter_imagine_meta"
 
     def __init__(self, url: str, home: str | os.PathLike[str] | None = None) -> None:
         if home is None:
@@ -223,6 +241,7 @@ class PostgresStore(Store):
         except self._DB_ERRORS as exc:
             raise self._storage_error(exc) from None
         self._conn = conn  # type: ignore[assignment]
+        self._init_provenance()
 
     def __repr__(self) -> str:
         state = "" if self._conn is not None else " closed"

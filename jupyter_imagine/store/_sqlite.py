@@ -63,9 +63,11 @@ import contextlib
 import errno
 import functools
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import sqlite3
 import tempfile
 import threading
@@ -138,6 +140,10 @@ _COLUMNS = (
     "batch_row",
     # schema v3
     "missing_images",
+    # schema v4
+    "created_by",
+    "created_on",
+    "key_fingerprint",
     "record",
 )
 _FINAL_SQL = "('succeeded', 'failed', 'cancelled')"
@@ -145,11 +151,20 @@ UNFINISHED_SQL = "('queued', 'running')"
 # Batch membership (the record's batch_id/batch_row, set when the job is created) is never
 # cleared by a later save: a record without it (a job stored before it carried it) keeps it.
 _STICKY = frozenset({"batch_id", "batch_row"})
-_ASSIGN = ", ".join(
-    f"{c} = COALESCE(excluded.{c}, jobs.{c})" if c in _STICKY else f"{c} = excluded.{c}"
-    for c in _COLUMNS
-    if c != "id"
-)
+# Who created a job (user, host, credentials' fingerprint) is its first writer's: a kernel that
+# resumes or updates it later never rewrites it.
+_FIRST = frozenset({"created_by", "created_on", "key_fingerprint"})
+
+
+def _assign(column: str, new: str, old: str) -> str:
+    if column in _STICKY:
+        return f"{column} = COALESCE({new}, {old})"
+    if column in _FIRST:
+        return f"{column} = COALESCE({old}, {new})"
+    return f"{column} = {new}"
+
+
+_ASSIGN = ", ".join(_assign(c, f"excluded.{c}", f"jobs.{c}") for c in _COLUMNS if c != "id")
 # A new job is inserted at version 1 (owned when the engine gives an owner); a stored one is
 # updated and its version bumped, unless that would leave a final state for another one.
 _UPSERT = (
@@ -161,9 +176,7 @@ _UPSERT = (
 # A compare-and-set transition: (record values but the id …, id, expected version, new status).
 _TRANSITION = (
     "UPDATE jobs SET "
-    + ", ".join(
-        f"{c} = COALESCE(?, {c})" if c in _STICKY else f"{c} = ?" for c in _COLUMNS if c != "id"
-    )
+    + ", ".join(_assign(c, "?", c) for c in _COLUMNS if c != "id")
     + ", version = version + 1 WHERE id = ? AND version = ? "
     f"AND (status NOT IN {_FINAL_SQL} OR status = ?) RETURNING version"
 )
@@ -315,6 +328,25 @@ JOB_INDEXES = (
 )
 
 
+LEASE_INDEX = (
+    f"CREATE INDEX jobs_lease ON jobs (lease_until, owner) WHERE status IN {UNFINISHED_SQL}"
+)
+USER_INDEX = "CREATE INDEX jobs_created_by ON jobs (created_by, created_at)"
+#: The columns schema 4 adds (each followed by a comma).
+_V4_COLUMNS = "created_by TEXT, created_on TEXT, key_fingerprint TEXT,"
+#: The key/value table of this history's settings (its salt).
+META_TABLE = "meta"
+#: The v2 columns but ``record`` (the table's first columns since schema 2).
+_V2_NAMES = tuple(
+    line.split()[0] for line in _V2_COLUMNS.strip().splitlines() if line.strip()
+)
+
+
+def new_salt() -> str:
+    """A fresh random salt for the credentials' fingerprints (32 hex digits)."""
+    return secrets.token_hex(16)
+
+
 def _schema_v3(conn: sqlite3.Connection) -> None:
     """Ownership (issue 10): ``version`` (bumped by every write, the compare-and-set token),
     ``owner`` and ``lease_until`` (epoch seconds) of the engine driving an unfinished job, and
@@ -326,7 +358,7 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
         f"CREATE TABLE jobs_v3 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
         "version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, record TEXT NOT NULL)"
     )
-    kept = ", ".join(c for c in _COLUMNS if c != "missing_images")
+    kept = ", ".join((*_V2_NAMES, "record"))
     conn.execute(f"INSERT INTO jobs_v3 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v3 RENAME TO jobs")
@@ -337,11 +369,33 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v4(conn: sqlite3.Connection) -> None:
+    """Provenance (issue 13): ``created_by`` (user) and ``created_on`` (host) of the kernel
+    that created a job, and ``key_fingerprint`` (a salted hash of the provider credentials it
+    used, never the key) so only a kernel with the same credentials resumes it; a ``meta``
+    table holds this history's random salt. Rebuilt like :func:`_schema_v2`; rows stored
+    before stay NULL (unknown), never a guess.
+    """
+    conn.execute(
+        f"CREATE TABLE jobs_v4 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
+        f"{_V4_COLUMNS} version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, "
+        "record TEXT NOT NULL)"
+    )
+    kept = ", ".join((*_V2_NAMES, "missing_images", "version", "owner", "lease_until", "record"))
+    conn.execute(f"INSERT INTO jobs_v4 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_v4 RENAME TO jobs")
+    for statement in (*JOB_INDEXES, LEASE_INDEX, USER_INDEX):
+        conn.execute(statement)
+    conn.execute(f"CREATE TABLE {META_TABLE} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)")
+    conn.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES ('salt', ?)", (new_salt(),))
+
+
 #: Migration ``i`` brings the schema from ``user_version`` i to i + 1. Later issues append
 #: functions here (rebuild the table so ``record`` stays last, see :func:`_schema_v2`, plus a
 #: backfill); never edit a shipped one.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _schema_v1, _schema_v2, _schema_v3,
+    _schema_v1, _schema_v2, _schema_v3, _schema_v4,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -490,7 +544,13 @@ def _prepare(record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return json.loads(text), text
 
 
-def _row(rec: dict[str, Any], text: str, root_id: str) -> tuple[Any, ...]:
+#: Who writes a job when its record does not say: (created_by, created_on, key_fingerprint).
+Stamp = tuple[str | None, str | None, str | None]
+_NO_STAMP: Stamp = (None, None, None)
+
+
+def _row(rec: dict[str, Any], text: str, root_id: str, stamp: Stamp = _NO_STAMP
+         ) -> tuple[Any, ...]:
     images = result_images(rec)
     progress = rec.get("progress")
     derived = derive_columns(rec)
@@ -524,6 +584,9 @@ def _row(rec: dict[str, Any], text: str, root_id: str) -> tuple[Any, ...]:
         _text(rec.get("batch_id")),
         int(rec["batch_row"]) if rec.get("batch_row") is not None else None,
         _missing(rec.get("missing_images")),
+        _text(rec.get("created_by")) or stamp[0],
+        _text(rec.get("created_on")) or stamp[1],
+        _text(rec.get("key_fingerprint")) or stamp[2],
         text,
     )
 
@@ -643,6 +706,8 @@ class Store:
     #: The claimable rows' subquery (see :data:`_CLAIMABLE`) and what ends it (row locks).
     _CLAIMABLE = _CLAIMABLE
     _CLAIM_LOCK = ""
+    #: The key/value table holding the salt.
+    _META = META_TABLE
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         if home is None:
@@ -659,6 +724,16 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(exc, self.path) from None
         self._conn: sqlite3.Connection | None = conn
+        self._init_provenance()
+
+    def _init_provenance(self) -> None:
+        """Who this process writes jobs as (:func:`~jupyter_imagine._config.identity`), and no
+        credentials' fingerprints yet (:meth:`fingerprint` registers them)."""
+        from .._config import identity
+
+        self.user, self.host = identity()
+        self._fingerprints: dict[str, str] = {}
+        self._salt: bytes | None = None
 
     def _open_retrying(self, attempts: int = 6) -> sqlite3.Connection:
         """:meth:`_open`, tried again when SQLite answers "locked" at once.
@@ -825,7 +900,7 @@ class Store:
         """
         rec, text = _prepare(record)
         with self._write() as conn, self._integrity():
-            row = _row(rec, text, self._root_of(conn, rec))
+            row = _row(rec, text, self._root_of(conn, rec), self._stamp(rec))
             found = conn.execute(_UPSERT + " RETURNING version", (*row, owner, lease_until))
             stored = found.fetchone()
             self._reroot(conn, [row])
@@ -845,7 +920,7 @@ class Store:
         """
         rec, text = _prepare({**record, "id": job_id})
         with self._write() as conn, self._integrity():
-            row = _row(rec, text, self._root_of(conn, rec))
+            row = _row(rec, text, self._root_of(conn, rec), self._stamp(rec))
             found = conn.execute(
                 _TRANSITION, (*row[1:], row[0], int(expected_version), row[_STATUS_AT])
             ).fetchone()
@@ -853,6 +928,33 @@ class Store:
                 return None
             self._reroot(conn, [row])
         return found[0]
+
+    # ------------------------------------------------------------- provenance
+    @_guarded
+    def fingerprint(self, provider: str, credentials: str) -> str:
+        """Register and return the fingerprint of ``provider``'s ``credentials`` (the key,
+        base URL … as one text): an HMAC-SHA256 under this history's random salt, so the
+        store can tell whose credentials a job used without holding them. Jobs this store
+        saves for ``provider`` from now on carry it, and :meth:`claim` takes only jobs whose
+        fingerprint is one registered here (or unknown)."""
+        if self._salt is None:
+            row = self._query(f"SELECT value FROM {self._META} WHERE key = ?", ("salt",))
+            self._salt = str(row[0][0]).encode() if row else b""
+        digest = hmac.new(self._salt, f"{provider}\0{credentials}".encode(), hashlib.sha256)
+        found = self._fingerprints[str(provider)] = digest.hexdigest()[:32]
+        return found
+
+    def _stamp(self, rec: Mapping[str, Any]) -> Stamp:
+        """(created_by, created_on, key_fingerprint) for a job this process writes."""
+        return self.user, self.host, self._fingerprints.get(str(rec.get("provider")))
+
+    def _credentials_sql(self) -> tuple[str, list[str]]:
+        """The claim's condition on the credentials' fingerprint, and its arguments."""
+        known = sorted(set(self._fingerprints.values()))
+        if not known:
+            return " AND key_fingerprint IS NULL", []
+        marks = ", ".join("?" * len(known))
+        return f" AND (key_fingerprint IS NULL OR key_fingerprint IN ({marks}))", known
 
     # ----------------------------------------------------------------- leases
     @_guarded
@@ -874,10 +976,15 @@ class Store:
             limit: at most this many, the oldest first (default ``None``: all).
             job_id: only this job (default ``None``: any).
 
+        Only jobs made with credentials this store has a :meth:`fingerprint` of (or with
+        unknown ones: jobs stored before fingerprints) are taken: a teammate's job waits for a
+        kernel with the teammate's key.
+
         Returns their records, oldest first, each with its new ``version``, ``owner`` and
         ``lease_until``. Two engines claiming at once never both get a row.
         """
-        sql, args = self._CLAIMABLE, [now, owner]
+        credentials, known = self._credentials_sql()
+        sql, args = self._CLAIMABLE + credentials, [now, owner, *known]
         if job_id is not None:
             sql, args = sql + " AND id = ?", [*args, str(job_id)]
         sql += " ORDER BY created_at"
@@ -982,7 +1089,7 @@ class Store:
                     roots[job] = roots[current]
                 return roots[job_id]
 
-            rows = [_row(rec, text, root(rec["id"])) for rec, text in prepared]
+            rows = [_row(rec, text, root(rec["id"]), self._stamp(rec)) for rec, text in prepared]
             with self._integrity():
                 conn.executemany(_UPSERT, [(*row, None, None) for row in rows])
             self._reroot(conn, rows)
@@ -1100,6 +1207,7 @@ class Store:
         since: Any = None,
         until: Any = None,
         query: str | None = None,
+        user: str | Iterable[str] | None = None,
     ) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
@@ -1117,6 +1225,10 @@ class Store:
             states = [_status(s) for s in _many(status)]
             clauses.append(f"status IN ({', '.join('?' * len(states))})")
             args += states
+        if user is not None:
+            users = _many(user)
+            clauses.append(f"created_by IN ({', '.join('?' * len(users))})")
+            args += users
         if since is not None:
             clauses.append("created_at >= ?")
             args.append(_utc_text(since))
@@ -1168,6 +1280,7 @@ class Store:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         query: str | None = None,
+        user: str | Iterable[str] | None = None,
         limit: int | None = None,
         include_raw: bool = False,
         keys_as_columns: bool = False,
@@ -1182,13 +1295,14 @@ class Store:
         index levels are unnamed. Missing values are NA, never ``""``.
 
         Filters as in :meth:`records`, plus ``query``: only jobs whose prompt contains this
-        text (case-insensitive for ASCII letters; default ``None``: all).
+        text (case-insensitive for ASCII letters; default ``None``: all), and ``user``: only
+        jobs created by this user (or these; default ``None``: everyone's).
 
         One SQL query over the indexed columns (see :mod:`jupyter_imagine._frame`); ``record``
         is never parsed (``include_raw`` lets SQLite extract just the payload).
         """
         where, args = self._where(
-            provider=provider, status=status, since=since, until=until, query=query
+            provider=provider, status=status, since=since, until=until, query=query, user=user
         )
         if limit is None:
             # Rows in storage order, re-sorted by created_at in numpy only if needed: following

@@ -1,0 +1,153 @@
+"""Tests of jupyter_imagine.store._postgres on a real PostgreSQL server (tests/_postgres.py).
+
+The store's contract (save, transitions, claims, frame …) runs on both backends in
+tests/test_store.py, test_store_leases.py and test_frame.py; here is what only PostgreSQL has:
+its schema bookkeeping, migrations started by several processes at once, row-locked claims
+across processes, and its one-line errors.
+"""
+
+from __future__ import annotations
+
+import builtins
+import multiprocessing
+import time
+
+import psycopg
+import pytest
+
+from jupyter_imagine.errors import ConfigurationError, StorageError
+from jupyter_imagine.models import Job, Status
+from jupyter_imagine.store import SCHEMA_VERSION, open_store
+from jupyter_imagine.store._postgres import PostgresStore, safe_url
+
+
+def _tables(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
+
+
+def test_schema_version_meta_and_indexes(pg_url, tmp_path):
+    with PostgresStore(pg_url, home=tmp_path) as store:
+        store.save(Job(provider="apiframe", kind="imagine", prompt="p").to_record())
+    tables = _tables(pg_url)
+    assert {"jobs", "jupyter_imagine_meta"} <= set(tables)
+    assert {"created_by", "created_on", "key_fingerprint", "version", "owner",
+            "lease_until", "record"} <= set(tables["jobs"])
+    with psycopg.connect(pg_url) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM jupyter_imagine_meta").fetchall())
+        indexes = {r[0] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'").fetchall()}
+    assert meta["schema_version"] == str(SCHEMA_VERSION) and len(meta["salt"]) == 32
+    assert {"jobs_remote", "jobs_status", "jobs_lease", "jobs_batch", "jobs_created_by",
+            "jobs_rowid"} <= indexes
+
+
+def _open(url: str, home: str, start, out) -> None:
+    start.wait()
+    try:
+        with PostgresStore(url, home=home) as store:
+            store.save(Job(provider="apiframe", kind="imagine", prompt="x").to_record())
+        out.put("ok")
+    except BaseException as exc:  # reported to the test, not lost in the child
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_starting_on_one_fresh_database_migrate_it_once(pg_url, tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(pg_url, str(tmp_path / f"m{i}"), start, out))
+             for i in range(4)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert results == ["ok"] * 4
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 4
+        salts = conn.execute("SELECT value FROM jupyter_imagine_meta WHERE key = 'salt'")
+        assert len(salts.fetchall()) == 1
+
+
+def _claimer(url: str, home: str, owner: str, start, out) -> None:
+    with PostgresStore(url, home=home) as store:
+        start.wait()
+        got: list[str] = []
+        for _ in range(10):
+            got += [r["id"] for r in store.claim(owner, 60.0, time.time(), limit=7)]
+        out.put(got)
+
+
+def test_claims_across_processes_never_share_a_row(pg_url, tmp_path):
+    with PostgresStore(pg_url, home=tmp_path) as store:
+        store._bulk_save(Job(provider="apiframe", kind="imagine", prompt=f"p{i}",
+                             status=Status.RUNNING).to_record() for i in range(200))
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_claimer, args=(pg_url, str(tmp_path / f"c{i}"), f"k{i}",
+                                                start, out)) for i in range(4)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    claimed = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    every = [job_id for got in claimed for job_id in got]
+    assert len(every) == len(set(every)) == 200  # each row once, all of them taken
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here
+    url = f"postgresql://ann:hunter2-secret@127.0.0.1:{port}/team"
+    with pytest.raises(StorageError) as info:
+        open_store(url, home=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "hunter2-secret" not in message
+    assert f"postgresql://ann@127.0.0.1:{port}/team" in message
+    assert "cannot be reached" in message and "JUPYTER_IMAGINE_STORE" in message
+
+
+def test_a_missing_database_says_so(pg_server, tmp_path):
+    url = pg_server.url.rsplit("/", 1)[0] + "/no_such_db"
+    with pytest.raises(StorageError, match="the database does not exist; create it"):
+        open_store(url, home=tmp_path)
+
+
+def test_safe_url_drops_the_password_only():
+    assert safe_url("postgresql://ann:pw@db.example:5433/imagine?sslmode=require") == \
+        "postgresql://ann@db.example:5433/imagine"
+    assert safe_url("postgresql://db/imagine") == "postgresql://db/imagine"
+
+
+def test_without_psycopg_the_message_names_the_extra(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def no_psycopg(name, *args, **kwargs):
+        if name.endswith("_postgres") or name.startswith("psycopg"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    with pytest.raises(ConfigurationError, match=r"pip install 'jupyter_imagine\[postgres\]'"):
+        open_store("postgresql://db/imagine", home=tmp_path)
+
+
+def test_the_environment_selects_the_team_store(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_STORE", pg_url)
+    with open_store(home=tmp_path) as store:
+        assert isinstance(store, PostgresStore) and repr(store).startswith("<PostgresStore")
+    monkeypatch.setenv("JUPYTER_IMAGINE_STORE", "mysql://db/imagine")
+    with pytest.raises(ConfigurationError, match="must be a postgresql://"):
+        open_store(home=tmp_path)
