@@ -1,4 +1,5 @@
-// Gallery over history rows: filter by provider, status and prompt text; thumbnails load lazily
+// Gallery over history rows: filter by provider, status, who made it (when the rows have several
+// people: a team store) and prompt text; thumbnails load lazily
 // ({type: "thumbs", ids} → reply with one buffer per id); a click opens the job's view beneath
 // ({type: "open", id}). The messages are listed in jupyter_imagine/widgets/_protocol.py.
 
@@ -6,12 +7,13 @@ import { blobUrl, h, hideFallback } from "./_dom.js";
 
 const PAGE = 48;
 
-/** Rows matching the filters: provider and status exactly ("" = any), text in the prompt. */
-export function filterRows(rows, { provider = "", status = "", text = "" } = {}) {
+/** Rows matching the filters: provider, status and user exactly ("" = any), text in the prompt. */
+export function filterRows(rows, { provider = "", status = "", user = "", text = "" } = {}) {
   const words = text.toLowerCase().split(/\s+/).filter(Boolean);
   return rows.filter((r) =>
     (!provider || r.provider === provider) &&
     (!status || r.status === status) &&
+    (!user || r.user === user) &&
     words.every((w) => (r.prompt || "").toLowerCase().includes(w) || (r.id || "").startsWith(w)));
 }
 
@@ -24,11 +26,12 @@ function render({ model, el }) {
   const search = h("input", { type: "search", placeholder: "Search prompts", "aria-label": "Search prompts" });
   const provider = h("select", { "aria-label": "Provider" });
   const status = h("select", { "aria-label": "Status" });
+  const user = h("select", { "aria-label": "Made by", class: "ji-hidden" });
   const count = h("span", { class: "ji-count", role: "status" });
   const tiles = h("div", { class: "ji-tiles", role: "list" });
   const more = h("button", { type: "button", class: "ji-more", onclick: () => { shown += PAGE; draw(); } }, "Show more");
   const root = h("div", { class: "ji ji-card ji-gallery", role: "region", "aria-label": "Job gallery" },
-    h("div", { class: "ji-filters" }, search, provider, status, count), tiles, more);
+    h("div", { class: "ji-filters" }, search, provider, status, user, count), tiles, more);
   el.append(root);
 
   const observer = typeof IntersectionObserver === "function"
@@ -48,10 +51,13 @@ function render({ model, el }) {
 
   function fillOptions() {
     const rows = model.get("rows") || [];
-    const keep = [provider.value, status.value];
+    const keep = [provider.value, status.value, user.value];
+    const users = [...new Set(rows.map((r) => r.user).filter(Boolean))].sort();
     provider.replaceChildren(...options("All providers", [...new Set(rows.map((r) => r.provider))].sort()));
     status.replaceChildren(...options("Any status", [...new Set(rows.map((r) => r.status))].sort()));
-    [provider.value, status.value] = keep;
+    user.replaceChildren(...options("Everyone", users));
+    user.classList.toggle("ji-hidden", users.length < 2);
+    [provider.value, status.value, user.value] = keep;
   }
 
   /** The picture box: the thumbnail once it has come, else a placeholder saying why not. */
@@ -63,20 +69,24 @@ function render({ model, el }) {
     return box;
   }
 
+  /** Several people's jobs in view (a team store): tiles then say whose each is. */
+  const team = () => !user.classList.contains("ji-hidden");
+
   function tile(r) {
     const img = picture(r);
     const when = r.created ? new Date(r.created).toLocaleString() : "";
-    const b = h("button", { type: "button", class: "ji-tile", role: "listitem", "data-id": r.id, title: `${r.prompt}\n${r.provider} · ${r.kind} · ${r.status} · ${when}`,
+    const by = r.user ? ` · ${r.user}${r.host ? `@${r.host}` : ""}` : "";
+    const b = h("button", { type: "button", class: "ji-tile", role: "listitem", "data-id": r.id, title: `${r.prompt}\n${r.provider} · ${r.kind} · ${r.status} · ${when}${by}`,
       "aria-current": r.id === model.get("selected") ? "true" : null, onclick: () => model.send({ type: "open", id: r.id }) },
     img,
     h("span", {}, r.prompt),
-    h("span", { class: "ji-meta" }, h("i", { class: "ji-dot", "data-status": r.status }), `${r.kind} · ${r.provider}`));
+    h("span", { class: "ji-meta" }, h("i", { class: "ji-dot", "data-status": r.status }), `${r.kind} · ${r.provider}${r.user && team() ? ` · ${r.user}` : ""}`));
     b.setAttribute("aria-label", `${r.prompt} (${r.kind}, ${r.status})`);
     return b;
   }
 
   function draw() {
-    const rows = filterRows(model.get("rows") || [], { provider: provider.value, status: status.value, text: search.value });
+    const rows = filterRows(model.get("rows") || [], { provider: provider.value, status: status.value, user: user.value, text: search.value });
     const page = rows.slice(0, shown);
     tiles.replaceChildren(...page.map(tile));
     const total = model.get("total");
@@ -103,6 +113,7 @@ function render({ model, el }) {
   search.addEventListener("input", reset);
   provider.addEventListener("change", reset);
   status.addEventListener("change", reset);
+  user.addEventListener("change", reset);
   model.on("change:rows", () => { fillOptions(); draw(); });
   model.on("change:selected", draw);
   fillOptions();

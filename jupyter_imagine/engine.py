@@ -29,8 +29,9 @@ its lease (``lease_seconds``), which a heartbeat on the loop renews every third 
 owner submits and polls. On start, and at every heartbeat, the engine claims the unfinished jobs
 nobody holds (no owner, or a lease that ran out: a dead kernel's) and resumes them. A job another
 live engine holds is *followed*: a watcher re-reads its row's version every
-:data:`FOLLOW_INTERVAL` s and applies what changed, never calling the provider, until the row is
-final or this engine claims it. :meth:`Engine.close` releases the leases (another kernel may take
+:data:`FOLLOW_INTERVAL` s (on the team store at once: PostgreSQL notifies every write) and
+applies what changed, never calling the provider, until the row is final or this engine claims
+it. :meth:`Engine.close` releases the leases (another kernel may take
 over at once) and closes the store. A job whose submit was in flight when its kernel died is not
 sent again (it may have reached the provider): it fails with a reason saying so. If the store
 cannot be written, the job fails in memory with the :class:`~jupyter_imagine.errors.StorageError`
@@ -350,8 +351,9 @@ class Engine:
             self._loop.call_soon_threadsafe(ensure)
 
     async def _watch(self) -> None:
-        """Every :data:`FOLLOW_INTERVAL` s, one cheap query of the followed jobs' versions;
-        the full row only of those that moved, applied to the job (never a provider call)."""
+        """Every :data:`FOLLOW_INTERVAL` s — at once on the team store, which notifies every
+        write — one cheap query of the followed jobs' versions; the full row only of those that
+        moved, applied to the job (never a provider call)."""
         while True:
             with self._lock:
                 following = dict(self._following)
@@ -370,7 +372,7 @@ class Engine:
                             self._following.pop(job_id, None)
             except ImagineError as exc:
                 logger.warning("could not follow jobs in %s: %s", self.store.path, exc)
-            await asyncio.sleep(FOLLOW_INTERVAL)
+            await self.store.wait_for_change(FOLLOW_INTERVAL)
 
     def _sync(self, job: Job, record: Mapping[str, Any]) -> None:
         """Bring ``job`` to the stored ``record`` (with its version); a final state is kept."""

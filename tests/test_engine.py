@@ -506,3 +506,26 @@ def test_a_dead_kernels_jobs_wait_for_a_kernel_with_the_same_credentials(tmp_pat
     finally:
         served.stop()
     assert imagine_count(served.state) == 2  # each submitted once
+
+
+def test_on_the_team_store_two_machines_share_jobs_live(tmp_path, pg_url):
+    from jupyter_imagine.store import open_store
+
+    app = create_app(speed=20)
+    fast = {**FAST, "sandbox_speed": 20}
+    first = Engine(open_store(pg_url, home=tmp_path / "laptop"), sandbox_app=app,
+                   lease_seconds=2, **fast)
+    second = Engine(open_store(pg_url, home=tmp_path / "hub"), sandbox_app=app,
+                    lease_seconds=2, **fast)
+    with first, second:
+        sent = _requests_of(second)
+        jobs = [first.imagine(f"a weir {i}", provider="apiframe") for i in range(2)]
+        followed = [second.get(job.id) for job in jobs]
+        seen: list[str] = []
+        followed[0].observe(lambda job, names: seen.append(job.status.value))
+        done = [job.wait(30) for job in followed]
+        assert [job.status for job in done] == [Status.SUCCEEDED] * 2
+        assert "running" in seen and sent == []  # live from the store, not one request
+        df = second.store.frame()
+        assert set(df["user"]) == {first.store.user}
+    assert imagine_count(app.state.sandbox) == 2

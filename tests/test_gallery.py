@@ -7,6 +7,7 @@ import pytest
 from _widgets_util import image_of, until
 
 import jupyter_imagine as ji
+from jupyter_imagine import api
 from jupyter_imagine.widgets import Gallery, JobView, gallery
 from jupyter_imagine.widgets._gallery import TILE
 
@@ -27,6 +28,8 @@ def test_rows_come_from_the_history_newest_first(jobs):
     assert row["provider"] == "apiframe" and row["kind"] == "imagine"
     assert row["status"] == "succeeded" and row["prompt"] == "a lighthouse at dusk"
     assert row["n_images"] == 4 and row["sandbox"] is True and row["created"].startswith("20")
+    store = api.get_engine().store
+    assert (row["user"], row["host"]) == (store.user, store.host)  # who made it, where
     assert list(g.frame["id"]) == [r["id"] for r in g.rows]
 
 

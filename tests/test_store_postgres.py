@@ -151,3 +151,19 @@ def test_the_environment_selects_the_team_store(pg_url, tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_IMAGINE_STORE", "mysql://db/imagine")
     with pytest.raises(ConfigurationError, match="must be a postgresql://"):
         open_store(home=tmp_path)
+
+
+def test_a_write_wakes_a_follower_at_once(pg_url, tmp_path):
+    import asyncio
+    import threading
+
+    with PostgresStore(pg_url, home=tmp_path / "a") as writer, \
+            PostgresStore(pg_url, home=tmp_path / "b") as follower:
+        assert asyncio.run(follower.wait_for_change(0.2)) is False  # opens LISTEN; nothing yet
+        job = Job(provider="apiframe", kind="imagine", prompt="p", status=Status.RUNNING)
+        threading.Timer(0.3, lambda: writer.save(job.to_record())).start()
+        t0 = time.monotonic()
+        assert asyncio.run(follower.wait_for_change(20.0)) is True
+        assert time.monotonic() - t0 < 10  # woken by the NOTIFY, not by the 20 s timeout
+        assert asyncio.run(follower.wait_for_change(0.2)) is False  # one write, one wake-up
+    assert follower._listener is None  # closed with the store

@@ -16,6 +16,26 @@ describe("gallery", () => {
     expect(filterRows(rows, { status: "succeeded" }).map((r) => r.id)).toEqual(["a1", "c3"]);
     expect(filterRows(rows, { text: "DUSK lighthouse" }).map((r) => r.id)).toEqual(["a1"]);
     expect(filterRows(rows, { text: "b2" }).map((r) => r.id)).toEqual(["b2"]);
+    const team = rows.map((r, i) => ({ ...r, user: i ? "bea" : "ann", host: "hub" }));
+    expect(filterRows(team, { user: "bea" }).map((r) => r.id)).toEqual(["b2", "c3"]);
+  });
+
+  it("says whose each job is only when several people's jobs are shown", () => {
+    const solo = rows.map((r) => ({ ...r, user: "ann", host: "laptop" }));
+    const one = mount(widget, fakeModel({ rows: solo, total: 3, selected: "", fallback_key: "" })).el;
+    expect(one.querySelector('select[aria-label="Made by"]').classList.contains("ji-hidden")).toBe(true);
+    expect(one.querySelector(".ji-tile .ji-meta").textContent).toBe("imagine · apiframe");
+    document.body.replaceChildren();
+    const team = rows.map((r, i) => ({ ...r, user: i ? "bea" : "ann", host: "hub" }));
+    const el = mount(widget, fakeModel({ rows: team, total: 3, selected: "", fallback_key: "" })).el;
+    const who = el.querySelector('select[aria-label="Made by"]');
+    expect(who.classList.contains("ji-hidden")).toBe(false);
+    expect([...who.options].map((o) => o.value)).toEqual(["", "ann", "bea"]);
+    expect(el.querySelector(".ji-tile .ji-meta").textContent).toBe("imagine · apiframe · ann");
+    expect(el.querySelector(".ji-tile").title).toContain("· ann@hub");
+    who.value = "bea";
+    who.dispatchEvent(new Event("change"));
+    expect(el.querySelectorAll(".ji-tile")).toHaveLength(2);
   });
 
   it("renders tiles, filters them live, asks for thumbnails and opens a job on click", () => {

@@ -33,6 +33,7 @@ The URL's password never reaches a message, a log or ``repr``: :func:`safe_url` 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterable
@@ -66,6 +67,8 @@ CONNECT_TIMEOUT_S = 10
 #: The advisory lock keys: every write transaction, and schema migration.
 _WRITE_LOCK = 0x6A69_7772  # "jiwr"
 _MIGRATE_LOCK = 0x6A69_6D67  # "jimg"
+#: The channel every write transaction notifies (LISTEN/NOTIFY).
+CHANNEL = "jupyter_imagine_jobs"
 #: The first version PostgreSQL has (SQLite's v1–v3 in one table).
 _BASE_VERSION = 3
 
@@ -241,6 +244,8 @@ class PostgresStore(Store):
         except self._DB_ERRORS as exc:
             raise self._storage_error(exc) from None
         self._conn = conn  # type: ignore[assignment]
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listen_lock = threading.Lock()
         self._init_provenance()
 
     def __repr__(self) -> str:
@@ -270,6 +275,45 @@ class PostgresStore(Store):
     def _begin(conn: Any) -> None:
         conn.execute("BEGIN")
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK,))
+        # Delivered at COMMIT only (dropped on ROLLBACK), once per transaction: every kernel
+        # following a job wakes (wait_for_change) instead of waiting for its next poll.
+        conn.execute(f"NOTIFY {CHANNEL}")
+
+    # ----------------------------------------------------------------- live
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait for a ``NOTIFY`` of any write to the team store, at most ``timeout`` seconds;
+        ``True`` if one came. The listening connection is opened on first use; if it fails,
+        this sleeps like the SQLite store (the follower polls) and tries again next time."""
+        try:
+            return await asyncio.to_thread(self._notified, timeout)
+        except psycopg.Error as exc:
+            log.warning("live updates from %s stopped (%s); following by polling",
+                        self.url, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            self._close_listener()
+            await asyncio.sleep(timeout)
+            return False
+
+    def _notified(self, timeout: float) -> bool:
+        with self._listen_lock:
+            if self._listener is None:
+                self._listener = psycopg.connect(self._url, autocommit=True,
+                                                 connect_timeout=CONNECT_TIMEOUT_S)
+                self._listener.execute(f"LISTEN {CHANNEL}")
+            got = False
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                got = True
+            return got
+
+    def _close_listener(self) -> None:
+        with self._listen_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def close(self) -> None:
+        """Close the connections (idempotent); the image files stay."""
+        self._close_listener()
+        super().close()
 
 
 def _migrate(conn: _Connection) -> None:

@@ -59,6 +59,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import functools
@@ -928,6 +929,13 @@ class Store:
                 return None
             self._reroot(conn, [row])
         return found[0]
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Wait until another writer may have changed a job, at most ``timeout`` seconds;
+        ``True`` if told of a change. SQLite tells nobody: this sleeps ``timeout`` and returns
+        ``False`` (the follower then polls the versions). The team store wakes at once."""
+        await asyncio.sleep(timeout)
+        return False
 
     # ------------------------------------------------------------- provenance
     @_guarded

@@ -1,6 +1,6 @@
 """The gallery (``js/gallery.js``): a filterable grid over past jobs from the store.
 
-The rows (id, provider, kind, status, prompt, time) are synced; thumbnails are not: the browser
+The rows (id, provider, kind, status, prompt, time, who made it where) are synced; thumbnails are not: the browser
 asks for the ones scrolling into view and gets them as message buffers. Clicking a tile opens
 that job's live view, with its actions, beneath the grid.
 """
@@ -38,7 +38,8 @@ TILE = 256
 #: Rows ``gallery()`` shows when given nothing (default 200).
 DEFAULT_LIMIT = 200
 
-_ROW_FIELDS = ("id", "provider", "kind", "status", "prompt", "created", "n_images", "sandbox")
+_ROW_FIELDS = ("id", "provider", "kind", "status", "prompt", "created", "n_images", "sandbox",
+               "user", "host")
 
 
 def _clean(value: Any) -> Any:
@@ -60,7 +61,8 @@ def _rows_from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
         raise ImagineError("gallery() needs a frame with an 'id' column, like history() returns")
     rows = []
     for rec in frame.to_dict("records"):
-        row = {k: _clean(rec.get(k)) for k in ("id", "provider", "kind", "status", "prompt")}
+        row = {k: _clean(rec.get(k))
+               for k in ("id", "provider", "kind", "status", "prompt", "user", "host")}
         row["created"] = _clean(rec.get("created_at"))
         row["n_images"] = int(_clean(rec.get("n_images")) or 0)
         row["sandbox"] = bool(_clean(rec.get("sandbox")) or False)
@@ -72,7 +74,7 @@ def _row_from_job(job: Job) -> dict[str, Any]:
     return {
         "id": job.id, "provider": job.provider, "kind": job.kind, "status": job.status.value,
         "prompt": job.prompt, "created": job.created_at.isoformat(), "n_images": len(job.images),
-        "sandbox": bool(job.sandbox),
+        "sandbox": bool(job.sandbox), "user": "", "host": "",
     }
 
 
