@@ -1,8 +1,8 @@
 """The gallery (``js/gallery.js``): a filterable grid over past jobs from the store.
 
-The rows (id, provider, kind, status, prompt, time, who made it where) are synced; thumbnails are not: the browser
-asks for the ones scrolling into view and gets them as message buffers. Clicking a tile opens
-that job's live view, with its actions, beneath the grid.
+The rows (id, provider, kind, status, prompt, time, who made it where) are synced; thumbnails
+are not: the browser asks for the ones scrolling into view and gets them as message buffers.
+Clicking a tile opens that job's live view, with its actions, beneath the grid.
 """
 
 from __future__ import annotations
