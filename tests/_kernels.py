@@ -159,6 +159,8 @@ class Kernel:
     incarnation: int = 0
     proc: subprocess.Popen[bytes] | None = None
     ended_at: dict[str, float] = field(default_factory=dict)
+    #: More environment for every incarnation (the team store's URL …).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid_name(self) -> str:
@@ -183,6 +185,7 @@ class Kernel:
                "PYTHONPATH": str(REPO)}
         for key in [k for k in env if k.endswith(("_API_KEY", "_BASE_URL"))]:
             env.pop(key)
+        env.update(self.env)
         err = open(self.workdir / f"{self.pid_name}.stderr", "wb")
         self.proc = subprocess.Popen([sys.executable, str(SCENARIO), str(spec_path)], cwd=REPO,
                                      env=env, stdout=err, stderr=err, start_new_session=True)
@@ -284,6 +287,8 @@ class StoreWatcher(threading.Thread):
                 conn.row_factory = sqlite3.Row
                 cols = [r[1] for r in conn.execute("PRAGMA table_info(jobs)")]
                 pick = [c for c in wanted if c in cols] if wanted else cols
+                if not pick:  # no table yet: the first kernel is still creating it
+                    return []
                 rows = conn.execute(f"SELECT {', '.join(pick)} FROM jobs").fetchall()
                 return [dict(r) for r in rows]
             finally:
@@ -297,11 +302,44 @@ class StoreWatcher(threading.Thread):
         self.join(5)
 
 
+class TeamStoreWatcher(StoreWatcher):
+    """:class:`StoreWatcher` of the team store at a ``postgresql://`` URL."""
+
+    def __init__(self, url: str, every: float = 0.1) -> None:
+        super().__init__(Path("/nonexistent"), every)
+        self.url = url
+
+    def rows(self, wanted: Iterable[str] = ()) -> list[dict[str, Any]]:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, connect_timeout=5) as conn:
+                cols = [r[0] for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'jobs'").fetchall()]
+                pick = [c for c in wanted if c in cols] if wanted else cols
+                if not pick:
+                    return []
+                cursor = conn.execute(f"SELECT {', '.join(pick)} FROM jobs")
+                return [dict(zip(pick, row, strict=True)) for row in cursor.fetchall()]
+        except psycopg.Error as exc:
+            self.errors[type(exc).__name__ + ": " + str(exc).splitlines()[0]] += 1
+            return []
+
+
 @contextlib.contextmanager
-def kernels(home: Path, sandbox: Sandbox, workdir: Path, names: Iterable[str]) -> Iterator[
-        dict[str, Kernel]]:
-    """Kernels by name, all stopped (process groups killed) on the way out."""
-    made = {name: Kernel(name, home, sandbox, workdir) for name in names}
+def kernels(home: Path, sandbox: Sandbox, workdir: Path, names: Iterable[str],
+            team_store: str | None = None) -> Iterator[dict[str, Kernel]]:
+    """Kernels by name, all stopped (process groups killed) on the way out. With
+    ``team_store`` (a ``postgresql://`` URL) each kernel has its own home (another machine)
+    and they share that store."""
+    made = {}
+    for name in names:
+        if team_store is None:
+            made[name] = Kernel(name, home, sandbox, workdir)
+        else:
+            made[name] = Kernel(name, home / name, sandbox, workdir,
+                                env={"JUPYTER_IMAGINE_STORE": team_store})
     try:
         yield made
     finally:
@@ -594,6 +632,8 @@ class Plan:
     kill: str | None = None
     kill_when: Any = None
     deadline: float = 45.0
+    #: A ``postgresql://`` URL: the kernels are machines (a home each) on that team store.
+    team_store: str | None = None
 
 
 def _created_all(events: list[dict[str, Any]]) -> bool:
@@ -612,12 +652,12 @@ def run(plan: Plan, sandbox: Sandbox, workdir: Path, on_tick: Any = None) -> tup
     """
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
-    watcher = StoreWatcher(home)
+    watcher = StoreWatcher(home) if plan.team_store is None else TeamStoreWatcher(plan.team_store)
     watcher.start()
     started = time.time()
     info: dict[str, Any] = {}
     try:
-        with kernels(home, sandbox, workdir, plan.jobs) as ks:
+        with kernels(home, sandbox, workdir, plan.jobs, plan.team_store) as ks:
             for name, specs in plan.jobs.items():
                 ks[name].start(create=specs, deadline=plan.deadline)
             if plan.kill is not None:

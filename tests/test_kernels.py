@@ -43,6 +43,30 @@ def test_two_kernels_one_killed_and_restarted(tmp_path):
     assert got.crashes == 0, report
 
 
+@pytest.mark.timeout(180)
+def test_machines_on_one_team_store_one_killed_and_restarted(tmp_path, pg_url):
+    """Issue 13: kernels with their own homes (machines) on one PostgreSQL store; A is killed
+    -9 with jobs in flight and restarted; B keeps running."""
+    plan = Plan(
+        jobs={"A": job_specs(_mix(8, 4, 1, 2, 2)), "B": job_specs(_mix(10, 4, 1, 2, 2))},
+        kill="A", deadline=60, team_store=pg_url,
+    )
+    with Sandbox(speed=40) as sandbox:
+        got, info = run(plan, sandbox, tmp_path)
+    report = f"{got.report()}\n{info}"
+    assert got.total == 36, report
+    assert got.terminal == got.total, report
+    assert got.lost == 0, report
+    assert got.duplicate_submits == 0, report
+    assert got.regressions == 0, report
+    assert got.conflicting_finals == 0, report
+    assert got.live_taken_over == 0, report
+    assert got.missing_images == 0, report
+    assert got.crashes == 0, report
+    assert {p.name for p in tmp_path.joinpath("home").iterdir()} == {"A", "B"}  # two machines
+    assert not (tmp_path / "home" / "A" / "history.sqlite").exists()  # the team store only
+
+
 def _submit_in_flight(events) -> bool:
     """All 50 jobs created and at least one submit sent but not answered yet (or, failing that
     moment, ten answered: the kill then cuts polls and downloads instead)."""
