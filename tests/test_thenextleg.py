@@ -95,7 +95,7 @@ def test_every_code_maps_to_its_status_error_and_words(code):
         final = outcome.status is Status.FAILED
         assert update.extras["code" if final else "note"] == code
         if final:
-            assert update.error == outcome.text
+            assert update.error == outcome.message and update.error.startswith(outcome.text)
             assert update.error_type == outcome.error.__name__
         else:
             assert update.error is None and update.error_type is None
@@ -526,7 +526,8 @@ async def every_endpoint(h: Harness) -> None:
     h.tnl.queue_limit = emulation.DEFAULT_QUEUE_LIMIT
     h.tnl.account(KEY).fast_hours = 0
     slow = await h.run("imagine", "a cat")
-    assert (slow.error_type, slow.error) == ("QuotaExceeded", "You've ran out of fast hours")
+    assert (slow.error_type, slow.error) == ("QuotaExceeded", CODES["NO_FAST_HOURS"].message)
+    assert "relax" in slow.error and "\n" not in slow.error
     with pytest.raises(QuotaExceeded, match="fast hours"):
         await api.slash_command("fast")
     h.tnl.account(KEY).fast_hours = 15.0
