@@ -661,3 +661,24 @@ def test_engine_kinds_failures_and_client_calls(engine, sandbox):
     assert client.info()["Visibility Mode"] == "Public"
     assert "Relax mode" in client.settings()
     assert client.get_image(grid.grid.url)[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------------ spend
+def test_fast_time_and_subscription_parse_the_info_fields():
+    from jupyter_imagine.providers.thenextleg import _fast_time, _subscription
+
+    assert _fast_time("12.06/15.0 hours (80.37%)") == (
+        {"fast_seconds": pytest.approx(12.06 * 3600)}, {"fast_seconds": 15.0 * 3600})
+    assert _fast_time("none") == ({}, {}) and _fast_time(None) == ({}, {})
+    plan, renews = _subscription("Standard (Active monthly, renews next on December 20)")
+    assert plan == "Standard" and (renews.month, renews.day, renews.hour) == (12, 20, 0)
+    assert renews.tzinfo is not None
+    assert _subscription("Basic") == ("Basic", None) and _subscription("") == (None, None)
+
+
+def test_nothing_published_prices_a_midjourney_job():
+    for kind in ("imagine", "upscale", "variation", "describe"):
+        assert TheNextLeg.price(kind, {}) is None
+    record = {"kind": "imagine", "params": {}, "raw": {}, "extras": {}, "status": "succeeded"}
+    assert TheNextLeg.cost(record) is None
+    assert TheNextLeg.PRICE_UNIT == "fast_seconds" and "imagine" in TheNextLeg.price_keys()
