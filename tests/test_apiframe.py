@@ -428,6 +428,7 @@ def test_parse_any_finished_shape(n, grid, with_status, kind):
     ("describe", {}, 2), ("seed", {}, 2), ("faceswap", {}, 2),
     ("upscale", {"type": "2x"}, 1), ("upscale", {"type": "4x"}, 2),
     ("upscale", {"type": "subtle"}, 4), ("upscale", {"type": "creative"}, 4),
+    ("upscale", {"mode": "2x"}, 1), ("upscale", {"mode": "creative"}, 4),  # the actions
     ("variation", {"process_mode": "turbo"}, None), ("imagine", {"process_mode": "turbo"}, 4),
     ("webhook", {}, None),
 ])

@@ -60,9 +60,21 @@ async def finish(api, kind: str = "imagine", prompt: str = "a lighthouse at dusk
     return job
 
 
-async def child_of(api, parent: Job, label: str) -> Job:
-    spec = api.child(parent, label)
-    return await finish(api, spec.kind, spec.prompt, parent, **spec.params)
+async def child_of(api, parent: Job, label: str, **kwargs) -> Job:
+    spec = api.child(parent, label, **kwargs)
+    job = Job(provider=api.name, kind=spec.kind, prompt=spec.prompt, params=spec.params,
+              parent_id=parent.id, action=label)
+    submission = await api.submit(job, parent)
+    job.remote_id = submission.remote_id
+    update = submission.update
+    for _ in range(3000):
+        if update is not None and update.status.final:
+            break
+        await asyncio.sleep(0.003)
+        update = await api.poll(job)
+    job.status, job.raw, job.extras = update.status, update.raw, dict(update.extras)
+    job.images, job.grid, job.error = update.images or [], update.grid, update.error
+    return job
 
 
 def served(server, flow):
@@ -108,6 +120,43 @@ def test_recorded_cost_is_the_price_and_the_balance_drops_by_it(
         assert cost.source == ("provider" if name == "neuroflash" else "prices")
     # Banatie's first balance read is one request, counted before its figure is read.
     assert before.amounts[unit] - after.amounts[unit] == sum(each)
+
+
+#: Per provider: (parent label path, action label, kwargs) of every priced action tried.
+ACTIONS = {
+    "apiframe": [((), "U1", {}), ((), "V1", {}), ((), "🔄", {}), (("U1",), "Upscale (2x)", {}),
+                 (("U1",), "Upscale (4x)", {}), (("U1",), "Upscale (Subtle)", {}),
+                 (("U1",), "Upscale (Creative)", {}), (("U1",), "Vary (Strong)", {}),
+                 (("U1",), "Zoom Out 2x", {}), (("U1",), "⬅️", {})],
+    "neuroflash": [((), "Edit", {"prompt": "at night"}), ((), "Upscale", {})],
+    "banatie": [((), "Regenerate", {})],
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_every_action_pays_its_price(live_sandbox, name):
+    """Each action's recorded cost equals its price, and the account drops by exactly it."""
+    cls = CLASSES[name]
+
+    async def flow(http, url):
+        api = client_for(name, http, url)
+        root = await finish(api)
+        parents: dict[tuple[str, ...], Job] = {(): root}
+        seen = []
+        for path, label, kwargs in ACTIONS[name]:
+            if path not in parents:
+                parents[path] = await child_of(api, parents[path[:-1]], path[-1])
+            before = (await api.balance()).amounts[cls.PRICE_UNIT]
+            job = await child_of(api, parents[path], label, **kwargs)
+            after = (await api.balance()).amounts[cls.PRICE_UNIT]
+            seen.append((label, job, before - after))
+        return seen
+
+    for label, job, spent in served(live_sandbox, flow):
+        assert job.status.value == "succeeded", (label, job.error)
+        cost, price = cls.cost(job.to_record()), cls.price(job.kind, job.params)
+        assert cost is not None and price is not None, label
+        assert cost.amount == price.amount == spent, (label, cost, price, spent)
 
 
 def test_thenextleg_balance_reads_fast_time_and_drops_by_a_gpu_minute(live_sandbox):

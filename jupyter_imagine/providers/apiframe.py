@@ -200,9 +200,12 @@ class Apiframe(Provider):
     # --------------------------------------------------------------- validation
     @classmethod
     def price_item(cls, kind: str, params: Mapping[str, Any]) -> tuple[str, float] | None:
-        """The :data:`APIFRAME_CREDITS` key: the kind, ``upscale_<type>`` for the high-res and
-        subtle/creative upscales, ``<kind>_turbo`` for the fast-only kinds in turbo mode."""
-        variant = str(params.get("type") or params.get("upscale_type") or "").lower()
+        """The :data:`APIFRAME_CREDITS` key: the kind, ``upscale_<mode>`` for the high-res and
+        subtle/creative upscales (the action's ``mode``, or ``type`` from the Python API),
+        ``<kind>_turbo`` for the fast-only kinds in turbo mode."""
+        variant = str(
+            params.get("mode") or params.get("type") or params.get("upscale_type") or ""
+        ).lower()
         if kind.startswith("upscale") and variant in _UPSCALE_VARIANTS:
             return (f"upscale_{variant}", 1.0)
         if kind in _FAST_ONLY and str(params.get("process_mode", "")).lower() == "turbo":
@@ -428,6 +431,7 @@ class Apiframe(Provider):
         response = await self._send("GET", "/account")
         return response.json()
 
+    @idempotent
     async def balance(self) -> Balance | None:
         """``GET /account``'s ``credits`` and ``plan``; ``resets_at`` is
         ``next_billing_date`` when it is a date (one request)."""

@@ -1111,6 +1111,7 @@ class Banatie(Provider):
         """``imagine`` is a ``generation``; other kinds are priced by their name."""
         return (_JOB_KIND.get(kind, kind), 1.0)
 
+    @idempotent
     async def balance(self) -> Balance | None:
         """The project key's requests left this window, its limit and reset, from the
         X-RateLimit-* headers: of the last answer when their window is still open, else of one

@@ -856,6 +856,7 @@ class Neuroflash(Provider):
             return super().stated_cost(record)
         return cls._cost(float(len(images)), "provider")
 
+    @idempotent
     async def balance(self) -> Balance | None:
         """The workspace's ``images`` quota (one :meth:`quotas` request): ``images`` is its
         ``availableAmount``, ``images_today`` what the daily limit leaves and ``images_month``

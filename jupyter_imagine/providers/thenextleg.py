@@ -624,6 +624,7 @@ class TheNextLeg(Provider):
         content = message.get("content")
         return content if isinstance(content, str) else str(content or "")
 
+    @idempotent
     async def balance(self) -> Balance | None:
         """``/v2/info``'s ``Fast Time Remaining`` (``"12.06/15.0 hours (80.37%)"``) as
         ``fast_seconds`` left and the plan's total as its limit; the plan and its renewal day
