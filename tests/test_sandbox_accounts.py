@@ -341,13 +341,20 @@ def test_start_setting_low_and_number(monkeypatch):
     assert create_app().state.sandbox.providers["apiframe"].credits == 10000  # logged, ignored
 
 
-def test_a_restart_keeps_the_balance(tmp_path, monkeypatch):
+def test_a_restart_keeps_the_balance_unless_the_setting_changed(tmp_path, monkeypatch):
     monkeypatch.setenv(_accounts.BALANCE_ENV, "low")
     first = create_app(state_dir=tmp_path)
+    assert first.state.sandbox.providers["apiframe"].credits == 8
     sandbox.set_balance("apiframe", 3)  # saved at once: no request needed
     sandbox.set_balance("thenextleg", 30)
     del first
-    monkeypatch.delenv(_accounts.BALANCE_ENV)
-    again = create_app(state_dir=tmp_path).state.sandbox
+    again = create_app(state_dir=tmp_path).state.sandbox  # same setting: the saved balance
     assert _accounts.read(again, "apiframe")["amount"] == 3
     assert _accounts.read(again, "thenextleg")["amount"] == pytest.approx(30)
+    del again
+    monkeypatch.setenv(_accounts.BALANCE_ENV, "50")  # a new setting starts the accounts anew
+    changed = create_app(state_dir=tmp_path).state.sandbox
+    assert _accounts.read(changed, "apiframe")["amount"] == 50
+    del changed
+    monkeypatch.delenv(_accounts.BALANCE_ENV)  # unset: the saved balance stays
+    assert create_app(state_dir=tmp_path).state.sandbox.providers["apiframe"].credits == 50

@@ -17,8 +17,9 @@ as the real API does: APIFRAME's 402 ``Not enough credits``, TheNextLeg's ``NO_F
 neuroflash's 402 quota problem, Banatie's 429 ``RATE_LIMIT_EXCEEDED``.
 
 ``JUPYTER_IMAGINE_SANDBOX_BALANCE`` (``low`` or a number, in each provider's unit) sets every
-account when a sandbox app is created (before its saved state is restored, so a restart keeps
-the balance it had). :func:`set_balance`, :func:`top_up` and :func:`balance` do the same for
+account when a sandbox app is created. A sandbox that keeps its state on disk keeps the balance
+it had across a restart, unless the setting changed since the state was saved: then the new
+setting applies. :func:`set_balance`, :func:`top_up` and :func:`balance` do the same for
 the in-process sandbox(es) of this process; ``/_sandbox/balance`` for a served one.
 
 A Banatie balance of ``n`` makes ``n`` the limit of each window and opens a fresh window;
@@ -154,10 +155,26 @@ def write(state: SandboxState, provider: str, amount: float, *, add: bool = Fals
     account.write(emulator, amount + (account.read(emulator) if add else 0.0))
 
 
+def _setting() -> str:
+    return os.environ.get(BALANCE_ENV, "").strip().lower()
+
+
+def restart_balance(state: SandboxState, persistence: Any) -> None:
+    """After ``state`` was restored from ``persistence``: apply :data:`BALANCE_ENV` again if it
+    changed since the saved state was written, and remember it."""
+    raw = _setting()
+    saved = persistence.read_meta(BALANCE_ENV)
+    if raw and raw != (saved or ""):
+        start_balance(state)
+        persistence.save(state)
+    if raw != (saved or ""):
+        persistence.write_meta(BALANCE_ENV, raw)
+
+
 def start_balance(state: SandboxState) -> None:
     """Apply :data:`BALANCE_ENV` (if set) to every account of a new ``state``; a bad value is
     logged and ignored."""
-    raw = os.environ.get(BALANCE_ENV, "").strip().lower()
+    raw = _setting()
     if not raw:
         return
     for name, account in ACCOUNTS.items():

@@ -117,10 +117,11 @@ def create_app(
     clock = store.clock(speed) if store is not None else SimClock(speed)
     state = SandboxState(clock=clock, seed=int(seed), faults=FaultInjector(int(seed)))
     mounts = [Mount(p.PREFIX, app=p.build(state), name=p.NAME) for p in PROVIDERS]
-    _accounts.start_balance(state)  # before the restore: a restart keeps the saved balance
-    if store is not None:
+    _accounts.start_balance(state)
+    if store is not None:  # a restart keeps the saved balance unless the setting changed
         store.restore(state)
         state.persistence = store
+        _accounts.restart_balance(state, store)
     _accounts.register(state)
 
     async def index(request: Request) -> Response:
