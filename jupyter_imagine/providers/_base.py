@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 
-#: Payload fields that state what a job cost, in the provider's :attr:`Provider.PRICE_UNIT`.
+#: Payload fields that state what a job cost, in credits (none of the five documents one; read
+#: in case a payload carries it: a stated figure beats a table).
 COST_FIELDS = ("credits", "cost", "credits_used", "creditsUsed", "credit_cost", "creditCost")
 
 
