@@ -15,10 +15,13 @@ Resolution for provider ``p`` (``P`` = its upper-case name):
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._secrets import register
 from .errors import ConfigurationError
@@ -27,9 +30,12 @@ __all__ = [
     "ProviderSettings",
     "home",
     "identity",
+    "price_overrides",
     "provider_settings",
+    "register_price_keys",
     "sandbox_speed",
     "secret_param",
+    "set_price_overrides",
     "store_url",
 ]
 
@@ -177,3 +183,60 @@ def identity() -> tuple[str, str]:
         except (KeyError, OSError):  # no login name for this uid (some containers)
             user = "unknown"
     return user, _env("JUPYTER_IMAGINE_HOST") or socket.gethostname()
+
+
+# ===================================================================================== prices
+#: provider → the price keys its table knows (filled by each Provider subclass as it is defined,
+#: so this module needs no import of the providers).
+_PRICE_KEYS: dict[str, tuple[str, ...]] = {}
+_PRICE_OVERRIDES: dict[str, dict[str, float]] = {}
+
+
+def register_price_keys(provider: str, keys: Iterable[str]) -> None:
+    """Declare the price keys ``provider`` accepts in :func:`set_price_overrides`."""
+    _PRICE_KEYS[provider] = tuple(sorted(set(keys)))
+
+
+def price_overrides() -> dict[str, dict[str, float]]:
+    """The user's prices (provider → {price key: amount in the provider's unit}) that replace
+    the published tables (a copy; default: none)."""
+    return {name: dict(table) for name, table in _PRICE_OVERRIDES.items()}
+
+
+def set_price_overrides(value: Mapping[str, Mapping[str, float]] | None) -> None:
+    """Replace the user's prices with ``value`` (``None`` or ``{}``: the published tables only).
+
+    Raises:
+        ConfigurationError: an unknown provider or price key, or an amount that is not a finite
+            number >= 0; nothing is changed then.
+    """
+    checked: dict[str, dict[str, float]] = {}
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"prices must be a dict like {{'apiframe': {{'imagine': 4}}}}, not {value!r}"
+        )
+    for provider, table in (value or {}).items():
+        keys = _PRICE_KEYS.get(provider)
+        if keys is None:
+            known = ", ".join(sorted(_PRICE_KEYS)) or "none"
+            raise ConfigurationError(f"prices: unknown provider {provider!r}; known: {known}")
+        if not isinstance(table, Mapping):
+            raise ConfigurationError(
+                f"prices[{provider!r}] must be a dict of price key → amount, not {table!r}"
+            )
+        checked[provider] = {key: _price_amount(provider, keys, key, a) for key, a in table.items()}
+    _PRICE_OVERRIDES.clear()
+    _PRICE_OVERRIDES.update({k: v for k, v in checked.items() if v})
+
+
+def _price_amount(provider: str, keys: tuple[str, ...], key: Any, amount: Any) -> float:
+    if key not in keys:
+        raise ConfigurationError(
+            f"prices: {provider} has no price key {key!r}; valid keys: {', '.join(keys)}"
+        )
+    number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
+    if not number or not (math.isfinite(amount) and amount >= 0):
+        raise ConfigurationError(
+            f"prices: {provider} {key!r} must be a finite number >= 0, not {amount!r}"
+        )
+    return float(amount)

@@ -11,9 +11,9 @@ columns, so building the frame never parses a record. Rules:
   <jupyter_imagine.providers.Provider.negative_prompt>`); else NA.
 * ``width``/``height``: the first result image's pixel size (the panorama for a skybox, one tile
   for a 2×2 grid), else the grid's; NA until known.
-* ``credits``: a cost the payload states (``credits``, ``cost``, ``credits_used``,
-  ``creditsUsed`` …) wins; otherwise the provider's published prices
-  (:meth:`Provider.credits <jupyter_imagine.providers.Provider.credits>`). Only succeeded jobs
+* ``credits``: :meth:`Provider.cost <jupyter_imagine.providers.Provider.cost>` where it is
+  counted in credits: a cost the payload states (``credits``, ``cost``, ``credits_used``,
+  ``creditsUsed`` …) wins; otherwise the provider's published prices. Only succeeded jobs
   carry credits: whether a failed job is charged is not documented anywhere, so it is NA rather
   than a guess.
 
@@ -55,7 +55,6 @@ STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
 # ===================================================================================== schema
 _NEGATIVE_PARAMS = ("negative_prompt", "negative_text", "negative")
 _NEGATIVE_RAW = ("negative_text", "negative_prompt", "negativePrompt", "negativeText")
-_COST_FIELDS = ("credits", "cost", "credits_used", "creditsUsed", "credit_cost", "creditCost")
 
 def as_number(value: Any) -> float | None:
     """``value`` as a finite float (numbers and numeric text), else ``None`` (bools too)."""
@@ -92,22 +91,18 @@ def credits_for(
 ) -> float | None:
     """The credits a job cost, where the provider tells it; ``None`` (NA) otherwise.
 
-    See the module docstring for the rules. ``status`` other than ``succeeded`` gives ``None``.
+    The amount of :meth:`Provider.cost <jupyter_imagine.providers.Provider.cost>` when it is
+    counted in credits; ``status`` other than ``succeeded`` gives ``None``.
     """
     if status != "succeeded":
         return None
-    params = params or {}
-    sources = [s for s in (raw, extras) if isinstance(s, Mapping)]
-    for source in sources:
-        for name in _COST_FIELDS:
-            stated = as_number(source.get(name))
-            if stated is not None and stated >= 0:
-                return stated
     try:
         cls = provider_class(provider)
     except ConfigurationError:  # a provider this installation does not know
         return None
-    return cls.credits({"kind": kind, "params": params, "raw": raw or {}, "extras": extras or {}})
+    cost = cls.cost({"kind": kind, "params": params or {}, "raw": raw or {},
+                     "extras": extras or {}, "status": status})
+    return cost.amount if cost is not None and cost.unit == "credits" else None
 
 
 #: Image roles that are results (counted in ``n_images``, listed in ``image_urls``/``paths``);

@@ -42,6 +42,8 @@ __all__ = [
     "GRID_ACTIONS",
     "REROLL",
     "VARY_REGION",
+    "Balance",
+    "Cost",
     "Image",
     "ImageHost",
     "Job",
@@ -132,6 +134,76 @@ def _dt(value: Any) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+#: Where a :class:`Cost` figure comes from.
+COST_SOURCES = ("provider", "prices")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one job cost (or will cost), in the unit its provider counts.
+
+    Attributes:
+        amount: how much, in ``unit`` (finite, not negative).
+        unit: as the provider counts: ``"credits"`` (APIFRAME, Blockade), ``"fast_seconds"``
+            (TheNextLeg), ``"images"`` (neuroflash quota units), ``"requests"`` (Banatie).
+        source: ``"provider"`` (the payload or a balance change stated it) or ``"prices"``
+            (the published price table, or the user's override).
+        usd: one comparable figure where a conversion is published, else ``None`` (default).
+
+    Raises:
+        InvalidRequest: a negative or non-finite amount, an empty unit or an unknown source.
+    """
+
+    amount: float
+    unit: str
+    source: str
+    usd: float | None = None
+
+    def __post_init__(self) -> None:
+        amount = self.amount
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not (
+            math.isfinite(amount) and amount >= 0
+        ):
+            raise InvalidRequest(f"a cost must be a finite amount >= 0, not {amount!r}")
+        if not isinstance(self.unit, str) or not self.unit:
+            raise InvalidRequest(f"a cost needs a unit such as 'credits', not {self.unit!r}")
+        if self.source not in COST_SOURCES:
+            raise InvalidRequest(
+                f"a cost's source must be one of {', '.join(COST_SOURCES)}, not {self.source!r}"
+            )
+        object.__setattr__(self, "amount", float(amount))
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What a provider reports as left, when it was read.
+
+    Attributes:
+        provider: the provider's name (``apiframe``).
+        amounts: unit → amount left, e.g. ``{"credits": 812.0}``; TheNextLeg
+            ``{"fast_seconds": 11520.0}``; neuroflash ``{"images": 40, "images_today": 10}``;
+            Banatie ``{"requests": 97}``.
+        read_at: when it was read (tz-aware UTC; a naive time is taken as UTC).
+        plan: the plan's name where the provider says it (default ``None``).
+        limits: unit → the limit the amounts count down from (neuroflash's daily limit,
+            Banatie's requests per window; default none).
+        resets_at: when the amounts refill, where the provider says it (default ``None``).
+    """
+
+    provider: str
+    amounts: dict[str, float]
+    read_at: datetime
+    plan: str | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+    resets_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read_at", _dt(self.read_at))
+        object.__setattr__(self, "resets_at", _dt(self.resets_at))
+        object.__setattr__(self, "amounts", {k: float(v) for k, v in self.amounts.items()})
+        object.__setattr__(self, "limits", {k: float(v) for k, v in self.limits.items()})
 
 
 @dataclass(frozen=True)

@@ -419,3 +419,43 @@ def test_parse_any_finished_shape(n, grid, with_status, kind):
     assert update.status is Status.SUCCEEDED
     assert [i.url for i in update.images] == urls
     assert (update.grid is not None) == grid
+
+
+# ------------------------------------------------------------------ spend
+@pytest.mark.parametrize("kind, params, amount", [
+    ("imagine", {}, 4), ("reroll", {}, 4), ("blend", {}, 4), ("variation", {}, 4),
+    ("vary_region", {}, 4), ("outpaint", {}, 4), ("pan", {}, 4), ("upscale", {}, 2),
+    ("describe", {}, 2), ("seed", {}, 2), ("faceswap", {}, 2),
+    ("upscale", {"type": "2x"}, 1), ("upscale", {"type": "4x"}, 2),
+    ("upscale", {"type": "subtle"}, 4), ("upscale", {"type": "creative"}, 4),
+    ("upscale", {"mode": "2x"}, 1), ("upscale", {"mode": "creative"}, 4),  # the actions
+    ("variation", {"process_mode": "turbo"}, None), ("imagine", {"process_mode": "turbo"}, 4),
+    ("webhook", {}, None),
+])
+def test_price_follows_the_published_credit_table(kind, params, amount):
+    from jupyter_imagine.models import Cost
+
+    expected = None if amount is None else Cost(amount, "credits", "prices")
+    assert Apiframe.price(kind, params) == expected
+    record = {"kind": kind, "params": params, "raw": {}, "extras": {}, "status": "succeeded"}
+    assert Apiframe.cost(record) == expected
+    assert Apiframe.cost({**record, "status": "failed"}) is None  # charging unknown: NA
+
+
+def test_a_cost_the_payload_states_wins_even_for_a_failed_job():
+    from jupyter_imagine.models import Cost
+
+    record = {"kind": "imagine", "params": {}, "raw": {"credits_used": "3"}, "status": "failed"}
+    assert Apiframe.cost(record) == Cost(3, "credits", "provider")
+
+
+def test_balance_reads_account_credits_and_plan(over):
+    async def flow(h):
+        before = await h.api.balance()
+        await h.run("imagine")
+        return before, await h.api.balance()
+
+    before, after = over(flow)
+    assert before.amounts == {"credits": 10000.0} and before.plan == "sandbox"
+    assert before.resets_at is None and after.amounts == {"credits": 9996.0}
+    assert after.read_at >= before.read_at

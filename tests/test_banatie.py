@@ -618,3 +618,25 @@ def test_live_job_and_client_calls_through_the_engine(engine, sandbox):
     assert [s["slug"] for s in scopes] == ["notebook"]
     with pytest.raises(ConfigurationError, match="cannot start"):
         ji.imagine("x", provider="banatie", kind="skybox")
+
+
+# ------------------------------------------------------------------ spend
+def test_price_is_one_request_per_generation_and_live_is_not_priced():
+    from jupyter_imagine.models import Cost
+
+    assert Banatie.price("imagine", {}) == Banatie.price("generation", {}) == Cost(
+        1, "requests", "prices")
+    assert Banatie.price("regenerate", {}).amount == 1 and Banatie.price("live", {}) is None
+
+
+def test_balance_reuses_the_last_answers_headers():
+    async def flow(h):
+        first = await h.api.balance()  # nothing known yet: one cheap listing
+        listed = h.count("GET", "/api/v1/generations")
+        second = await h.api.balance()  # the window is still open: no request
+        return first, second, listed, h.count("GET", "/api/v1/generations")
+
+    first, second, listed, again = in_process(flow)
+    assert listed == again == 1
+    assert first.amounts == second.amounts and first.limits == {"requests": 10000.0}
+    assert first.resets_at is not None and first.resets_at > first.read_at

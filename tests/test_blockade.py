@@ -660,3 +660,15 @@ def test_client_calls_through_the_public_api(engine):
     assert client.my_requests() == {"data": [], "totalCount": 0, "has_more": False}
     assert client.cancel_pending() == {"success": True}
 
+
+
+# ------------------------------------------------------------------ spend
+def test_only_model4_variants_are_priced():
+    from jupyter_imagine.models import Cost
+
+    assert Blockade.price("imagine", {"variant_id": "standard"}) == Cost(3, "credits", "prices")
+    assert Blockade.price("skybox", {"variant": "Model 4 Enhanced"}).amount == 6
+    for kind in ("imagine", "skybox", "remix", "export"):
+        assert Blockade.price(kind, {}) is None
+    assert set(Blockade.price_keys()) == {
+        "model4_standard", "model4_enhanced", "skybox", "remix", "export"}

@@ -59,3 +59,47 @@ def test_home(monkeypatch, tmp_path):
     assert _config.home() == tmp_path
     monkeypatch.delenv("JUPYTER_IMAGINE_HOME")
     assert _config.home().name == "jupyter_imagine"
+
+
+# ------------------------------------------------------------------ price overrides
+@pytest.fixture
+def no_prices():
+    import jupyter_imagine.providers  # noqa: F401  (each provider registers its price keys)
+
+    _config.set_price_overrides(None)
+    yield
+    _config.set_price_overrides(None)
+
+
+def test_price_overrides_replace_the_published_price(no_prices):
+    from jupyter_imagine.models import Cost
+    from jupyter_imagine.providers.apiframe import Apiframe
+
+    assert Apiframe.price("imagine", {}) == Cost(4, "credits", "prices")
+    _config.set_price_overrides({"apiframe": {"imagine": 5, "variation_turbo": 8}})
+    assert _config.price_overrides() == {"apiframe": {"imagine": 5.0, "variation_turbo": 8.0}}
+    assert Apiframe.price("imagine", {}).amount == 5
+    assert Apiframe.price("variation", {"process_mode": "turbo"}).amount == 8
+    assert Apiframe.price("reroll", {}).amount == 4  # the table still prices the rest
+    copy = _config.price_overrides()
+    copy["apiframe"]["imagine"] = 99  # a copy: the setting is unchanged
+    assert Apiframe.price("imagine", {}).amount == 5
+    _config.set_price_overrides({})
+    assert _config.price_overrides() == {} and Apiframe.price("imagine", {}).amount == 4
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"midjourney": {"imagine": 1}}, "unknown provider 'midjourney'; known: apiframe"),
+    ({"apiframe": {"imagin": 1}}, "no price key 'imagin'; valid keys: blend, describe"),
+    ({"apiframe": {"imagine": -1}}, "must be a finite number >= 0, not -1"),
+    ({"apiframe": {"imagine": float("nan")}}, "finite number"),
+    ({"apiframe": {"imagine": True}}, "finite number"),
+    ({"apiframe": 4}, "must be a dict of price key"),
+    ([("apiframe", 4)], "prices must be a dict"),
+])
+def test_bad_price_overrides_are_refused_in_one_line(no_prices, value, words):
+    _config.set_price_overrides({"blockade": {"skybox": 2}})
+    with pytest.raises(ConfigurationError, match=words.replace("(", r"\(")) as info:
+        _config.set_price_overrides(value)
+    assert "\n" not in str(info.value)
+    assert _config.price_overrides() == {"blockade": {"skybox": 2.0}}  # nothing changed

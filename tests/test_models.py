@@ -238,3 +238,34 @@ def test_wait_refuses_a_timeout_that_is_not_positive_seconds(bad):
     with pytest.raises(ConfigurationError, match="timeout must be a positive number of seconds"):
         job.wait(timeout=bad)
     assert check_timeout(2) == 2.0 and check_timeout(None) is None
+
+
+# ------------------------------------------------------------------ Cost and Balance
+def test_cost_keeps_a_float_amount_and_refuses_bad_figures():
+    from jupyter_imagine.models import Cost
+
+    cost = Cost(4, "credits", "prices")
+    assert cost.amount == 4.0 and isinstance(cost.amount, float) and cost.usd is None
+    assert Cost(0, "requests", "provider").amount == 0.0
+    for amount in (-1, float("nan"), float("inf"), True, "4"):
+        with pytest.raises(InvalidRequest, match="finite amount"):
+            Cost(amount, "credits", "prices")
+    with pytest.raises(InvalidRequest, match="unit"):
+        Cost(1, "", "prices")
+    with pytest.raises(InvalidRequest, match="provider, prices"):
+        Cost(1, "credits", "guess")
+
+
+def test_balance_times_are_utc_and_amounts_floats():
+    from datetime import datetime, timezone
+
+    from jupyter_imagine.models import Balance
+
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+    balance = Balance("neuroflash", {"images": 40, "images_today": 10}, naive,
+                      limits={"images_today": 100}, resets_at="2026-01-03T00:00:00Z")
+    assert balance.read_at == naive.replace(tzinfo=timezone.utc)
+    assert balance.resets_at == datetime(2026, 1, 3, tzinfo=timezone.utc)
+    assert balance.amounts == {"images": 40.0, "images_today": 10.0}
+    assert all(isinstance(v, float) for v in [*balance.amounts.values(), *balance.limits.values()])
+    assert balance.plan is None and Balance("x", {}, naive).limits == {}

@@ -23,6 +23,7 @@ from jupyter_imagine.errors import (
     ModeratedPrompt,
     NotFound,
     PermissionDenied,
+    ProviderError,
     QuotaExceeded,
     RateLimited,
 )
@@ -684,3 +685,30 @@ def test_secrets_never_reach_logs_errors_or_store(tmp_path, monkeypatch, live_sa
             data = path.read_bytes()
             assert secret.encode() not in data, path
             assert not any(token.encode() in data for token in issued), path
+
+
+# ------------------------------------------------------------------ spend
+def test_price_is_one_image_quota_unit_per_image():
+    from jupyter_imagine.models import Cost
+
+    assert Neuroflash.price("imagine", {}) == Cost(1, "images", "prices")
+    assert Neuroflash.price("imagine", {"num_images": 3}).amount == 3
+    assert Neuroflash.price("edit", {"num_images": 2}).amount == 2
+    assert Neuroflash.price("upscale", {"num_images": 4}).amount == 1
+    partial = {"kind": "imagine", "params": {"num_images": 3}, "status": "succeeded",
+               "raw": {"images": [{"id": "a"}], "detail": {"code": "PARTIAL_QUOTA"}}}
+    assert Neuroflash.cost(partial) == Cost(1, "images", "provider")  # what was made
+    assert Neuroflash.cost({**partial, "status": "failed"}) is None
+
+
+def test_quota_balance_reads_available_daily_and_monthly():
+    balance = nf._quota_balance("neuroflash", {
+        "usageTypeKey": "images", "limitAmount": 1000, "limitAmountDaily": 100,
+        "usedAmount": 990, "usedAmountDaily": 90, "availableAmount": 10, "bonusAmount": 5,
+        "spilloverAmount": 0})
+    assert balance.amounts == {"images": 10.0, "images_today": 10.0, "images_month": 15.0}
+    assert balance.limits == {"images_today": 100.0, "images_month": 1005.0}
+    assert (balance.resets_at.hour, balance.resets_at.minute) == (0, 0)
+    assert balance.resets_at > balance.read_at
+    with pytest.raises(ProviderError, match="no amounts"):
+        nf._quota_balance("neuroflash", {"usageTypeKey": "images"})

@@ -95,7 +95,7 @@ def test_every_code_maps_to_its_status_error_and_words(code):
         final = outcome.status is Status.FAILED
         assert update.extras["code" if final else "note"] == code
         if final:
-            assert update.error == outcome.text
+            assert update.error == outcome.message and update.error.startswith(outcome.text)
             assert update.error_type == outcome.error.__name__
         else:
             assert update.error is None and update.error_type is None
@@ -526,7 +526,8 @@ async def every_endpoint(h: Harness) -> None:
     h.tnl.queue_limit = emulation.DEFAULT_QUEUE_LIMIT
     h.tnl.account(KEY).fast_hours = 0
     slow = await h.run("imagine", "a cat")
-    assert (slow.error_type, slow.error) == ("QuotaExceeded", "You've ran out of fast hours")
+    assert (slow.error_type, slow.error) == ("QuotaExceeded", CODES["NO_FAST_HOURS"].message)
+    assert "relax" in slow.error and "\n" not in slow.error
     with pytest.raises(QuotaExceeded, match="fast hours"):
         await api.slash_command("fast")
     h.tnl.account(KEY).fast_hours = 15.0
@@ -660,3 +661,24 @@ def test_engine_kinds_failures_and_client_calls(engine, sandbox):
     assert client.info()["Visibility Mode"] == "Public"
     assert "Relax mode" in client.settings()
     assert client.get_image(grid.grid.url)[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------------ spend
+def test_fast_time_and_subscription_parse_the_info_fields():
+    from jupyter_imagine.providers.thenextleg import _fast_time, _subscription
+
+    assert _fast_time("12.06/15.0 hours (80.37%)") == (
+        {"fast_seconds": pytest.approx(12.06 * 3600)}, {"fast_seconds": 15.0 * 3600})
+    assert _fast_time("none") == ({}, {}) and _fast_time(None) == ({}, {})
+    plan, renews = _subscription("Standard (Active monthly, renews next on December 20)")
+    assert plan == "Standard" and (renews.month, renews.day, renews.hour) == (12, 20, 0)
+    assert renews.tzinfo is not None
+    assert _subscription("Basic") == ("Basic", None) and _subscription("") == (None, None)
+
+
+def test_nothing_published_prices_a_midjourney_job():
+    for kind in ("imagine", "upscale", "variation", "describe"):
+        assert TheNextLeg.price(kind, {}) is None
+    record = {"kind": "imagine", "params": {}, "raw": {}, "extras": {}, "status": "succeeded"}
+    assert TheNextLeg.cost(record) is None
+    assert TheNextLeg.PRICE_UNIT == "fast_seconds" and "imagine" in TheNextLeg.price_keys()

@@ -10,6 +10,7 @@ again.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from .._config import price_overrides, register_price_keys
 from .._secrets import get_logger, scrub
 from ..errors import (
     AuthenticationError,
@@ -24,14 +26,16 @@ from ..errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     RateLimited,
     ServiceUnavailable,
 )
-from ..models import Image, Job, Status
+from ..models import Balance, Cost, Image, Job, Status
 
 logger = get_logger(__name__)
 
 __all__ = [
+    "COST_FIELDS",
     "ChildSpec",
     "ParamSpec",
     "Provider",
@@ -40,6 +44,11 @@ __all__ = [
     "Update",
     "idempotent",
 ]
+
+
+#: Payload fields that state what a job cost, in credits (none of the five documents one; read
+#: in case a payload carries it: a stated figure beats a table).
+COST_FIELDS = ("credits", "cost", "credits_used", "creditsUsed", "credit_cost", "creditCost")
 
 
 def idempotent(fn: Any) -> Any:
@@ -171,6 +180,13 @@ class Provider:
         extra_env: further credential variables (neuroflash: client id, client secret,
             workspace id); the first two are required for the real service (default none).
         kinds: the job kinds :meth:`validate` accepts from the Python API (default imagine).
+        PRICES: price key → amount in :attr:`PRICE_UNIT`, from the provider's published prices
+            only (each module says where each figure comes from; default empty: nothing
+            published, :meth:`price` is ``None``).
+        PRICE_UNIT: the unit the provider counts in (``"credits"`` …; default ``None``).
+        USD_PER_UNIT: a published conversion of one unit to US dollars (default ``None``).
+        PRICE_KEYS: further price keys a user may price with ``set_price_overrides`` where
+            nothing is published (default none).
 
     Public coroutine methods that are not part of this base (``account()``, ``styles()`` …) are
     reachable from Python as ``jupyter_imagine.client(name).method(...)``, run on the engine.
@@ -189,6 +205,15 @@ class Provider:
     poll_batch: ClassVar[int] = 1
     extra_env: ClassVar[tuple[str, ...]] = ()
     kinds: ClassVar[tuple[str, ...]] = ("imagine",)
+    PRICES: ClassVar[Mapping[str, float]] = {}
+    PRICE_UNIT: ClassVar[str | None] = None
+    USD_PER_UNIT: ClassVar[float | None] = None
+    PRICE_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            register_price_keys(cls.name, cls.price_keys())
 
     def __init__(
         self,
@@ -236,11 +261,74 @@ class Provider:
         """Load what :meth:`validate` needs from the service (a style catalogue …), once per
         provider instance, before the first job is validated. Default: nothing."""
 
+    # ------------------------------------------------------------ spend
     @classmethod
-    def credits(cls, record: Mapping[str, Any]) -> float | None:
-        """The credits a succeeded job cost by this provider's published prices, else ``None``
-        (NA). ``record`` has ``kind``, ``params``, ``raw`` and ``extras``; a cost the payload
-        states is read before this is asked. Default: ``None`` (no published per-job price)."""
+    def price_keys(cls) -> tuple[str, ...]:
+        """Every price key of this provider: :attr:`PRICES` and :attr:`PRICE_KEYS`."""
+        return tuple(sorted({*cls.PRICES, *cls.PRICE_KEYS}))
+
+    @classmethod
+    def price_item(cls, kind: str, params: Mapping[str, Any]) -> tuple[str, float] | None:
+        """The price key a job of ``kind`` with ``params`` is charged under, and how many of it
+        (default: ``(kind, 1)``; ``None``: not priced at all)."""
+        return (kind, 1.0)
+
+    @classmethod
+    def price(cls, kind: str, params: Mapping[str, Any]) -> Cost | None:
+        """The expected cost of a job of ``kind`` with ``params`` by the published table (or the
+        user's override via :func:`~jupyter_imagine._config.price_overrides`), source
+        ``"prices"``; ``None`` where nothing is published."""
+        item = cls.price_item(kind or "imagine", params or {})
+        if item is None or cls.PRICE_UNIT is None:
+            return None
+        key, quantity = item
+        table = {**cls.PRICES, **price_overrides().get(cls.name, {})}
+        each = table.get(key)
+        if each is None:
+            return None
+        return cls._cost(float(each) * quantity, "prices")
+
+    @classmethod
+    def cost(cls, record: Mapping[str, Any]) -> Cost | None:
+        """What a finished job cost: a figure its payload states (source ``"provider"``, see
+        :meth:`stated_cost`), else :meth:`price` for succeeded jobs, else ``None``. ``record``
+        has ``kind``, ``params``, ``raw``, ``extras`` and ``status``."""
+        stated = cls.stated_cost(record)
+        if stated is not None:
+            return stated
+        if str(record.get("status") or "") != "succeeded":
+            return None
+        params = record.get("params")
+        return cls.price(str(record.get("kind") or "imagine"),
+                         params if isinstance(params, Mapping) else {})
+
+    @classmethod
+    def stated_cost(cls, record: Mapping[str, Any]) -> Cost | None:
+        """A cost the job's payload states (:data:`COST_FIELDS` in ``raw`` or ``extras``), in
+        credits (what those fields are named after); ``None`` when it states none (default
+        rule; providers whose payload states a cost in their own unit override it)."""
+        for source in (record.get("raw"), record.get("extras")):
+            if not isinstance(source, Mapping):
+                continue
+            for name in COST_FIELDS:
+                value = _number(source.get(name))
+                if value is not None and value >= 0:
+                    return cls._cost(value, "provider", "credits")
+        return None
+
+    @classmethod
+    def _cost(cls, amount: float, source: str, unit: str | None = None) -> Cost:
+        """A :class:`Cost` of ``amount`` in ``unit`` (default :attr:`PRICE_UNIT`), with its
+        dollars where :attr:`USD_PER_UNIT` converts that unit."""
+        unit = unit or str(cls.PRICE_UNIT)
+        usd = None
+        if cls.USD_PER_UNIT is not None and unit == cls.PRICE_UNIT:
+            usd = amount * cls.USD_PER_UNIT
+        return Cost(amount, unit, source, usd)
+
+    async def balance(self) -> Balance | None:
+        """One attempt (the base contract) at what the provider reports left; ``None`` where
+        the provider exposes nothing (the default). Errors map like every other call."""
         return None
 
     @classmethod
@@ -313,6 +401,14 @@ class Provider:
         text = response.text.strip()
         return text[:200] if text and text not in ("{}", "[]") else response.reason_phrase
 
+    def quota_message(self, answer: str) -> str:
+        """The one-line message of an out-of-credits answer (``answer``: the provider's code and
+        words): what ran out and how to top up or wait. Providers say it in their terms."""
+        return (
+            f"{self.label} says the account has run out ({answer}); top up the account or wait "
+            "for its allowance to refill"
+        )
+
     def classify_error(self, response: httpx.Response, message: str) -> type[ImagineError] | None:
         """A more specific exception class for this answer, or ``None`` for the default by code."""
         return None
@@ -369,12 +465,26 @@ class Provider:
                 f"{self.label} rejected the API key ({code}: {message}); "
                 f"check {self.env_key}"
             )
+        elif issubclass(cls, QuotaExceeded):
+            message = self.quota_message(f"{code}: {message}")
         else:
             message = f"{self.label} answered {code}: {message}"
         kwargs: dict[str, Any] = {"provider": self.name, "status_code": code}
         if issubclass(cls, RateLimited):
             kwargs["retry_after"] = retry_after(response)
         raise cls(message, **kwargs)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float (numbers and numeric text; not bools), else ``None``."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 _BY_CODE: dict[int, type[ImagineError]] = {

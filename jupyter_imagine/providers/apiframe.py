@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import httpx
@@ -28,7 +29,17 @@ from ..errors import (
     ProviderError,
     QuotaExceeded,
 )
-from ..models import GRID_ACTIONS, REROLL, UPSCALE_ACTIONS, VARY_REGION, Image, Job, Status
+from ..models import (
+    GRID_ACTIONS,
+    REROLL,
+    UPSCALE_ACTIONS,
+    VARY_REGION,
+    Balance,
+    Image,
+    Job,
+    Status,
+    utcnow,
+)
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
 
 __all__ = ["Apiframe"]
@@ -101,8 +112,11 @@ class _AspectRatio(ParamSpec):
             ) from None
 
 
-#: APIFRAME's credit table (docs.apiframe.ai/my-account/image-credits), by job kind: the "fast"
-#: prices, so turbo jobs of the kinds the table lists as fast only stay NA.
+#: APIFRAME's credit table, by price key (docs.apiframe.ai/my-account/image-credits): Imagine,
+#: Blend, Reroll 4; Variations, Outpaint (zoom), Inpaint (Vary Region), Pan 4 in fast mode;
+#: Describe, Shorten, Seed, Upscale-1x 2; Faceswap 2; high-res upscale 2x 1 and 4x 2; subtle or
+#: creative upscale 4. APIFRAME publishes no dollar price per credit (plans are bundles), so
+#: ``usd`` stays NA.
 APIFRAME_CREDITS: Mapping[str, float] = {
     "imagine": 4,
     "reroll": 4,
@@ -116,11 +130,16 @@ APIFRAME_CREDITS: Mapping[str, float] = {
     "seed": 2,
     "shorten": 2,
     "faceswap": 2,
+    "upscale_2x": 1,
+    "upscale_4x": 2,
+    "upscale_subtle": 4,
+    "upscale_creative": 4,
 }
-#: APIFRAME kinds the table prices for fast mode only (a turbo job of these stays NA).
-_FAST_ONLY = frozenset({"variation", "vary_region", "outpaint", "pan"})
+#: APIFRAME kinds the table prices for fast mode only: in turbo they are priced under
+#: ``<kind>_turbo``, which nothing publishes (NA unless the user prices it).
+_FAST_ONLY = ("variation", "vary_region", "outpaint", "pan")
 #: APIFRAME upscale variants (``type`` of upscale-highres / upscale-alt).
-_UPSCALE_CREDITS: Mapping[str, float] = {"2x": 1, "4x": 2, "subtle": 4, "creative": 4}
+_UPSCALE_VARIANTS = ("2x", "4x", "subtle", "creative")
 
 
 class Apiframe(Provider):
@@ -136,6 +155,9 @@ class Apiframe(Provider):
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 12.0)
     default_timeout: ClassVar[float] = 900.0
     poll_batch: ClassVar[int] = 20
+    PRICES: ClassVar[Mapping[str, float]] = APIFRAME_CREDITS
+    PRICE_UNIT: ClassVar[str | None] = "credits"
+    PRICE_KEYS: ClassVar[tuple[str, ...]] = tuple(f"{k}_turbo" for k in _FAST_ONLY)
     kinds: ClassVar[tuple[str, ...]] = (
         "imagine", "describe", "blend", "seed", "faceswap", "upscale",
     )
@@ -177,17 +199,18 @@ class Apiframe(Provider):
 
     # --------------------------------------------------------------- validation
     @classmethod
-    def credits(cls, record: Mapping[str, Any]) -> float | None:
-        """By :data:`APIFRAME_CREDITS` (upscale variants: 2x 1, 4x 2, subtle or creative 4)."""
-        kind = record.get("kind") or "imagine"
-        params = record.get("params") or {}
-        variant = str(params.get("type") or params.get("upscale_type") or "").lower()
-        if kind.startswith("upscale") and variant in _UPSCALE_CREDITS:
-            return float(_UPSCALE_CREDITS[variant])
+    def price_item(cls, kind: str, params: Mapping[str, Any]) -> tuple[str, float] | None:
+        """The :data:`APIFRAME_CREDITS` key: the kind, ``upscale_<mode>`` for the high-res and
+        subtle/creative upscales (the action's ``mode``, or ``type`` from the Python API),
+        ``<kind>_turbo`` for the fast-only kinds in turbo mode."""
+        variant = str(
+            params.get("mode") or params.get("type") or params.get("upscale_type") or ""
+        ).lower()
+        if kind.startswith("upscale") and variant in _UPSCALE_VARIANTS:
+            return (f"upscale_{variant}", 1.0)
         if kind in _FAST_ONLY and str(params.get("process_mode", "")).lower() == "turbo":
-            return None
-        price = APIFRAME_CREDITS.get(kind)
-        return float(price) if price is not None else None
+            return (f"{kind}_turbo", 1.0)
+        return (kind, 1.0)
 
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Check a new job; ``imagine`` needs a prompt, the other kinds their own fields:
@@ -408,6 +431,30 @@ class Apiframe(Provider):
         response = await self._send("GET", "/account")
         return response.json()
 
+    @idempotent
+    async def balance(self) -> Balance | None:
+        """``GET /account``'s ``credits`` and ``plan``; ``resets_at`` is
+        ``next_billing_date`` when it is a date (one request)."""
+        account = await self.account()
+        credits = account.get("credits") if isinstance(account, dict) else None
+        if isinstance(credits, bool) or not isinstance(credits, (int, float)):
+            raise ProviderError(
+                f"{self.label} /account gave no credits figure: {str(account)[:80]}",
+                provider=self.name,
+            )
+        plan = account.get("plan")
+        return Balance(
+            self.name, {"credits": float(credits)}, utcnow(),
+            plan=str(plan) if plan else None,
+            resets_at=_date(account.get("next_billing_date")),
+        )
+
+    def quota_message(self, answer: str) -> str:
+        return (
+            f"APIFRAME has not enough credits for this job ({answer}); buy credits or upgrade "
+            "the plan in the APIFRAME dashboard, or wait for the plan to renew"
+        )
+
     def parse(self, body: Mapping[str, Any]) -> Update:
         """The :class:`Update` for a fetch / fetch-many / webhook task object."""
         body = dict(body)
@@ -493,3 +540,14 @@ def _image_size(job: Job) -> tuple[int, int]:
     from ..imaging import image_size
 
     return image_size(image.read_bytes())
+
+
+def _date(value: Any) -> datetime | None:
+    """An ISO date or time (``next_billing_date``) as tz-aware UTC, else ``None``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)

@@ -71,7 +71,7 @@ from ..errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from ..models import Image, Job, Status
+from ..models import Balance, Image, Job, Status, utcnow
 from ._base import (
     ChildSpec,
     ParamSpec,
@@ -346,6 +346,13 @@ class Banatie(Provider):
     sandbox_prefix: ClassVar[str] = "/banatie"
     status_map: ClassVar[Mapping[str, Status]] = STATUS_MAP
     kinds: ClassVar[tuple[str, ...]] = ("imagine", "live")
+    #: Banatie charges no credits: what a job spends is requests against the project key's
+    #: limit (100 per hour, announced as X-RateLimit-* on every answer; banatie.app/docs/api).
+    #: A generation or a regenerate is one POST (polls while it is pending count too, and are
+    #: not in the price). Live URLs count against a separate per-IP limit of new generations,
+    #: so ``live`` has no price. No dollar price is published.
+    PRICES: ClassVar[Mapping[str, float]] = {"generation": 1, "regenerate": 1}
+    PRICE_UNIT: ClassVar[str | None] = "requests"
     max_concurrency: ClassVar[int] = 4
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 10.0)
     default_timeout: ClassVar[float] = 600.0
@@ -1097,6 +1104,30 @@ class Banatie(Provider):
         return await self._json(
             "POST", f"/api/v1/live/scopes/{quote(slug, safe='')}/regenerate", json=body
         )
+
+    # --------------------------------------------------------------- spend
+    @classmethod
+    def price_item(cls, kind: str, params: Mapping[str, Any]) -> tuple[str, float] | None:
+        """``imagine`` is a ``generation``; other kinds are priced by their name."""
+        return (_JOB_KIND.get(kind, kind), 1.0)
+
+    @idempotent
+    async def balance(self) -> Balance | None:
+        """The project key's requests left this window, its limit and reset, from the
+        X-RateLimit-* headers: of the last answer when their window is still open, else of one
+        ``GET /api/v1/generations?limit=1`` (which itself counts one request)."""
+        bucket = self._buckets["api"]
+        if bucket.remaining is None or bucket.reset is None or bucket.reset <= time.time():
+            await self._send("GET", "/api/v1/generations", params={"limit": 1})
+        if bucket.remaining is None:
+            raise ProviderError(
+                f"{self.label} announced no X-RateLimit-Remaining header, so there is no "
+                "balance to read", provider=self.name,
+            )
+        reset = datetime.fromtimestamp(bucket.reset, timezone.utc) if bucket.reset else None
+        limits = {"requests": float(bucket.limit)} if bucket.limit is not None else {}
+        return Balance(self.name, {"requests": float(max(0, bucket.remaining))}, utcnow(),
+                       limits=limits, resets_at=reset)
 
     # --------------------------------------------------------------- service
     @idempotent

@@ -53,7 +53,7 @@ from ..errors import (
     ProviderError,
     QuotaExceeded,
 )
-from ..models import Image, Job, Status
+from ..models import Cost, Image, Job, Status
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
 
 __all__ = ["EXPORT_TYPES", "STATUS_MAP", "Blockade"]
@@ -180,6 +180,12 @@ class _Url(ParamSpec):
         return text
 
 
+#: Blockade's published credit prices, by price key: a Model 4 skybox costs 3 credits in its
+#: Standard variant and 6 in Enhanced (api-documentation.blockadelabs.com, skybox page). Nothing
+#: is published for Model 3 skyboxes, remixes or exports: they are priced only by the user's
+#: override (keys ``skybox``, ``remix``, ``export``), else NA. No dollar price per credit is
+#: published for the API, so ``usd`` stays NA.
+BLOCKADE_CREDITS: Mapping[str, float] = {"model4_standard": 3, "model4_enhanced": 6}
 #: Blockade's Model 4 variants, by the words their names contain.
 BLOCKADE_VARIANT_CREDITS: Mapping[str, float] = {"standard": 3, "enhanced": 6}
 _VARIANT_FIELDS = ("variant", "variant_id", "variant_name", "model_variant", "quality")
@@ -198,6 +204,9 @@ class Blockade(Provider):
     poll_interval: ClassVar[tuple[float, float]] = (3.0, 10.0)
     default_timeout: ClassVar[float] = 900.0
     kinds: ClassVar[tuple[str, ...]] = ("imagine", "skybox")
+    PRICES: ClassVar[Mapping[str, float]] = BLOCKADE_CREDITS
+    PRICE_UNIT: ClassVar[str | None] = "credits"
+    PRICE_KEYS: ClassVar[tuple[str, ...]] = ("skybox", "remix", "export")
     params: ClassVar[Mapping[str, ParamSpec]] = {
         "skybox_style_id": ParamSpec(
             "skybox_style_id", int,
@@ -264,20 +273,33 @@ class Blockade(Provider):
 
     # --------------------------------------------------------------- validation
     @classmethod
-    def credits(cls, record: Mapping[str, Any]) -> float | None:
-        """Model 4's variants (:data:`BLOCKADE_VARIANT_CREDITS`: Standard 3, Enhanced 6), from
-        the parameters or the payload; other skyboxes: ``None``."""
-        sources = [record.get(n) for n in ("params", "raw", "extras")]
-        for source in (s for s in sources if isinstance(s, Mapping)):
-            for name in _VARIANT_FIELDS:
-                value = source.get(name)
-                if value is None:
-                    continue
-                text = str(value).lower()
-                for word, price in BLOCKADE_VARIANT_CREDITS.items():
-                    if word in text:
-                        return float(price)
-        return None
+    def price_item(cls, kind: str, params: Mapping[str, Any]) -> tuple[str, float] | None:
+        """A Model 4 variant named in ``params`` (``variant_id`` …, see
+        :data:`BLOCKADE_CREDITS`) → ``model4_<variant>``; else the kind (``skybox`` for
+        ``imagine``), which nothing publishes."""
+        for name in _VARIANT_FIELDS:
+            text = str(params.get(name) or "").lower()
+            for word in BLOCKADE_VARIANT_CREDITS:
+                if word in text:
+                    return (f"model4_{word}", 1.0)
+        return ("skybox" if kind in ("imagine", "skybox") else kind, 1.0)
+
+    @classmethod
+    def cost(cls, record: Mapping[str, Any]) -> Cost | None:
+        """As the base rule, with a Model 4 variant read from the payload too."""
+        params = dict(record.get("params") or {})
+        for source in (record.get("raw"), record.get("extras")):
+            if isinstance(source, Mapping):
+                for name in _VARIANT_FIELDS:
+                    if source.get(name) is not None:
+                        params.setdefault(name, source[name])
+        return super().cost({**record, "params": params})
+
+    def quota_message(self, answer: str) -> str:
+        return (
+            f"Blockade Labs has not enough credits for this skybox ({answer}); buy credits or "
+            "upgrade the plan in your Blockade Labs account, or wait for the plan to renew"
+        )
 
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The normalized params; raises :class:`InvalidRequest` on anything Blockade refuses.

@@ -61,7 +61,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,7 +78,7 @@ from ..errors import (
     ProviderError,
     QuotaExceeded,
 )
-from ..models import Image, Job, Status
+from ..models import Balance, Cost, Image, Job, Status, utcnow
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
 
 __all__ = ["Neuroflash"]
@@ -202,6 +202,11 @@ class Neuroflash(Provider):
     status_map: ClassVar[Mapping[str, Status]] = STATUS_MAP
     extra_env: ClassVar[tuple[str, ...]] = (CLIENT_ID_VAR, CLIENT_SECRET_VAR, WORKSPACE_VAR)
     kinds: ClassVar[tuple[str, ...]] = ("imagine", "edit", "upscale")
+    #: neuroflash counts image work in its ``images`` quota (api-docs/usage/quotas: usage type
+    #: ``images``, amounts in images): each image a generation, edit or upscale task makes uses
+    #: one. neuroflash publishes no dollar price per image for the API (plans are bundles).
+    PRICES: ClassVar[Mapping[str, float]] = {"imagine": 1, "edit": 1, "upscale": 1}
+    PRICE_UNIT: ClassVar[str | None] = "images"
     max_concurrency: ClassVar[int] = 4
     default_timeout: ClassVar[float] = 300.0
     params: ClassVar[Mapping[str, ParamSpec]] = {
@@ -832,6 +837,47 @@ class Neuroflash(Provider):
         self._models = {m["id"]: m for m in models if m.get("id")}
         return models
 
+    @classmethod
+    def price_item(cls, kind: str, params: Mapping[str, Any]) -> tuple[str, float] | None:
+        """One image quota unit per image asked for: ``num_images`` (default 1); an upscale
+        makes one."""
+        count = params.get("num_images") if kind != "upscale" else 1
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            count = 1
+        return (kind, float(count))
+
+    @classmethod
+    def stated_cost(cls, record: Mapping[str, Any]) -> Cost | None:
+        """The images a succeeded task answer lists (fewer than asked when the quota ran out,
+        see its ``detail``): what it took from the ``images`` quota."""
+        raw = record.get("raw")
+        images = raw.get("images") if isinstance(raw, Mapping) else None
+        if str(record.get("status") or "") != "succeeded" or not isinstance(images, list):
+            return super().stated_cost(record)
+        return cls._cost(float(len(images)), "provider")
+
+    @idempotent
+    async def balance(self) -> Balance | None:
+        """The workspace's ``images`` quota (one :meth:`quotas` request): ``images`` is its
+        ``availableAmount``, ``images_today`` what the daily limit leaves and ``images_month``
+        what the monthly limit (with bonus and spillover) leaves; the limits beside them; the
+        daily limit resets at midnight UTC (neuroflash's FAQ)."""
+        quota = next((q for q in await self.quotas("images")
+                      if q.get("usageTypeKey") in (None, "images")), None)
+        if quota is None:
+            raise ProviderError(
+                "neuroflash reported no 'images' quota for this workspace; check "
+                f"{WORKSPACE_VAR} or the workspace's plan", provider=self.name,
+            )
+        return _quota_balance(self.name, quota)
+
+    def quota_message(self, answer: str) -> str:
+        return (
+            f"neuroflash's image quota for this workspace is used up ({answer}); the daily "
+            "limit resets at midnight UTC, the monthly one with the next billing period, or "
+            "upgrade the plan in the neuroflash app"
+        )
+
     @idempotent
     async def quotas(self, usage_type: str | None = "images") -> list[dict[str, Any]]:
         """The workspace's quotas (``usageTypeKey``, ``availableAmount`` …).
@@ -946,6 +992,38 @@ def _json(response: httpx.Response) -> Any:
             f"neuroflash answered {response.status_code} with a body that is not JSON",
             provider="neuroflash",
         ) from None
+
+
+def _quota_balance(provider: str, quota: Mapping[str, Any]) -> Balance:
+    """A :class:`Balance` from one quota entry (see :meth:`Neuroflash.balance`)."""
+
+    def number(name: str) -> float | None:
+        value = quota.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value)
+
+    amounts: dict[str, float] = {}
+    limits: dict[str, float] = {}
+    available = number("availableAmount")
+    daily, used_daily = number("limitAmountDaily"), number("usedAmountDaily")
+    monthly, used = number("limitAmount"), number("usedAmount")
+    extra = (number("bonusAmount") or 0.0) + (number("spilloverAmount") or 0.0)
+    if daily is not None and used_daily is not None:
+        amounts["images_today"], limits["images_today"] = max(0.0, daily - used_daily), daily
+    if monthly is not None and used is not None:
+        amounts["images_month"] = max(0.0, monthly + extra - used)
+        limits["images_month"] = monthly + extra
+    if available is None:
+        available = min(amounts.values()) if amounts else None
+    if available is None:
+        raise ProviderError(f"neuroflash's quota entry has no amounts: {str(quota)[:80]}",
+                            provider=provider)
+    amounts = {"images": available, **amounts}
+    now = utcnow()
+    midnight = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+    return Balance(provider, amounts, now, limits=limits,
+                   resets_at=midnight if "images_today" in amounts else None)
 
 
 def _items(body: Any, *names: str) -> list[Any]:

@@ -54,7 +54,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import httpx
@@ -73,7 +73,7 @@ from ..errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from ..models import ACTION_LABELS, REROLL, VARY_REGION, Image, Job, Status
+from ..models import ACTION_LABELS, REROLL, VARY_REGION, Balance, Image, Job, Status, utcnow
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
 
 __all__ = [
@@ -105,11 +105,18 @@ class Outcome:
         error: the exception class of a failure (its name becomes ``job.error_type``), or
             ``None`` when the code is not an error.
         text: the human-readable words (the seed page's, with "Midjourney" for its redaction).
+        hint: how to get past it, added to a failed job's error (default none).
     """
 
     status: Status
     error: type[ImagineError] | None
     text: str
+    hint: str = ""
+
+    @property
+    def message(self) -> str:
+        """:attr:`text`, with :attr:`hint` after a semicolon when there is one."""
+        return f"{self.text}; {self.hint}" if self.hint else self.text
 
 
 #: The one table: every content code of the seed page, plus ``incomplete``, → its outcome.
@@ -140,9 +147,14 @@ CODES: dict[str, Outcome] = {
     "MODERATION_OUTAGE": Outcome(
         Status.FAILED, ServiceUnavailable, "There is a content moderator outage"
     ),
-    "NO_FAST_HOURS": Outcome(Status.FAILED, QuotaExceeded, "You've ran out of fast hours"),
+    "NO_FAST_HOURS": Outcome(
+        Status.FAILED, QuotaExceeded, "You've ran out of fast hours",
+        "buy fast hours on midjourney.com, switch to relax mode "
+        "(client('thenextleg').slash_command('relax')) or wait for the plan to renew",
+    ),
     "PLEASE_SUBSCRIBE_TO_MJ_IN_YOUR_DASHBOARD": Outcome(
-        Status.FAILED, QuotaExceeded, "You're not subscribed to Midjourney"
+        Status.FAILED, QuotaExceeded, "You're not subscribed to Midjourney",
+        "subscribe to a Midjourney plan in the TheNextLeg dashboard",
     ),
     "QUEUE_FULL": Outcome(Status.FAILED, RateLimited, "Queue full"),
     "incomplete": Outcome(
@@ -287,6 +299,14 @@ class TheNextLeg(Provider):
     poll_interval: ClassVar[tuple[float, float]] = (2.0, 10.0)
     default_timeout: ClassVar[float] = 1200.0  # past expireMins=12: TNL's "incomplete" comes first
     kinds: ClassVar[tuple[str, ...]] = ("imagine", "describe", "blend", "seed", "info")
+    #: Midjourney counts fast GPU time; neither it nor TheNextLeg publishes a price per job
+    #: (only that an average job takes about a GPU minute), so PRICES is empty and every job's
+    #: price is NA unless the user prices a kind (``{"thenextleg": {"imagine": 60}}``).
+    PRICE_UNIT: ClassVar[str | None] = "fast_seconds"
+    PRICE_KEYS: ClassVar[tuple[str, ...]] = (
+        "imagine", "reroll", "variation", "vary_region", "outpaint", "pan", "upscale",
+        "describe", "blend", "seed",
+    )
     #: ``expireMins`` sent on every poll when the job does not set ``expire_mins`` (default 12).
     expire_mins: ClassVar[int] = EXPIRE_MINS
     params: ClassVar[Mapping[str, ParamSpec]] = {
@@ -344,7 +364,9 @@ class TheNextLeg(Provider):
         cls: type[ImagineError] = InvalidRequest
         if code is not None and CODES[code].error is not None:
             cls = CODES[code].error  # type: ignore[assignment]
-            message = f"{CODES[code].text} ({code})"
+            message = f"{CODES[code].text} ({code})" + (
+                f"; {CODES[code].hint}" if CODES[code].hint else ""
+            )
         elif "invalid phrase" in message.lower():
             cls = ModeratedPrompt
         raise cls(f"{self.label} refused the request: {message}", provider=self.name)
@@ -602,6 +624,28 @@ class TheNextLeg(Provider):
         content = message.get("content")
         return content if isinstance(content, str) else str(content or "")
 
+    @idempotent
+    async def balance(self) -> Balance | None:
+        """``/v2/info``'s ``Fast Time Remaining`` (``"12.06/15.0 hours (80.37%)"``) as
+        ``fast_seconds`` left and the plan's total as its limit; the plan and its renewal day
+        from ``Subscription`` when given. Relax mode has no allowance to report."""
+        info = await self.info()
+        amounts, limits = _fast_time(info.get("Fast Time Remaining"))
+        if not amounts:
+            raise ProviderError(
+                f"{self.label} /info gave no 'Fast Time Remaining': {str(info)[:80]}",
+                provider=self.name,
+            )
+        plan, renews = _subscription(info.get("Subscription"))
+        return Balance(self.name, amounts, utcnow(), plan=plan, limits=limits,
+                       resets_at=renews)
+
+    def quota_message(self, answer: str) -> str:
+        return (
+            f"TheNextLeg's Midjourney account has no fast hours left ({answer}); buy fast "
+            "hours on midjourney.com, switch to relax mode or wait for the plan to renew"
+        )
+
     async def _await(self, response: httpx.Response, what: str) -> dict[str, Any]:
         """Poll the message a command answered until it is done; its response object.
 
@@ -674,7 +718,7 @@ class TheNextLeg(Provider):
                 extras["code"] = code
                 return Update(
                     status=Status.FAILED,
-                    error=outcome.text,
+                    error=outcome.message,
                     error_type=outcome.error.__name__ if outcome.error else "JobFailed",
                     extras=extras,
                     raw=raw,
@@ -809,6 +853,43 @@ def _info(content: Any) -> dict[str, Any]:
         if sep and key.strip():
             out[key.strip()] = value.strip()
     return out
+
+
+_FAST_TIME = re.compile(r"([\d.]+)\s*/\s*([\d.]+)\s*hours?", re.IGNORECASE)
+_RENEWS = re.compile(r"renews next on ([A-Za-z]+ \d{1,2})")
+
+
+def _fast_time(text: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """``"12.06/15.0 hours (80.37%)"`` → ``({"fast_seconds": …}, {"fast_seconds": …})``."""
+    match = _FAST_TIME.search(str(text or ""))
+    if match is None:
+        return {}, {}
+    try:
+        left, total = float(match.group(1)), float(match.group(2))
+    except ValueError:
+        return {}, {}
+    return {"fast_seconds": left * 3600}, {"fast_seconds": total * 3600}
+
+
+def _subscription(text: Any) -> tuple[str | None, datetime | None]:
+    """``"Standard (Active monthly, renews next on December 20)"`` → the plan and the next
+    renewal (midnight UTC of that day, this year or next)."""
+    text = str(text or "").strip()
+    if not text:
+        return None, None
+    plan = text.split("(", 1)[0].strip() or None
+    match = _RENEWS.search(text)
+    if match is None:
+        return plan, None
+    now = utcnow()
+    try:
+        when = datetime.strptime(f"{match.group(1)} {now.year}", "%B %d %Y")
+    except ValueError:
+        return plan, None
+    when = when.replace(tzinfo=timezone.utc)
+    if when < now - timedelta(days=1):
+        when = when.replace(year=now.year + 1)
+    return plan, when
 
 
 def _timestamp(value: Any) -> str | None:

@@ -11,10 +11,15 @@ follow the semantics of each action (see :mod:`jupyter_imagine.imaging`).
     >>> state.faults.add("/apiframe/fetch", status=429, retry_after=2)
     >>> state.clock.advance(60)            # jump every job a minute ahead
 
+Accounts (:mod:`._accounts`): ``set_balance("apiframe", 8)``, ``top_up(...)`` and
+``balance(...)`` set and read what the in-process sandbox's providers have left;
+``JUPYTER_IMAGINE_SANDBOX_BALANCE=low`` starts every account nearly empty.
+
 See ``_app.py`` for the control routes (``/_sandbox/...``) and how to add a provider, and each
 provider module (``_apiframe.py`` …) for what it emulates, its magic words and its choices.
 """
 
+from ._accounts import BALANCE_ENV, balance, set_balance, top_up
 from ._app import PROVIDERS, create_app
 from ._clock import SimClock
 from ._faults import Fault, FaultInjector
@@ -27,11 +32,15 @@ from ._state import SandboxState
 SAMPLE_REMOTE_IDS: dict[str, frozenset[str]] = {"neuroflash": frozenset({SEEDED_GENERATION_ID})}
 
 __all__ = [
+    "BALANCE_ENV",
     "PROVIDERS",
     "SAMPLE_REMOTE_IDS",
     "Fault",
     "FaultInjector",
     "SandboxState",
     "SimClock",
+    "balance",
     "create_app",
+    "set_balance",
+    "top_up",
 ]

@@ -23,6 +23,9 @@ Besides the providers the app serves:
   address are delivered in-process, so this works without a socket too.
 - ``GET /_sandbox/clock`` — ``{"now", "speed"}``; ``POST`` ``{"advance": seconds}`` and/or
   ``{"speed": s}`` moves or re-speeds the clock (for tests against a server in another process).
+- ``GET /_sandbox/balance`` — every account's ``{"provider", "amount", "unit"}``; ``POST``
+  ``{"provider": "apiframe", "amount": 500}`` sets one, ``{"provider": …, "add": 100}`` tops it
+  up (see :mod:`._accounts`; ``JUPYTER_IMAGINE_SANDBOX_BALANCE`` sets the start).
 
 Request bodies over ``max_body`` get a 413; the control routes can be disabled or put behind a
 token (:class:`~._middleware.ControlPolicy`), which ``__main__`` does for non-loopback binds.
@@ -43,6 +46,7 @@ from starlette.routing import Mount, Route
 
 from .._secrets import get_logger
 from . import (
+    _accounts,
     _apiframe,
     _banatie,
     _banatie_cdn,
@@ -113,8 +117,12 @@ def create_app(
     clock = store.clock(speed) if store is not None else SimClock(speed)
     state = SandboxState(clock=clock, seed=int(seed), faults=FaultInjector(int(seed)))
     mounts = [Mount(p.PREFIX, app=p.build(state), name=p.NAME) for p in PROVIDERS]
-    if store is not None:
+    _accounts.start_balance(state)
+    if store is not None:  # a restart keeps the saved balance unless the setting changed
         store.restore(state)
+        state.persistence = store
+        _accounts.restart_balance(state, store)
+    _accounts.register(state)
 
     async def index(request: Request) -> Response:
         root = str(request.base_url).rstrip("/")

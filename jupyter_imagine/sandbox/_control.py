@@ -4,7 +4,8 @@
 clears; the fields are documented in :mod:`._faults`);
 ``/_sandbox/requests`` counts requests per method and path; ``/_sandbox/webhook-sink`` records
 what is POSTed to it (webhooks pointed at the sandbox itself); ``/_sandbox/clock`` reads, sets
-the speed of, or advances the simulated clock.
+the speed of, or advances the simulated clock; ``/_sandbox/balance`` lists (GET), sets
+(``{"provider", "amount"}``) or tops up (``{"provider", "add"}``) the providers' accounts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..errors import ConfigurationError
+from . import _accounts
 from ._state import SandboxState
 
 __all__ = ["CONTROL_PREFIX", "Control"]
@@ -43,6 +46,7 @@ class Control:
                 CONTROL_PREFIX + "/webhook-sink/{rest:path}", self.webhook_sink, methods=["POST"]
             ),
             Route(CONTROL_PREFIX + "/clock", self.clock, methods=["GET", "POST"]),
+            Route(CONTROL_PREFIX + "/balance", self.balance, methods=["GET", "POST"]),
         ]
 
     async def faults(self, request: Request) -> Response:
@@ -102,3 +106,20 @@ class Control:
             except (ValueError, TypeError, AttributeError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"now": self.state.clock.now(), "speed": self.state.clock.speed})
+
+    async def balance(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                spec = json.loads(await request.body() or b"{}")
+                if not isinstance(spec, dict) or ("amount" in spec) == ("add" in spec):
+                    raise ValueError('give {"provider", "amount"} to set or {"provider", "add"} '
+                                     "to top up")
+                provider = str(spec.get("provider"))
+                add = "add" in spec
+                amount = _accounts.check_amount(provider, spec["add" if add else "amount"])
+            except (ValueError, ConfigurationError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            _accounts.write(self.state, provider, amount, add=add)
+            return JSONResponse(_accounts.read(self.state, provider))
+        names = [n for n in _accounts.ACCOUNTS if n in self.state.providers]
+        return JSONResponse({"balances": [_accounts.read(self.state, n) for n in names]})

@@ -160,6 +160,23 @@ class SandboxPersistence:
         assert self._db is not None
         self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)", (value,))
 
+    # ------------------------------------------------------------------ meta
+    def read_meta(self, name: str) -> str | None:
+        """The saved value of setting ``name`` (``None``: never saved)."""
+        row = self._query("SELECT value FROM meta WHERE name = ?", (name,))
+        return row[0][0] if row else None
+
+    def write_meta(self, name: str, value: str) -> None:
+        """Save setting ``name`` (a no-op when the directory is unusable)."""
+        if self._db is None:
+            return
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                                 (name, value))
+        except sqlite3.Error as exc:
+            self._disable(exc)
+
     # ------------------------------------------------------------------ rows
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if self._db is None:

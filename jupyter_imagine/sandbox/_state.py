@@ -120,6 +120,8 @@ class SandboxState:
         images: a bounded cache of rendered image bytes, shared by the providers.
         app: the root ASGI app (set by ``create_app``); webhooks to the sandbox's own address
             are delivered to it in-process.
+        persistence: the app's on-disk state (:class:`~._persist.SandboxPersistence`), when
+            it keeps one (set by ``create_app``; default ``None``).
     """
 
     clock: SimClock = field(default_factory=SimClock)
@@ -136,6 +138,7 @@ class SandboxState:
         default_factory=lambda: LRU(max_entries=512, max_cost=256 * 2**20, cost=_sizeof)
     )
     app: Any = None
+    persistence: Any = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     # ------------------------------------------------------------------ checks

@@ -40,7 +40,8 @@ one as a whole word is refused at submit with 400 ``Banned prompt: 'gore'``.
 Credits start at 10000 and each accepted submit costs what APIFRAME charges (imagine, reroll,
 variations, inpaint, outpaint, pan, blend, upscale-alt 4; upscale-1x, describe, seed, faceswap,
 upscale-highres 4x 2; upscale-highres 2x 1). With too few left the submit gets 402
-``Not enough credits``.
+``Not enough credits``. ``JUPYTER_IMAGINE_SANDBOX_BALANCE`` and ``/_sandbox/balance`` set the
+credits (see :mod:`.._accounts`).
 
 Choices where ``providers.md`` marks the real behaviour as inferred or unknown:
 

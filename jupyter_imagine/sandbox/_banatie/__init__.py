@@ -57,6 +57,7 @@ generous (``api_limit`` 10000, ``live_limit`` 1000 per window); ``enforce_real_l
 applies the real ones (100 requests per key, 10 new live generations per IP). Windows last
 ``rate_window`` simulated seconds (3600) from the first counted request, so at speed 1000 an hour
 passes in 3.6 real seconds; the headers give real time. ``rate_limited`` counts 429s answered.
+The sandbox's balance setting (:mod:`.._accounts`) sets ``api_limit`` and opens fresh windows.
 
 Choices where ``providers.md`` marks the real behaviour as inferred [I] or unknown [U]:
 

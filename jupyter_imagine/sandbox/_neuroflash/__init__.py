@@ -58,7 +58,8 @@ Quotas: ``images`` (used by every generated, edited or upscaled image; uploads a
 ``words`` (untouched). Defaults: 1000 a month, 100 a day. A request for more images than are
 left makes what is left and says so in ``detail``
 (``{"code": "PARTIAL_QUOTA", "message": …}``); with none left it is 402. The daily amount does
-not reset in the sandbox (its clock has no midnight); set ``quota`` fields to test.
+not reset in the sandbox (its clock has no midnight); set ``quota`` fields to test, or the
+available amount with ``/_sandbox/balance`` (see :mod:`.._accounts`).
 
 Models (``image-models``; size in pixels of the long side):
 

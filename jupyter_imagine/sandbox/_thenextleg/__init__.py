@@ -66,7 +66,8 @@ simulated second after submit:
 - ``ALREADY_REQUESTED_UPSCALE`` — a second ``U<n>`` of the same grid quadrant.
 - ``NO_FAST_HOURS`` — a job in fast or turbo mode (the account's mode, or ``--fast``/``--turbo``)
   while the account's ``fast_hours`` is 0; also ``slash-commands fast`` then. Each account
-  (one per token, :meth:`TheNextLeg.account`) starts with 15 fast hours; a grid costs one GPU
+  (one per token, :meth:`TheNextLeg.account`) starts with 15 fast hours (or what
+  :mod:`.._accounts`' balance setting says); a grid costs one GPU
   minute, a high-res upscale two, turbo twice that, relax nothing. ``--relax`` runs one job in
   relax mode.
 - ``INVALID_PARAMETER`` — a malformed ``--ar``/``--aspect`` or an unknown ``--flag`` in ``msg``.

@@ -32,6 +32,7 @@ from ._wire import (
     DEFAULT_QUEUE_LIMIT,
     DURATION,
     FAIL_AFTER,
+    FAST_HOURS,
     ID_ALPHABET,
     IMAGE_PATH,
     NAME,
@@ -54,6 +55,8 @@ class TheNextLegCore:
         queue_limit: jobs a token may have queued or running at once; one more fails with
             ``QUEUE_FULL`` (default 50).
         accounts: per token, its :class:`Account`.
+        start_fast_hours: the fast hours a new account starts with (default 15; the sandbox's
+            balance setting, :mod:`.._accounts`, changes it).
         messages: every message by messageId; ``by_button`` maps buttonMessageIds to them.
             Messages are also in ``state.tasks`` under ``("thenextleg", messageId)``.
     """
@@ -65,6 +68,7 @@ class TheNextLegCore:
         self.state = state
         self.queue_limit = DEFAULT_QUEUE_LIMIT
         self.accounts: dict[str, Account] = {}
+        self.start_fast_hours = FAST_HOURS
         self.messages: dict[str, Message] = {}
         self.by_button: dict[str, Message] = {}
         self._draw_locks: dict[str, threading.Lock] = {}
@@ -78,7 +82,8 @@ class TheNextLegCore:
         """The account of token ``key`` (made on first use)."""
         account = self.accounts.get(key)
         if account is None:
-            account = self.accounts[key] = Account()
+            hours = self.start_fast_hours
+            account = self.accounts[key] = Account(hours, max(FAST_HOURS, hours))
         return account
 
     def base_url(self, request: Request) -> str:
@@ -141,7 +146,7 @@ class TheNextLegCore:
         if message.mj_job and message.code is None:
             if self.running(message.key) >= self.queue_limit:
                 self.fail(message, "QUEUE_FULL", 0.5)
-            elif message.mode in ("fast", "turbo") and cost > 0 and account.fast_hours <= 0:
+            elif message.mode in ("fast", "turbo") and cost > 0 and account.fast_hours <= 1e-9:
                 self.fail(message, "NO_FAST_HOURS", 0.5)
         if message.code is None:
             factor = {"relax": 1.5, "turbo": 0.5}.get(message.mode, 1.0)
