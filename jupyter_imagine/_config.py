@@ -21,7 +21,14 @@ from pathlib import Path
 from ._secrets import register
 from .errors import ConfigurationError
 
-__all__ = ["ProviderSettings", "home", "provider_settings", "sandbox_speed", "secret_param"]
+__all__ = [
+    "ProviderSettings",
+    "home",
+    "images_url",
+    "provider_settings",
+    "sandbox_speed",
+    "secret_param",
+]
 
 SANDBOX_KEY = "sandbox-key"
 #: The base URL of the in-process sandbox (reached through httpx.ASGITransport, no socket).
@@ -154,3 +161,16 @@ def store_url() -> str | None:
             "personal SQLite history under JUPYTER_IMAGINE_HOME)"
         )
     return value
+
+
+def images_url() -> str | None:
+    """The shared image store every machine reads and writes, from ``JUPYTER_IMAGINE_IMAGES``:
+    a folder, a ``file://`` URL or any fsspec URL (``s3://bucket/prefix``, ``gcs://…``; those
+    need their fsspec backend package). Default ``None``: images stay in the local folder
+    ``<JUPYTER_IMAGINE_HOME>/images`` only. Each machine keeps a local read-through copy there
+    either way.
+    """
+    value = _env("JUPYTER_IMAGINE_IMAGES")
+    if value is None or "://" in value:
+        return value
+    return str(Path(value).expanduser())

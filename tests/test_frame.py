@@ -11,7 +11,7 @@ import pytest
 from jupyter_imagine import _secrets
 from jupyter_imagine.errors import InvalidRequest
 from jupyter_imagine.models import Image, Job, Status
-from jupyter_imagine.store import FRAME_COLUMNS, STATUS_ORDER, Store
+from jupyter_imagine.store import FRAME_COLUMNS, STATUS_ORDER
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 SECRET = "sk-test-SECRET-frame-654321"

@@ -31,7 +31,12 @@ __all__ = [
 ]
 
 
-def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None = None) -> Any:
+def open_store(
+    target: str | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    images: str | None = None,
+) -> Any:
     """The store for ``target``: a ``postgresql://`` URL opens the team store, anything else
     (a folder, default ``None``) the SQLite history there.
 
@@ -40,9 +45,12 @@ def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None
             SQLite history under ``home``.
         home: the folder of the SQLite history and of the local image cache, default ``None``:
             :func:`jupyter_imagine._config.home`.
+        images: the shared image store (a folder or an fsspec URL), default ``None``:
+            ``JUPYTER_IMAGINE_IMAGES`` if set, else the local image cache only.
 
     Raises:
-        ConfigurationError: a PostgreSQL URL, but psycopg is not installed.
+        ConfigurationError: a PostgreSQL URL, but psycopg is not installed; a shared image
+            store, but fsspec (or its backend for the URL) is not installed.
         StorageError: the store cannot be opened (one line: what and how to fix it).
     """
     if target is None:
@@ -58,5 +66,5 @@ def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None
                 "'jupyter_imagine[postgres]' (or unset JUPYTER_IMAGINE_STORE for the personal "
                 "SQLite history)"
             ) from None
-        return PostgresStore(str(target), home=home)
-    return Store(target if target is not None else home)
+        return PostgresStore(str(target), home=home, images=images)
+    return Store(target if target is not None else home, images=images)

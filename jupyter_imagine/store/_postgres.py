@@ -47,7 +47,7 @@ from psycopg.pq import TransactionStatus
 from .. import _frame
 from .._secrets import get_logger
 from ..errors import StorageError
-from ._sqlite import UNFINISHED_SQL, JOB_INDEXES, IMAGES_DIR, SCHEMA_VERSION, Store
+from ._sqlite import JOB_INDEXES, SCHEMA_VERSION, UNFINISHED_SQL, Store
 
 __all__ = ["PostgresStore", "safe_url"]
 
@@ -190,6 +190,9 @@ class PostgresStore(Store):
             also come from ``~/.pgpass`` or ``PGPASSWORD``).
         home: the folder of the image cache, default ``None``:
             :func:`jupyter_imagine._config.home`.
+        images: the shared image store every machine reads and writes (a folder or an fsspec
+            URL), default ``None``: ``JUPYTER_IMAGINE_IMAGES`` if set, else each machine keeps
+            its images in its own local folder only.
 
     Attributes:
         url: the URL without its password (also :attr:`path`, what messages name).
@@ -207,7 +210,9 @@ class PostgresStore(Store):
     )
     _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, url: str, home: str | os.PathLike[str] | None = None, *, images: str | None = None
+    ) -> None:
         if home is None:
             from .._config import home as default_home
 
@@ -215,10 +220,9 @@ class PostgresStore(Store):
         self._url = url
         self.url = self.path = safe_url(url)  # type: ignore[assignment]
         self.home = Path(home).expanduser().absolute()
-        self.images_dir = self.home / IMAGES_DIR
         self._lock = threading.Lock()
         try:
-            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self._open_images(images)
             conn = self._connect()
         except self._DB_ERRORS as exc:
             raise self._storage_error(exc) from None
