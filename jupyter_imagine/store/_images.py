@@ -17,7 +17,9 @@ shared store (``JUPYTER_IMAGINE_IMAGES``, see :func:`jupyter_imagine._config.ima
 * **Reading** (:meth:`ImageCache.local`): a stored path (maybe another machine's) becomes a file
   on this machine: the path itself if it exists, else the same address in the local folder,
   else — when shared — the shared copy fetched into the local folder (a read-through cache:
-  the next read is local), else ``None`` (the image counts as missing).
+  the next read is local), else ``None`` (the image counts as missing; after a failure of the
+  shared store, reads skip it for :data:`READ_PAUSE_S` seconds rather than wait on it for every
+  image).
 
 Paths of other machines are mapped by their address (the last two parts of the path), so a
 record written on one machine reads on any other.
@@ -31,13 +33,14 @@ import os
 import re
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .._secrets import get_logger, redact
+from .._secrets import get_logger, redact, register
 from ..errors import ConfigurationError, InvalidRequest
 
 __all__ = ["ImageCache", "address_of", "clean_ext", "detect_ext"]
@@ -57,6 +60,8 @@ _ADDRESS = re.compile(r"(?:^|[/\\])([0-9a-f]{2})[/\\]([0-9a-f]{62}\.[a-z0-9]{1,1
 OBJECT_STORES = frozenset(
     {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "memory"}
 )
+#: Seconds reads skip the shared store after it failed (the images count as missing meanwhile).
+READ_PAUSE_S = 30.0
 _INSTALL = "pip install 'jupyter_imagine[shared-images]'"
 
 
@@ -116,8 +121,10 @@ def safe_url(url: str) -> str:
     return url
 
 
-def open_shared(url: str) -> tuple[Any, str]:
-    """The fsspec file system and root path of the shared image store at ``url``.
+def check_shared(url: str) -> None:
+    """Check that the shared image store at ``url`` can be opened here: fsspec and the backend
+    of ``url``'s protocol are installed (nothing is connected yet: a store that is down is no
+    configuration error, see :meth:`ImageCache.put`).
 
     Raises:
         ConfigurationError: fsspec, or the backend package of ``url``'s protocol, is not
@@ -131,21 +138,19 @@ def open_shared(url: str) -> tuple[Any, str]:
             f"JUPYTER_IMAGINE_IMAGES={shown} needs fsspec: {_INSTALL} (or unset "
             "JUPYTER_IMAGINE_IMAGES to keep images in the local folder only)"
         ) from None
-    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
     try:
-        fs, root = fsspec.core.url_to_fs(url)
+        fsspec.get_filesystem_class(protocol)
     except ImportError:
-        package = _backend_package(protocol)
         raise ConfigurationError(
             f"JUPYTER_IMAGINE_IMAGES={shown} needs the fsspec backend for {protocol}://: "
-            f"pip install {package}"
+            f"pip install {_backend_package(protocol)}"
         ) from None
-    except ValueError as exc:
+    except ValueError:
         raise ConfigurationError(
-            f"JUPYTER_IMAGINE_IMAGES={shown} is not a URL fsspec can open "
-            f"({redact(str(exc))}); use a folder, file://…, s3://bucket/prefix or gcs://…"
+            f"JUPYTER_IMAGINE_IMAGES={shown}: fsspec knows no protocol {protocol!r}; use a "
+            "folder, file://…, s3://bucket/prefix (s3fs) or gcs://bucket/prefix (gcsfs)"
         ) from None
-    return fs, str(root).rstrip("/")
 
 
 def _backend_package(protocol: str) -> str:
@@ -175,16 +180,31 @@ class ImageCache:
     def __init__(self, folder: str | os.PathLike[str], shared: str | None = None) -> None:
         self.folder = Path(folder)
         self.shared = safe_url(shared) if shared else None
-        self._fs, self._root = open_shared(shared) if shared else (None, "")
-        protocols = getattr(self._fs, "protocol", ()) if self._fs is not None else ()
-        protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
-        self._object_store = bool(OBJECT_STORES.intersection(protocols))
+        self._url = shared or None
+        if shared:
+            register(urlsplit(shared).password)  # never in a message or a log line
+            check_shared(shared)
+        self._opened: tuple[Any, str, bool] | None = None
         self._warned: set[str] = set()
-        self._warn_lock = threading.Lock()
+        self._reads_resume = 0.0  # monotonic time before which reads skip a failing store
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         shared = f" shared={self.shared!r}" if self.shared else ""
         return f"<ImageCache {str(self.folder)!r}{shared}>"
+
+    def _open(self) -> tuple[Any, str, bool]:
+        """The shared store's fsspec file system, its root path, and whether it is an object
+        store; opened on first use (a backend may connect then), again after a failure."""
+        with self._lock:
+            if self._opened is None:
+                import fsspec
+
+                fs, root = fsspec.core.url_to_fs(self._url)
+                protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+                objects = bool(OBJECT_STORES.intersection(protocols))
+                self._opened = (fs, str(root).rstrip("/"), objects)
+            return self._opened
 
     # ----------------------------------------------------------------- writing
     def address(self, data: bytes, ext: str) -> Path:
@@ -219,7 +239,7 @@ class ImageCache:
                           if v is not None}
                 payload = png_with_text(data, chunks)
             write_file(path, payload)
-        if self._fs is not None:
+        if self._url is not None:
             self._share(path)
         return path
 
@@ -227,22 +247,23 @@ class ImageCache:
         """Copy the local file ``path`` to the shared store unless it is there already."""
         relative = address_of(path)
         assert relative is not None
-        target = f"{self._root}/{relative}"
         try:
-            if self._fs.exists(target):
+            fs, root, object_store = self._open()
+            target = f"{root}/{relative}"
+            if fs.exists(target):
                 return
             payload = path.read_bytes()
-            if self._object_store:
-                self._fs.pipe_file(target, payload)
+            if object_store:
+                fs.pipe_file(target, payload)
             else:
-                self._fs.makedirs(f"{self._root}/{relative[:2]}", exist_ok=True)
-                tmp = f"{self._root}/{relative[:2]}/.tmp-{uuid.uuid4().hex}-{relative[3:]}"
+                fs.makedirs(f"{root}/{relative[:2]}", exist_ok=True)
+                tmp = f"{root}/{relative[:2]}/.tmp-{uuid.uuid4().hex}-{relative[3:]}"
                 try:
-                    self._fs.pipe_file(tmp, payload)
-                    self._fs.mv(tmp, target)
+                    fs.pipe_file(tmp, payload)
+                    fs.mv(tmp, target)
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        self._fs.rm_file(tmp)
+                        fs.rm_file(tmp)
                     raise
         except Exception as exc:  # any backend's failure: keep the local copy
             self._warn("put", "could not write image %s to the shared store %s (%s); kept it "
@@ -268,14 +289,18 @@ class ImageCache:
         mine = self.folder / relative
         if mine.is_file():
             return mine
-        return self._fetch(relative, mine) if self._fs is not None else None
+        return self._fetch(relative, mine) if self._url is not None else None
 
     def _fetch(self, relative: str, mine: Path) -> Path | None:
+        if time.monotonic() < self._reads_resume:
+            return None  # it failed moments ago: do not wait on it for every image
         try:
-            payload = self._fs.cat_file(f"{self._root}/{relative}")
+            fs, root, _ = self._open()
+            payload = fs.cat_file(f"{root}/{relative}")
         except FileNotFoundError:
             return None
         except Exception as exc:  # any backend's failure: the image is missing
+            self._reads_resume = time.monotonic() + READ_PAUSE_S
             self._warn("read", "could not read image %s from the shared store %s (%s); it "
                        "counts as missing", relative, self.shared, _reason(exc))
             return None
@@ -305,14 +330,14 @@ class ImageCache:
     # ----------------------------------------------------------------- warnings
     def _warn(self, what: str, message: str, *args: Any) -> None:
         """Log ``message`` as a warning the first time ``what`` fails, then at debug level."""
-        with self._warn_lock:
+        with self._lock:
             first = what not in self._warned
             self._warned.add(what)
         log.log(30 if first else 10, message, *args)
 
     def _recovered(self, what: str) -> None:
         if what in self._warned:
-            with self._warn_lock:
+            with self._lock:
                 self._warned.discard(what)
             log.info("the shared image store %s works again (%s)", self.shared, what)
 
