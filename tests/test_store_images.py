@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import shutil
 import subprocess
@@ -129,11 +130,15 @@ def test_the_frame_shows_this_machines_paths_without_fetching(two_machines, shar
     job = job_with(path)
     a.save(job.to_record())
     copy(job.id)
+    own = job_with(b.put_image(png_bytes(color=(4, 5, 6))), id="bs-own-job")
+    b.save(own.to_record())
     elsewhere(a)
-    row = b.frame(keys_as_columns=True).set_index("id").loc[job.id]
-    assert row["image_paths"] == [str(b.images_dir / address_of(path))]
+    frame = b.frame(keys_as_columns=True).set_index("id")
+    assert frame.loc[job.id, "image_paths"] == [str(b.images_dir / address_of(path))]
+    assert frame.loc[own.id, "image_paths"] == [own.images[0].path]
     assert not (b.images_dir / address_of(path)).exists()  # mapped, not fetched
-    assert a.frame()["image_paths"].tolist() == [[str(path)]]
+    assert b.frame(limit=1, include_raw=True)["image_paths"].iloc[0] == [own.images[0].path]
+    assert a.frame().loc[("apiframe", job.id), "image_paths"] == [str(path)]
     assert shared_file(folder, path).exists()
 
 
@@ -148,6 +153,8 @@ def test_without_a_shared_store_paths_are_kept_and_nothing_is_shared(tmp_path):
         moved = job_with(tmp_path / "old-home" / "images" / address_of(path), id="moved")
         store.save(moved.to_record())
         assert store.get("moved")["images"][0]["path"] == str(path)  # same content, found here
+        frame = store.frame(keys_as_columns=True).set_index("id")
+        assert frame.loc["moved", "image_paths"] == [moved.images[0].path]  # shown as stored
     assert not (tmp_path / "shared").exists()
 
 
@@ -350,3 +357,27 @@ def test_put_writes_the_same_address_as_before(tmp_path):
     cache = ImageCache(tmp_path)
     assert cache.put(data) == tmp_path / digest[:2] / f"{digest[2:]}.png"
     assert cache.local(str(tmp_path / "nowhere.png")) is None and cache.local(None) is None
+
+
+def test_here_json_maps_every_other_folder_and_leaves_the_rest(tmp_path):
+    cache = ImageCache(tmp_path / "images")
+    names = ["a" * 64 + ".png", "b" * 64 + ".jpg", "c" * 64 + ".webp"]
+    mine = [f"{tmp_path}/images/{n[:2]}/{n[2:]}" for n in names]
+    stored = [
+        [f"/home/ann/ji/images/{names[0][:2]}/{names[0][2:]}", mine[1]],
+        [f"/srv/bob/images/{names[1][:2]}/{names[1][2:]}"],
+        [f"/{names[2][:2]}/{names[2][2:]}", "/tmp/my picture.png", 'C:/odd "quoted".png'],
+        [f"/home/ann/ji/images/{names[2][:2]}/{names[2][2:]}"],
+        [],
+    ]
+    text = ",".join(json.dumps(p, separators=(",", ":")) for p in stored)
+    mapped = json.loads("[" + cache.here_json(text) + "]")
+    assert mapped == [
+        [mine[0], mine[1]],
+        [mine[1]],
+        [f"/{names[2][:2]}/{names[2][2:]}", "/tmp/my picture.png", 'C:/odd "quoted".png'],
+        [mine[2]],
+        [],
+    ]
+    local_only = json.dumps([mine[0]])
+    assert cache.here_json(local_only) == local_only

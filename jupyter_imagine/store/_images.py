@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -314,18 +315,34 @@ class ImageCache:
             return None
         return mine
 
-    def here(self, paths: Iterable[str | None]) -> list[str | None]:
-        """``paths`` as this machine's paths, cheaply: each content address mapped onto the
-        local folder (no file is checked or fetched); other paths as given."""
-        prefix = str(self.folder) + os.sep
-        out: list[str | None] = []
-        for path in paths:
-            if not path or path.startswith(prefix):
-                out.append(path)
+    def here_json(self, text: str) -> str:
+        """``text`` (JSON holding image paths, such as the history frame's ``image_paths``
+        aggregate) with every other folder's content address mapped onto the local folder,
+        cheaply: no file is checked or fetched.
+
+        One pass per other folder (one per teammate's machine): find a path of that folder,
+        then replace its folder everywhere at once. Paths that are not content addresses stay
+        as they are.
+        """
+        local = json.dumps(str(self.folder) + os.sep, ensure_ascii=False)[1:-1]
+        quoted = '"' + local
+        foreign = re.compile(
+            '"(?!' + re.escape(local) + r')((?:[^"\\]|\\.)*?(?:/|\\\\))'
+            r'[0-9a-f]{2}(?:/|\\\\)[0-9a-f]{62}\.[a-z0-9]{1,10}"'
+        )
+        at = 0
+        # Every string is one of ours (an escaped quote only makes this false: then search).
+        while text.count('"') != 2 * text.count(quoted):
+            found = foreign.search(text, at)
+            if found is None:
+                break
+            folder = found.group(1)
+            if len(folder) < 2:  # a path right below the root: never replace every "/…
+                at = found.end()
                 continue
-            relative = address_of(path)
-            out.append(str(self.folder / relative) if relative else path)
-        return out
+            text = text.replace('"' + folder, quoted)
+            at = found.start()
+        return text
 
     # ----------------------------------------------------------------- warnings
     def _warn(self, what: str, message: str, *args: Any) -> None:

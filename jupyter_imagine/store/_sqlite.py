@@ -1188,35 +1188,21 @@ class Store:
         sql, storage_order = _frame.select(where, order, include_raw=include_raw,
                                            dialect=self._DIALECT)
         with _frame.gc_paused():
-            row = self._query(sql, args)[0]
-            frame = _frame.build(
+            row = self._paths_here(self._query(sql, args)[0], include_raw)
+            return _frame.build(
                 row, ordered=limit is not None, storage_order=storage_order,
                 include_raw=include_raw, keys_as_columns=keys_as_columns,
             )
-        self._paths_here(frame)
-        return frame
 
-    def _paths_here(self, frame: pd.DataFrame) -> None:
-        """Map the frame's ``image_paths`` onto this machine's image cache in place, by content
-        address (no file is checked or fetched: :meth:`ImageCache.here`); the column is only
-        rebuilt when a path is another folder's (another machine's, or a moved home)."""
-        if "image_paths" not in frame.columns:
-            return
-        prefix = str(self.images_dir) + os.sep
-        column = frame["image_paths"].tolist()
-        changed = False
-        for at, paths in enumerate(column):
-            if isinstance(paths, list) and not all(
-                not p or str(p).startswith(prefix) for p in paths
-            ):
-                column[at] = self.image_cache.here(paths)
-                changed = True
-        if changed:
-            import numpy as np
-            import pandas as pd
-
-            values = np.fromiter(column, dtype=object, count=len(column))  # lists stay lists
-            frame["image_paths"] = pd.Series(values, index=frame.index)
+    def _paths_here(self, row: Sequence[Any], include_raw: bool) -> Sequence[Any]:
+        """The frame query's ``row`` with ``image_paths`` as this machine's paths when the
+        images are shared: every content address mapped onto the local cache in the JSON
+        text, before it is parsed (:meth:`ImageCache.here_json`: no file is checked or
+        fetched). Without a shared store the paths are shown as stored."""
+        at = _frame.aggregate_at("image_paths", include_raw=include_raw)
+        if self.image_cache.shared is None or row is None or not row[at]:
+            return row
+        return (*row[:at], self.image_cache.here_json(row[at]), *row[at + 1 :])
 
     # ----------------------------------------------------------------- images
     def _open_images(self, images: str | None) -> None:
