@@ -300,9 +300,12 @@ def test_an_engine_job_succeeds_with_an_unwritable_shared_store(tmp_path, unwrit
     assert "could not write image" in caplog.text
 
 
-def test_two_engines_on_two_machines_share_one_history_and_its_images(tmp_path, pg_url):
+def test_two_engines_on_two_machines_share_one_history_and_its_images(
+    tmp_path, pg_url, live_sandbox, monkeypatch
+):
     from conftest import FAST
 
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_URL", live_sandbox.url)  # one served sandbox
     shared = tmp_path / "shared"
     a = Engine(open_store(pg_url, home=tmp_path / "a", images=shared.as_uri()), **FAST)
     b = Engine(open_store(pg_url, home=tmp_path / "b", images=shared.as_uri()), **FAST)
@@ -381,3 +384,26 @@ def test_here_json_maps_every_other_folder_and_leaves_the_rest(tmp_path):
     ]
     local_only = json.dumps([mine[0]])
     assert cache.here_json(local_only) == local_only
+
+
+def test_an_image_found_nowhere_is_downloaded_again_by_the_reader(
+    tmp_path, pg_url, live_sandbox, monkeypatch
+):
+    from conftest import FAST
+
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_URL", live_sandbox.url)
+    shared = tmp_path / "shared"
+    a = Engine(open_store(pg_url, home=tmp_path / "a", images=str(shared)), **FAST)
+    b = Engine(open_store(pg_url, home=tmp_path / "b", images=str(shared)), **FAST)
+    with a, b:
+        made = a.imagine("a harbour at dawn", provider="apiframe").wait(30)
+        elsewhere(a.store)
+        shutil.rmtree(shared)  # lost everywhere: only the provider's URLs are left
+        seen = b.get(made.id)
+        assert seen.images and all(i.path is None and i.retrying for i in seen.images)
+        deadline = time.monotonic() + 30
+        while any(i.path is None for i in seen.images) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(Path(i.path).parent.parent == b.store.images_dir for i in seen.images)
+        assert seen.status is Status.SUCCEEDED and seen.missing_images == 0
+    assert {p.name for p in shared.rglob("*.png")} >= {Path(i.path).name for i in seen.images}
