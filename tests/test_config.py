@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jupyter_imagine import _config
@@ -59,3 +61,11 @@ def test_home(monkeypatch, tmp_path):
     assert _config.home() == tmp_path
     monkeypatch.delenv("JUPYTER_IMAGINE_HOME")
     assert _config.home().name == "jupyter_imagine"
+
+
+def test_images_url(monkeypatch):
+    assert _config.images_url() is None
+    monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "~/team-images")
+    assert _config.images_url() == str(Path("~/team-images").expanduser())
+    monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "s3://bucket/prefix")
+    assert _config.images_url() == "s3://bucket/prefix"

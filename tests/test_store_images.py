@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from jupyter_imagine import _config
 from jupyter_imagine.engine import Engine
 from jupyter_imagine.errors import ConfigurationError
 from jupyter_imagine.models import Image, Job, Status
@@ -164,14 +163,6 @@ def test_the_environment_variable_selects_the_shared_store(tmp_path, monkeypatch
     with Store(tmp_path / "home") as store:
         path = store.put_image(png_bytes())
     assert shared_file(folder, path).read_bytes() == path.read_bytes()
-
-
-def test_images_url(monkeypatch):
-    assert _config.images_url() is None
-    monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "~/team-images")
-    assert _config.images_url() == str(Path("~/team-images").expanduser())
-    monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "s3://bucket/prefix")
-    assert _config.images_url() == "s3://bucket/prefix"
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -8,8 +8,12 @@
   jupyter_imagine[postgres]`` (psycopg 3).
 
 Both have the same methods, schema, history frame, leases and guarantees; :func:`open_store`
-picks one. ``python -m jupyter_imagine.store migrate --to postgresql://…`` copies a personal
-history into a team store.
+picks one. Images live in :class:`~._images.ImageCache`: a local folder under
+``JUPYTER_IMAGINE_HOME`` and, with ``JUPYTER_IMAGINE_IMAGES`` (any fsspec URL; ``pip install
+jupyter_imagine[shared-images]``), a shared store every machine writes once and reads through.
+
+``python -m jupyter_imagine.store migrate --to postgresql://…`` copies a personal history into a
+team store.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import os
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._images import ImageCache
 from ._sqlite import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store, storage_error, to_utc
 
 __all__ = [
     "FRAME_COLUMNS",
     "SCHEMA_VERSION",
     "STATUS_ORDER",
+    "ImageCache",
     "Store",
     "open_store",
     "storage_error",

@@ -5,6 +5,13 @@ Layout of ``<home>`` (``JUPYTER_IMAGINE_HOME``, see :func:`jupyter_imagine._conf
     history.sqlite            one row per job (WAL mode: also history.sqlite-wal / -shm)
     images/ab/cdef….png       downloaded images, content-addressed by the SHA-256 of their bytes
 
+The image cache is :class:`~jupyter_imagine.store._images.ImageCache` (local folder, plus the
+shared store of ``JUPYTER_IMAGINE_IMAGES`` when set): the reads that become jobs
+(:meth:`Store.get`, :meth:`Store.current`, :meth:`Store.claim` …) give each image's path as a
+file on this machine
+(another machine's path mapped by its content address, fetched from the shared store once), and
+the frame's ``image_paths`` are mapped onto this machine's cache when images are shared.
+
 The ``jobs`` table keeps the full :meth:`Job.to_record() <jupyter_imagine.models.Job.to_record>`
 as JSON in ``record`` (what :meth:`Store.get` returns) and, next to it, plain indexed columns for
 what lookups and the history frame need (provider, remote_id, parent_id, root_id, kind, action,
