@@ -107,6 +107,19 @@ def test_one_machine_downloads_the_other_reads_through(two_machines, shared):
     assert b.last()["images"][0]["path"] == str(got)
 
 
+def test_a_mask_in_the_params_is_read_through_too(two_machines):
+    a, b, copy = two_machines
+    mask = a.put_file(png_bytes(color=(255, 255, 255)), ext="png")
+    content = mask.read_bytes()
+    job = Job(provider="apiframe", kind="vary_region", prompt="a red cabin",
+              params={"mask_path": str(mask), "index": 1})
+    a.save(job.to_record())
+    copy(job.id)
+    elsewhere(a)
+    got = Path(b.claim("engine-b", 30, time.time())[0]["params"]["mask_path"])
+    assert got.parent.parent == b.images_dir and got.read_bytes() == content
+
+
 def test_a_path_found_nowhere_counts_as_missing_and_its_url_is_tried_again(two_machines):
     a, b, copy = two_machines
     elsewhere = Path("/elsewhere/images/ab") / ("c" * 62 + ".png")  # never uploaded

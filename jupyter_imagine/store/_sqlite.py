@@ -1255,10 +1255,11 @@ class Store:
         return self.image_cache.put(data, ext)
 
     def _local(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """``rec`` with its image paths as files on this machine (:meth:`ImageCache.local`:
-        another machine's path, the local cache, or fetched from the shared store). An image
-        found nowhere keeps its path without a shared store (unchanged behaviour); with one it
-        counts as missing, so the engine downloads it again."""
+        """``rec`` with its image paths (and its ``params``' ``…_path`` files, such as a mask)
+        as files on this machine (:meth:`ImageCache.local`: another machine's path, the local
+        cache, or fetched from the shared store). An image found nowhere keeps its path without
+        a shared store (unchanged behaviour); with one it counts as missing, so the engine
+        downloads it again. A parameter file found nowhere keeps its path."""
         images = [*(rec.get("images") or []), *([rec["grid"]] if rec.get("grid") else [])]
         for image in images:
             path = image.get("path") if isinstance(image, dict) else None
@@ -1277,4 +1278,10 @@ class Store:
         missing = sum(1 for i in images if isinstance(i, dict) and i.get("missing"))
         if missing:
             rec["missing_images"] = missing
+        params = rec.get("params")
+        if isinstance(params, dict):  # files a submit reads (a mask): ``mask_path`` …
+            for key, value in params.items():
+                if key.endswith("_path") and isinstance(value, str) and value:
+                    found = self.image_cache.local(value)
+                    params[key] = str(found) if found is not None else value
         return rec
