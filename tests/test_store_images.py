@@ -411,3 +411,20 @@ def test_an_image_found_nowhere_is_downloaded_again_by_the_reader(
         assert all(Path(i.path).parent.parent == b.store.images_dir for i in seen.images)
         assert seen.status is Status.SUCCEEDED and seen.missing_images == 0
     assert {p.name for p in shared.rglob("*.png")} >= {Path(i.path).name for i in seen.images}
+
+
+def test_an_object_store_gets_one_put_and_reads_through(tmp_path):
+    import fsspec
+
+    url = f"memory://ji-test-{tmp_path.name}"  # fsspec's in-memory object store (no rename)
+    a, b = ImageCache(tmp_path / "a", url), ImageCache(tmp_path / "b", url)
+    path = a.put(png_bytes(), "png", {"prompt": "a lighthouse"})
+    memory = fsspec.filesystem("memory")
+    stored = memory.find(url)
+    assert len(stored) == 1 and stored[0].endswith(address_of(path))  # no temporary object
+    got = b.local(str(path).replace(str(tmp_path / "a"), "/another/machine"))
+    assert got == tmp_path / "b" / address_of(path) and got.read_bytes() == path.read_bytes()
+    memory.rm(url, recursive=True)
+    shutil.rmtree(tmp_path / "a")
+    assert b.local(str(path)) == got  # B keeps its copy
+    assert ImageCache(tmp_path / "c", url).local(str(path)) is None  # gone everywhere else
