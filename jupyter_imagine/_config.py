@@ -30,6 +30,7 @@ __all__ = [
     "ProviderSettings",
     "home",
     "identity",
+    "images_url",
     "price_overrides",
     "provider_settings",
     "register_price_keys",
@@ -240,3 +241,16 @@ def _price_amount(provider: str, keys: tuple[str, ...], key: Any, amount: Any) -
             f"prices: {provider} {key!r} must be a finite number >= 0, not {amount!r}"
         )
     return float(amount)
+
+
+def images_url() -> str | None:
+    """The shared image store every machine reads and writes, from ``JUPYTER_IMAGINE_IMAGES``:
+    a folder, a ``file://`` URL or any fsspec URL (``s3://bucket/prefix``, ``gcs://…``; those
+    need their fsspec backend package). Default ``None``: images stay in the local folder
+    ``<JUPYTER_IMAGINE_HOME>/images`` only. Each machine keeps a local read-through copy there
+    either way.
+    """
+    value = _env("JUPYTER_IMAGINE_IMAGES")
+    if value is None or "://" in value:
+        return value
+    return str(Path(value).expanduser())

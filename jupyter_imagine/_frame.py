@@ -220,6 +220,12 @@ def _aggregates(dialect: Dialect, include_raw: bool) -> list[tuple[str, str]]:
     return out
 
 
+def aggregate_at(name: str, *, include_raw: bool = False) -> int:
+    """Where the aggregate of column ``name`` is in the row of :func:`select`'s query (the same
+    on every dialect)."""
+    return [n for n, _ in _aggregates(SQLITE, include_raw)].index(name)
+
+
 def _sources(include_raw: bool) -> str:
     """The plain columns a subquery must pass on to the aggregates."""
     names: list[str] = []

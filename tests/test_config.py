@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jupyter_imagine import _config
@@ -103,3 +105,11 @@ def test_bad_price_overrides_are_refused_in_one_line(no_prices, value, words):
         _config.set_price_overrides(value)
     assert "\n" not in str(info.value)
     assert _config.price_overrides() == {"blockade": {"skybox": 2.0}}  # nothing changed
+
+
+def test_images_url(monkeypatch):
+    assert _config.images_url() is None
+    monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "~/team-images")
+    assert _config.images_url() == str(Path("~/team-images").expanduser())
+    monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "s3://bucket/prefix")
+    assert _config.images_url() == "s3://bucket/prefix"

@@ -8,8 +8,12 @@
   jupyter_imagine[postgres]`` (psycopg 3).
 
 Both have the same methods, schema, history frame, leases and guarantees; :func:`open_store`
-picks one. ``python -m jupyter_imagine.store migrate --to postgresql://…`` copies a personal
-history into a team store.
+picks one. Images live in :class:`~._images.ImageCache`: a local folder under
+``JUPYTER_IMAGINE_HOME`` and, with ``JUPYTER_IMAGINE_IMAGES`` (any fsspec URL; ``pip install
+jupyter_imagine[shared-images]``), a shared store every machine writes once and reads through.
+
+``python -m jupyter_imagine.store migrate --to postgresql://…`` copies a personal history into a
+team store.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import os
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._images import ImageCache
 from ._sqlite import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store, storage_error, to_utc
 
 __all__ = [
     "FRAME_COLUMNS",
     "SCHEMA_VERSION",
     "STATUS_ORDER",
+    "ImageCache",
     "Store",
     "open_store",
     "storage_error",
@@ -31,7 +37,12 @@ __all__ = [
 ]
 
 
-def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None = None) -> Any:
+def open_store(
+    target: str | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    images: str | None = None,
+) -> Any:
     """The store for ``target``: a ``postgresql://`` URL opens the team store, anything else
     (a folder, default ``None``) the SQLite history there.
 
@@ -40,9 +51,12 @@ def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None
             SQLite history under ``home``.
         home: the folder of the SQLite history and of the local image cache, default ``None``:
             :func:`jupyter_imagine._config.home`.
+        images: the shared image store (a folder or an fsspec URL), default ``None``:
+            ``JUPYTER_IMAGINE_IMAGES`` if set, else the local image cache only.
 
     Raises:
-        ConfigurationError: a PostgreSQL URL, but psycopg is not installed.
+        ConfigurationError: a PostgreSQL URL, but psycopg is not installed; a shared image
+            store, but fsspec (or its backend for the URL) is not installed.
         StorageError: the store cannot be opened (one line: what and how to fix it).
     """
     if target is None:
@@ -58,5 +72,5 @@ def open_store(target: str | None = None, *, home: str | os.PathLike[str] | None
                 "'jupyter_imagine[postgres]' (or unset JUPYTER_IMAGINE_STORE for the personal "
                 "SQLite history)"
             ) from None
-        return PostgresStore(str(target), home=home)
-    return Store(target if target is not None else home)
+        return PostgresStore(str(target), home=home, images=images)
+    return Store(target if target is not None else home, images=images)

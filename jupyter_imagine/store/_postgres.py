@@ -49,7 +49,6 @@ from .. import _frame
 from .._secrets import get_logger
 from ..errors import StorageError
 from ._sqlite import (
-    IMAGES_DIR,
     JOB_INDEXES,
     SCHEMA_VERSION,
     UNFINISHED_SQL,
@@ -210,6 +209,9 @@ class PostgresStore(Store):
             also come from ``~/.pgpass`` or ``PGPASSWORD``).
         home: the folder of the image cache, default ``None``:
             :func:`jupyter_imagine._config.home`.
+        images: the shared image store every machine reads and writes (a folder or an fsspec
+            URL), default ``None``: ``JUPYTER_IMAGINE_IMAGES`` if set, else each machine keeps
+            its images in its own local folder only.
 
     Attributes:
         url: the URL without its password (also :attr:`path`, what messages name).
@@ -228,7 +230,9 @@ class PostgresStore(Store):
     _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
     _META = "jupyter_imagine_meta"
 
-    def __init__(self, url: str, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, url: str, home: str | os.PathLike[str] | None = None, *, images: str | None = None
+    ) -> None:
         if home is None:
             from .._config import home as default_home
 
@@ -236,10 +240,9 @@ class PostgresStore(Store):
         self._url = url
         self.url = self.path = safe_url(url)  # type: ignore[assignment]
         self.home = Path(home).expanduser().absolute()
-        self.images_dir = self.home / IMAGES_DIR
         self._lock = threading.Lock()
         try:
-            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self._open_images(images)
             conn = self._connect()
         except self._DB_ERRORS as exc:
             raise self._storage_error(exc) from None

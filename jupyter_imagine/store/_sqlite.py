@@ -5,6 +5,13 @@ Layout of ``<home>`` (``JUPYTER_IMAGINE_HOME``, see :func:`jupyter_imagine._conf
     history.sqlite            one row per job (WAL mode: also history.sqlite-wal / -shm)
     images/ab/cdef….png       downloaded images, content-addressed by the SHA-256 of their bytes
 
+The image cache is :class:`~jupyter_imagine.store._images.ImageCache` (local folder, plus the
+shared store of ``JUPYTER_IMAGINE_IMAGES`` when set): the reads that become jobs
+(:meth:`Store.get`, :meth:`Store.current`, :meth:`Store.claim` …) give each image's path as a
+file on this machine
+(another machine's path mapped by its content address, fetched from the shared store once), and
+the frame's ``image_paths`` are mapped onto this machine's cache when images are shared.
+
 The ``jobs`` table keeps the full :meth:`Job.to_record() <jupyter_imagine.models.Job.to_record>`
 as JSON in ``record`` (what :meth:`Store.get` returns) and, next to it, plain indexed columns for
 what lookups and the history frame need (provider, remote_id, parent_id, root_id, kind, action,
@@ -67,10 +74,8 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -87,6 +92,7 @@ from .._schema import (
 )
 from .._secrets import get_logger, redact, scrub
 from ..errors import ImagineError, InvalidRequest, StorageError
+from ._images import ImageCache
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -503,33 +509,6 @@ def _many(value: Any) -> list[str]:
     return [v.value if isinstance(v, Enum) else str(v) for v in value]
 
 
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "png"),
-    (b"\xff\xd8\xff", 0, "jpg"),
-    (b"GIF87a", 0, "gif"),
-    (b"GIF89a", 0, "gif"),
-)
-_EXT = re.compile(r"^[a-z0-9]{1,10}$")
-
-
-def _detect_ext(data: bytes) -> str:
-    """``png``, ``jpg``, ``webp`` or ``gif`` from the magic bytes, else ``bin``."""
-    for magic, offset, ext in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "bin"
-
-
-def _clean_ext(ext: str) -> str:
-    clean = str(ext).strip().lower().lstrip(".")
-    clean = {"jpeg": "jpg", "tif": "tiff"}.get(clean, clean)
-    if not _EXT.match(clean):
-        raise InvalidRequest(f"file extension must be letters and digits, like 'png', not {ext!r}")
-    return clean
-
-
 def _prepare(record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """The scrubbed record and its JSON text (both secret-free)."""
     if not isinstance(record, Mapping):
@@ -680,11 +659,16 @@ class Store:
         home: the folder (created if missing). Default ``None``:
             :func:`jupyter_imagine._config.home` (``JUPYTER_IMAGINE_HOME`` or
             ``<jupyter data dir>/jupyter_imagine``).
+        images: the shared image store (a folder or an fsspec URL, see
+            :func:`jupyter_imagine._config.images_url`), default ``None``:
+            ``JUPYTER_IMAGINE_IMAGES`` if set, else the local folder only.
 
     Attributes:
         home: the folder, absolute.
         path: the SQLite file, ``home / "history.sqlite"``.
-        images_dir: the image cache, ``home / "images"``.
+        images_dir: the local image cache, ``home / "images"``.
+        image_cache: the :class:`~jupyter_imagine.store._images.ImageCache` over it (and over
+            the shared image store, if any).
 
     Thread-safe: one connection shared by all threads behind a lock (see the module docstring).
     Use as a context manager, or call :meth:`close`.
@@ -710,17 +694,18 @@ class Store:
     #: The key/value table holding the salt.
     _META = META_TABLE
 
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, *, images: str | None = None
+    ) -> None:
         if home is None:
             from .._config import home as default_home
 
             home = default_home()
         self.home = Path(home).expanduser().absolute()
         self.path = self.home / DB_NAME
-        self.images_dir = self.home / IMAGES_DIR
         self._lock = threading.Lock()
         try:
-            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self._open_images(images)
             conn = self._open_retrying()
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(exc, self.path) from None
@@ -832,12 +817,17 @@ class Store:
         with self._lock:
             return self._db().execute(sql, tuple(args)).fetchall()
 
-    def _records(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return [json.loads(row[0]) for row in self._query(sql, args)]
+    def _records(
+        self, sql: str, args: Iterable[Any] = (), *, local: bool = True
+    ) -> list[dict[str, Any]]:
+        """The records of ``sql``'s rows, with this machine's image paths unless ``local`` is
+        false (default true: :meth:`_local`)."""
+        records = [json.loads(row[0]) for row in self._query(sql, args)]
+        return [self._local(rec) for rec in records] if local else records
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> dict[str, Any] | None:
         rows = self._query(sql, args)
-        return json.loads(rows[0][0]) if rows else None
+        return self._local(json.loads(rows[0][0])) if rows else None
 
     # ----------------------------------------------------------------- writing
     @staticmethod
@@ -1006,7 +996,7 @@ class Store:
                 (owner, now + lease_s, *args),
             ).fetchall()
         rows.sort(key=lambda row: row[4])
-        return [_with_lease(row) for row in rows]
+        return [self._local(_with_lease(row)) for row in rows]
 
     @_guarded
     def renew(self, owner: str, until: float) -> int:
@@ -1041,7 +1031,7 @@ class Store:
         rows = self._query(
             "SELECT record, version, owner, lease_until FROM jobs WHERE id = ?", (str(job_id),)
         )
-        return _with_lease(rows[0]) if rows else None
+        return self._local(_with_lease(rows[0])) if rows else None
 
     @_guarded
     def versions(self, job_ids: Iterable[str]) -> dict[str, int]:
@@ -1140,7 +1130,7 @@ class Store:
                 "give the local id instead"
             )
         if rows:
-            return json.loads(rows[0][0])
+            return self._local(json.loads(rows[0][0]))
         if len(key) < MIN_PREFIX:
             return None
         # A range over the primary key index (LIKE would scan and treat _ and % specially).
@@ -1151,7 +1141,7 @@ class Store:
             raise InvalidRequest(
                 f"job id prefix {key!r} matches {count} jobs; give more characters"
             )
-        return json.loads(rows[0][0]) if rows else None
+        return self._local(json.loads(rows[0][0])) if rows else None
 
     @_guarded
     def find_remote(self, provider: str, remote_id: str) -> dict[str, Any] | None:
@@ -1273,11 +1263,15 @@ class Store:
             since: only jobs created at or after this time (datetime or ISO text; naive = UTC).
             until: only jobs created before this time (exclusive).
             limit: at most this many (the newest), default all.
+
+        Image paths are as stored (possibly another machine's: this is the export a migration
+        copies); the reads that become jobs (:meth:`get`, :meth:`current`, :meth:`claim` …)
+        give this machine's files instead.
         """
         sql, args = self._select(
             "record", limit, provider=provider, status=status, since=since, until=until
         )
-        return self._records(sql, args)
+        return self._records(sql, args, local=False)
 
     @_guarded
     def frame(
@@ -1324,13 +1318,34 @@ class Store:
         sql, storage_order = _frame.select(where, order, include_raw=include_raw,
                                            dialect=self._DIALECT)
         with _frame.gc_paused():
-            row = self._query(sql, args)[0]
+            row = self._paths_here(self._query(sql, args)[0], include_raw)
             return _frame.build(
                 row, ordered=limit is not None, storage_order=storage_order,
                 include_raw=include_raw, keys_as_columns=keys_as_columns,
             )
 
+    def _paths_here(self, row: Sequence[Any], include_raw: bool) -> Sequence[Any]:
+        """The frame query's ``row`` with ``image_paths`` as this machine's paths when the
+        images are shared: every content address mapped onto the local cache in the JSON
+        text, before it is parsed (:meth:`ImageCache.here_json`: no file is checked or
+        fetched). Without a shared store the paths are shown as stored."""
+        at = _frame.aggregate_at("image_paths", include_raw=include_raw)
+        if self.image_cache.shared is None or row is None or not row[at]:
+            return row
+        return (*row[:at], self.image_cache.here_json(row[at]), *row[at + 1 :])
+
     # ----------------------------------------------------------------- images
+    def _open_images(self, images: str | None) -> None:
+        """Set :attr:`images_dir` and :attr:`image_cache` (shared when ``images`` or
+        ``JUPYTER_IMAGINE_IMAGES`` names a shared store) and create the local folder."""
+        if images is None:
+            from .._config import images_url
+
+            images = images_url()
+        self.images_dir = self.home / IMAGES_DIR
+        self.image_cache = ImageCache(self.images_dir, images)
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+
     @_guarded
     def put_image(
         self,
@@ -1350,47 +1365,46 @@ class Store:
                 redacted. Ignored for other formats.
 
         If the file already exists it is returned untouched. Writes go to a temporary file in
-        the same folder and are moved into place with :func:`os.replace` (atomic).
+        the same folder and are moved into place with :func:`os.replace` (atomic). With a
+        shared image store the same file is copied there too, if absent (a failure there is
+        logged, not raised: see :mod:`._images`).
         """
-        data = bytes(data)
-        ext = _detect_ext(data) if ext is None else _clean_ext(ext)
-        path = self._address(data, ext)
-        if path.exists():
-            return path
-        payload = data
-        if text and ext == "png":
-            from ..imaging import png_with_text
-
-            chunks = {redact(str(k)): redact(str(v)) for k, v in text.items() if v is not None}
-            payload = png_with_text(data, chunks)
-        self._write_file(path, payload)
-        return path
+        return self.image_cache.put(data, ext, text)
 
     @_guarded
     def put_file(self, data: bytes, *, ext: str) -> Path:
         """Store ``data`` (a mask, say) in the content-addressed cache as ``….<ext>``; see
         :meth:`put_image`."""
-        data = bytes(data)
-        path = self._address(data, _clean_ext(ext))
-        if not path.exists():
-            self._write_file(path, data)
-        return path
+        return self.image_cache.put(data, ext)
 
-    def _address(self, data: bytes, ext: str) -> Path:
-        digest = hashlib.sha256(data).hexdigest()
-        return self.images_dir / digest[:2] / f"{digest[2:]}.{ext}"
-
-    @staticmethod
-    def _write_file(path: Path, payload: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    def _local(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """``rec`` with its image paths (and its ``params``' ``…_path`` files, such as a mask)
+        as files on this machine (:meth:`ImageCache.local`: another machine's path, the local
+        cache, or fetched from the shared store). An image found nowhere keeps its path without
+        a shared store (unchanged behaviour); with one it counts as missing, so the engine
+        downloads it again. A parameter file found nowhere keeps its path."""
+        images = [*(rec.get("images") or []), *([rec["grid"]] if rec.get("grid") else [])]
+        for image in images:
+            path = image.get("path") if isinstance(image, dict) else None
+            if not path:
+                continue
+            found = self.image_cache.local(path)
+            if found is not None:
+                image["path"] = str(found)
+            elif self.image_cache.shared is not None:
+                image["path"] = None
+                image["missing"] = (
+                    "download failed: not in this machine's image cache nor in the shared "
+                    "store, retrying" if image.get("url") else
+                    "expired: not in this machine's image cache nor in the shared store"
+                )
+        missing = sum(1 for i in images if isinstance(i, dict) and i.get("missing"))
+        if missing:
+            rec["missing_images"] = missing
+        params = rec.get("params")
+        if isinstance(params, dict):  # files a submit reads (a mask): ``mask_path`` …
+            for key, value in params.items():
+                if key.endswith("_path") and isinstance(value, str) and value:
+                    found = self.image_cache.local(value)
+                    params[key] = str(found) if found is not None else value
+        return rec
