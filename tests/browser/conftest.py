@@ -32,14 +32,35 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+#: Where a failed browser test leaves a screenshot of its page (git-ignored).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh 1200×1500 page; a failed test leaves its screenshot in ``test-artifacts/``."""
     context = browser.new_context(viewport={"width": 1200, "height": 1500})
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
         yield page
     finally:
+        if request.node.stash.get(_FAILED, False):
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / f"failed-{request.node.name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failed page: {shot}")
         context.close()
 
 
