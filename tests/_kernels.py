@@ -332,14 +332,15 @@ def kernels(home: Path, sandbox: Sandbox, workdir: Path, names: Iterable[str],
             team_store: str | None = None) -> Iterator[dict[str, Kernel]]:
     """Kernels by name, all stopped (process groups killed) on the way out. With
     ``team_store`` (a ``postgresql://`` URL) each kernel has its own home (another machine)
-    and they share that store."""
+    and they share that store and one image folder, ``home / "shared-images"``."""
     made = {}
     for name in names:
         if team_store is None:
             made[name] = Kernel(name, home, sandbox, workdir)
         else:
             made[name] = Kernel(name, home / name, sandbox, workdir,
-                                env={"JUPYTER_IMAGINE_STORE": team_store})
+                                env={"JUPYTER_IMAGINE_STORE": team_store,
+                                     "JUPYTER_IMAGINE_IMAGES": str(home / "shared-images")})
     try:
         yield made
     finally:

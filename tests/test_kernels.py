@@ -8,8 +8,19 @@ process's own log, a read-only watcher of the SQLite history and the store at th
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
-from _kernels import MAY_HAVE_REACHED, Plan, Sandbox, job_specs, run, submits_seen
+from _kernels import (
+    MAY_HAVE_REACHED,
+    Plan,
+    Sandbox,
+    TeamStoreWatcher,
+    job_specs,
+    run,
+    submits_seen,
+)
 
 
 def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie: int) -> dict:
@@ -63,8 +74,14 @@ def test_machines_on_one_team_store_one_killed_and_restarted(tmp_path, pg_url):
     assert got.live_taken_over == 0, report
     assert got.missing_images == 0, report
     assert got.crashes == 0, report
-    assert {p.name for p in tmp_path.joinpath("home").iterdir()} == {"A", "B"}  # two machines
-    assert not (tmp_path / "home" / "A" / "history.sqlite").exists()  # the team store only
+    home = tmp_path / "home"
+    assert {p.name for p in home.iterdir()} == {"A", "B", "shared-images"}  # two machines
+    assert not (home / "A" / "history.sqlite").exists()  # the team store only
+    shared = {p.relative_to(home / "shared-images") for p in home.glob("shared-images/*/*")}
+    assert not [p for p in shared if p.name.startswith(".")], "a temporary file was left"
+    every = [Path(*Path(path).parts[-2:]) for row in TeamStoreWatcher(pg_url).rows(("paths",))
+             for path in json.loads(row["paths"])]
+    assert every and set(every) <= shared, report  # every image in the shared folder, once
 
 
 def _submit_in_flight(events) -> bool:
