@@ -74,7 +74,8 @@ class ProviderReport:
     def _rows(self) -> list[tuple[str, str, str, str]]:
         rows = []
         for rec in self.frame.to_dict("records"):
-            mark = "✅" if rec.get("key_set") else "❌"
+            # words beside the marks: a terminal without an emoji font shows boxes for them
+            mark = "✅ key set" if rec.get("key_set") else "❌ no key "
             if rec.get("problem"):
                 where = f"⚠ {rec['problem']}"
             elif rec.get("sandbox"):
@@ -98,9 +99,9 @@ class ProviderReport:
     __str__ = __repr__
 
     def _repr_markdown_(self) -> str:
-        lines = ["| | provider | key | runs against |", "|---|---|---|---|"]
+        lines = ["| key | provider | variable | runs against |", "|---|---|---|---|"]
         for mark, name, key, where in self._rows():
-            cells = (mark, f"**{name}**", f"`{key}`", where)
+            cells = (mark.strip(), f"**{name}**", f"`{key}`", where)
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return "\n".join(lines)
 

@@ -461,14 +461,14 @@ def test_providers_subcommand(shell, monkeypatch):
     report = shell.run_line_magic("imagine", "providers")
     text = repr(report)
     assert "apiframe" in text and "APIFRAME_API_KEY" in text
-    assert "❌" in text and "sandbox" in text and "✅" not in text
+    assert "❌ no key" in text and "sandbox" in text and "✅" not in text  # words, not only marks
     assert len(text.splitlines()) == len(PROVIDERS)
-    assert "| ❌ | **apiframe** |" in report._repr_markdown_()
+    assert "| ❌ no key | **apiframe** |" in report._repr_markdown_()
 
     monkeypatch.setenv("APIFRAME_API_KEY", "k" * 32)
     text = repr(shell.run_line_magic("imagine", "providers"))
     line = next(line for line in text.splitlines() if "apiframe" in line)
-    assert line.startswith("✅") and "https://api.apiframe.pro" in line and "k" * 32 not in text
+    assert line.startswith("✅ key set") and "https://api.apiframe.pro" in line and "k" * 32 not in text
 
 
 def test_history_subcommand(shell):
