@@ -39,6 +39,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         for output in cell.get("outputs", []) if output.get("output_type") == "error"
     ]
     assert errors == []
+    if path.stem == "quickstart":  # each job's view is shown once: `await job;` adds nothing
+        waited = next(c for c in nb.cells if c.cell_type == "code" and c.source == "await job;")
+        assert waited.outputs == []
     if path.stem == "history_analysis":
         texts = "\n".join(
             str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
