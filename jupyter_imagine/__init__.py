@@ -14,6 +14,7 @@ from .api import batch, client, history, imagine, job, provider_status, sync_his
 from .errors import (
     ActionNotAvailable,
     AuthenticationError,
+    BudgetExceeded,
     ConfigurationError,
     ImagineError,
     InvalidRequest,
@@ -40,7 +41,7 @@ from .models import Image, Job, Status
 
 __version__ = "0.1.0"
 
-# The public surface, at most 25 names. Also importable from here, but not listed: the three
+# The public surface, at most 29 names. Also importable from here, but not listed: the three
 # refinements ``InvalidMask`` (an ``InvalidRequest``), ``JobCancelled`` (a ``JobFailed``) and
 # ``PermissionDenied`` (a ``ProviderError``: a 403, rare once the key works; it made room for
 # ``StorageError``),
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionNotAvailable",
     "AuthenticationError",
+    "BudgetExceeded",
     "ConfigurationError",
     "Image",
     "ImagineError",
