@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._secrets import register
 from .errors import ConfigurationError
@@ -154,3 +155,29 @@ def store_url() -> str | None:
             "personal SQLite history under JUPYTER_IMAGINE_HOME)"
         )
     return value
+
+
+# stand-in: spend P — the user's price overrides; P's real versions (with key checks) replace these.
+_PRICE_OVERRIDES: dict[str, dict[str, float]] = {}
+
+
+def price_overrides() -> dict[str, dict[str, float]]:  # stand-in: spend P
+    """The user's price overrides: provider → {price key: amount} (default: none)."""
+    return {name: dict(prices) for name, prices in _PRICE_OVERRIDES.items()}
+
+
+def set_price_overrides(value: Any) -> None:  # stand-in: spend P
+    """Replace the price overrides (``None``: none); a negative or non-finite amount is a
+    :class:`ConfigurationError`."""
+    import math
+
+    clean: dict[str, dict[str, float]] = {}
+    for name, prices in dict(value or {}).items():
+        for key, amount in dict(prices).items():
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not (
+                    math.isfinite(amount) and amount >= 0):
+                raise ConfigurationError(
+                    f"the price of {name} {key!r} must be a finite number ≥ 0, not {amount!r}")
+            clean.setdefault(str(name), {})[str(key)] = float(amount)
+    _PRICE_OVERRIDES.clear()
+    _PRICE_OVERRIDES.update(clean)

@@ -100,7 +100,9 @@ COLUMNS: tuple[FrameColumn, ...] = (
     FrameColumn("height", "size", "height"),
     FrameColumn("image_urls", "json", "urls"),
     FrameColumn("image_paths", "json", "paths"),
-    FrameColumn("credits", "float", "credits"),
+    FrameColumn("cost", "float", "cost"),
+    FrameColumn("cost_unit", "category", "cost_unit"),
+    FrameColumn("cost_source", "category", "cost_source"),
     FrameColumn("error", "text", "error"),
     FrameColumn("sandbox", "flag", "sandbox"),
 )

@@ -42,6 +42,8 @@ __all__ = [
     "GRID_ACTIONS",
     "REROLL",
     "VARY_REGION",
+    "Balance",
+    "Cost",
     "Image",
     "ImageHost",
     "Job",
@@ -713,3 +715,28 @@ def _index(index: int) -> int:
     if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 4:
         raise InvalidRequest(f"image index must be 1, 2, 3 or 4, not {index!r}")
     return index
+
+
+# stand-in: spend P — Cost and Balance as in SPEND_INTERFACE.md; P's real versions replace these.
+@dataclass(frozen=True)
+class Cost:
+    """What one job cost (or will cost): ``amount`` in ``unit``, from ``source`` ("provider"
+    or "prices"), and ``usd`` where a conversion is published (default ``None``)."""
+
+    amount: float
+    unit: str
+    source: str
+    usd: float | None = None
+
+
+# stand-in: spend P
+@dataclass(frozen=True)
+class Balance:
+    """What a provider reports as left (``amounts``: unit → amount), when it was read."""
+
+    provider: str
+    amounts: dict[str, float]
+    read_at: datetime
+    plan: str | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+    resets_at: datetime | None = None

@@ -27,7 +27,7 @@ from ..errors import (
     RateLimited,
     ServiceUnavailable,
 )
-from ..models import Image, Job, Status
+from ..models import Balance, Cost, Image, Job, Status
 
 logger = get_logger(__name__)
 
@@ -243,6 +243,51 @@ class Provider:
         states is read before this is asked. Default: ``None`` (no published per-job price)."""
         return None
 
+    # stand-in: spend P — price/cost/balance as in SPEND_INTERFACE.md, built on credits().
+    PRICES: ClassVar[Mapping[str, float]] = {}
+    PRICE_UNIT: ClassVar[str | None] = None
+    USD_PER_UNIT: ClassVar[float | None] = None
+
+    @classmethod
+    def price(cls, kind: str, params: Mapping[str, Any]) -> Cost | None:  # stand-in: spend P
+        """The expected cost of a job of ``kind`` by the published table (or the user's
+        override, keyed by kind), source ``"prices"``; ``None`` where nothing is published."""
+        from .._config import price_overrides
+
+        override = price_overrides().get(cls.name, {})
+        amount = override.get(kind)
+        if amount is None:
+            amount = cls.credits({"kind": kind, "params": dict(params), "raw": {}, "extras": {}})
+        return None if amount is None else Cost(float(amount), cls.PRICE_UNIT or "credits",
+                                                "prices")
+
+    @classmethod
+    def cost(cls, record: Mapping[str, Any]) -> Cost | None:  # stand-in: spend P
+        """What a finished job cost: a figure its payload states, else :meth:`price` for
+        succeeded jobs, else ``None``."""
+        unit = cls.PRICE_UNIT or "credits"
+        for source in (record.get("raw"), record.get("extras")):
+            if isinstance(source, Mapping):
+                for name in ("credits", "cost", "credits_used", "creditsUsed"):
+                    try:
+                        value = float(source[name]) if not isinstance(
+                            source.get(name), bool) else -1.0
+                    except (KeyError, TypeError, ValueError):
+                        continue
+                    if 0 <= value < float("inf"):
+                        return Cost(value, unit, "provider")
+        if record.get("status") != "succeeded":
+            return None
+        from .._config import price_overrides
+
+        amount = price_overrides().get(cls.name, {}).get(str(record.get("kind") or "imagine"))
+        amount = amount if amount is not None else cls.credits(record)
+        return None if amount is None else Cost(float(amount), unit, "prices")
+
+    async def balance(self) -> Balance | None:  # stand-in: spend P
+        """What the provider reports as left; ``None`` where it exposes nothing (default)."""
+        return None
+
     @classmethod
     def negative_prompt(cls, record: Mapping[str, Any]) -> str | None:
         """The negative prompt of a job record where this provider keeps it somewhere else than
@@ -401,3 +446,4 @@ def retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+

@@ -28,7 +28,16 @@ from ..errors import (
     ProviderError,
     QuotaExceeded,
 )
-from ..models import GRID_ACTIONS, REROLL, UPSCALE_ACTIONS, VARY_REGION, Image, Job, Status
+from ..models import (
+    GRID_ACTIONS,
+    REROLL,
+    UPSCALE_ACTIONS,
+    VARY_REGION,
+    Balance,
+    Image,
+    Job,
+    Status,
+)
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
 
 __all__ = ["Apiframe"]
@@ -407,6 +416,15 @@ class Apiframe(Provider):
         """``GET /account``: email, credits, plan, next_billing_date, total_images."""
         response = await self._send("GET", "/account")
         return response.json()
+
+    async def balance(self) -> Balance | None:  # stand-in: spend P
+        """``GET /account``'s credits and plan."""
+        from ..models import utcnow
+
+        body = await self.account()
+        credits = body.get("credits")
+        amounts = {"credits": float(credits)} if isinstance(credits, (int, float)) else {}
+        return Balance("apiframe", amounts, utcnow(), plan=body.get("plan"))
 
     def parse(self, body: Mapping[str, Any]) -> Update:
         """The :class:`Update` for a fetch / fetch-many / webhook task object."""

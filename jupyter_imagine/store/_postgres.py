@@ -47,7 +47,16 @@ from psycopg.pq import TransactionStatus
 from .. import _frame
 from .._secrets import get_logger
 from ..errors import StorageError
-from ._sqlite import UNFINISHED_SQL, JOB_INDEXES, IMAGES_DIR, SCHEMA_VERSION, Store
+from ._sqlite import (
+    IMAGES_DIR,
+    JOB_INDEXES,
+    RESERVATION_INDEX,
+    RESERVATIONS,
+    SCHEMA_VERSION,
+    UNFINISHED_SQL,
+    Store,
+    _cost_values,
+)
 
 __all__ = ["PostgresStore", "safe_url"]
 
@@ -111,8 +120,25 @@ def _schema_v3(conn: _Connection) -> None:
     conn.execute("CREATE INDEX jobs_rowid ON jobs (rowid)")
 
 
+def _schema_v4(conn: _Connection) -> None:
+    """SQLite's schema 4: ``cost``, ``cost_unit``, ``cost_source`` replace ``credits``
+    (backfilled from ``record``), and the ``reservations`` table (column order does not matter
+    here: PostgreSQL keeps long records out of line)."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN cost DOUBLE PRECISION, ADD COLUMN cost_unit TEXT, "
+                 "ADD COLUMN cost_source TEXT")
+    cursor = conn.execute("SELECT id, record FROM jobs")
+    updates = [(*_cost_values(record), job_id) for job_id, record in cursor.fetchall()]
+    updates = [u for u in updates if u[0] is not None]
+    for start in range(0, len(updates), 5000):
+        conn.executemany("UPDATE jobs SET cost = ?, cost_unit = ?, cost_source = ? WHERE id = ?",
+                         updates[start:start + 5000])
+    conn.execute("ALTER TABLE jobs DROP COLUMN credits")
+    conn.execute(RESERVATIONS.format(real="DOUBLE PRECISION"))
+    conn.execute(RESERVATION_INDEX)
+
+
 #: Migration to version ``v`` (a key), applied in order from the stored version + 1.
-_MIGRATIONS = {_BASE_VERSION: _schema_v3}
+_MIGRATIONS = {_BASE_VERSION: _schema_v3, 4: _schema_v4}
 
 
 def safe_url(url: str) -> str:
