@@ -167,12 +167,16 @@ def history(
     ``width``, ``height``          Int64: the first result image's pixel size (NA until known)
     ``image_urls``, ``image_paths`` lists of the result images (provider URLs, which may expire;
                                    the downloaded files)
-    ``credits``                    float, where the provider tells the cost, else NA
+    ``cost``                       float: what the job cost in ``cost_unit``, else NA
+    ``cost_unit``                  category: the provider's unit (``credits``, ``fast_seconds``,
+                                   ``images``, ``requests`` …)
+    ``cost_source``                category: ``provider`` (its payload or balance said so) or
+                                   ``prices`` (its published table, or your override)
     ``error``                      text
     ``sandbox``                    bool
     ============================== ================================================================
 
-    ``df.imagine`` adds gallery, show, reroll, export and jobs to the frame and any slice of it.
+    ``df.imagine`` adds gallery, show, reroll, export, spend and jobs to the frame and any slice of it.
     """
     if provider is not None:
         names = [provider] if isinstance(provider, str) else list(provider)

@@ -9,9 +9,9 @@ The ``jobs`` table keeps the full :meth:`Job.to_record() <jupyter_imagine.models
 as JSON in ``record`` (what :meth:`Store.get` returns) and, next to it, plain indexed columns for
 what lookups and the history frame need (provider, remote_id, parent_id, root_id, kind, action,
 prompt, negative_prompt, params as JSON, status, progress, sandbox, the four timestamps,
-n_images, width, height, paths, urls, credits, error, error_type, and batch_id/batch_row), so
-:meth:`Store.frame` is one SQL query over those columns and never parses ``record``. The
-columns that need a provider's rules (negative_prompt, width/height, credits, which images
+n_images, width, height, paths, urls, cost/cost_unit/cost_source, error, error_type, and
+batch_id/batch_row), so :meth:`Store.frame` is one SQL query over those columns and never parses ``record``. The
+columns that need a provider's rules (negative_prompt, width/height, cost, which images
 count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
@@ -23,6 +23,13 @@ Besides the record's columns, each row has ``version`` (bumped by every write),
 whose lease ran out, atomically (``BEGIN IMMEDIATE`` … ``UPDATE … RETURNING``). Every
 ``sqlite3``/``OSError`` failure of a public method is a
 :class:`~jupyter_imagine.errors.StorageError` saying which path, what is wrong and how to fix it.
+
+The **spend ledger** (section "spend ledger", issue 14): table ``reservations`` holds, per job
+sent against a budget, the expected cost reserved before it was sent (open, then settled with
+the recorded cost or released). :meth:`Store.reserve` sums the recorded ``cost`` of the
+provider's jobs in that unit since the budget's period began plus the open reservations of jobs
+with no recorded cost yet, and inserts the reservation only if the budget holds — all in one
+``BEGIN IMMEDIATE`` transaction, so kernels sharing one history share its budgets exactly.
 
 Choices worth knowing:
 
