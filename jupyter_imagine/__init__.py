@@ -10,7 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from . import _accessor  # noqa: F401  (registers the df.imagine accessor)
-from .api import batch, client, history, imagine, job, provider_status, sync_history
+from .api import (
+    balance,
+    batch,
+    client,
+    configure,
+    estimate,
+    history,
+    imagine,
+    job,
+    provider_status,
+    sync_history,
+)
 from .errors import (
     ActionNotAvailable,
     AuthenticationError,
@@ -66,8 +77,11 @@ __all__ = [
     "ServiceUnavailable",
     "Status",
     "StorageError",
+    "balance",
     "batch",
     "client",
+    "configure",
+    "estimate",
     "gallery",
     "history",
     "imagine",

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from . import _config
+from . import _budgets, _config
 from ._downloads import fetch, png_text, retry_delay
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import MASK, get_logger, redact, scrub, split_secrets
@@ -192,6 +192,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._sandbox_app: Any = sandbox_app
+        #: when this engine was made: the start of budgets over the ``session`` period
+        self.started_at = utcnow()
+        self._call_budgets: dict[str, _budgets.CallBudget] = {}  # job id → its call's budget=
 
     # ================================================================ lifecycle
     @property
@@ -367,6 +370,7 @@ class Engine:
         parent: Job | None = None,
         batch_id: str | None = None,
         batch_row: int | None = None,
+        budget: float | None = None,
         **params: Any,
     ) -> Job:
         """Validate, store and schedule a new job; returns it at once (status ``queued``).
@@ -375,11 +379,14 @@ class Engine:
         ``None``) links jobs that work on another job without being one of its buttons
         (APIFRAME's ``seed``). ``batch_id``/``batch_row`` (default ``None``) make the job that
         row of a :func:`jupyter_imagine.batch`, stored in the same transaction as the job itself;
-        a row another job already holds raises ``InvalidRequest``.
+        a row another job already holds raises ``InvalidRequest``. ``budget`` (default ``None``)
+        is the call's own budget in the provider's unit: the job's expected cost (with a
+        ``batch_id``: all of that batch's) may not pass it (see :mod:`jupyter_imagine._budgets`).
         """
         instance = self.provider(provider)
         cls = type(instance)
         timeout = check_timeout(timeout)
+        limit = _budgets.check_amount(budget)
         if kind not in cls.kinds:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
@@ -397,6 +404,8 @@ class Engine:
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
         self._bind_secrets(job, cls)
+        if limit is not None:
+            self._call_budgets[job.id] = _budgets.CallBudget(limit, batch_id)
         return self._launch(job)
 
     def act(self, job: Job, label: str, **kwargs: Any) -> Job:
@@ -530,6 +539,13 @@ class Engine:
     # ================================================ one job's life (steps 1-4 of the docstring)
     async def _drive(self, job: Job) -> None:
         try:
+            await self._drive_steps(job)
+        finally:
+            if job.status.final:
+                self._close_reservation(job)
+
+    async def _drive_steps(self, job: Job) -> None:
+        try:
             provider = self.provider(job.provider, prepare=False)
         except ImagineError as exc:
             self._fail(job, exc)
@@ -548,6 +564,10 @@ class Engine:
                     )
                     return
                 if job.submit_state == "pending":
+                    refusal = self._reserve(job, provider)
+                    if refusal is not None:
+                        self._fail(job, refusal)
+                        return
                     done = await self._submit(job, provider)
                     if done:
                         return
@@ -572,6 +592,35 @@ class Engine:
         if not job.status.final:
             with contextlib.suppress(_Superseded, StorageError):
                 self._fail(job, error, error_type)
+
+    def _reserve(self, job: Job, provider: Provider) -> ImagineError | None:
+        """Reserve ``job``'s expected cost against its budgets (see :mod:`._budgets`); the
+        refusal, else ``None``. A job nothing prices is sent uncounted (with a warning when a
+        budget applies)."""
+        call = self._call_budgets.get(job.id)
+        price = type(provider).price(job.kind, job.params)
+        if price is None:
+            if call is not None or provider.name in _config.budget_rules():
+                logger.warning("%s publishes no price for a %s job: budgets cannot count %s",
+                               provider.label, job.kind, job.id)
+            return None
+        budgets = _budgets.budgets_for(provider.name, price, call, self.started_at)
+        return _budgets.reserve(self.store, job, price, budgets) if budgets else None
+
+    def _close_reservation(self, job: Job) -> None:
+        """Settle a final job's reservation with its recorded cost, or release it (none)."""
+        self._call_budgets.pop(job.id, None)
+        try:
+            cls = provider_class(job.provider)
+            if cls.price(job.kind, job.params) is None:
+                return  # nothing was reserved for it
+            cost = cls.cost(job.to_record())
+            if cost is None:
+                self.store.release_reservation(job.id)
+            else:
+                self.store.settle(job.id, cost.amount)
+        except ImagineError as exc:
+            logger.warning("could not close the reservation of job %s: %s", job.id, exc)
 
     async def _submit(self, job: Job, provider: Provider) -> bool:
         """Send the job; returns ``True`` when the answer already finished it."""

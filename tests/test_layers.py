@@ -33,7 +33,9 @@ RANKS: tuple[tuple[str, float], ...] = (
     ("_transport", 7),
     ("_polling", 7),
     ("_downloads", 7),
+    ("_budgets", 7),  # which budgets a job is reserved against, and the refusal
     ("engine", 8),
+    ("_spend", 8.5),  # estimates and balances: over the engine, under _batch and api
     ("_pull", 9),
     ("_batch", 9),
     ("api", 10),

@@ -55,7 +55,7 @@ from ._sqlite import (
     SCHEMA_VERSION,
     UNFINISHED_SQL,
     Store,
-    _cost_values,
+    cost_values,
 )
 
 __all__ = ["PostgresStore", "safe_url"]
@@ -127,7 +127,7 @@ def _schema_v4(conn: _Connection) -> None:
     conn.execute("ALTER TABLE jobs ADD COLUMN cost DOUBLE PRECISION, ADD COLUMN cost_unit TEXT, "
                  "ADD COLUMN cost_source TEXT")
     cursor = conn.execute("SELECT id, record FROM jobs")
-    updates = [(*_cost_values(record), job_id) for job_id, record in cursor.fetchall()]
+    updates = [(*cost_values(record), job_id) for job_id, record in cursor.fetchall()]
     updates = [u for u in updates if u[0] is not None]
     for start in range(0, len(updates), 5000):
         conn.executemany("UPDATE jobs SET cost = ?, cost_unit = ?, cost_source = ? WHERE id = ?",

@@ -10,9 +10,10 @@ as JSON in ``record`` (what :meth:`Store.get` returns) and, next to it, plain in
 what lookups and the history frame need (provider, remote_id, parent_id, root_id, kind, action,
 prompt, negative_prompt, params as JSON, status, progress, sandbox, the four timestamps,
 n_images, width, height, paths, urls, cost/cost_unit/cost_source, error, error_type, and
-batch_id/batch_row), so :meth:`Store.frame` is one SQL query over those columns and never parses ``record``. The
-columns that need a provider's rules (negative_prompt, width/height, cost, which images
-count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
+batch_id/batch_row), so :meth:`Store.frame` is one SQL query over those columns and never
+parses ``record``. The columns that need a provider's rules (negative_prompt, width/height,
+cost, which images count as results) are derived on save by
+:func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
 Besides the record's columns, each row has ``version`` (bumped by every write),
@@ -377,7 +378,7 @@ RESERVATION_INDEX = (
 COST_COLUMNS = ("cost", "cost_unit", "cost_source")
 
 
-def _cost_values(record_text: str) -> tuple[Any, Any, Any]:
+def cost_values(record_text: str) -> tuple[Any, Any, Any]:
     """``(cost, cost_unit, cost_source)`` of a stored record (schema 4's backfill)."""
     derived = derive_columns(json.loads(record_text))
     return derived["cost"], _text(derived["cost_unit"]), _text(derived["cost_source"])
@@ -412,7 +413,7 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
               f"VALUES ({', '.join('?' * (len(kept) + 5))})")
     cursor = conn.execute(f"SELECT rowid, {names}, record FROM jobs ORDER BY rowid")
     while chunk := cursor.fetchmany(5000):
-        conn.executemany(insert, [(*row[:-1], *_cost_values(row[-1]), row[-1]) for row in chunk])
+        conn.executemany(insert, [(*row[:-1], *cost_values(row[-1]), row[-1]) for row in chunk])
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v4 RENAME TO jobs")
     for statement in indexes:
