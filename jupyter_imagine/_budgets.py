@@ -12,11 +12,12 @@ every budget that applies to it, in one store transaction (:meth:`Store.reserve
 * a call's own ``budget=``: for :func:`jupyter_imagine.batch`, everything that batch's jobs
   spent and reserved; for :func:`jupyter_imagine.imagine`, the one job's cost.
 
-A refusal is a :class:`~jupyter_imagine.errors.BudgetExceeded` (the job fails with it, never
-sent). A job whose cost nothing publishes (``price()`` is ``None``) is not counted: it is sent,
-and a warning says that the budget cannot see it. Once the job is final its reservation is
-settled with the recorded cost (:meth:`Provider.cost
-<jupyter_imagine.providers.Provider.cost>`), or released when there is none.
+A refusal is a :class:`~jupyter_imagine.errors.BudgetExceeded`: the job fails with it (its
+``error_type``; ``wait()`` raises ``JobFailed`` from it, like any failure), never sent. A job
+whose cost nothing publishes (``price()`` is ``None``) is not counted: it is sent, and a warning
+says that the budget cannot see it. Once the job is final its reservation is settled with the
+recorded cost (:meth:`Provider.cost <jupyter_imagine.providers.Provider.cost>`), or released
+when there is none.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from . import _config
 from ._secrets import get_logger
 from .errors import BudgetExceeded, InvalidRequest
 from .models import Cost, utcnow
+from .providers import provider_class
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Job
@@ -86,11 +88,14 @@ def check_amount(value: Any, what: str = "budget") -> float | None:
 
 def budgets_for(provider: str, price: Cost, call: CallBudget | None,
                 session_start: datetime, now: datetime | None = None) -> list[Budget]:
-    """The budgets a job of ``provider`` with expected cost ``price`` is reserved against."""
+    """The budgets a job of ``provider`` with expected cost ``price`` is reserved against. A
+    session budget counts its ``unit``, or else the provider's ``PRICE_UNIT`` (where it has
+    one), so a price in another unit is not held against it."""
     now = now or utcnow()
     out: list[Budget] = []
     rule = _config.budget_rules().get(provider)
-    if rule is not None and (rule.unit is None or rule.unit == price.unit):
+    unit = rule.unit or provider_class(provider).PRICE_UNIT if rule is not None else None
+    if rule is not None and unit in (None, price.unit):
         since = _config.period_start(rule.period, now, session_start)
         more = max(rule.amount * 2, rule.amount + price.amount)
         out.append(Budget(
@@ -133,8 +138,7 @@ def reserve(store: Store, job: Job, price: Cost, budgets: list[Budget]) -> Budge
 def _refusal(job: Job, price: Cost, budget: Budget, spent: float,
              held: float) -> BudgetExceeded:
     return BudgetExceeded(
-        f"{job.provider} job {job.id[:8]} was not sent: it needs {price.amount:g} "
-        f"{price.unit} and the budget {budget.label} has {spent:g} spent and {held:g} "
-        f"reserved; {budget.fix}",
+        f"not sent: this {job.kind} needs {price.amount:g} {price.unit} and the budget "
+        f"{budget.label} has {spent:g} spent and {held:g} reserved; {budget.fix}",
         provider=job.provider, budget=budget.label,
     )

@@ -156,7 +156,10 @@ def estimate_jobs(engine: Engine, items: Iterable[tuple[str, str, Mapping[str, A
             sorted(totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
     columns = ["provider", "unit", "jobs", "unpriced", "expected", "balance", "budget_left",
                "fits"]
-    return Estimate(pd.DataFrame(rows, columns=columns), title)
+    frame = pd.DataFrame(rows, columns=columns)
+    for name in ("expected", "balance", "budget_left"):
+        frame[name] = frame[name].astype("float64")  # None → NaN: NA in the table
+    return Estimate(frame, title)
 
 
 def _estimate_row(engine: Engine, name: str, unit: str | None, jobs: float, unpriced: float,
