@@ -41,6 +41,7 @@ RANKS: tuple[tuple[str, float], ...] = (
     ("api", 10),
     ("widgets", 11),
     ("_accessor", 12),
+    ("_spend_frame", 5.5),  # the sums behind df.imagine.spend(): pandas only
     ("magics", 12),
     ("_magic_", 11),  # the magics' private helper modules: _magic_parser, _magic_help …
     ("__main__", 13),
