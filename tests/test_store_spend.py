@@ -210,3 +210,28 @@ def test_migration_to_v4_backfills_the_cost_and_adds_the_ledger(tmp_path):
         assert columns[-4:-1] == ["cost", "cost_unit", "cost_source"]
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(jobs)")}
         assert {"jobs_lease", "jobs_batch", "jobs_remote"} <= indexes
+
+
+def test_postgresql_migration_to_v4_backfills_the_cost(pg_url, tmp_path):
+    import psycopg
+
+    from jupyter_imagine.store._postgres import _Connection, _schema_v3
+
+    job = done_job(1)
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        conn = _Connection(raw)
+        _schema_v3(conn)
+        conn.execute("CREATE TABLE jupyter_imagine_meta (key TEXT PRIMARY KEY NOT NULL, "
+                     "value TEXT NOT NULL)")
+        conn.execute("INSERT INTO jupyter_imagine_meta VALUES ('schema_version', '3')")
+        conn.execute(
+            "INSERT INTO jobs (id, provider, root_id, status, created_at, credits, record) "
+            "VALUES (?, 'apiframe', ?, 'succeeded', '2024-05-01T12:00:00.000000+00:00', 4, ?)",
+            (job.id, job.id, json.dumps(job.to_record())))
+    with open_store(pg_url, home=tmp_path / "home") as store:
+        assert cost_row(store, job.id) == (4.0, "credits", "prices")
+        assert store.spent("apiframe", "credits") == 4.0
+        assert store.reserve("new", "apiframe", 4, "credits", limit=8, since=None)
+        columns = {r[0] for r in store._query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs'")}
+        assert "credits" not in columns and {"cost", "cost_unit", "cost_source"} <= columns
