@@ -198,3 +198,16 @@ describe("formatting", () => {
     expect(statusText({ status: "running", progress: 39.6, queue_position: null })).toBe("Running 40%");
   });
 });
+
+describe("cost", () => {
+  it("shows the expected cost, then the recorded one, and nothing when unknown", () => {
+    const model = fakeModel(state({ cost: "≈ 4 credits" }));
+    const { el } = mount(widget, model);
+    expect(el.querySelector(".ji-cost").textContent).toBe("≈ 4 credits");
+    expect(el.querySelector(".ji-cost").title).toBe("expected cost (published price)");
+    model.update({ cost: "4 credits" });
+    expect(el.querySelector(".ji-cost").textContent).toBe("4 credits");
+    model.update({ cost: "" });
+    expect(el.querySelector(".ji-cost")).toBe(null);
+  });
+});
