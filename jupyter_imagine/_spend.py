@@ -263,7 +263,13 @@ def _read(engine: Engine, names: list[str]) -> dict[str, tuple[Balance | None, s
     async def every() -> list[tuple[Balance | None, str | None]]:
         return list(await asyncio.gather(*(one(i) for i in instances)))
 
-    results = engine.run(every()).result(BALANCE_TIMEOUT + 2)
+    future = engine.run(every())
+    try:
+        results = future.result(BALANCE_TIMEOUT + 2)
+    except concurrent.futures.TimeoutError:  # the engine loop is busy: never hold the cell
+        future.cancel()
+        late = f"no answer within {BALANCE_TIMEOUT + 2:g} s (the engine is busy); try again"
+        results = [(None, late)] * len(instances)
     out.update({type(i).name: r for i, r in zip(instances, results, strict=True)})
     return out
 

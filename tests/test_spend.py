@@ -94,3 +94,14 @@ def test_a_failing_or_slow_provider_shows_its_error_in_its_row(engine, sandbox, 
     slow = ji.balance("apiframe", refresh=True).frame.iloc[0]
     assert time.perf_counter() - started < 3
     assert "did not report its balance within 0.5 s" in slow["error"]
+
+
+def test_the_estimate_agrees_with_what_the_jobs_recorded(engine):
+    expected = ji.estimate(["a harbour", "a pier"], actions=["U1", "V2"]).total("apiframe")
+    for prompt in ("a harbour", "a pier"):
+        job = ji.imagine(prompt).wait(30)
+        job.upscale(1).wait(30)
+        job.vary(2).wait(30)
+    df = ji.history()
+    assert len(df) == 6 and set(df["cost_source"]) == {"prices"}
+    assert df["cost"].sum() == expected == 20.0
