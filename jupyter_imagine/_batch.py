@@ -19,6 +19,8 @@ it (the job fails with :class:`~jupyter_imagine.errors.BudgetExceeded`); the bat
 submitting, lets what is in flight finish, and lists the rows left unsubmitted in
 ``df.attrs["unsubmitted"]``. A refused job was never sent, so calling :func:`batch` again (with
 a larger budget, or once the period turned) replaces it with a new job: the run resumes there.
+The same goes for a job the provider refused for want of credits (``QuotaExceeded`` before it
+took the job on): the batch stops there, and resumes once the balance is topped up.
 ``dry_run=True`` submits nothing and returns the estimate of the rows still to submit.
 """
 
@@ -38,7 +40,7 @@ import pandas as pd
 from ._budgets import check_amount
 from ._display import Progress
 from ._secrets import get_logger
-from .errors import BudgetExceeded, ImagineError, InvalidRequest
+from .errors import BudgetExceeded, ImagineError, InvalidRequest, QuotaExceeded
 from .models import Job, Status, WaitInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -309,29 +311,36 @@ def _dry_run(engine: Engine, batch_id: str, rows: Sequence[_Row]) -> Any:
 
 def _refused(engine: Engine, job_id: str) -> bool:
     record = engine.store.get(job_id)
-    return record is not None and _was_refused(record.get("error_type"),
-                                               record.get("submit_state"))
+    return record is not None and _was_refused(
+        record.get("error_type"), record.get("submit_state"), record.get("remote_id"))
 
 
-def _was_refused(error_type: Any, submit_state: Any) -> bool:
-    """A job the budget refused: never sent, so its row may be submitted again."""
-    return error_type == BudgetExceeded.__name__ and submit_state == "pending"
+def _was_refused(error_type: Any, submit_state: Any, remote_id: Any = None) -> bool:
+    """A job a budget refused (never sent), or that the provider refused for want of credits
+    (it took nothing on: no remote id): its row may be submitted again."""
+    if error_type == BudgetExceeded.__name__:
+        return submit_state == "pending"
+    return error_type == QuotaExceeded.__name__ and not remote_id
+
+
+def _job_refused(job: Job) -> bool:
+    return _was_refused(job.error_type, job.submit_state, job.remote_id)
 
 
 def unsubmitted(rows: Sequence[_Row], jobs: Mapping[int, Job]) -> list[int]:
     """Row numbers with no job, or whose job a budget refused (never sent)."""
     return [r.number for r in rows if (job := jobs.get(r.number)) is None
-            or _was_refused(job.error_type, job.submit_state)]
+            or _job_refused(job)]
 
 
 def _budget_note(rows: Sequence[_Row], jobs: Mapping[int, Job]) -> str | None:
     """The progress's closing line when a budget stopped the batch, else ``None``."""
     left = unsubmitted(rows, jobs)
-    if not left or not any(_was_refused(j.error_type, j.submit_state) for j in jobs.values()):
+    if not left or not any(_job_refused(j) for j in jobs.values()):
         return None
-    return (f"stopped at the budget: {len(left)} row{'' if len(left) == 1 else 's'} left "
-            "unsubmitted (df.attrs['unsubmitted']); raise the budget and call batch() again to "
-            "resume")
+    return (f"stopped at a budget or out of credits: {len(left)} row"
+            f"{'' if len(left) == 1 else 's'} left unsubmitted (df.attrs['unsubmitted']); raise "
+            "the budget or top up, then call batch() again to resume")
 
 
 def _check_limit(max_concurrency: int | None) -> None:
@@ -373,8 +382,8 @@ def _known_jobs(engine: Engine, batch_id: str, rows: Sequence[_Row],
     for number, job_id in sorted(known.items()):
         job = engine.get(job_id)
         row = rows[number]
-        if _was_refused(job.error_type, job.submit_state) and job.provider == row.provider:
-            engine.store.delete(job.id)  # never sent: this run submits the row anew
+        if _job_refused(job) and job.provider == row.provider:
+            engine.store.delete(job.id)  # never taken on: this run submits the row anew
             continue
         if job.prompt != row.prompt or job.provider != row.provider:
             raise InvalidRequest(
@@ -434,6 +443,8 @@ class _Driver:
                         [j.future for j in in_flight],
                         return_when=concurrent.futures.FIRST_COMPLETED,
                     )
+                    for job in in_flight:  # before any observer may have run
+                        self._check_refused(job)
         except BaseException as exc:  # the caller re-raises it (also Ctrl-C)
             self.error = exc
             if isinstance(exc, Exception):
@@ -467,7 +478,7 @@ class _Driver:
 
 
     def _check_refused(self, job: Job, fields: frozenset[str] = frozenset({"status"})) -> None:
-        if "status" in fields and _was_refused(job.error_type, job.submit_state):
+        if "status" in fields and _job_refused(job):
             if not self.refused.is_set():
                 logger.warning("batch %s: %s", self.batch_id, job.error)
             self.refused.set()

@@ -135,3 +135,19 @@ def test_budgets_for_names_each_budget_and_its_period():
     assert _budgets.budgets_for("apiframe", Cost(1, "fast_seconds", "prices"), None, session,
                                 now) == []  # another unit: not this budget
     assert _budgets.budgets_for("thenextleg", price, None, session, now) == []
+
+
+def test_a_batch_out_of_credits_stops_and_resumes_once_topped_up(engine, sandbox):
+    account = sandbox.providers["apiframe"]
+    account.credits = 8  # two imagines
+    prompts = [f"a cliff {i}" for i in range(4)]
+    df = ji.batch(prompts, max_concurrency=1, progress=False)
+    assert df["status"].tolist()[:2] == ["succeeded", "succeeded"]
+    assert df.attrs["unsubmitted"] == [2, 3]
+    refused = engine.get(df["id"][2])
+    assert refused.error_type == "QuotaExceeded" and refused.remote_id is None
+    account.credits = 100  # topped up
+    again = ji.batch(prompts, max_concurrency=1, progress=False)
+    assert again["status"].tolist() == ["succeeded"] * 4 and again.attrs["unsubmitted"] == []
+    assert again["id"][:2].tolist() == df["id"][:2].tolist()  # the first two were kept
+    assert account.credits == 100 - 8 and imagines(sandbox) == 2 + 1 + 2  # one refused POST
