@@ -10,14 +10,19 @@ for the caller's loop. No ``nest_asyncio``.
 Per job (:meth:`Engine._drive`, the methods of the section "one job's life" in this order):
 
 1. wait for a slot of the provider's concurrency limit (the job shows ``queued``);
-2. submit — **never retried blindly**: only a connection that provably never reached the server,
-   or a 429 (the server refused without doing anything), is tried again;
+2. reserve the job's expected cost (:meth:`Provider.price
+   <jupyter_imagine.providers.Provider.price>`) against its budgets in the store
+   (:mod:`jupyter_imagine._budgets`): a job that would pass one fails with
+   :class:`~jupyter_imagine.errors.BudgetExceeded`, never sent; then submit — **never retried
+   blindly**: only a connection that provably never reached the server, or a 429 (the server
+   refused without doing anything), is tried again;
 3. poll, adaptively: the first interval is the provider's, it grows ×1.5 while progress stands
    still and falls back when progress moves; polls of many jobs of one provider are batched
    (APIFRAME ``/fetch-many``); 5xx, 429 (``Retry-After`` honoured) and network errors back off
    exponentially with jitter (:mod:`jupyter_imagine._polling`);
 4. on success download every image once into the store's content-addressed cache, then show the
    job as succeeded; a job past its deadline fails with :class:`~jupyter_imagine.errors.JobTimeout`.
+   Once final, its reservation is settled with the recorded cost, or released.
 
 Every state change is written to the store before it is applied to the job and shown, as a
 compare-and-set on the row's version (:meth:`Store.transition
