@@ -200,6 +200,7 @@ class Engine:
         #: when this engine was made: the start of budgets over the ``session`` period
         self.started_at = utcnow()
         self._call_budgets: dict[str, _budgets.CallBudget] = {}  # job id → its call's budget=
+        self._held: set[str] = set()  # jobs that may hold a reservation: closed once final
 
     # ================================================================ lifecycle
     @property
@@ -289,6 +290,7 @@ class Engine:
             else:
                 self._sync(job, record)
             logger.info("resuming %s job %s (%s)", job.provider, job.id, job.status.value)
+            self._held.add(job.id)  # its former owner may have reserved its cost
             self._schedule(job)
             claimed.append(job)
         return claimed
@@ -610,16 +612,21 @@ class Engine:
                                provider.label, job.kind, job.id)
             return None
         budgets = _budgets.budgets_for(provider.name, price, call, self.started_at)
-        return _budgets.reserve(self.store, job, price, budgets) if budgets else None
+        if not budgets:
+            return None
+        refusal = _budgets.reserve(self.store, job, price, budgets)
+        if refusal is None:
+            self._held.add(job.id)
+        return refusal
 
     def _close_reservation(self, job: Job) -> None:
         """Settle a final job's reservation with its recorded cost, or release it (none)."""
         self._call_budgets.pop(job.id, None)
+        if job.id not in self._held:
+            return  # nothing was reserved for it (no budget applied): no write
+        self._held.discard(job.id)
         try:
-            cls = provider_class(job.provider)
-            if cls.price(job.kind, job.params) is None:
-                return  # nothing was reserved for it
-            cost = cls.cost(job.to_record())
+            cost = provider_class(job.provider).cost(job.to_record())
             if cost is None:
                 self.store.release_reservation(job.id)
             else:
