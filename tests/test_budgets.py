@@ -3,6 +3,7 @@ pass a budget, settles or releases; batches stop at a budget and resume. In-proc
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -151,3 +152,36 @@ def test_a_batch_out_of_credits_stops_and_resumes_once_topped_up(engine, sandbox
     assert again["status"].tolist() == ["succeeded"] * 4 and again.attrs["unsubmitted"] == []
     assert again["id"][:2].tolist() == df["id"][:2].tolist()  # the first two were kept
     assert account.credits == 100 - 8 and imagines(sandbox) == 2 + 1 + 2  # one refused POST
+
+
+def test_a_job_resumed_by_another_engine_settles_the_reservation_made_before(tmp_path):
+    from jupyter_imagine.engine import Engine
+    from jupyter_imagine.sandbox import create_app
+    from jupyter_imagine.store import Store
+
+    fast = {"backoff_base": 0.01, "backoff_cap": 0.2, "sandbox_speed": 40}
+    app = create_app(speed=40)  # an imagine takes about a second
+    home = tmp_path / "home"
+    ji.configure(budget={"apiframe": 4})
+    first = Engine(Store(home), sandbox_app=app, **fast).start()
+    job = first.imagine("a harbour at night", provider="apiframe")
+    for _ in range(300):
+        if job.submit_state == "sent":
+            break
+        time.sleep(0.01)
+    first.close()
+    with Store(home) as store:
+        assert store.reserved("apiframe", "credits") == 4.0  # held while it runs elsewhere
+    with Engine(Store(home), sandbox_app=app, **fast) as second:
+        resumed = second.get(job.id).wait(20)
+        assert resumed.status is Status.SUCCEEDED
+        until(lambda: ledger(second).get(job.id, ("",))[0] == "settled")
+        assert ledger(second)[job.id] == ("settled", 4.0, 4.0)
+        assert second.store.reserved("apiframe", "credits") == 0.0
+
+
+def until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
