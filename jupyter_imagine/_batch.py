@@ -13,7 +13,8 @@ The progress (:class:`~jupyter_imagine._display.Progress`: a bar in a notebook, 
 stderr elsewhere) is updated from the engine thread as jobs change (live while the cell blocks).
 
 Budgets (issue 14): with ``budget=`` the batch's own spend (spent + reserved by its jobs, over
-every run of it) may not pass that amount, and the session's budgets apply too (see
+every run of it; per provider and unit when rows name several providers) may not pass that
+amount, and the session's budgets apply too (see
 :mod:`jupyter_imagine._budgets`). The engine refuses a job that would pass one before sending
 it (the job fails with :class:`~jupyter_imagine.errors.BudgetExceeded`); the batch then stops
 submitting, lets what is in flight finish, and lists the rows left unsubmitted in
