@@ -10,6 +10,7 @@ const STATUS = { queued: "Queued", running: "Running", succeeded: "Done", failed
 const ERRORS = {
   ModeratedPrompt: "Prompt refused", QuotaExceeded: "Out of credits", JobTimeout: "Timed out",
   AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
+  BudgetExceeded: "Over budget",
 };
 const BUSY = new Set(["starting", "queued", "running", "drawing"]);
 /** Words shown after the labels that are only an emoji, so no button depends on an emoji font. */

@@ -92,6 +92,7 @@ describe("status rendering", () => {
   it("quota, timeout and cancelled lines", () => {
     expect(errorText({ status: "failed", error: "Not enough credits", error_type: "QuotaExceeded" })).toBe("Out of credits: Not enough credits");
     expect(errorText({ status: "failed", error: "no result within 900 s", error_type: "JobTimeout" })).toBe("Timed out: no result within 900 s");
+    expect(errorText({ status: "failed", error: "not sent: this imagine needs 4 credits", error_type: "BudgetExceeded" })).toBe("Over budget: not sent: this imagine needs 4 credits");
     expect(errorText({ status: "failed", error: "", error_type: "" })).toBe("Failed: the provider gave no reason");
     const { el } = mount(widget, fakeModel(state({ status: "cancelled" })));
     expect(el.querySelector('[role="alert"]').textContent).toBe("Cancelled");
