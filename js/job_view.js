@@ -10,6 +10,7 @@ const STATUS = { queued: "Queued", running: "Running", succeeded: "Done", failed
 const ERRORS = {
   ModeratedPrompt: "Prompt refused", QuotaExceeded: "Out of credits", JobTimeout: "Timed out",
   AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
+  BudgetExceeded: "Over budget",
 };
 const BUSY = new Set(["starting", "queued", "running", "drawing"]);
 /** Words shown after the labels that are only an emoji, so no button depends on an emoji font. */
@@ -86,6 +87,7 @@ function render({ model, el }) {
       get("sandbox") ? h("span", { class: "ji-chip ji-sandbox", title: "No API key: this job ran in the built-in sandbox" }, "SANDBOX") : null,
       h("span", { class: "ji-chip ji-kind", title: `kind: ${get("kind")}` }, kindText(get("action"), get("kind"))),
       h("code", { class: "ji-id", title: "job id: jupyter_imagine.job(id) re-attaches to it" }, get("job_id").slice(0, 8)),
+      get("cost") ? h("span", { class: "ji-cost", title: get("cost").startsWith("≈") ? "expected cost (published price)" : "what this job cost" }, get("cost")) : null,
     );
     prompt.textContent = get("prompt");
     prompt.title = get("prompt");
@@ -225,7 +227,7 @@ function render({ model, el }) {
   on("actions", actionsUpdate);
   on("action_state", () => { pending.clear(); buttonStates(); });
   on("notice", () => { pending.clear(); buttonStates(); noticeUpdate(); });
-  for (const k of ["prompt", "kind", "action", "provider", "sandbox"]) on(k, heading);
+  for (const k of ["prompt", "kind", "action", "provider", "sandbox", "cost"]) on(k, heading);
   model.on("msg:custom", onMessage);
   on("fallback_key", () => { fallback = fallback || hideFallback(el, get("fallback_key")); });
 

@@ -10,10 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from . import _accessor  # noqa: F401  (registers the df.imagine accessor)
-from .api import batch, client, history, imagine, job, provider_status, sync_history
+from .api import (
+    balance,
+    batch,
+    client,
+    configure,
+    estimate,
+    history,
+    imagine,
+    job,
+    provider_status,
+    sync_history,
+)
 from .errors import (
     ActionNotAvailable,
     AuthenticationError,
+    BudgetExceeded,
     ConfigurationError,
     ImagineError,
     InvalidRequest,
@@ -40,7 +52,7 @@ from .models import Image, Job, Status
 
 __version__ = "0.1.0"
 
-# The public surface, at most 25 names. Also importable from here, but not listed: the three
+# The public surface, at most 29 names. Also importable from here, but not listed: the three
 # refinements ``InvalidMask`` (an ``InvalidRequest``), ``JobCancelled`` (a ``JobFailed``) and
 # ``PermissionDenied`` (a ``ProviderError``: a 403, rare once the key works; it made room for
 # ``StorageError``),
@@ -49,6 +61,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionNotAvailable",
     "AuthenticationError",
+    "BudgetExceeded",
     "ConfigurationError",
     "Image",
     "ImagineError",
@@ -64,8 +77,11 @@ __all__ = [
     "ServiceUnavailable",
     "Status",
     "StorageError",
+    "balance",
     "batch",
     "client",
+    "configure",
+    "estimate",
     "gallery",
     "history",
     "imagine",

@@ -14,6 +14,8 @@ so (pandas' convention for accessors).
 ``.gallery()``            the gallery widget over these rows
 ``.export(folder, fmt=)`` image files named ``<provider>_<id>[_<n>].<fmt>`` with the prompt and
                           parameters inside, plus ``history.csv`` (or ``.parquet``) of the rows
+``.spend(by=)``           what the rows cost, per provider, day, user or lineage (in each
+                          provider's own unit: units are never added up across)
 ========================= ==================================================================
 
 A row is chosen by position (``0`` is the first row, negative counts from the end), by its key
@@ -154,6 +156,43 @@ class ImagineAccessor:
         if "id" not in frame.columns or "provider" not in frame.columns:
             frame = frame.reset_index()
         return gallery(frame)
+
+    # ------------------------------------------------------------------ spend
+    def spend(self, by: str = "provider") -> pd.DataFrame:
+        """What these rows cost, summed in each provider's own unit (``cost``/``cost_unit``).
+
+        Args:
+            by: ``"provider"`` (default), ``"day"`` (UTC date of ``created_at``), ``"user"``
+                (the ``user`` column) — each with ``provider`` and ``unit`` — or ``"lineage"``:
+                one row per job with what it cost together with every job that led to it
+                (its parent, the parent's parent … up to its root: the rerolls, variations and
+                upscales it came from), most expensive first.
+
+        Returns a frame with ``jobs`` (rows), ``priced`` (rows with a known cost) and ``cost``
+        (their sum) per group; for ``lineage``: ``provider``, ``id``, ``prompt``, ``unit``,
+        ``steps`` (jobs in the chain), ``cost`` (their sum) and ``chain`` (ids, root first).
+        Rows with no known cost count in ``jobs`` but add nothing.
+        """
+        from ._spend_frame import lineage_spend, spend_by
+
+        rows = self._spend_rows()
+        if by == "lineage":
+            return lineage_spend(rows)
+        if by not in ("provider", "day", "user"):
+            raise InvalidRequest(
+                f"spend(by=...) is 'provider', 'day', 'user' or 'lineage', not {by!r}")
+        return spend_by(rows, by)
+
+    def _spend_rows(self) -> pd.DataFrame:
+        frame = self._frame
+        if any(name in frame.index.names for name in ("provider", "id")):
+            frame = frame.reset_index()
+        missing = [c for c in ("cost", "cost_unit") if c not in frame.columns]
+        if missing:
+            raise InvalidRequest(
+                f"spend() needs the columns {', '.join(missing)}; use a frame from "
+                "jupyter_imagine.history() (or a slice that keeps them)")
+        return frame.loc[:, ~frame.columns.duplicated()]
 
     # ------------------------------------------------------------------ export
     def export(

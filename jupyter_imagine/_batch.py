@@ -11,6 +11,18 @@ Concurrency: ``max_concurrency`` bounds this batch's jobs in flight (submitted a
 on top of the engine's per-provider limit; the next row is submitted when one of them finishes.
 The progress (:class:`~jupyter_imagine._display.Progress`: a bar in a notebook, a text bar on
 stderr elsewhere) is updated from the engine thread as jobs change (live while the cell blocks).
+
+Budgets (issue 14): with ``budget=`` the batch's own spend (spent + reserved by its jobs, over
+every run of it; per provider and unit when rows name several providers) may not pass that
+amount, and the session's budgets apply too (see
+:mod:`jupyter_imagine._budgets`). The engine refuses a job that would pass one before sending
+it (the job fails with :class:`~jupyter_imagine.errors.BudgetExceeded`); the batch then stops
+submitting, lets what is in flight finish, and lists the rows left unsubmitted in
+``df.attrs["unsubmitted"]``. A refused job was never sent, so calling :func:`batch` again (with
+a larger budget, or once the period turned) replaces it with a new job: the run resumes there.
+The same goes for a job the provider refused for want of credits (``QuotaExceeded`` before it
+took the job on): the batch stops there, and resumes once the balance is topped up.
+``dry_run=True`` submits nothing and returns the estimate of the rows still to submit.
 """
 
 from __future__ import annotations
@@ -26,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._budgets import check_amount
 from ._display import Progress
 from ._secrets import get_logger
-from .errors import ImagineError, InvalidRequest
+from .errors import BudgetExceeded, ImagineError, InvalidRequest, QuotaExceeded
 from .models import Job, Status, WaitInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +72,14 @@ class _Tally:
     total: int
     states: dict[str, Status] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, jobs: Iterable[Job], total: int) -> tuple[_Tally, int]:
+        """A tally of ``jobs`` (of ``total`` rows), and how many of them are final."""
+        tally = cls(total=total)
+        for job in list(jobs):
+            tally.set(job)
+        return tally, sum(1 for s in tally.states.values() if s.final)
 
     def set(self, job: Job) -> None:
         with self.lock:
@@ -184,7 +205,9 @@ def batch(
     wait: bool = True,
     timeout: float | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+    budget: float | None = None,
+    dry_run: bool = False,
+) -> Any:
     """Submit many prompts and return the input as a frame with their jobs filled in.
 
     Args:
@@ -205,11 +228,14 @@ def batch(
         timeout: each job's deadline in seconds (default: the provider's).
         progress: show the batch's progress (default ``True``): jobs done of all, rate, ETA,
             failures; in a notebook a bar, elsewhere a text bar on stderr.
+        budget: the most this batch may cost, in the provider's unit (default ``None``); see
+            the module docstring. ``dry_run=True``: submit nothing, return the
+            :class:`~jupyter_imagine._spend.Estimate` of the rows left (default ``False``).
 
     Returns:
         A copy of the input (same index) with ``provider``, ``id``, ``status`` (categorical),
-        ``image_paths`` and ``error`` filled in; ``df.attrs["batch_id"]`` is the batch's id.
-        ``df.imagine`` works on it.
+        ``image_paths`` and ``error`` filled in; ``df.attrs["batch_id"]`` is the batch's id,
+        ``df.attrs["unsubmitted"]`` the rows not sent. ``df.imagine`` works on it.
 
     Raises:
         InvalidRequest: a missing prompt column, an empty prompt, an unknown provider or a
@@ -222,13 +248,12 @@ def batch(
     frame = _frame_of(data, prompt)
     rows = _rows(frame, prompt, provider, engine)
     batch_id = str(name) if name is not None else batch_id_of(rows)
+    if dry_run:
+        return _dry_run(engine, batch_id, rows)
     driver, fresh = _driver_for(engine, batch_id, rows, max_concurrency or len(rows) or 1,
-                                timeout)
+                                timeout, check_amount(budget))
     jobs = driver.jobs
-    tally = _Tally(total=len(rows))
-    for job in list(jobs.values()):
-        tally.set(job)
-    before = sum(1 for s in tally.states.values() if s.final)
+    tally, before = _Tally.of(jobs.values(), len(rows))
     bar = Progress(batch_label(len(rows), name), len(rows), enabled=progress, initial=before)
 
     def changed(job: Job, fields: frozenset[str] = frozenset({"status"})) -> None:
@@ -245,7 +270,7 @@ def batch(
         if wait:  # this call's display is final: stop updating it
             driver.unwatch(changed, unsubscribe)
             tally.show(bar)
-            bar.close()
+            bar.close(_budget_note(rows, jobs))
         elif not bar.in_notebook:  # a text bar must not stay open under the prompt
             bar.close("submitting in the background")
     return _result(frame, rows, jobs, batch_id)
@@ -275,6 +300,50 @@ def _drive(driver: _Driver, fresh: bool, wait: bool) -> None:
         )) from None
 
 
+def _dry_run(engine: Engine, batch_id: str, rows: Sequence[_Row]) -> Any:
+    """The estimate of the rows of batch ``batch_id`` that have no sent job yet."""
+    from ._spend import estimate_jobs
+
+    known = engine.store.batch_rows(batch_id)
+    todo = [r for r in rows if r.number not in known or _refused(engine, known[r.number])]
+    return estimate_jobs(engine, [(r.provider, "imagine", r.params) for r in todo],
+                         title=f"{batch_label(len(todo), None)} not submitted yet")
+
+
+def _refused(engine: Engine, job_id: str) -> bool:
+    record = engine.store.get(job_id)
+    return record is not None and _was_refused(
+        record.get("error_type"), record.get("submit_state"), record.get("remote_id"))
+
+
+def _was_refused(error_type: Any, submit_state: Any, remote_id: Any = None) -> bool:
+    """A job a budget refused (never sent), or that the provider refused for want of credits
+    (it took nothing on: no remote id): its row may be submitted again."""
+    if error_type == BudgetExceeded.__name__:
+        return submit_state == "pending"
+    return error_type == QuotaExceeded.__name__ and not remote_id
+
+
+def _job_refused(job: Job) -> bool:
+    return _was_refused(job.error_type, job.submit_state, job.remote_id)
+
+
+def unsubmitted(rows: Sequence[_Row], jobs: Mapping[int, Job]) -> list[int]:
+    """Row numbers with no job, or whose job a budget refused (never sent)."""
+    return [r.number for r in rows if (job := jobs.get(r.number)) is None
+            or _job_refused(job)]
+
+
+def _budget_note(rows: Sequence[_Row], jobs: Mapping[int, Job]) -> str | None:
+    """The progress's closing line when a budget stopped the batch, else ``None``."""
+    left = unsubmitted(rows, jobs)
+    if not left or not any(_job_refused(j) for j in jobs.values()):
+        return None
+    return (f"stopped at a budget or out of credits: {len(left)} row"
+            f"{'' if len(left) == 1 else 's'} left unsubmitted (df.attrs['unsubmitted']); raise "
+            "the budget or top up, then call batch() again to resume")
+
+
 def _check_limit(max_concurrency: int | None) -> None:
     if max_concurrency is not None and (
         isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
@@ -288,7 +357,7 @@ _RUNNING_LOCK = threading.Lock()
 
 
 def _driver_for(engine: Engine, batch_id: str, rows: list[_Row], limit: int,
-                timeout: float | None) -> tuple[_Driver, bool]:
+                timeout: float | None, budget: float | None = None) -> tuple[_Driver, bool]:
     """The batch's driver and whether it is new: the one submitting this batch right now
     (``wait=False`` earlier) is joined, else a new one starts from the rows already stored."""
     known = engine.store.batch_rows(batch_id)
@@ -302,7 +371,8 @@ def _driver_for(engine: Engine, batch_id: str, rows: list[_Row], limit: int,
         if driver is not None and driver.engine is engine and not driver.done.is_set():
             return driver, False
         jobs = _known_jobs(engine, batch_id, rows, known)
-        driver = _RUNNING[batch_id] = _Driver(engine, batch_id, rows, jobs, limit, timeout)
+        driver = _RUNNING[batch_id] = _Driver(engine, batch_id, rows, jobs, limit, timeout,
+                                              budget)
         return driver, True
 
 
@@ -313,6 +383,9 @@ def _known_jobs(engine: Engine, batch_id: str, rows: Sequence[_Row],
     for number, job_id in sorted(known.items()):
         job = engine.get(job_id)
         row = rows[number]
+        if _job_refused(job) and job.provider == row.provider:
+            engine.store.delete(job.id)  # never taken on: this run submits the row anew
+            continue
         if job.prompt != row.prompt or job.provider != row.provider:
             raise InvalidRequest(
                 f"batch {batch_id!r} row {number} holds a different job ({job.provider}: "
@@ -333,13 +406,15 @@ class _Driver:
     """
 
     def __init__(self, engine: Engine, batch_id: str, rows: list[_Row], jobs: dict[int, Job],
-                 limit: int, timeout: float | None) -> None:
+                 limit: int, timeout: float | None, budget: float | None = None) -> None:
         self.engine = engine
         self.batch_id = batch_id
         self.rows = rows
         self.jobs = jobs
         self.limit = limit
         self.timeout = timeout
+        self.budget = budget
+        self.refused = threading.Event()  # a budget refused a job: submit no more rows
         self.watchers: list[Any] = []  # observers of every job (progress displays)
         self.stops: dict[Any, list[Any]] = {}  # watcher → its unsubscribes
         self.first = threading.Event()  # the first free slots are filled
@@ -356,9 +431,9 @@ class _Driver:
     def run(self) -> None:
         pending = [row for row in self.rows if row.number not in self.jobs]
         try:
-            while pending:
+            while pending and not self.refused.is_set():
                 in_flight = [j for j in self.jobs.values() if not j.status.final]
-                while pending and len(in_flight) < self.limit:
+                while pending and len(in_flight) < self.limit and not self.refused.is_set():
                     if not self.engine.running:  # the engine was closed: stop, resume later
                         return
                     row = pending.pop(0)
@@ -369,6 +444,8 @@ class _Driver:
                         [j.future for j in in_flight],
                         return_when=concurrent.futures.FIRST_COMPLETED,
                     )
+                    for job in in_flight:  # before any observer may have run
+                        self._check_refused(job)
         except BaseException as exc:  # the caller re-raises it (also Ctrl-C)
             self.error = exc
             if isinstance(exc, Exception):
@@ -384,7 +461,7 @@ class _Driver:
         try:
             job = self.engine.imagine(
                 row.prompt, provider=row.provider, timeout=self.timeout,
-                batch_id=self.batch_id, batch_row=row.number, **row.params
+                batch_id=self.batch_id, batch_row=row.number, budget=self.budget, **row.params
             )
         except InvalidRequest:
             # another process (a second kernel on the same history) took this row meanwhile
@@ -393,10 +470,19 @@ class _Driver:
                 raise
             job = self.engine.get(job_id)
         self.jobs[row.number] = job
+        job.observe(self._check_refused)
+        self._check_refused(job)
         for watcher in list(self.watchers):
             self.stops.setdefault(watcher, []).append(job.observe(watcher))
             watcher(job)  # after observing, so a change in between is not missed
         return job
+
+
+    def _check_refused(self, job: Job, fields: frozenset[str] = frozenset({"status"})) -> None:
+        if "status" in fields and _job_refused(job):
+            if not self.refused.is_set():
+                logger.warning("batch %s: %s", self.batch_id, job.error)
+            self.refused.set()
 
 
 def _result(frame: pd.DataFrame, rows: list[_Row], jobs: Mapping[int, Job],
@@ -418,4 +504,5 @@ def _result(frame: pd.DataFrame, rows: list[_Row], jobs: Mapping[int, Job],
     out["error"] = pd.Series([(j.error or None) if j else None for j in found], index=out.index,
                              dtype=pd.Series(["x"]).dtype)
     out.attrs["batch_id"] = batch_id
+    out.attrs["unsubmitted"] = [out.index[n] for n in unsubmitted(rows, jobs)]
     return out

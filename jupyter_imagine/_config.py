@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,106 @@ def images_url() -> str | None:
     if value is None or "://" in value:
         return value
     return str(Path(value).expanduser())
+
+
+# ------------------------------------------------------------------------------ budgets
+#: The periods a budget can run over: calendar periods in UTC (a week starts on Monday), or the
+#: session (since this kernel's engine started).
+BUDGET_PERIODS = ("day", "week", "month", "session")
+#: The period of a budget given as a bare amount.
+DEFAULT_BUDGET_PERIOD = "day"
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """One provider's spending budget.
+
+    Attributes:
+        provider: the provider's name.
+        amount: at most this much is spent (and reserved) per period, in ``unit``.
+        period: ``day`` (default), ``week``, ``month`` (UTC calendar periods) or ``session``.
+        unit: the unit it counts, default ``None``: the unit of the provider's prices.
+    """
+
+    provider: str
+    amount: float
+    period: str = DEFAULT_BUDGET_PERIOD
+    unit: str | None = None
+
+    def label(self, unit: str | None = None) -> str:
+        """``"apiframe: 200 credits per day"``."""
+        per = "this session" if self.period == "session" else f"per {self.period} (UTC)"
+        return f"{self.provider}: {self.amount:g} {self.unit or unit or 'units'} {per}"
+
+
+_BUDGETS: dict[str, BudgetRule] = {}
+
+
+def parse_budget(value: Any) -> dict[str, BudgetRule]:
+    """Budget rules from what a user writes: ``{"apiframe": 200}`` (per
+    :data:`DEFAULT_BUDGET_PERIOD`), ``{"apiframe": (200, "week")}``, ``{"apiframe": "200/week"}``
+    or ``{"apiframe": {"amount": 200, "period": "week", "unit": "credits"}}``; ``None`` or
+    ``{}``: no budget. Provider names are checked by the caller (this layer knows none).
+
+    Raises:
+        ConfigurationError: not a mapping, a negative or non-finite amount, an unknown period.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"a budget is a dict of provider → amount, e.g. {{'apiframe': 200}}, not {value!r}")
+    return {str(name).strip().lower(): _rule(str(name).strip().lower(), spec)
+            for name, spec in value.items()}
+
+
+def _rule(name: str, spec: Any) -> BudgetRule:
+    amount: Any
+    period, unit = DEFAULT_BUDGET_PERIOD, None
+    if isinstance(spec, Mapping):
+        amount, period, unit = spec.get("amount"), spec.get("period", period), spec.get("unit")
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+        amount, period = spec
+    elif isinstance(spec, str) and "/" in spec:
+        amount, period = (part.strip() for part in spec.split("/", 1))
+    else:
+        amount = spec
+    try:
+        number = float(amount) if not isinstance(amount, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number >= 0 and number != float("inf")):
+        raise ConfigurationError(
+            f"the budget of {name} must be a finite amount ≥ 0 (e.g. 200, (200, 'week') or "
+            f"'200/week'), not {spec!r}")
+    if period not in BUDGET_PERIODS:
+        raise ConfigurationError(
+            f"the budget period of {name} must be one of {', '.join(BUDGET_PERIODS)}, "
+            f"not {period!r}")
+    return BudgetRule(name, number, str(period), str(unit) if unit else None)
+
+
+def budget_rules() -> dict[str, BudgetRule]:
+    """The session's budgets, provider → :class:`BudgetRule` (default: none)."""
+    return dict(_BUDGETS)
+
+
+def set_budget(value: Any) -> dict[str, BudgetRule]:
+    """Replace the session's budgets with :func:`parse_budget` of ``value`` (``None``: none);
+    returns them."""
+    rules = parse_budget(value)
+    _BUDGETS.clear()
+    _BUDGETS.update(rules)
+    return dict(rules)
+
+
+def period_start(period: str, now: datetime, session_start: datetime) -> datetime:
+    """When the budget period containing ``now`` (tz-aware UTC) began."""
+    if period == "session":
+        return session_start
+    day = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    return day

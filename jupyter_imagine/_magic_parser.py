@@ -115,11 +115,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         ),
         Subcommand("job", "ID", "a stored job by local id, provider id or unique prefix", 1,
                    lambda args: len(args) == 1 and bool(args[0].strip())),
+        Subcommand("balance", "[PROVIDER]", "what each provider reports left (credits, fast "
+                   "hours, quota) and when it was read", 1),
         Subcommand("help", "[PROVIDER]", "this help, or only one provider's parameters", 1),
     )
 }
 _ARITY = {"providers": "no arguments", "history": "one number N (default 20)",
-          "job": "one job id", "help": "one provider name at most"}
+          "job": "one job id", "help": "one provider name at most",
+          "balance": "one provider name at most"}
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,7 @@ def _subcommand(name: str, rest: str) -> ParsedCommand:
     if name == "history":
         return ParsedCommand(command=name, limit=int(first) if first else None)
     return ParsedCommand(command=name, job_id=first if name == "job" else None,
-                         provider=first if name == "help" else None)
+                         provider=first if name in ("help", "balance") else None)
 
 
 def _unknown(option: str, provider: str, accepted: Mapping[str, ParamSpec]) -> str:

@@ -2,8 +2,8 @@
 
 What each provider's job record means in the common columns that do not sit on
 :class:`~jupyter_imagine.models.Job` itself: ``negative_prompt``, ``width``/``height``,
-``credits``. The store calls :func:`derive_columns` on every save and keeps the results in indexed
-columns, so building the frame never parses a record. Rules:
+``cost``/``cost_unit``/``cost_source``. The store calls :func:`derive_columns` on every save and
+keeps the results in indexed columns, so building the frame never parses a record. Rules:
 
 * ``negative_prompt``: the ``negative_prompt`` / ``negative_text`` parameter (Blockade's wire
   name), else the same field in the provider's payload (``negative_text``, ``negativePrompt``);
@@ -11,11 +11,12 @@ columns, so building the frame never parses a record. Rules:
   <jupyter_imagine.providers.Provider.negative_prompt>`); else NA.
 * ``width``/``height``: the first result image's pixel size (the panorama for a skybox, one tile
   for a 2×2 grid), else the grid's; NA until known.
-* ``credits``: :meth:`Provider.cost <jupyter_imagine.providers.Provider.cost>` where it is
-  counted in credits: a cost the payload states (``credits``, ``cost``, ``credits_used``,
-  ``creditsUsed`` …) wins; otherwise the provider's published prices. Only succeeded jobs
-  carry credits: whether a failed job is charged is not documented anywhere, so it is NA rather
-  than a guess.
+* ``cost``, ``cost_unit``, ``cost_source``: :meth:`Provider.cost
+  <jupyter_imagine.providers.Provider.cost>` of the record — a figure the provider's payload
+  states (source ``provider``), else its published price table or the user's override (source
+  ``prices``) for succeeded jobs, else NA. Whether a failed job is charged is documented nowhere,
+  so it is NA rather than a guess. The unit is the provider's own (``credits``,
+  ``fast_seconds``, ``images``, ``requests`` …).
 
 :func:`check_frame` is what the ``df.imagine`` accessor uses to refuse frames without the key
 columns. This module sits below the store and imports only the providers and lower layers.
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigurationError
+from .models import Cost
 from .providers import provider_class
 
 __all__ = [
@@ -37,7 +39,7 @@ __all__ = [
     "STATUS_ORDER",
     "as_number",
     "check_frame",
-    "credits_for",
+    "cost_for",
     "derive_columns",
     "first_text",
     "result_images",
@@ -81,28 +83,14 @@ def first_text(sources: Iterable[Mapping[str, Any]], names: Sequence[str]) -> st
     return None
 
 
-def credits_for(
-    provider: str,
-    kind: str | None,
-    status: str | None,
-    params: Mapping[str, Any] | None = None,
-    raw: Mapping[str, Any] | None = None,
-    extras: Mapping[str, Any] | None = None,
-) -> float | None:
-    """The credits a job cost, where the provider tells it; ``None`` (NA) otherwise.
-
-    The amount of :meth:`Provider.cost <jupyter_imagine.providers.Provider.cost>` when it is
-    counted in credits; ``status`` other than ``succeeded`` gives ``None``.
-    """
-    if status != "succeeded":
-        return None
+def cost_for(record: Mapping[str, Any]) -> Cost | None:
+    """What the job ``record`` cost by its provider's rules (see the module docstring), else
+    ``None`` (NA; also for a provider this installation does not know)."""
     try:
-        cls = provider_class(provider)
-    except ConfigurationError:  # a provider this installation does not know
+        cls = provider_class(str(record.get("provider") or ""))
+    except ConfigurationError:
         return None
-    cost = cls.cost({"kind": kind, "params": params or {}, "raw": raw or {},
-                     "extras": extras or {}, "status": status})
-    return cost.amount if cost is not None and cost.unit == "credits" else None
+    return cls.cost(record)
 
 
 #: Image roles that are results (counted in ``n_images``, listed in ``image_urls``/``paths``);
@@ -122,7 +110,8 @@ def derive_columns(record: Mapping[str, Any]) -> dict[str, Any]:
     """The common columns of a job record that need a provider's rules.
 
     Returns ``negative_prompt`` (text or ``None``), ``width`` and ``height`` (ints or ``None``)
-    and ``credits`` (float or ``None``). ``record`` is a scrubbed
+    and ``cost`` (float or ``None``) with its ``cost_unit`` and ``cost_source`` (text or
+    ``None``). ``record`` is a scrubbed
     :meth:`~jupyter_imagine.models.Job.to_record` dict.
     """
     params = record.get("params") if isinstance(record.get("params"), Mapping) else {}
@@ -142,18 +131,14 @@ def derive_columns(record: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
             width, height = w, h
             break
+    cost = cost_for({**record, "params": params, "raw": raw, "extras": extras})
     return {
         "negative_prompt": negative,
         "width": width,
         "height": height,
-        "credits": credits_for(
-            str(record.get("provider") or ""),
-            record.get("kind"),
-            str(record.get("status") or ""),
-            params,
-            raw,
-            extras,
-        ),
+        "cost": cost.amount if cost is not None else None,
+        "cost_unit": cost.unit if cost is not None else None,
+        "cost_source": cost.source if cost is not None else None,
     }
 
 

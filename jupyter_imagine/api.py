@@ -25,8 +25,11 @@ from .store import open_store
 #: What ``jupyter_imagine`` re-exports from here (``get_engine`` and ``default_provider`` are
 #: public for the magics and widgets, not for notebooks).
 __all__ = [
+    "balance",
     "batch",
     "client",
+    "configure",
+    "estimate",
     "history",
     "imagine",
     "job",
@@ -34,6 +37,7 @@ __all__ = [
     "sync_history",
 ]
 
+_UNSET: Any = object()
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
 
@@ -71,6 +75,7 @@ def imagine(
     kind: str = "imagine",
     wait: bool = False,
     timeout: float | None = None,
+    budget: float | None = None,
     **params: Any,
 ) -> Job:
     """Submit ``prompt`` and return its :class:`Job` at once.
@@ -84,6 +89,9 @@ def imagine(
         wait: block until the job is final (default ``False``); in a notebook prefer
             ``await job``, which keeps widget clicks live.
         timeout: the job's deadline in seconds (default: the provider's, 15 min for APIFRAME).
+        budget: the most this job may cost, in the provider's unit (default ``None``: only the
+            session's budgets, :func:`configure`); a job whose price passes a budget fails with
+            ``BudgetExceeded`` and is never sent.
         **params: provider parameters, e.g. ``aspect_ratio="3:2"``, ``process_mode="turbo"``.
 
     Raises:
@@ -96,7 +104,8 @@ def imagine(
 
         raise InvalidRequest(f"the prompt must be a string, not {type(prompt).__name__}")
     job = get_engine().imagine(
-        prompt, provider=provider or default_provider(), kind=kind, timeout=timeout, **params
+        prompt, provider=provider or default_provider(), kind=kind, timeout=timeout,
+        budget=budget, **params
     )
     return job.wait() if wait else job
 
@@ -176,13 +185,13 @@ def history(
     ``width``, ``height``          Int64: the first result image's pixel size (NA until known)
     ``image_urls``, ``image_paths`` lists of the result images (provider URLs, which may expire;
                                    the downloaded files)
-    ``credits``                    float, where the provider tells the cost, else NA
+    ``cost``, ``cost_unit``, …     float, its unit and ``cost_source`` (provider|prices), else NA
     ``error``                      text
     ``user``, ``host``             category: who created the job, where (NA if not recorded)
     ``sandbox``                    bool
     ============================== ================================================================
 
-    ``df.imagine`` adds gallery, show, reroll, export and jobs to the frame and any slice of it.
+    ``df.imagine`` adds gallery, show, reroll, export, spend and jobs to a frame or any slice.
     """
     provider = _canonical(provider)
     engine = get_engine()
@@ -256,7 +265,9 @@ def batch(
     wait: bool = True,
     timeout: float | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+    budget: float | None = None,
+    dry_run: bool = False,
+) -> Any:
     """Submit many prompts; return the input as a frame with job ids, statuses and images.
 
     See :func:`jupyter_imagine._batch.batch` for the details; in short: ``data`` is a
@@ -264,14 +275,94 @@ def batch(
     ``provider`` column picks the provider per row) or a list of prompts or of dicts. Calling
     it again with the same input (or the same ``name``) resumes the batch from the history
     instead of submitting it again, also after a kernel restart.
+
+    ``budget`` (default ``None``) caps what this batch may cost, in the provider's unit: it
+    stops submitting there, finishes what is in flight, lists the rows left in
+    ``df.attrs["unsubmitted"]``, and the same call with a larger budget resumes. With
+    ``dry_run=True`` nothing is sent: the estimate of the rows still to submit is returned
+    (see :func:`estimate`).
     """
     from ._batch import batch as run
 
     return run(
         data, prompt, engine=get_engine(), provider=provider or default_provider(),
         max_concurrency=max_concurrency, name=name, wait=wait, timeout=timeout,
-        progress=progress,
+        progress=progress, budget=budget, dry_run=dry_run,
     )
+
+
+def estimate(
+    prompts: Any,
+    *,
+    provider: str | None = None,
+    actions: Sequence[str] = (),
+) -> Any:
+    """What jobs would cost, before anything is sent: one job per prompt of ``prompts`` (one
+    prompt, a list, or a frame such as ``history()``'s with ``prompt``/``provider``/``kind``/
+    ``params`` columns) plus one per label of ``actions`` on each (``["U1", "V2"]``).
+
+    Returns an estimate (``.frame``; it displays as a table): per provider and unit the jobs
+    priced, those nothing publishes a price for, the expected total, the provider's balance
+    (:func:`balance`), the session's budget left, and whether it fits. Prices are each
+    provider's published table, or yours (``configure(prices=…)``).
+
+    Args:
+        provider: for rows that name none (default: ``JUPYTER_IMAGINE_PROVIDER`` or
+            ``apiframe``).
+        actions: action labels to price on every prompt's job, default none.
+    """
+    from ._spend import estimate as run
+
+    return run(get_engine(), prompts, provider=provider or default_provider(),
+               actions=list(actions))
+
+
+def balance(provider: str | Sequence[str] | None = None, *, refresh: bool = False) -> Any:
+    """What each provider with a key (the sandbox counts) reports as left, and when it was read.
+
+    Read at once on the engine, a few seconds at most (a provider that fails or is slow shows
+    its one-line error in its row), and cached for 60 s (``refresh=True``: read now). Returns a
+    table (``.frame``): provider, unit, left, limit, plan, resets_at, read_at, error. Providers
+    that expose nothing (Blockade) show NA.
+
+    Args:
+        provider: only this provider (or these); default ``None``: every configured one.
+    """
+    from ._spend import balances
+
+    names = [provider] if isinstance(provider, str) else provider
+    return balances(get_engine(), names, refresh=refresh)
+
+
+def configure(*, budget: Any = _UNSET, prices: Any = _UNSET) -> dict[str, Any]:
+    """Session settings for spending; returns them as they are now.
+
+    Args:
+        budget: per provider, the most to spend per period: ``{"apiframe": 200}`` (per UTC
+            day), ``{"apiframe": (200, "week")}``, ``"200/month"``, or ``{"amount": 200,
+            "period": "session", "unit": "credits"}``; ``None`` clears it. Every kernel on the
+            same history counts against it; a job that would pass it fails with
+            ``BudgetExceeded`` and is never sent. Same as ``%config ImagineMagics.budget``.
+        prices: per provider, your own prices by price key (``{"apiframe": {"imagine": 5}}``),
+            replacing the published ones in estimates, reservations and the ``cost`` column
+            (source ``prices``); ``None`` clears them. Same as ``%config ImagineMagics.prices``.
+
+    Raises:
+        ConfigurationError: an unknown provider, a negative amount, an unknown period.
+    """
+    from . import _config
+
+    if budget is not _UNSET:
+        rules = _config.parse_budget(budget)
+        for name in rules:
+            provider_class(name)  # an unknown provider raises
+        _config.set_budget(budget)
+    if prices is not _UNSET:
+        for name in dict(prices or {}):
+            provider_class(name)
+        _config.set_price_overrides(prices)
+    return {"budget": {n: (r.amount, r.period) for n, r in _config.budget_rules().items()},
+            "prices": _config.price_overrides()}
 
 
 def provider_status() -> pd.DataFrame:

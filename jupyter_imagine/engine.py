@@ -10,14 +10,19 @@ for the caller's loop. No ``nest_asyncio``.
 Per job (:meth:`Engine._drive`, the methods of the section "one job's life" in this order):
 
 1. wait for a slot of the provider's concurrency limit (the job shows ``queued``);
-2. submit — **never retried blindly**: only a connection that provably never reached the server,
-   or a 429 (the server refused without doing anything), is tried again;
+2. reserve the job's expected cost (:meth:`Provider.price
+   <jupyter_imagine.providers.Provider.price>`) against its budgets in the store
+   (:mod:`jupyter_imagine._budgets`): a job that would pass one fails with
+   :class:`~jupyter_imagine.errors.BudgetExceeded`, never sent; then submit — **never retried
+   blindly**: only a connection that provably never reached the server, or a 429 (the server
+   refused without doing anything), is tried again;
 3. poll, adaptively: the first interval is the provider's, it grows ×1.5 while progress stands
    still and falls back when progress moves; polls of many jobs of one provider are batched
    (APIFRAME ``/fetch-many``); 5xx, 429 (``Retry-After`` honoured) and network errors back off
    exponentially with jitter (:mod:`jupyter_imagine._polling`);
 4. on success download every image once into the store's content-addressed cache, then show the
    job as succeeded; a job past its deadline fails with :class:`~jupyter_imagine.errors.JobTimeout`.
+   Once final, its reservation is settled with the recorded cost, or released.
 
 Every state change is written to the store before it is applied to the job and shown, as a
 compare-and-set on the row's version (:meth:`Store.transition
@@ -62,7 +67,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from . import _config
+from . import _budgets, _config
 from ._downloads import fetch, png_text, retry_delay
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import MASK, get_logger, redact, scrub, split_secrets
@@ -203,6 +208,10 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._sandbox_app: Any = sandbox_app
+        #: when this engine was made: the start of budgets over the ``session`` period
+        self.started_at = utcnow()
+        self._call_budgets: dict[str, _budgets.CallBudget] = {}  # job id → its call's budget=
+        self._held: set[str] = set()  # jobs that may hold a reservation: closed once final
 
     # ================================================================ lifecycle
     @property
@@ -313,6 +322,7 @@ class Engine:
             else:
                 self._sync(job, record)
             logger.info("resuming %s job %s (%s)", job.provider, job.id, job.status.value)
+            self._held.add(job.id)  # its former owner may have reserved its cost
             self._schedule(job)
             claimed.append(job)
         return claimed
@@ -400,6 +410,7 @@ class Engine:
         parent: Job | None = None,
         batch_id: str | None = None,
         batch_row: int | None = None,
+        budget: float | None = None,
         **params: Any,
     ) -> Job:
         """Validate, store and schedule a new job; returns it at once (status ``queued``).
@@ -408,11 +419,14 @@ class Engine:
         ``None``) links jobs that work on another job without being one of its buttons
         (APIFRAME's ``seed``). ``batch_id``/``batch_row`` (default ``None``) make the job that
         row of a :func:`jupyter_imagine.batch`, stored in the same transaction as the job itself;
-        a row another job already holds raises ``InvalidRequest``.
+        a row another job already holds raises ``InvalidRequest``. ``budget`` (default ``None``)
+        is the call's own budget in the provider's unit: the job's expected cost (with a
+        ``batch_id``: all of that batch's) may not pass it (see :mod:`jupyter_imagine._budgets`).
         """
         instance = self.provider(provider)
         cls = type(instance)
         timeout = check_timeout(timeout)
+        limit = _budgets.check_amount(budget)
         if kind not in cls.kinds:
             raise ConfigurationError(
                 f"{cls.label} cannot start a {kind!r} job; it can: {', '.join(cls.kinds)}"
@@ -430,6 +444,8 @@ class Engine:
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
         self._bind_secrets(job, cls)
+        if limit is not None:
+            self._call_budgets[job.id] = _budgets.CallBudget(limit, batch_id)
         return self._launch(job)
 
     def act(self, job: Job, label: str, **kwargs: Any) -> Job:
@@ -563,6 +579,13 @@ class Engine:
     # ================================================ one job's life (steps 1-4 of the docstring)
     async def _drive(self, job: Job) -> None:
         try:
+            await self._drive_steps(job)
+        finally:
+            if job.status.final:
+                self._close_reservation(job)
+
+    async def _drive_steps(self, job: Job) -> None:
+        try:
             provider = self.provider(job.provider, prepare=False)
         except ImagineError as exc:
             self._fail(job, exc)
@@ -581,6 +604,10 @@ class Engine:
                     )
                     return
                 if job.submit_state == "pending":
+                    refusal = self._reserve(job, provider)
+                    if refusal is not None:
+                        self._fail(job, refusal)
+                        return
                     done = await self._submit(job, provider)
                     if done:
                         return
@@ -605,6 +632,40 @@ class Engine:
         if not job.status.final:
             with contextlib.suppress(_Superseded, StorageError):
                 self._fail(job, error, error_type)
+
+    def _reserve(self, job: Job, provider: Provider) -> ImagineError | None:
+        """Reserve ``job``'s expected cost against its budgets (see :mod:`._budgets`); the
+        refusal, else ``None``. A job nothing prices is sent uncounted (with a warning when a
+        budget applies)."""
+        call = self._call_budgets.get(job.id)
+        price = type(provider).price(job.kind, job.params)
+        if price is None:
+            if call is not None or provider.name in _config.budget_rules():
+                logger.warning("%s publishes no price for a %s job: budgets cannot count %s",
+                               provider.label, job.kind, job.id)
+            return None
+        budgets = _budgets.budgets_for(provider.name, price, call, self.started_at)
+        if not budgets:
+            return None
+        refusal = _budgets.reserve(self.store, job, price, budgets)
+        if refusal is None:
+            self._held.add(job.id)
+        return refusal
+
+    def _close_reservation(self, job: Job) -> None:
+        """Settle a final job's reservation with its recorded cost, or release it (none)."""
+        self._call_budgets.pop(job.id, None)
+        if job.id not in self._held:
+            return  # nothing was reserved for it (no budget applied): no write
+        self._held.discard(job.id)
+        try:
+            cost = provider_class(job.provider).cost(job.to_record())
+            if cost is None:
+                self.store.release_reservation(job.id)
+            else:
+                self.store.settle(job.id, cost.amount)
+        except ImagineError as exc:
+            logger.warning("could not close the reservation of job %s: %s", job.id, exc)
 
     async def _submit(self, job: Job, provider: Provider) -> bool:
         """Send the job; returns ``True`` when the answer already finished it."""

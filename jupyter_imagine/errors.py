@@ -19,6 +19,7 @@ line that names what was wrong and how to fix it::
     ├── JobFailed                 ``Job.wait()`` on a job that ended failed; ``.job`` holds it
     │   └── JobCancelled          … or that was cancelled
     ├── JobTimeout                the job's deadline or the wait's timeout passed
+    ├── BudgetExceeded            a job would pass a spending budget; it was never sent
     └── StorageError              the history or image cache cannot be read or written (disk
                                   full, read-only, locked too long, corrupt); ``.path`` names it
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ActionNotAvailable",
     "AuthenticationError",
+    "BudgetExceeded",
     "ConfigurationError",
     "ImagineError",
     "InvalidMask",
@@ -171,6 +173,20 @@ class JobTimeout(ImagineError, TimeoutError):
     def __init__(self, message: str, *, job: Job | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.job = job
+
+
+class BudgetExceeded(ImagineError):
+    """A job's expected cost would pass a budget (the session's, the user's configured one, or a
+    call's ``budget=``); the job was never sent. The message names the budget, what is spent
+    and reserved against it, and how to raise it.
+
+    Args:
+        budget: the budget's label, e.g. ``"apiframe 200 credits per day"`` (default ``None``).
+    """
+
+    def __init__(self, message: str, *, budget: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.budget = budget
 
 
 class StorageError(ImagineError):

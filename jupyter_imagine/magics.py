@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
-from traitlets import Bool, Float, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Float, TraitError, Unicode, validate
 
 from . import _magic_errors, api
 from ._magic_completion import MATCHER_ID, make_matcher
@@ -132,6 +132,20 @@ class ImagineMagics(Magics):
         "given. Default None: the provider's own deadline (15 min for APIFRAME).",
     ).tag(config=True)
 
+    budget = Dict(
+        {},
+        help="Spending budget per provider, in its unit, for every kernel on this history: "
+        "{'apiframe': 200} (per UTC day), {'apiframe': (200, 'week')}, '200/month' or "
+        "'200/session'. A job that would pass it fails with BudgetExceeded, never sent. "
+        "Default {}: none. Same as jupyter_imagine.configure(budget=...).",
+    ).tag(config=True)
+    prices = Dict(
+        {},
+        help="Your own prices per provider and price key, e.g. {'apiframe': {'imagine': 5}}, "
+        "used instead of the published ones for estimates, budgets and the cost column. "
+        "Default {}: the published prices. Same as jupyter_imagine.configure(prices=...).",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         #: The last job started through these magics (what ``%%reroll`` rerolls by default).
@@ -157,6 +171,15 @@ class ImagineMagics(Magics):
             )
         return value
 
+    @validate("budget", "prices")
+    def _apply_spend_setting(self, proposal: Any) -> dict[str, Any]:
+        name, value = proposal["trait"].name, proposal["value"]
+        try:
+            api.configure(**{name: dict(value or {})})
+        except ImagineError as exc:
+            raise TraitError(f"ImagineMagics.{name}: {exc}") from None
+        return dict(value or {})
+
     def _default_provider(self) -> str:
         return self.default_provider or api.default_provider()
 
@@ -177,6 +200,9 @@ class ImagineMagics(Magics):
 
     def _providers(self, command: ParsedCommand) -> ProviderReport:
         return ProviderReport(api.provider_status())
+
+    def _balance(self, command: ParsedCommand) -> Any:
+        return api.balance(command.provider)
 
     def _history(self, command: ParsedCommand) -> Any:
         from .widgets import gallery

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,54 @@ def test_images_url(monkeypatch):
     assert _config.images_url() == str(Path("~/team-images").expanduser())
     monkeypatch.setenv("JUPYTER_IMAGINE_IMAGES", "s3://bucket/prefix")
     assert _config.images_url() == "s3://bucket/prefix"
+
+
+# ------------------------------------------------------------------------------ budgets
+@pytest.mark.parametrize(("spec", "amount", "period", "unit"), [
+    (200, 200.0, "day", None),
+    ((50, "week"), 50.0, "week", None),
+    ("10/month", 10.0, "month", None),
+    ({"amount": 3, "period": "session", "unit": "fast_seconds"}, 3.0, "session",
+     "fast_seconds"),
+])
+def test_budget_rules_read_every_form(spec, amount, period, unit):
+    from jupyter_imagine._config import BudgetRule, parse_budget
+
+    assert parse_budget({" APIframe ": spec}) == {
+        "apiframe": BudgetRule("apiframe", amount, period, unit)}
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    (-1, "finite amount ≥ 0"), (float("inf"), "finite amount"), ("lots", "finite amount"),
+    (True, "finite amount"), ((5, "fortnight"), "day, week, month, session"),
+])
+def test_bad_budget_rules_are_one_line_configuration_errors(spec, message):
+    from jupyter_imagine._config import parse_budget
+
+    with pytest.raises(ConfigurationError, match=message):
+        parse_budget({"apiframe": spec})
+    with pytest.raises(ConfigurationError, match="dict of provider"):
+        parse_budget(200)
+
+
+def test_budget_periods_start_on_utc_calendar_bounds():
+    from jupyter_imagine._config import period_start
+
+    session = datetime(2026, 12, 1, 8, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 3, 17, 30, tzinfo=timezone.utc)  # a Thursday
+    assert period_start("day", now, session) == datetime(2026, 12, 3, tzinfo=timezone.utc)
+    assert period_start("week", now, session) == datetime(2026, 11, 30, tzinfo=timezone.utc)
+    assert period_start("month", now, session) == datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert period_start("session", now, session) == session
+
+
+def test_set_budget_replaces_the_session_rules():
+    try:
+        _config.set_budget({"apiframe": 5})
+        _config.set_budget({"blockade": (9, "month")})
+        assert list(_config.budget_rules()) == ["blockade"]
+        assert _config.budget_rules()["blockade"].label("credits") == (
+            "blockade: 9 credits per month (UTC)")
+    finally:
+        _config.set_budget(None)
+    assert _config.budget_rules() == {}

@@ -18,6 +18,8 @@ def test_tree():
     assert issubclass(ji.NotFound, LookupError)
     assert issubclass(ji.JobTimeout, TimeoutError)
     assert issubclass(ji.JobCancelled, ji.JobFailed)
+    assert issubclass(ji.BudgetExceeded, ji.ImagineError)
+    assert not issubclass(ji.BudgetExceeded, ji.ProviderError)  # refused here, never sent
     for cls in (ji.AuthenticationError, ji.PermissionDenied, ji.RateLimited, ji.QuotaExceeded,
                 ji.ModeratedPrompt, ji.ServiceUnavailable):
         assert issubclass(cls, ji.ProviderError) and issubclass(cls, ji.ImagineError)
@@ -40,6 +42,7 @@ def test_pickle_round_trip():
 
 @pytest.mark.parametrize("name, cls", [("ModeratedPrompt", ji.ModeratedPrompt),
                                        ("JobTimeout", ji.JobTimeout), (None, ji.JobFailed),
+                                       ("BudgetExceeded", ji.BudgetExceeded),
                                        ("NoSuchError", ji.JobFailed)])
 def test_error_class_lookup(name, cls):
     assert error_class(name) is cls

@@ -78,7 +78,7 @@ def test_frame_columns_dtypes_and_na(store):
     assert df["completed_at"].isna().tolist() == [True, True, False]
     assert df["queue_s"].iloc[2] == 3.0 and df["run_s"].iloc[2] == 57.0
     assert df["total_s"].iloc[2] == 60.0 and df["total_s"].isna().tolist() == [True, True, False]
-    for name in ("queue_s", "run_s", "total_s", "credits"):
+    for name in ("queue_s", "run_s", "total_s", "cost"):
         assert df[name].dtype == "float64", name
     assert df["n_images"].dtype == "int64"
     assert df["n_images"].tolist() == [0, 0, 2]  # the thumbnail is not a result image
@@ -93,8 +93,12 @@ def test_frame_columns_dtypes_and_na(store):
                                       {"aspect_ratio": "3:2", "seed": 0}]
     assert df["negative_prompt"].iloc[1] == "blurry"
     assert df["negative_prompt"].isna().tolist() == [True, False, True]
-    assert df["credits"].tolist()[2] == 4.0  # APIFRAME imagine, succeeded
-    assert df["credits"].isna().tolist() == [True, True, False]
+    assert df["cost"].tolist()[2] == 4.0  # APIFRAME imagine, succeeded
+    assert df["cost"].isna().tolist() == [True, True, False]
+    for name in ("cost_unit", "cost_source"):
+        assert isinstance(df[name].dtype, pd.CategoricalDtype), name
+    assert df["cost_unit"].tolist()[2] == "credits" and df["cost_source"].tolist()[2] == "prices"
+    assert df["cost_unit"].isna().tolist() == [True, True, False]
     assert df["remote_id"].isna().tolist() == [True, True, False]
     assert df["action"].tolist()[1] == "U1"
     assert df["parent_id"].isna().tolist() == [True, False, True]

@@ -160,3 +160,14 @@ def test_lineage_lists_the_views_depth_first(done):
     until(lambda: view.children_views and view.children_views[0].actions, what="the upscale")
     assert [(d, v.kind) for d, v in view.lineage()] == [(0, "imagine"), (1, "upscale")]
     view.close()
+
+
+def test_the_view_shows_the_expected_then_the_recorded_cost(engine):
+    job = ji.imagine("a harbour")
+    view = JobView(job)
+    assert view.cost in ("≈ 4 credits", "4 credits")  # it may be done already
+    job.wait(10)
+    until(lambda: view.cost == "4 credits", what="the recorded cost")
+    refused = ji.imagine("a pier", budget=1)  # over its budget: never sent, costs nothing
+    refused.future.result(10)
+    assert refused.error_type == "BudgetExceeded" and JobView(refused).cost == ""

@@ -33,12 +33,15 @@ RANKS: tuple[tuple[str, float], ...] = (
     ("_transport", 7),
     ("_polling", 7),
     ("_downloads", 7),
+    ("_budgets", 7),  # which budgets a job is reserved against, and the refusal
     ("engine", 8),
+    ("_spend", 8.5),  # estimates and balances: over the engine, under _batch and api
     ("_pull", 9),
     ("_batch", 9),
     ("api", 10),
     ("widgets", 11),
     ("_accessor", 12),
+    ("_spend_frame", 5.5),  # the sums behind df.imagine.spend(): pandas only
     ("magics", 12),
     ("_magic_", 11),  # the magics' private helper modules: _magic_parser, _magic_help …
     ("__main__", 13),

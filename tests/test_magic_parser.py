@@ -92,6 +92,9 @@ def test_parse_subcommands():
     assert parse("history 5") == ParsedCommand(command="history", limit=5)
     assert parse("job 3f2a9c") == ParsedCommand(command="job", job_id="3f2a9c")
     assert parse("-- providers").prompt == "providers"
+    assert parse("balance") == ParsedCommand(command="balance")
+    assert parse("balance apiframe") == ParsedCommand(command="balance", provider="apiframe")
+    assert parse("-- balance of power").prompt == "balance of power"
     assert parse("-w history").prompt == "history"  # only the first word of the line counts
 
 
@@ -117,6 +120,7 @@ def test_parse_subcommands():
         ("history five", "history takes one number"),
         ("job a b", "job takes one job id"),
         ("providers x", "takes no arguments"),
+        ("balance a b", "balance takes one provider name at most"),
     ],
 )
 def test_parse_errors(line, message):

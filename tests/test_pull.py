@@ -34,8 +34,8 @@ EXPECTED_DTYPES = {
     "created_at": "datetime64[ns, UTC]", "started_at": "datetime64[ns, UTC]",
     "completed_at": "datetime64[ns, UTC]", "queue_s": "float64", "run_s": "float64",
     "total_s": "float64", "n_images": "int64", "missing_images": "int64", "width": "Int64",
-    "height": "Int64", "image_urls": "object", "image_paths": "object", "credits": "float64",
-    "error": TEXT, "sandbox": "bool",
+    "height": "Int64", "image_urls": "object", "image_paths": "object", "cost": "float64",
+    "cost_unit": "category", "cost_source": "category", "error": TEXT, "sandbox": "bool",
 }
 #: A prompt and parameters that make one good job per provider (a fresh provider gets a default).
 JOB_OF = {

@@ -27,8 +27,9 @@ EXPECTED_DTYPES = {
     "created_at": "datetime64[ns, UTC]", "started_at": "datetime64[ns, UTC]",
     "completed_at": "datetime64[ns, UTC]", "queue_s": "float64", "run_s": "float64",
     "total_s": "float64", "n_images": "int64", "missing_images": "int64", "width": "Int64",
-    "height": "Int64", "image_urls": "object", "image_paths": "object", "credits": "float64",
-    "error": TEXT, "user": "category", "host": "category", "sandbox": "bool",
+    "height": "Int64", "image_urls": "object", "image_paths": "object", "cost": "float64",
+    "cost_unit": "category", "cost_source": "category", "error": TEXT, "user": "category",
+    "host": "category", "sandbox": "bool",
 }
 #: A prompt and parameters that make one good job per provider (a fresh provider gets a default).
 JOB_OF = {
@@ -92,11 +93,11 @@ def test_schema_and_dtypes_are_the_same_for_every_provider(engine, provider):
     if provider == "blockade":
         assert row["negative_prompt"] == "fog"
     if provider == "apiframe":
-        assert row["credits"] == 4.0
+        assert (row["cost"], row["cost_unit"], row["cost_source"]) == (4.0, "credits", "prices")
     gone = df.loc[(provider, failed.id)]
     if gone["status"] == "failed":
         assert isinstance(gone["error"], str) and gone["error"]
-        assert pd.isna(gone["width"]) and gone["image_paths"] == [] and pd.isna(gone["credits"])
+        assert pd.isna(gone["width"]) and gone["image_paths"] == [] and pd.isna(gone["cost"])
         assert pd.isna(gone["completed_at"]) or gone["completed_at"] >= gone["created_at"]
 
 

@@ -76,7 +76,7 @@ def test_wal_mode_pragmas_and_schema_version(tmp_path):
     store.save(make_job().to_record())
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         indexes = {r[1]: r for r in conn.execute("PRAGMA index_list(jobs)")}
     assert Path(f"{store.path}-wal").exists()
     assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote", "jobs_batch",
@@ -323,7 +323,7 @@ def test_delete(store):
     assert [r["id"] for r in store.records()] == [b.id]
 
 
-def test_credits_follow_the_provider_rules(store):
+def test_cost_follows_the_provider_rules(store):
     cases = [
         (dict(provider="apiframe", kind="imagine", status=Status.SUCCEEDED), 4.0),
         (dict(provider="apiframe", kind="upscale", status=Status.SUCCEEDED), 2.0),
@@ -339,17 +339,21 @@ def test_credits_follow_the_provider_rules(store):
         (dict(provider="blockade", kind="skybox", status=Status.SUCCEEDED), None),
         (dict(provider="banatie", kind="generation", status=Status.SUCCEEDED,
               raw={"cost": "1.5"}), 1.5),
-        (dict(provider="neuroflash", kind="imagine", status=Status.SUCCEEDED), None),
+        (dict(provider="neuroflash", kind="imagine", status=Status.SUCCEEDED), 1.0),
     ]
     jobs = []
     for i, (kw, _) in enumerate(cases):
         job = make_job(i, **{**kw, "params": kw.get("params", {})})
         store.save(job.to_record())
         jobs.append(job)
-    got = store.frame().droplevel("provider")["credits"]
+    frame = store.frame().droplevel("provider")
+    got = frame["cost"]
     for job, (_, expected) in zip(jobs, cases, strict=True):
         value = got[job.id]
         assert (pd.isna(value) if expected is None else value == expected), (job.kind, value)
+    # each in the provider's own unit: neuroflash counts images of its quota
+    assert frame.loc[jobs[-1].id, ["cost_unit", "cost_source"]].tolist() == ["images", "prices"]
+    assert frame.loc[jobs[-2].id, "cost_source"] == "provider"  # the payload said so
 
 
 def test_migration_from_schema_1_backfills_the_new_columns(tmp_path):
@@ -379,7 +383,7 @@ def test_migration_from_schema_1_backfills_the_new_columns(tmp_path):
         assert df["negative_prompt"].tolist() == ["fog"]
         assert df["params"].tolist() == [{"negative_text": "fog", "seed": 1}]
         assert (df["width"].iloc[0], df["height"].iloc[0]) == (20, 10)
-        assert df["credits"].tolist() == [4.0]
+        assert df["cost"].tolist() == [4.0] and df["cost_source"].tolist() == ["prices"]
         assert df["n_images"].tolist() == [1] and df["image_urls"].tolist() == [["https://x/a.png"]]
         assert s.get("old-1")["id"] == old.id
     with sqlite3.connect(path) as conn:

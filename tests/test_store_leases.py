@@ -239,8 +239,8 @@ def test_migration_to_v3_keeps_rows_and_adds_the_lease_columns(tmp_path):
         assert [r["id"] for r in store.claim("k", 5.0, time.time())] == [job.id]
     with sqlite3.connect(path) as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(jobs)")]
-        assert columns[-8:] == ["missing_images", "created_by", "created_on", "key_fingerprint",
-                                "version", "owner", "lease_until", "record"]
+        assert columns[-1] == "record"  # later schemas add columns before it
+        assert {"missing_images", "version", "owner", "lease_until"} <= set(columns)
         assert "jobs_lease" in {r[1] for r in conn.execute("PRAGMA index_list(jobs)")}
 
 

@@ -92,6 +92,7 @@ describe("status rendering", () => {
   it("quota, timeout and cancelled lines", () => {
     expect(errorText({ status: "failed", error: "Not enough credits", error_type: "QuotaExceeded" })).toBe("Out of credits: Not enough credits");
     expect(errorText({ status: "failed", error: "no result within 900 s", error_type: "JobTimeout" })).toBe("Timed out: no result within 900 s");
+    expect(errorText({ status: "failed", error: "not sent: this imagine needs 4 credits", error_type: "BudgetExceeded" })).toBe("Over budget: not sent: this imagine needs 4 credits");
     expect(errorText({ status: "failed", error: "", error_type: "" })).toBe("Failed: the provider gave no reason");
     const { el } = mount(widget, fakeModel(state({ status: "cancelled" })));
     expect(el.querySelector('[role="alert"]').textContent).toBe("Cancelled");
@@ -196,5 +197,18 @@ describe("formatting", () => {
     expect(formatElapsed(42)).toBe("42 s");
     expect(formatElapsed(65)).toBe("1 min 05 s");
     expect(statusText({ status: "running", progress: 39.6, queue_position: null })).toBe("Running 40%");
+  });
+});
+
+describe("cost", () => {
+  it("shows the expected cost, then the recorded one, and nothing when unknown", () => {
+    const model = fakeModel(state({ cost: "≈ 4 credits" }));
+    const { el } = mount(widget, model);
+    expect(el.querySelector(".ji-cost").textContent).toBe("≈ 4 credits");
+    expect(el.querySelector(".ji-cost").title).toBe("expected cost (published price)");
+    model.update({ cost: "4 credits" });
+    expect(el.querySelector(".ji-cost").textContent).toBe("4 credits");
+    model.update({ cost: "" });
+    expect(el.querySelector(".ji-cost")).toBe(null);
   });
 });

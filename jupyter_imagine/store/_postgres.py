@@ -50,10 +50,13 @@ from .._secrets import get_logger
 from ..errors import StorageError
 from ._sqlite import (
     JOB_INDEXES,
+    RESERVATION_INDEX,
+    RESERVATIONS,
     SCHEMA_VERSION,
     UNFINISHED_SQL,
     USER_INDEX,
     Store,
+    cost_values,
     new_salt,
 )
 
@@ -130,8 +133,25 @@ def _schema_v4(conn: _Connection) -> None:
                  (new_salt(),))
 
 
+def _schema_v5(conn: _Connection) -> None:
+    """SQLite's schema 5: ``cost``, ``cost_unit``, ``cost_source`` replace ``credits``
+    (backfilled from ``record``), and the ``reservations`` table (column order does not matter
+    here: PostgreSQL keeps long records out of line)."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN cost DOUBLE PRECISION, ADD COLUMN cost_unit TEXT, "
+                 "ADD COLUMN cost_source TEXT")
+    cursor = conn.execute("SELECT id, record FROM jobs")
+    updates = [(*cost_values(record), job_id) for job_id, record in cursor.fetchall()]
+    updates = [u for u in updates if u[0] is not None]
+    for start in range(0, len(updates), 5000):
+        conn.executemany("UPDATE jobs SET cost = ?, cost_unit = ?, cost_source = ? WHERE id = ?",
+                         updates[start:start + 5000])
+    conn.execute("ALTER TABLE jobs DROP COLUMN credits")
+    conn.execute(RESERVATIONS.format(real="DOUBLE PRECISION"))
+    conn.execute(RESERVATION_INDEX)
+
+
 #: Migration to version ``v`` (a key), applied in order from the stored version + 1.
-_MIGRATIONS = {_BASE_VERSION: _schema_v3, 4: _schema_v4}
+_MIGRATIONS = {_BASE_VERSION: _schema_v3, 4: _schema_v4, 5: _schema_v5}
 
 
 def safe_url(url: str) -> str:

@@ -16,10 +16,11 @@ The ``jobs`` table keeps the full :meth:`Job.to_record() <jupyter_imagine.models
 as JSON in ``record`` (what :meth:`Store.get` returns) and, next to it, plain indexed columns for
 what lookups and the history frame need (provider, remote_id, parent_id, root_id, kind, action,
 prompt, negative_prompt, params as JSON, status, progress, sandbox, the four timestamps,
-n_images, width, height, paths, urls, credits, error, error_type, and batch_id/batch_row), so
-:meth:`Store.frame` is one SQL query over those columns and never parses ``record``. The
-columns that need a provider's rules (negative_prompt, width/height, credits, which images
-count as results) are derived on save by :func:`jupyter_imagine._schema.derive_columns`.
+n_images, width, height, paths, urls, cost/cost_unit/cost_source, error, error_type, and
+batch_id/batch_row), so :meth:`Store.frame` is one SQL query over those columns and never
+parses ``record``. The columns that need a provider's rules (negative_prompt, width/height,
+cost, which images count as results) are derived on save by
+:func:`jupyter_imagine._schema.derive_columns`.
 ``record`` is the table's last column (see :func:`_schema_v2` for why that matters).
 
 Besides the record's columns, each row has ``version`` (bumped by every write),
@@ -30,6 +31,13 @@ Besides the record's columns, each row has ``version`` (bumped by every write),
 whose lease ran out, atomically (``BEGIN IMMEDIATE`` … ``UPDATE … RETURNING``). Every
 ``sqlite3``/``OSError`` failure of a public method is a
 :class:`~jupyter_imagine.errors.StorageError` saying which path, what is wrong and how to fix it.
+
+The **spend ledger** (section "spend ledger", issue 14): table ``reservations`` holds, per job
+sent against a budget, the expected cost reserved before it was sent (open, then settled with
+the recorded cost or released). :meth:`Store.reserve` sums the recorded ``cost`` of the
+provider's jobs in that unit since the budget's period began plus the open reservations of jobs
+with no recorded cost yet, and inserts the reservation only if the budget holds — all in one
+``BEGIN IMMEDIATE`` transaction, so kernels sharing one history share its budgets exactly.
 
 Choices worth knowing:
 
@@ -74,6 +82,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -142,7 +151,6 @@ _COLUMNS = (
     "params",
     "width",
     "height",
-    "credits",
     "batch_id",
     "batch_row",
     # schema v3
@@ -151,6 +159,10 @@ _COLUMNS = (
     "created_by",
     "created_on",
     "key_fingerprint",
+    # schema v5 (replaces v2's credits)
+    "cost",
+    "cost_unit",
+    "cost_source",
     "record",
 )
 _FINAL_SQL = "('succeeded', 'failed', 'cancelled')"
@@ -252,7 +264,7 @@ def _v2_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
         _dumps(params if isinstance(params, Mapping) else {}),
         derived["width"],
         derived["height"],
-        derived["credits"],
+        None,  # credits: schema 5 replaces it with cost/cost_unit/cost_source from the record
         row[-1],
     )
 
@@ -354,6 +366,15 @@ def new_salt() -> str:
     return secrets.token_hex(16)
 
 
+#: The columns schema 3 copies from schema 2 (fixed here: :data:`_COLUMNS` moves on).
+_V3_KEPT = (
+    "id", "provider", "remote_id", "parent_id", "root_id", "kind", "action", "prompt", "status",
+    "progress", "sandbox", "created_at", "started_at", "completed_at", "updated_at", "n_images",
+    "paths", "urls", "error", "error_type", "negative_prompt", "params", "width", "height",
+    "credits", "batch_id", "batch_row", "record",
+)
+
+
 def _schema_v3(conn: sqlite3.Connection) -> None:
     """Ownership (issue 10): ``version`` (bumped by every write, the compare-and-set token),
     ``owner`` and ``lease_until`` (epoch seconds) of the engine driving an unfinished job, and
@@ -365,7 +386,7 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
         f"CREATE TABLE jobs_v3 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
         "version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, record TEXT NOT NULL)"
     )
-    kept = ", ".join((*_V2_NAMES, "record"))
+    kept = ", ".join(_V3_KEPT)
     conn.execute(f"INSERT INTO jobs_v3 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v3 RENAME TO jobs")
@@ -398,11 +419,76 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES ('salt', ?)", (new_salt(),))
 
 
+#: The spend ledger: one row per job whose expected cost was reserved against a budget before it
+#: was sent (``state`` open → settled with the recorded ``cost``, or released when it failed).
+RESERVATIONS = """
+CREATE TABLE reservations (
+    job_id     TEXT PRIMARY KEY NOT NULL,
+    provider   TEXT NOT NULL,
+    unit       TEXT NOT NULL,
+    amount     {real} NOT NULL,
+    created_at TEXT NOT NULL,
+    state      TEXT NOT NULL DEFAULT 'open',
+    cost       {real}
+)
+"""
+RESERVATION_INDEX = (
+    "CREATE INDEX reservations_open ON reservations (provider, unit, created_at) "
+    "WHERE state = 'open'"
+)
+#: Schema 5's job columns (before ``record``).
+COST_COLUMNS = ("cost", "cost_unit", "cost_source")
+
+
+def cost_values(record_text: str) -> tuple[Any, Any, Any]:
+    """``(cost, cost_unit, cost_source)`` of a stored record (schema 5's backfill)."""
+    derived = derive_columns(json.loads(record_text))
+    return derived["cost"], _text(derived["cost_unit"]), _text(derived["cost_source"])
+
+
+def _schema_v5(conn: sqlite3.Connection) -> None:
+    """Spend (issue 14): ``cost`` REAL, ``cost_unit`` and ``cost_source`` TEXT replace
+    ``credits``, backfilled from ``record`` (:func:`~jupyter_imagine._schema.derive_columns`),
+    and the ``reservations`` table.
+
+    Rebuilt like :func:`_schema_v2` so ``record`` stays last; the new table is the stored one's
+    own ``CREATE`` text with ``credits`` out and the new columns in before ``record``, and its
+    indexes are the stored ones, so this step keeps whatever columns and indexes the steps
+    before it made. Rowids are kept.
+    """
+    (create,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+    indexes = [sql for (sql,) in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' "
+        "AND sql IS NOT NULL")]
+    create = re.sub(r"^CREATE TABLE\s+(\"?)jobs\1", "CREATE TABLE jobs_v5", create.strip())
+    create = re.sub(r"\bcredits\s+REAL\s*,\s*", "", create)
+    create, found = re.subn(r"\brecord\s+TEXT\s+NOT\s+NULL",
+                            "cost REAL, cost_unit TEXT, cost_source TEXT, record TEXT NOT NULL",
+                            create)
+    assert found == 1, create
+    conn.execute(create)
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(jobs)")
+            if row[1] not in ("credits", "record")]
+    names = ", ".join(kept)
+    insert = (f"INSERT INTO jobs_v5 (rowid, {names}, {', '.join(COST_COLUMNS)}, record) "
+              f"VALUES ({', '.join('?' * (len(kept) + 5))})")
+    cursor = conn.execute(f"SELECT rowid, {names}, record FROM jobs ORDER BY rowid")
+    while chunk := cursor.fetchmany(5000):
+        conn.executemany(insert, [(*row[:-1], *cost_values(row[-1]), row[-1]) for row in chunk])
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_v5 RENAME TO jobs")
+    for statement in indexes:
+        conn.execute(statement)
+    conn.execute(RESERVATIONS.format(real="REAL"))
+    conn.execute(RESERVATION_INDEX)
+
+
 #: Migration ``i`` brings the schema from ``user_version`` i to i + 1. Later issues append
 #: functions here (rebuild the table so ``record`` stays last, see :func:`_schema_v2`, plus a
 #: backfill); never edit a shipped one.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _schema_v1, _schema_v2, _schema_v3, _schema_v4,
+    _schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -560,13 +646,15 @@ def _row(rec: dict[str, Any], text: str, root_id: str, stamp: Stamp = _NO_STAMP
         _dumps(params if isinstance(params, Mapping) else {}),
         derived["width"],
         derived["height"],
-        derived["credits"],
         _text(rec.get("batch_id")),
         int(rec["batch_row"]) if rec.get("batch_row") is not None else None,
         _missing(rec.get("missing_images")),
         _text(rec.get("created_by")) or stamp[0],
         _text(rec.get("created_on")) or stamp[1],
         _text(rec.get("key_fingerprint")) or stamp[2],
+        derived["cost"],
+        _text(derived["cost_unit"]),
+        _text(derived["cost_source"]),
         text,
     )
 
@@ -1333,6 +1421,109 @@ class Store:
         if self.image_cache.shared is None or row is None or not row[at]:
             return row
         return (*row[:at], self.image_cache.here_json(row[at]), *row[at + 1 :])
+
+    # ----------------------------------------------------------------- spend ledger
+    @_guarded
+    def reserve(
+        self,
+        job_id: str,
+        provider: str,
+        amount: float,
+        unit: str,
+        *,
+        limit: float | None,
+        since: datetime | str | None,
+        also: Iterable[tuple[float, datetime | str | None, str | None]] = (),
+    ) -> bool:
+        """Reserve ``amount`` ``unit`` of ``provider`` for job ``job_id`` unless that passes a
+        budget; ``True`` when reserved (again: a job already holding a reservation keeps it).
+
+        A budget is passed when what ``provider`` spent in ``unit`` since ``since`` (the
+        ``cost`` of the jobs created since then, :meth:`spent`) plus the open reservations since
+        then (:meth:`reserved`) plus ``amount`` is more than ``limit``. ``limit=None`` (default
+        none given) checks nothing; ``also`` adds more budgets, each ``(limit, since,
+        batch_id)``: a ``batch_id`` counts only that batch's jobs. All of it is one write
+        transaction (``BEGIN IMMEDIATE`` here, the advisory write lock on PostgreSQL), so
+        kernels sharing a store share its budgets exactly: two reservations never both pass.
+        """
+        budgets = [(limit, since, None)] if limit is not None else []
+        budgets += list(also)
+        with self._write() as conn:
+            held = conn.execute("SELECT state FROM reservations WHERE job_id = ?",
+                                (str(job_id),)).fetchone()
+            if held is not None and held[0] == "open":
+                return True
+            for cap, start, batch_id in budgets:
+                used = self._spent(conn, provider, unit, start, batch_id) + self._reserved(
+                    conn, provider, unit, start, batch_id)
+                if used + float(amount) > float(cap) + 1e-9:
+                    return False
+            conn.execute(
+                "INSERT INTO reservations (job_id, provider, unit, amount, created_at, state) "
+                "VALUES (?, ?, ?, ?, ?, 'open') ON CONFLICT (job_id) DO UPDATE SET "
+                "amount = excluded.amount, unit = excluded.unit, state = 'open', cost = NULL, "
+                "created_at = excluded.created_at",
+                (str(job_id), str(provider), str(unit), float(amount),
+                 _utc_text(datetime.now(timezone.utc))),
+            )
+        return True
+
+    @_guarded
+    def settle(self, job_id: str, cost: float | None) -> bool:
+        """Close job ``job_id``'s open reservation with its recorded ``cost`` (the job's
+        ``cost`` column counts from now on); ``True`` if one was open."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE reservations SET state = 'settled', cost = ? "
+                "WHERE job_id = ? AND state = 'open'", (cost, str(job_id))).rowcount > 0
+
+    @_guarded
+    def release_reservation(self, job_id: str) -> bool:
+        """Give job ``job_id``'s open reservation back (it failed or was never sent); ``True``
+        if one was open."""
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE reservations SET state = 'released' WHERE job_id = ? AND state = 'open'",
+                (str(job_id),)).rowcount > 0
+
+    @_guarded
+    def spent(self, provider: str, unit: str, since: datetime | str | None = None, *,
+              batch_id: str | None = None) -> float:
+        """The recorded ``cost`` in ``unit`` of ``provider``'s jobs created since ``since``
+        (default ``None``: ever; only batch ``batch_id``'s jobs if given)."""
+        with self._lock:
+            return self._spent(self._db(), provider, unit, since, batch_id)
+
+    @_guarded
+    def reserved(self, provider: str, unit: str, since: datetime | str | None = None, *,
+                 batch_id: str | None = None) -> float:
+        """The open reservations in ``unit`` of ``provider`` made since ``since`` (default
+        ``None``: ever) whose job has no recorded cost yet (only batch ``batch_id``'s)."""
+        with self._lock:
+            return self._reserved(self._db(), provider, unit, since, batch_id)
+
+    @staticmethod
+    def _spent(conn: Any, provider: str, unit: str, since: Any, batch_id: str | None) -> float:
+        sql = "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE provider = ? AND cost_unit = ?"
+        args: list[Any] = [str(provider), str(unit)]
+        if since is not None:
+            sql, args = sql + " AND created_at >= ?", [*args, _utc_text(since)]
+        if batch_id is not None:
+            sql, args = sql + " AND batch_id = ?", [*args, str(batch_id)]
+        return float(conn.execute(sql, args).fetchone()[0])
+
+    @staticmethod
+    def _reserved(conn: Any, provider: str, unit: str, since: Any,
+                  batch_id: str | None) -> float:
+        sql = ("SELECT COALESCE(SUM(r.amount), 0) FROM reservations r "
+               "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.state = 'open' AND r.provider = ? "
+               "AND r.unit = ? AND j.cost IS NULL")
+        args: list[Any] = [str(provider), str(unit)]
+        if since is not None:
+            sql, args = sql + " AND r.created_at >= ?", [*args, _utc_text(since)]
+        if batch_id is not None:
+            sql, args = sql + " AND j.batch_id = ?", [*args, str(batch_id)]
+        return float(conn.execute(sql, args).fetchone()[0])
 
     # ----------------------------------------------------------------- images
     def _open_images(self, images: str | None) -> None:

@@ -59,7 +59,24 @@ def _fields(job: Job) -> dict[str, Any]:
         "actions": list(job.actions) if job.status is Status.SUCCEEDED else [],
         "error": job.error or "",
         "error_type": job.error_type or "",
+        "cost": cost_text(job),
     }
+
+
+def cost_text(job: Job) -> str:
+    """The view's cost line: ``"4 credits"`` once recorded, ``"≈ 4 credits"`` (the published
+    price) before, ``""`` where neither is known or the job was never sent."""
+    from ..providers import provider_class
+
+    try:
+        cls = provider_class(job.provider)
+    except ImagineError:
+        return ""
+    if job.status.final:
+        cost = cls.cost(job.to_record())
+        return f"{cost.amount:g} {cost.unit}" if cost is not None else ""
+    price = cls.price(job.kind, job.params)
+    return f"≈ {price.amount:g} {price.unit}" if price is not None else ""
 
 
 class JobView(anywidget.AnyWidget):
@@ -103,6 +120,8 @@ class JobView(anywidget.AnyWidget):
     action_state = t.Dict().tag(sync=True)
     error = t.Unicode("").tag(sync=True)
     error_type = t.Unicode("").tag(sync=True)
+    #: The expected (``≈ 4 credits``) or recorded (``4 credits``) cost, else ``""``.
+    cost = t.Unicode("").tag(sync=True)
     #: One line about the last click (e.g. why an action could not start), else ``""``.
     notice = t.Unicode("").tag(sync=True)
     fallback_key = t.Unicode("").tag(sync=True)
