@@ -334,8 +334,9 @@ def balance(provider: str | Sequence[str] | None = None, *, refresh: bool = Fals
     return balances(get_engine(), names, refresh=refresh)
 
 
-def configure(*, budget: Any = _UNSET, prices: Any = _UNSET) -> dict[str, Any]:
-    """Session settings for spending; returns them as they are now.
+def configure(*, budget: Any = _UNSET, prices: Any = _UNSET,
+              store: Any = _UNSET) -> dict[str, Any]:
+    """Session settings for spending and where the history lives; returns them as they are now.
 
     Args:
         budget: per provider, the most to spend per period: ``{"apiframe": 200}`` (per UTC
@@ -346,12 +347,20 @@ def configure(*, budget: Any = _UNSET, prices: Any = _UNSET) -> dict[str, Any]:
         prices: per provider, your own prices by price key (``{"apiframe": {"imagine": 5}}``),
             replacing the published ones in estimates, reservations and the ``cost`` column
             (source ``prices``); ``None`` clears them. Same as ``%config ImagineMagics.prices``.
+        store: the history to use from now on: a ``postgresql://`` URL (the team store), a
+            folder (a SQLite history there), or ``None`` (``JUPYTER_IMAGINE_STORE``, else the
+            personal history under ``JUPYTER_IMAGINE_HOME``). The session's engine is closed
+            first: its unfinished jobs are released to whichever kernel opens that history
+            next. Same as ``%config ImagineMagics.store``.
 
     Raises:
         ConfigurationError: an unknown provider, a negative amount, an unknown period.
+        StorageError: the store cannot be opened (the session keeps its current one).
     """
     from . import _config
 
+    if store is not _UNSET:
+        _switch_store(store)
     if budget is not _UNSET:
         rules = _config.parse_budget(budget)
         for name in rules:
@@ -361,8 +370,18 @@ def configure(*, budget: Any = _UNSET, prices: Any = _UNSET) -> dict[str, Any]:
         for name in dict(prices or {}):
             provider_class(name)
         _config.set_price_overrides(prices)
+    with _engine_lock:
+        where = str(_engine.store.path) if _engine is not None else None
     return {"budget": {n: (r.amount, r.period) for n, r in _config.budget_rules().items()},
-            "prices": _config.price_overrides()}
+            "prices": _config.price_overrides(), "store": where}
+
+
+def _switch_store(target: str | os.PathLike[str] | None) -> None:
+    """Open ``target`` (see :func:`configure`), then make it the session engine's store."""
+    engine = Engine(open_store(None if target is None else str(target)))
+    old = _set_engine(engine)
+    if old is not None:
+        old.close()
 
 
 def provider_status() -> pd.DataFrame:

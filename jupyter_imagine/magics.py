@@ -146,6 +146,13 @@ class ImagineMagics(Magics):
         "Default {}: the published prices. Same as jupyter_imagine.configure(prices=...).",
     ).tag(config=True)
 
+    store = Unicode(
+        "",
+        help="The history this session uses: a postgresql:// URL (the team store) or a folder. "
+        "Default '': JUPYTER_IMAGINE_STORE, else the personal history under "
+        "JUPYTER_IMAGINE_HOME. Same as jupyter_imagine.configure(store=...).",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         #: The last job started through these magics (what ``%%reroll`` rerolls by default).
@@ -179,6 +186,15 @@ class ImagineMagics(Magics):
         except ImagineError as exc:
             raise TraitError(f"ImagineMagics.{name}: {exc}") from None
         return dict(value or {})
+
+    @validate("store")
+    def _apply_store(self, proposal: Any) -> str:
+        value = str(proposal["value"] or "").strip()
+        try:
+            api.configure(store=value or None)
+        except ImagineError as exc:
+            raise TraitError(f"ImagineMagics.store: {exc}") from None
+        return value
 
     def _default_provider(self) -> str:
         return self.default_provider or api.default_provider()

@@ -729,3 +729,26 @@ def test_imagine_balance_shows_what_each_provider_reports(shell):
     assert "balances" in repr(report) and "<table" in report._repr_html_()
     every = shell.run_line_magic("imagine", "balance")
     assert set(every.frame["provider"]) == set(PROVIDERS)
+
+
+def test_store_config_moves_the_session_to_another_history(shell, magics, tmp_path, pg_url,
+                                                           caplog):
+    from jupyter_imagine import api
+
+    before = api.get_engine()
+    try:
+        shell.run_line_magic("config", f"ImagineMagics.store = {pg_url!r}")
+        team = api.get_engine()
+        assert team is not before and type(team.store).__name__ == "PostgresStore"
+        job = shell.run_line_magic("imagine", "--wait a cat on the team store")
+        assert job.status is Status.SUCCEEDED
+        assert ("apiframe", job.id) in ji.history().index
+        shell.run_line_magic("config", 'ImagineMagics.store = "postgresql://ann:pw@127.0.0.1:9/x"')
+        assert "ImagineMagics.store" in caplog.text and "cannot be reached" in caplog.text
+        assert "pw" not in caplog.text.split("ImagineMagics.store", 1)[1].split("\n")[0]
+        assert api.get_engine() is team  # refused: the session keeps its store
+        settings = ji.configure(store=str(tmp_path / "elsewhere"))
+        assert settings["store"] == str(tmp_path / "elsewhere" / "history.sqlite")
+        assert ji.history().empty  # a fresh personal history there
+    finally:
+        api._set_engine(before).close()
