@@ -52,7 +52,7 @@ def test_the_chosen_providers_parameters_and_their_values():
 
 def test_subcommands_first_and_job_ids_after_job():
     assert offered("%imagine h") == ["history", "help"]
-    assert offered("%imagine ")[:4] == ["providers", "history", "job", "help"]
+    assert offered("%imagine ")[:5] == ["providers", "history", "job", "balance", "help"]
     assert offered("%imagine job 3f2") == IDS[:2]
     assert offered("%imagine history ") == []
 

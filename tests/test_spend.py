@@ -50,7 +50,7 @@ def test_estimate_of_a_history_frame_and_of_unpriced_jobs(engine, sandbox):
     df = ji.history()
     row = ji.estimate(df).frame.iloc[0]
     assert (row["provider"], row["jobs"], row["expected"]) == ("apiframe", 1, 4.0)
-    other = ji.estimate(["a harbour"], provider="neuroflash").frame.iloc[0]
+    other = ji.estimate(["a harbour"], provider="thenextleg").frame.iloc[0]  # no price published
     assert other["unpriced"] == 1 and pd.isna(other["expected"]) and pd.isna(other["fits"])
 
 
