@@ -82,13 +82,14 @@ function render({ model, el }) {
   el.append(card);
 
   function heading() {
-    chips.replaceChildren(
+    // replaceChildren would write a null as the text "null": drop the absent chips first
+    chips.replaceChildren(...[
       h("span", { class: "ji-chip", title: `provider: ${get("provider")}` }, get("provider_label") || get("provider")),
       get("sandbox") ? h("span", { class: "ji-chip ji-sandbox", title: "No API key: this job ran in the built-in sandbox" }, "SANDBOX") : null,
       h("span", { class: "ji-chip ji-kind", title: `kind: ${get("kind")}` }, kindText(get("action"), get("kind"))),
       h("code", { class: "ji-id", title: "job id: jupyter_imagine.job(id) re-attaches to it" }, get("job_id").slice(0, 8)),
       get("cost") ? h("span", { class: "ji-cost", title: get("cost").startsWith("≈") ? "expected cost (published price)" : "what this job cost" }, get("cost")) : null,
-    );
+    ].filter(Boolean));
     prompt.textContent = get("prompt");
     prompt.title = get("prompt");
     card.setAttribute("aria-label", `${get("provider_label") || get("provider")} ${get("kind")}: ${get("prompt")}`);

@@ -23,6 +23,15 @@ const done = () => state({
 afterEach(() => { document.body.replaceChildren(); vi.useRealTimers(); });
 
 describe("status rendering", () => {
+  it("an absent badge or cost leaves nothing behind (no 'null' text)", () => {
+    const { el } = mount(widget, fakeModel(state({ sandbox: false, cost: "", status: "failed",
+      error: "Banned prompt", error_type: "ModeratedPrompt" })));
+    const chips = el.querySelector(".ji-chips");
+    expect(chips.textContent).not.toContain("null");
+    expect(chips.querySelector(".ji-sandbox")).toBeNull();
+    expect(chips.querySelector(".ji-cost")).toBeNull();
+  });
+
   it("queued: status, queue position, indeterminate bar, sandbox badge, no actions", () => {
     const { el } = mount(widget, fakeModel(state({ queue_position: 3 })));
     expect(el.querySelector(".ji-status").textContent).toMatch(/^Queued · #3 in queue · 0\.\d s$/); // a loaded machine may take a few tenths to render
