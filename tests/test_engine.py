@@ -481,7 +481,7 @@ async def _awaited(job: Job) -> Job:
 
 
 def test_a_dead_kernels_jobs_wait_for_a_kernel_with_the_same_credentials(tmp_path, monkeypatch):
-    from conftest import LiveSandbox
+    from _live_sandbox import LiveSandbox
 
     served = LiveSandbox(speed=20)  # an imagine takes ~2 s
     monkeypatch.setenv("APIFRAME_BASE_URL", served.url + "/apiframe")

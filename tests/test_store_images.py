@@ -25,6 +25,8 @@ from jupyter_imagine.models import Image, Job, Status
 from jupyter_imagine.store import Store, open_store
 from jupyter_imagine.store._images import ImageCache, address_of
 
+FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.2}
+
 LOGGER = "jupyter_imagine.store._images"
 
 
@@ -294,7 +296,6 @@ def test_a_password_in_the_url_is_never_shown(tmp_path, caplog):
 
 
 def test_an_engine_job_succeeds_with_an_unwritable_shared_store(tmp_path, unwritable, caplog):
-    from conftest import FAST
 
     caplog.set_level(logging.WARNING, logger=LOGGER)
     with Engine(Store(tmp_path / "home", images=unwritable), **FAST) as engine:
@@ -307,7 +308,6 @@ def test_an_engine_job_succeeds_with_an_unwritable_shared_store(tmp_path, unwrit
 def test_two_engines_on_two_machines_share_one_history_and_its_images(
     tmp_path, pg_url, live_sandbox, monkeypatch
 ):
-    from conftest import FAST
 
     monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_URL", live_sandbox.url)  # one served sandbox
     shared = tmp_path / "shared"
@@ -393,7 +393,6 @@ def test_here_json_maps_every_other_folder_and_leaves_the_rest(tmp_path):
 def test_an_image_found_nowhere_is_downloaded_again_by_the_reader(
     tmp_path, pg_url, live_sandbox, monkeypatch
 ):
-    from conftest import FAST
 
     monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_URL", live_sandbox.url)
     shared = tmp_path / "shared"
