@@ -80,6 +80,7 @@ from ._base import (
     Submission,
     Update,
     idempotent,
+    parse_when,
     retry_after,
 )
 
@@ -268,16 +269,6 @@ def _reset_time(value: float, now: float) -> float:
     if value < 1e9:
         return now + value
     return value
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _snake(params: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
@@ -823,7 +814,7 @@ class Banatie(Provider):
             jobs = []
             older = False
             for item in page:
-                created = _parse_time(item.get("createdAt"))
+                created = parse_when(item.get("createdAt"))
                 if cutoff is not None and created is not None and created < cutoff:
                     older = True
                     continue

@@ -39,7 +39,6 @@ import base64
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,7 +53,16 @@ from ..errors import (
     QuotaExceeded,
 )
 from ..models import Cost, Image, Job, Status
-from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
+from ._base import (
+    ChildSpec,
+    ParamSpec,
+    Provider,
+    RemoteJob,
+    Submission,
+    Update,
+    idempotent,
+    parse_when,
+)
 
 __all__ = ["EXPORT_TYPES", "STATUS_MAP", "Blockade"]
 
@@ -555,14 +563,14 @@ class Blockade(Provider):
         """Pages of ``myRequests`` (newest first, :data:`HISTORY_PAGE` a page) until
         ``has_more`` is false, or until the requests are older than ``since`` (a datetime or
         ISO string; default ``None``: all)."""
-        cutoff = _when(since)
+        cutoff = parse_when(since)
         page = 0
         while True:
             body = await self.my_requests(limit=HISTORY_PAGE, offset=page, order="DESC")
             items = [i for i in body.get("data") or [] if isinstance(i, dict)]
             stop = False
             if cutoff is not None:
-                fresh = [i for i in items if (_when(i.get("created_at")) or cutoff) >= cutoff]
+                fresh = [i for i in items if (parse_when(i.get("created_at")) or cutoff) >= cutoff]
                 stop = len(fresh) < len(items)
                 items = fresh
             if items:
@@ -593,7 +601,7 @@ class Blockade(Provider):
             update=self.parse(obj),
             params=params,
             parent_remote_id=str(remix) if remix else None,
-            created_at=_when(obj.get("created_at")),
+            created_at=parse_when(obj.get("created_at")),
         )
 
     # --------------------------------------------------------------- parsing
@@ -816,18 +824,6 @@ def _as_id(value: Any) -> str:
     if not text or "/" in text or "?" in text or "#" in text:
         raise InvalidRequest(f"{value!r} is not a Blockade id")
     return text
-
-
-def _when(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _check_pairs(params: Mapping[str, Any], provider: str) -> None:
