@@ -75,6 +75,7 @@ from ..errors import (
 )
 from ..models import ACTION_LABELS, REROLL, VARY_REGION, Balance, Image, Job, Status, utcnow
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
+from ._midjourney import new_prompt, no_extra, vary_region_mask
 
 __all__ = [
     "CODES",
@@ -449,28 +450,17 @@ class TheNextLeg(Provider):
             k: job.params[k] for k in _COMMON if job.params.get(k) is not None
         }
         params["button"] = button
-        prompt = kwargs.pop("prompt", None)
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-            raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
+        prompt = new_prompt(kwargs)
         if label[0] in "UV" and label[1:].isdigit():
             params["index"] = int(label[1])
         files: dict[str, bytes] = {}
         if label == VARY_REGION:
-            mask = kwargs.pop("mask", None)
-            _no_extra(label, kwargs)
-            if mask is None:
-                raise InvalidMask(
-                    "Vary (Region) needs a mask: a PIL image, numpy array, PNG bytes or path "
-                    "with the region to redraw in white"
-                )
-            from ..imaging import load_mask
-
-            files["mask"] = load_mask(mask, _image_size(job))
+            files["mask"] = vary_region_mask(label, job, kwargs, grid=True)
             params["send_prompt"] = True
         elif label == CUSTOM_ZOOM:
             zoom = kwargs.pop("zoom", 2)
             ar = kwargs.pop("ar", None) or kwargs.pop("aspect_ratio", None)
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             try:
                 zoom = float(zoom)
             except (TypeError, ValueError):
@@ -482,11 +472,11 @@ class TheNextLeg(Provider):
                 params["ar"] = str(ar).replace(" ", "")
             params["send_prompt"] = True
         elif label == REROLL:
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             if prompt is not None:
                 params["send_prompt"] = True
         else:
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             if prompt is not None:
                 raise InvalidRequest(f"{label} takes no prompt on {self.label}")
         return ChildSpec(kind, (prompt or job.prompt).strip(), params, files=files)
@@ -958,20 +948,3 @@ def _json(response: httpx.Response, label: str) -> Any:
             provider="thenextleg",
             status_code=response.status_code,
         ) from None
-
-
-def _no_extra(label: str, kwargs: Mapping[str, Any]) -> None:
-    extra = {k for k, v in kwargs.items() if v is not None}
-    if extra:
-        raise InvalidRequest(f"{label} takes no {', '.join(sorted(extra))} argument")
-
-
-def _image_size(job: Job) -> tuple[int, int]:
-    image = job.images[0] if job.images else job.grid
-    if image is None:
-        raise InvalidRequest(f"job {job.id} has no image to draw a mask on yet")
-    if image.width and image.height:
-        return (image.width, image.height)
-    from ..imaging import image_size
-
-    return image_size(image.read_bytes())
