@@ -529,15 +529,21 @@ class TheNextLeg(Provider):
             response = await self._send("GET", path, params=query)
         else:
             response = await self._send("POST", path, json=body)
+        message_id, data = self._accepted(response, job.kind)
+        return Submission(remote_id=message_id, raw=data)
+
+    def _accepted(self, response: httpx.Response, what: str) -> tuple[str, Any]:
+        """The ``messageId`` of a command's answer and the answer (its failure code raised)."""
         data = _json(response, self.label)
         self._raise_for_answer(data, response.status_code)
         message_id = data.get("messageId") if isinstance(data, dict) else None
         if not message_id:
             raise ProviderError(
-                f"{self.label} accepted the request but returned no messageId: {str(data)[:120]}",
+                f"{self.label} accepted the {what} request but returned no messageId: "
+                f"{str(data)[:120]}",
                 provider=self.name,
             )
-        return Submission(remote_id=str(message_id), raw=data)
+        return str(message_id), data
 
     def _expire(self, job: Job | None) -> int:
         value = job.params.get("expire_mins") if job is not None else None
@@ -643,18 +649,11 @@ class TheNextLeg(Provider):
         (5 s); gives up when TNL reports ``incomplete`` or ``expireMins`` (plus a minute)
         passed. A failure code raises its typed error.
         """
-        data = _json(response, self.label)
-        self._raise_for_answer(data, response.status_code)
-        message_id = data.get("messageId") if isinstance(data, dict) else None
-        if not message_id:
-            raise ProviderError(
-                f"{self.label} accepted the {what} request but returned no messageId",
-                provider=self.name,
-            )
+        message_id, _ = self._accepted(response, what)
         delay, longest = (0.02, 0.5) if self.sandbox else (1.0, 5.0)
         deadline = time.monotonic() + self.expire_mins * 60 + 60
         while True:
-            body = await self._message(str(message_id), self.expire_mins)
+            body = await self._message(message_id, self.expire_mins)
             update = self.parse(body, kind=what)
             if update.status is Status.SUCCEEDED:
                 return _response_of(body) or {}
