@@ -661,20 +661,21 @@ class Blockade(Provider):
         await self._load_generators()
 
     async def _load_styles(self) -> list[dict[str, Any]]:
-        if self._styles is None:
-            async with self._lock_for():
-                if self._styles is None:
-                    response = await self._send("GET", f"{API}/skybox/styles")
-                    self._styles = _list(response.json(), self.label, "styles")
-        return self._styles
+        return await self._load_catalog("styles", "/skybox/styles")
 
     async def _load_generators(self) -> list[dict[str, Any]]:
-        if self._generators is None:
+        return await self._load_catalog("generators", "/generators")
+
+    async def _load_catalog(self, what: str, path: str) -> list[dict[str, Any]]:
+        """``self._<what>``, fetched from ``path`` once (checked again under the lock, so
+        concurrent callers make one request)."""
+        attr = f"_{what}"
+        if getattr(self, attr) is None:
             async with self._lock_for():
-                if self._generators is None:
-                    response = await self._send("GET", f"{API}/generators")
-                    self._generators = _list(response.json(), self.label, "generators")
-        return self._generators
+                if getattr(self, attr) is None:
+                    response = await self._send("GET", f"{API}{path}")
+                    setattr(self, attr, _list(response.json(), self.label, what))
+        return getattr(self, attr)
 
     @idempotent
     async def styles(self, model_version: int | str | None = None) -> list[dict[str, Any]]:
