@@ -42,6 +42,16 @@ def read_aspect(value: Any) -> str:
     return value.replace(" ", "")
 
 
+def read_choice(body: dict[str, Any], key: str, choices: tuple[str, ...], words: str) -> str:
+    """``body[key]``, required and one of ``choices`` (``words`` lists them in the 400)."""
+    value = body.get(key)
+    if value in (None, ""):
+        raise ApiError(400, f"{key} is required")
+    if value not in choices:
+        raise ApiError(400, f"{key} must be {words}")
+    return str(value)
+
+
 def read_index(body: dict[str, Any]) -> int:
     raw = body.get("index")
     if raw is None or raw == "":
