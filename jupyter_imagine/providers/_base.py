@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import httpx
@@ -44,7 +43,6 @@ __all__ = [
     "Submission",
     "Update",
     "idempotent",
-    "parse_when",
 ]
 
 
@@ -487,20 +485,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def parse_when(value: Any) -> datetime | None:
-    """A wire timestamp (ISO 8601 text, ``Z`` allowed, or a datetime) as an aware datetime (UTC
-    when it names no zone); ``None`` for nothing or text that is not a timestamp."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 _BY_CODE: dict[int, type[ImagineError]] = {

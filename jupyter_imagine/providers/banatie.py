@@ -80,9 +80,9 @@ from ._base import (
     Submission,
     Update,
     idempotent,
-    parse_when,
     retry_after,
 )
+from ._timestamps import parse_when
 
 __all__ = ["REGENERATE", "STATUS_MAP", "Banatie", "Page"]
 

@@ -53,16 +53,8 @@ from ..errors import (
     QuotaExceeded,
 )
 from ..models import Cost, Image, Job, Status
-from ._base import (
-    ChildSpec,
-    ParamSpec,
-    Provider,
-    RemoteJob,
-    Submission,
-    Update,
-    idempotent,
-    parse_when,
-)
+from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
+from ._timestamps import parse_when
 
 __all__ = ["EXPORT_TYPES", "STATUS_MAP", "Blockade"]
 

@@ -79,16 +79,8 @@ from ..errors import (
     QuotaExceeded,
 )
 from ..models import Balance, Cost, Image, Job, Status, utcnow
-from ._base import (
-    ChildSpec,
-    ParamSpec,
-    Provider,
-    RemoteJob,
-    Submission,
-    Update,
-    idempotent,
-    parse_when,
-)
+from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
+from ._timestamps import parse_when
 
 __all__ = ["Neuroflash"]
 
