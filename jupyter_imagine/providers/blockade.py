@@ -350,23 +350,21 @@ class Blockade(Provider):
         style = self._style(params.get("skybox_style_id"))
         if style is None:
             return None
-        name = f"{style.get('name')!r} ({style.get('id')})"
-        limit = _as_int(style.get("max-char"))
-        if limit and len(prompt) > limit:
-            raise InvalidRequest(
-                f"the prompt has {len(prompt)} characters but {self.label} style {name} takes "
-                f"at most {limit} (its max-char); shorten it",
-                provider=self.name,
-            )
+        self._check_length(style, "max-char", "the prompt", prompt)
         negative = params.get("negative_text") or ""
-        limit = _as_int(style.get("negative-text-max-char"))
-        if limit and len(negative) > limit:
+        self._check_length(style, "negative-text-max-char", "negative_text", negative)
+        return style
+
+    def _check_length(self, style: Mapping[str, Any], key: str, what: str, text: str) -> None:
+        """Refuse ``text`` when it is longer than the style's ``key`` limit (if it has one)."""
+        limit = _as_int(style.get(key))
+        if limit and len(text) > limit:
+            name = f"{style.get('name')!r} ({style.get('id')})"
             raise InvalidRequest(
-                f"negative_text has {len(negative)} characters but {self.label} style {name} "
-                f"takes at most {limit} (its negative-text-max-char); shorten it",
+                f"{what} has {len(text)} characters but {self.label} style {name} takes at "
+                f"most {limit} (its {key}); shorten it",
                 provider=self.name,
             )
-        return style
 
     def _generator_data(self, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The legacy request's generator params, checked against the cached definition."""
