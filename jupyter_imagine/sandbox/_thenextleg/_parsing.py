@@ -56,13 +56,7 @@ def iso(when: datetime) -> str:
 
 
 def read_aspect(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ApiError(400, f"ar must look like 16:9, not {value!r}")
-    try:
-        _art.aspect_size(value)
-    except InvalidRequest as exc:
-        raise ApiError(400, exc.message) from None
-    return value.replace(" ", "")
+    return _art.read_aspect(value, "ar", invalid)
 
 
 def read_flags(prompt: str) -> tuple[str, str | None]:
