@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -11,10 +10,12 @@ from starlette.responses import Response
 
 from ... import imaging
 from .._art import _midjourney as art
+from .._art import read_zoom
 from ._core import ApiframeCore
 from ._parsing import (
     check_highres,
     has_image,
+    invalid,
     read_aspect,
     read_choice,
     read_index,
@@ -152,12 +153,7 @@ class Jobs(ApiframeCore):
         raw = body.get("zoom_ratio")
         if raw in (None, ""):
             raise ApiError(400, "zoom_ratio is required")
-        try:
-            zoom = float(raw)
-        except (TypeError, ValueError):
-            zoom = math.nan
-        if isinstance(raw, bool) or not 1 <= zoom <= 2:
-            raise ApiError(400, "zoom_ratio must be a number from 1 to 2")
+        zoom = read_zoom(raw, "zoom_ratio", invalid)
         ratio = body.get("aspect_ratio")
         ratio = "1:1" if ratio in (None, "") else read_aspect(ratio)
         parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._edits import inpaint, make_grid, upscale, vary
 from ._landscape import render
-from ._sizes import MAX_RATIO, aspect_size, read_aspect
+from ._sizes import MAX_RATIO, aspect_size, read_aspect, read_zoom
 
 __all__ = [
     "MAX_RATIO",
@@ -18,6 +18,7 @@ __all__ = [
     "inpaint",
     "make_grid",
     "read_aspect",
+    "read_zoom",
     "render",
     "upscale",
     "vary",

@@ -1,14 +1,16 @@
-"""Grid-cell sizes from an aspect ratio, as the emulators compute them from ``--ar`` flags."""
+"""Grid-cell sizes from an aspect ratio, as the emulators compute them from ``--ar`` flags, and
+the request checks of an aspect ratio and an outpaint zoom."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from ...errors import InvalidRequest
 
-__all__ = ["MAX_RATIO", "aspect_size", "read_aspect"]
+__all__ = ["MAX_RATIO", "aspect_size", "read_aspect", "read_zoom"]
 
 #: The most elongated aspect ratio accepted, either way (4:1 and 1:4).
 MAX_RATIO = 4.0
@@ -53,3 +55,15 @@ def read_aspect(value: Any, name: str, invalid: Callable[[str], Exception]) -> s
     except InvalidRequest as exc:
         raise invalid(exc.message) from None
     return value.replace(" ", "")
+
+
+def read_zoom(raw: Any, name: str, invalid: Callable[[str], Exception]) -> float:
+    """A request's outpaint zoom field ``name`` (a number from 1 to 2, not a bool); anything
+    else raises ``invalid(message)``, the emulator's 400."""
+    try:
+        zoom = float(raw)
+    except (TypeError, ValueError):
+        zoom = math.nan
+    if isinstance(raw, bool) or not 1 <= zoom <= 2:
+        raise invalid(f"{name} must be a number from 1 to 2")
+    return zoom
