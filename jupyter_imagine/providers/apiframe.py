@@ -41,6 +41,7 @@ from ..models import (
     utcnow,
 )
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
+from ._midjourney import new_prompt, no_extra, vary_region_mask
 
 __all__ = ["Apiframe"]
 
@@ -272,33 +273,20 @@ class Apiframe(Provider):
     def child(self, job: Job, label: str, **kwargs: Any) -> ChildSpec:
         inherited = {k: job.params[k] for k in (*_WEBHOOK_FIELDS, "process_mode")
                      if job.params.get(k)}
-        prompt = kwargs.pop("prompt", None)
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-            raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
+        prompt = new_prompt(kwargs)
         if label in GRID_ACTIONS and label != REROLL:
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             kind = "upscale" if label[0] == "U" else "variation"
             return ChildSpec(kind, job.prompt, {"index": int(label[1]), **inherited})
         if label == REROLL:
             aspect = kwargs.pop("aspect_ratio", None) or job.params.get("aspect_ratio")
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             params = {**inherited, **({"aspect_ratio": _aspect_ratio(aspect)} if aspect else {})}
             return ChildSpec("reroll", prompt or job.prompt, params)
         if label == VARY_REGION:
-            mask = kwargs.pop("mask", None)
-            _no_extra(label, kwargs)
-            from ..errors import InvalidMask
-            from ..imaging import load_mask
-
-            if mask is None:
-                raise InvalidMask(
-                    "Vary (Region) needs a mask: a PIL image, numpy array, PNG bytes or path "
-                    "with the region to redraw in white"
-                )
-            size = _image_size(job)
+            mask = vary_region_mask(label, job, kwargs)
             return ChildSpec(
-                "vary_region", prompt or job.prompt, dict(inherited),
-                files={"mask": load_mask(mask, size)},
+                "vary_region", prompt or job.prompt, dict(inherited), files={"mask": mask}
             )
         if label in UPSCALE_CHILDREN:
             kind, params = UPSCALE_CHILDREN[label]
@@ -311,9 +299,9 @@ class Apiframe(Provider):
                     params["zoom_ratio"] = ratio
                 if kind == "outpaint" and kwargs.get("aspect_ratio"):
                     params["aspect_ratio"] = _aspect_ratio(kwargs.pop("aspect_ratio"))
-                _no_extra(label, kwargs)
+                no_extra(label, kwargs)
                 return ChildSpec(kind, prompt or job.prompt, params)
-            _no_extra(label, {**kwargs, "prompt": prompt})
+            no_extra(label, {**kwargs, "prompt": prompt})
             return ChildSpec(kind, job.prompt, params)
         raise InvalidRequest(f"APIFRAME has no action {label!r}")
 
@@ -523,23 +511,6 @@ def _percentage(value: Any) -> float | None:
         return max(0.0, min(100.0, float(str(value).strip().rstrip("%"))))
     except ValueError:
         return None
-
-
-def _no_extra(label: str, kwargs: Mapping[str, Any]) -> None:
-    extra = {k for k, v in kwargs.items() if v is not None}
-    if extra:
-        raise InvalidRequest(f"{label} takes no {', '.join(sorted(extra))} argument")
-
-
-def _image_size(job: Job) -> tuple[int, int]:
-    image = job.images[0] if job.images else None
-    if image is None:
-        raise InvalidRequest(f"job {job.id} has no image to draw a mask on yet")
-    if image.width and image.height:
-        return (image.width, image.height)
-    from ..imaging import image_size
-
-    return image_size(image.read_bytes())
 
 
 def _date(value: Any) -> datetime | None:

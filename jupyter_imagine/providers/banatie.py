@@ -82,6 +82,7 @@ from ._base import (
     idempotent,
     retry_after,
 )
+from ._timestamps import parse_when
 
 __all__ = ["REGENERATE", "STATUS_MAP", "Banatie", "Page"]
 
@@ -270,14 +271,9 @@ def _reset_time(value: float, now: float) -> float:
     return value
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+def _window(limit: int | None, offset: int | None) -> dict[str, Any]:
+    """The ``limit``/``offset`` query of a listing (``None``: the server's default)."""
+    return _snake({"limit": limit, "offset": offset}, {"limit": "limit", "offset": "offset"})
 
 
 def _snake(params: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
@@ -823,7 +819,7 @@ class Banatie(Provider):
             jobs = []
             older = False
             for item in page:
-                created = _parse_time(item.get("createdAt"))
+                created = parse_when(item.get("createdAt"))
                 if cutoff is not None and created is not None and created < cutoff:
                     older = True
                     continue
@@ -906,8 +902,7 @@ class Banatie(Provider):
     @idempotent
     async def flows(self, *, limit: int | None = None, offset: int | None = None) -> Page:
         """``GET /api/v1/flows`` (server defaults: limit 20, offset 0)."""
-        return await self._page("/api/v1/flows", _snake(
-            {"limit": limit, "offset": offset}, {"limit": "limit", "offset": "offset"}))
+        return await self._page("/api/v1/flows", _window(limit, offset))
 
     @idempotent
     async def flow(self, flow_id: str) -> dict[str, Any]:
@@ -924,16 +919,20 @@ class Banatie(Provider):
         self, flow_id: str, *, limit: int | None = None, offset: int | None = None
     ) -> Page:
         """``GET /api/v1/flows/{id}/generations``."""
-        return await self._page(f"/api/v1/flows/{quote(flow_id, safe='')}/generations", _snake(
-            {"limit": limit, "offset": offset}, {"limit": "limit", "offset": "offset"}))
+        return await self._flow_page(flow_id, "generations", limit, offset)
 
     @idempotent
     async def flow_images(
         self, flow_id: str, *, limit: int | None = None, offset: int | None = None
     ) -> Page:
         """``GET /api/v1/flows/{id}/images`` (generated and uploaded)."""
-        return await self._page(f"/api/v1/flows/{quote(flow_id, safe='')}/images", _snake(
-            {"limit": limit, "offset": offset}, {"limit": "limit", "offset": "offset"}))
+        return await self._flow_page(flow_id, "images", limit, offset)
+
+    async def _flow_page(
+        self, flow_id: str, what: str, limit: int | None, offset: int | None
+    ) -> Page:
+        path = f"/api/v1/flows/{quote(flow_id, safe='')}/{what}"
+        return await self._page(path, _window(limit, offset))
 
     async def set_flow_aliases(self, flow_id: str, aliases: Mapping[str, str]) -> dict[str, Any]:
         """``PUT /api/v1/flows/{id}/aliases``: merge ``{"@alias": image_id}`` into the flow's."""

@@ -39,7 +39,6 @@ import base64
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +54,7 @@ from ..errors import (
 )
 from ..models import Cost, Image, Job, Status
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
+from ._timestamps import parse_when
 
 __all__ = ["EXPORT_TYPES", "STATUS_MAP", "Blockade"]
 
@@ -350,23 +350,21 @@ class Blockade(Provider):
         style = self._style(params.get("skybox_style_id"))
         if style is None:
             return None
-        name = f"{style.get('name')!r} ({style.get('id')})"
-        limit = _as_int(style.get("max-char"))
-        if limit and len(prompt) > limit:
-            raise InvalidRequest(
-                f"the prompt has {len(prompt)} characters but {self.label} style {name} takes "
-                f"at most {limit} (its max-char); shorten it",
-                provider=self.name,
-            )
+        self._check_length(style, "max-char", "the prompt", prompt)
         negative = params.get("negative_text") or ""
-        limit = _as_int(style.get("negative-text-max-char"))
-        if limit and len(negative) > limit:
+        self._check_length(style, "negative-text-max-char", "negative_text", negative)
+        return style
+
+    def _check_length(self, style: Mapping[str, Any], key: str, what: str, text: str) -> None:
+        """Refuse ``text`` when it is longer than the style's ``key`` limit (if it has one)."""
+        limit = _as_int(style.get(key))
+        if limit and len(text) > limit:
+            name = f"{style.get('name')!r} ({style.get('id')})"
             raise InvalidRequest(
-                f"negative_text has {len(negative)} characters but {self.label} style {name} "
-                f"takes at most {limit} (its negative-text-max-char); shorten it",
+                f"{what} has {len(text)} characters but {self.label} style {name} takes at "
+                f"most {limit} (its {key}); shorten it",
                 provider=self.name,
             )
-        return style
 
     def _generator_data(self, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The legacy request's generator params, checked against the cached definition."""
@@ -555,14 +553,14 @@ class Blockade(Provider):
         """Pages of ``myRequests`` (newest first, :data:`HISTORY_PAGE` a page) until
         ``has_more`` is false, or until the requests are older than ``since`` (a datetime or
         ISO string; default ``None``: all)."""
-        cutoff = _when(since)
+        cutoff = parse_when(since)
         page = 0
         while True:
             body = await self.my_requests(limit=HISTORY_PAGE, offset=page, order="DESC")
             items = [i for i in body.get("data") or [] if isinstance(i, dict)]
             stop = False
             if cutoff is not None:
-                fresh = [i for i in items if (_when(i.get("created_at")) or cutoff) >= cutoff]
+                fresh = [i for i in items if (parse_when(i.get("created_at")) or cutoff) >= cutoff]
                 stop = len(fresh) < len(items)
                 items = fresh
             if items:
@@ -593,7 +591,7 @@ class Blockade(Provider):
             update=self.parse(obj),
             params=params,
             parent_remote_id=str(remix) if remix else None,
-            created_at=_when(obj.get("created_at")),
+            created_at=parse_when(obj.get("created_at")),
         )
 
     # --------------------------------------------------------------- parsing
@@ -653,20 +651,21 @@ class Blockade(Provider):
         await self._load_generators()
 
     async def _load_styles(self) -> list[dict[str, Any]]:
-        if self._styles is None:
-            async with self._lock_for():
-                if self._styles is None:
-                    response = await self._send("GET", f"{API}/skybox/styles")
-                    self._styles = _list(response.json(), self.label, "styles")
-        return self._styles
+        return await self._load_catalog("styles", "/skybox/styles")
 
     async def _load_generators(self) -> list[dict[str, Any]]:
-        if self._generators is None:
+        return await self._load_catalog("generators", "/generators")
+
+    async def _load_catalog(self, what: str, path: str) -> list[dict[str, Any]]:
+        """``self._<what>``, fetched from ``path`` once (checked again under the lock, so
+        concurrent callers make one request)."""
+        attr = f"_{what}"
+        if getattr(self, attr) is None:
             async with self._lock_for():
-                if self._generators is None:
-                    response = await self._send("GET", f"{API}/generators")
-                    self._generators = _list(response.json(), self.label, "generators")
-        return self._generators
+                if getattr(self, attr) is None:
+                    response = await self._send("GET", f"{API}{path}")
+                    setattr(self, attr, _list(response.json(), self.label, what))
+        return getattr(self, attr)
 
     @idempotent
     async def styles(self, model_version: int | str | None = None) -> list[dict[str, Any]]:
@@ -816,18 +815,6 @@ def _as_id(value: Any) -> str:
     if not text or "/" in text or "?" in text or "#" in text:
         raise InvalidRequest(f"{value!r} is not a Blockade id")
     return text
-
-
-def _when(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _check_pairs(params: Mapping[str, Any], provider: str) -> None:

@@ -80,6 +80,7 @@ from ..errors import (
 )
 from ..models import Balance, Cost, Image, Job, Status, utcnow
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
+from ._timestamps import parse_when
 
 __all__ = ["Neuroflash"]
 
@@ -763,7 +764,7 @@ class Neuroflash(Provider):
         A generation cut by a page boundary is held back until the next page completes it.
         ``parent_remote_id`` of an edit or upscale is set when its input was already seen.
         """
-        cutoff = _when(since)
+        cutoff = parse_when(since)
         path = await self._path("/images")
         seen: dict[str, str] = {}
         carry: list[dict[str, Any]] = []
@@ -773,7 +774,7 @@ class Neuroflash(Provider):
             items = [i for i in _items(body, "images") if isinstance(i, dict)]
             last = not items or page >= _total_pages(body, page)
             if cutoff is not None:
-                fresh = [i for i in items if (_when(i.get("createdAt")) or cutoff) >= cutoff]
+                fresh = [i for i in items if (parse_when(i.get("createdAt")) or cutoff) >= cutoff]
                 last = last or len(fresh) < len(items)
                 items = fresh
             groups: dict[str, list[dict[str, Any]]] = {}
@@ -826,7 +827,7 @@ class Neuroflash(Provider):
             update=self._update({"generationId": generation, "images": group}, group, generation),
             params=params,
             parent_remote_id=parent if parent != generation else None,
-            created_at=_when(first.get("createdAt")),
+            created_at=parse_when(first.get("createdAt")),
         )
 
     # ------------------------------------------------------------------ the service's own calls
@@ -1092,18 +1093,6 @@ def _reason(exc: BaseException) -> str:
     if "rejected the API key (" in text:
         words = re.sub(r"\); check \S+$", "", words)
     return words.strip()
-
-
-def _when(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _sniff(data: bytes) -> str | None:

@@ -75,6 +75,7 @@ from ..errors import (
 )
 from ..models import ACTION_LABELS, REROLL, VARY_REGION, Balance, Image, Job, Status, utcnow
 from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
+from ._midjourney import new_prompt, no_extra, vary_region_mask
 
 __all__ = [
     "CODES",
@@ -449,28 +450,17 @@ class TheNextLeg(Provider):
             k: job.params[k] for k in _COMMON if job.params.get(k) is not None
         }
         params["button"] = button
-        prompt = kwargs.pop("prompt", None)
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-            raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
+        prompt = new_prompt(kwargs)
         if label[0] in "UV" and label[1:].isdigit():
             params["index"] = int(label[1])
         files: dict[str, bytes] = {}
         if label == VARY_REGION:
-            mask = kwargs.pop("mask", None)
-            _no_extra(label, kwargs)
-            if mask is None:
-                raise InvalidMask(
-                    "Vary (Region) needs a mask: a PIL image, numpy array, PNG bytes or path "
-                    "with the region to redraw in white"
-                )
-            from ..imaging import load_mask
-
-            files["mask"] = load_mask(mask, _image_size(job))
+            files["mask"] = vary_region_mask(label, job, kwargs, grid=True)
             params["send_prompt"] = True
         elif label == CUSTOM_ZOOM:
             zoom = kwargs.pop("zoom", 2)
             ar = kwargs.pop("ar", None) or kwargs.pop("aspect_ratio", None)
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             try:
                 zoom = float(zoom)
             except (TypeError, ValueError):
@@ -482,11 +472,11 @@ class TheNextLeg(Provider):
                 params["ar"] = str(ar).replace(" ", "")
             params["send_prompt"] = True
         elif label == REROLL:
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             if prompt is not None:
                 params["send_prompt"] = True
         else:
-            _no_extra(label, kwargs)
+            no_extra(label, kwargs)
             if prompt is not None:
                 raise InvalidRequest(f"{label} takes no prompt on {self.label}")
         return ChildSpec(kind, (prompt or job.prompt).strip(), params, files=files)
@@ -539,15 +529,21 @@ class TheNextLeg(Provider):
             response = await self._send("GET", path, params=query)
         else:
             response = await self._send("POST", path, json=body)
+        message_id, data = self._accepted(response, job.kind)
+        return Submission(remote_id=message_id, raw=data)
+
+    def _accepted(self, response: httpx.Response, what: str) -> tuple[str, Any]:
+        """The ``messageId`` of a command's answer and the answer (its failure code raised)."""
         data = _json(response, self.label)
         self._raise_for_answer(data, response.status_code)
         message_id = data.get("messageId") if isinstance(data, dict) else None
         if not message_id:
             raise ProviderError(
-                f"{self.label} accepted the request but returned no messageId: {str(data)[:120]}",
+                f"{self.label} accepted the {what} request but returned no messageId: "
+                f"{str(data)[:120]}",
                 provider=self.name,
             )
-        return Submission(remote_id=str(message_id), raw=data)
+        return str(message_id), data
 
     def _expire(self, job: Job | None) -> int:
         value = job.params.get("expire_mins") if job is not None else None
@@ -653,18 +649,11 @@ class TheNextLeg(Provider):
         (5 s); gives up when TNL reports ``incomplete`` or ``expireMins`` (plus a minute)
         passed. A failure code raises its typed error.
         """
-        data = _json(response, self.label)
-        self._raise_for_answer(data, response.status_code)
-        message_id = data.get("messageId") if isinstance(data, dict) else None
-        if not message_id:
-            raise ProviderError(
-                f"{self.label} accepted the {what} request but returned no messageId",
-                provider=self.name,
-            )
+        message_id, _ = self._accepted(response, what)
         delay, longest = (0.02, 0.5) if self.sandbox else (1.0, 5.0)
         deadline = time.monotonic() + self.expire_mins * 60 + 60
         while True:
-            body = await self._message(str(message_id), self.expire_mins)
+            body = await self._message(message_id, self.expire_mins)
             update = self.parse(body, kind=what)
             if update.status is Status.SUCCEEDED:
                 return _response_of(body) or {}
@@ -958,20 +947,3 @@ def _json(response: httpx.Response, label: str) -> Any:
             provider="thenextleg",
             status_code=response.status_code,
         ) from None
-
-
-def _no_extra(label: str, kwargs: Mapping[str, Any]) -> None:
-    extra = {k for k, v in kwargs.items() if v is not None}
-    if extra:
-        raise InvalidRequest(f"{label} takes no {', '.join(sorted(extra))} argument")
-
-
-def _image_size(job: Job) -> tuple[int, int]:
-    image = job.images[0] if job.images else job.grid
-    if image is None:
-        raise InvalidRequest(f"job {job.id} has no image to draw a mask on yet")
-    if image.width and image.height:
-        return (image.width, image.height)
-    from ..imaging import image_size
-
-    return image_size(image.read_bytes())

@@ -23,6 +23,7 @@ __all__ = [
     "SandboxState",
     "Snapshot",
     "deliver_webhook",
+    "nap_until",
     "retry_headers",
     "watch_and_post",
 ]
@@ -248,6 +249,17 @@ async def deliver_webhook(
     return False
 
 
+async def nap_until(state: SandboxState, change: float | None, longest: float) -> None:
+    """Sleep ``longest`` real seconds, or less when the simulated ``change`` time (``None``:
+    none coming) comes sooner; at least a millisecond."""
+    wait = longest
+    if change is not None:
+        until = state.clock.real_seconds_until(change)
+        if until is not None:
+            wait = min(longest, until)
+    await asyncio.sleep(max(wait, 0.001))
+
+
 async def watch_and_post(
     state: SandboxState,
     url: str,
@@ -297,12 +309,7 @@ async def watch_and_post(
             if snap.final:
                 return
             cursor = now
-            wait = poll
-            if snap.next_change is not None:
-                until = state.clock.real_seconds_until(snap.next_change)
-                if until is not None:
-                    wait = min(poll, until)
-            await asyncio.sleep(max(wait, 0.001))
+            await nap_until(state, snap.next_change, poll)
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -19,7 +19,7 @@ from .. import _art
 from .. import _http as http
 from .._art import _midjourney as art
 from .._state import SandboxState, Snapshot, watch_and_post
-from ._parsing import has_image, invalid, read_process_mode, read_webhook
+from ._parsing import has_image, invalid, read_process_mode, read_prompt, read_webhook
 from ._records import Task
 from ._wire import (
     CDN_PATH,
@@ -130,9 +130,28 @@ class ApiframeCore:
         if word is not None:
             raise ApiError(400, f"Banned prompt: '{word}'")
 
+    def child_prompt(self, body: dict[str, Any], parent: Task) -> str:
+        """The request's prompt, else ``parent``'s; refused when it holds a banned word."""
+        prompt = read_prompt(body) or parent.prompt
+        self.check_prompt(prompt)
+        return prompt
+
+    def child_task(
+        self, request: Request, body: dict[str, Any], parent: Task, kind: str, **fields: Any
+    ) -> Task:
+        """A new task drawn from ``parent``: its prompt and aspect ratio unless ``fields`` give
+        others, and a fresh child seed labelled ``kind`` unless ``fields`` give a seed."""
+        fields.setdefault("prompt", parent.prompt)
+        fields.setdefault("aspect_ratio", parent.aspect_ratio)
+        if "seed" not in fields:
+            fields["seed"] = self.child_seed(parent, kind)
+        return self.new_task(request, body, parent=parent, kind=kind, **fields)
+
     def new_task(
         self, request: Request, body: dict[str, Any], *, parent: Task | None = None, **fields: Any
     ) -> Task:
+        """A new task; its ``task_type`` is its ``kind`` unless ``fields`` name another."""
+        fields.setdefault("task_type", fields.get("kind"))
         mode = read_process_mode(body, parent.mode if parent else "fast")
         url, secret = read_webhook(body)
         return Task(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -11,8 +10,17 @@ from starlette.responses import Response
 
 from ... import imaging
 from .._art import _midjourney as art
+from .._art import read_zoom
 from ._core import ApiframeCore
-from ._parsing import check_highres, has_image, read_aspect, read_index, read_prompt
+from ._parsing import (
+    check_highres,
+    has_image,
+    invalid,
+    read_aspect,
+    read_choice,
+    read_index,
+    read_prompt,
+)
 from ._wire import AR_FLAG, SEED_FLAG, ApiError
 
 if TYPE_CHECKING:
@@ -38,76 +46,37 @@ class Jobs(ApiframeCore):
             else art.derive(self.state.seed, "prompt", " ".join(prompt.split()))
         )
         task = self.new_task(
-            request,
-            body,
-            kind="imagine",
-            task_type="imagine",
-            prompt=prompt,
-            aspect_ratio=ratio,
-            seed=seed,
+            request, body, kind="imagine", prompt=prompt, aspect_ratio=ratio, seed=seed
         )
         return self.accept(task)
 
     async def reroll(self, request: Request, body: dict[str, Any]) -> Response:
         parent = self.finished_parent(body, kinds=art.GRID_KINDS, what="a grid task")
-        prompt = read_prompt(body) or parent.prompt
         ratio = body.get("aspect_ratio")
         ratio = parent.aspect_ratio if ratio in (None, "") else read_aspect(ratio)
-        self.check_prompt(prompt)
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="reroll",
-            task_type="reroll",
-            prompt=prompt,
-            aspect_ratio=ratio,
-            seed=self.child_seed(parent, "reroll"),
-        )
+        prompt = self.child_prompt(body, parent)
+        task = self.child_task(request, body, parent, "reroll", prompt=prompt, aspect_ratio=ratio)
         return self.accept(task)
 
     async def upscale_1x(self, request: Request, body: dict[str, Any]) -> Response:
         index = read_index(body)
         parent = self.finished_parent(body, kinds=art.GRID_KINDS, what="a grid task")
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="upscale",
-            task_type=f"upscale#{index}",
-            prompt=parent.prompt,
-            aspect_ratio=parent.aspect_ratio,
-            seed=parent.seed,
+        task = self.child_task(
+            request, body, parent, "upscale", task_type=f"upscale#{index}", seed=parent.seed,
             index=index,
         )
         return self.accept(task)
 
     async def upscale_alt(self, request: Request, body: dict[str, Any]) -> Response:
-        kind = body.get("type")
-        if kind in (None, ""):
-            raise ApiError(400, "type is required")
-        if kind not in ("subtle", "creative"):
-            raise ApiError(400, "type must be subtle or creative")
+        kind = read_choice(body, "type", ("subtle", "creative"), "subtle or creative")
         parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="upscale-alt",
-            task_type=f"upscale-{kind}",
-            prompt=parent.prompt,
-            aspect_ratio=parent.aspect_ratio,
-            seed=self.child_seed(parent, "upscale-alt"),
-            variant=kind,
+        task = self.child_task(
+            request, body, parent, "upscale-alt", task_type=f"upscale-{kind}", variant=kind
         )
         return self.accept(task)
 
     async def upscale_highres(self, request: Request, body: dict[str, Any]) -> Response:
-        factor = body.get("type")
-        if factor in (None, ""):
-            raise ApiError(400, "type is required")
-        if factor not in ("2x", "4x"):
-            raise ApiError(400, "type must be 2x or 4x")
+        factor = read_choice(body, "type", ("2x", "4x"), "2x or 4x")
         parent_id, url = body.get("parent_task_id"), body.get("image_url")
         if parent_id in (None, "") and url in (None, ""):
             raise ApiError(400, "parent_task_id or image_url is required")
@@ -156,20 +125,11 @@ class Jobs(ApiframeCore):
         else:
             index, variant = read_index(body), None
             parent = self.finished_parent(body, kinds=art.GRID_KINDS, what="a grid task")
-        prompt = read_prompt(body) or parent.prompt
-        self.check_prompt(prompt)
+        prompt = self.child_prompt(body, parent)
         label = variant or str(index)
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="variation",
-            task_type=f"variation-{label}",
-            prompt=prompt,
-            aspect_ratio=parent.aspect_ratio,
-            seed=self.child_seed(parent, f"variation-{label}"),
-            index=index,
-            variant=variant,
+        task = self.child_task(
+            request, body, parent, "variation", task_type=f"variation-{label}", prompt=prompt,
+            seed=self.child_seed(parent, f"variation-{label}"), index=index, variant=variant,
         )
         return self.accept(task)
 
@@ -184,67 +144,34 @@ class Jobs(ApiframeCore):
             binary = art.binary_mask(raw, art.upscale_size(parent.aspect_ratio))
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        prompt = read_prompt(body) or parent.prompt
-        self.check_prompt(prompt)
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="inpaint",
-            task_type="inpaint",
-            prompt=prompt,
-            aspect_ratio=parent.aspect_ratio,
-            seed=self.child_seed(parent, "inpaint"),
-            mask=imaging.to_png(Image.fromarray(binary, "L")),
-        )
+        prompt = self.child_prompt(body, parent)
+        mask = imaging.to_png(Image.fromarray(binary, "L"))
+        task = self.child_task(request, body, parent, "inpaint", prompt=prompt, mask=mask)
         return self.accept(task)
 
     async def outpaint(self, request: Request, body: dict[str, Any]) -> Response:
         raw = body.get("zoom_ratio")
         if raw in (None, ""):
             raise ApiError(400, "zoom_ratio is required")
-        try:
-            zoom = float(raw)
-        except (TypeError, ValueError):
-            zoom = math.nan
-        if isinstance(raw, bool) or not 1 <= zoom <= 2:
-            raise ApiError(400, "zoom_ratio must be a number from 1 to 2")
+        zoom = read_zoom(raw, "zoom_ratio", invalid)
         ratio = body.get("aspect_ratio")
         ratio = "1:1" if ratio in (None, "") else read_aspect(ratio)
         parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
-        prompt = read_prompt(body) or parent.prompt
-        self.check_prompt(prompt)
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="outpaint",
-            task_type=f"outpaint-{zoom:g}",
-            prompt=prompt,
-            aspect_ratio=ratio,
-            seed=self.child_seed(parent, "outpaint"),
-            variant=f"{zoom:g}",
+        prompt = self.child_prompt(body, parent)
+        task = self.child_task(
+            request, body, parent, "outpaint", task_type=f"outpaint-{zoom:g}", prompt=prompt,
+            aspect_ratio=ratio, variant=f"{zoom:g}",
         )
         return self.accept(task)
 
     async def pan(self, request: Request, body: dict[str, Any]) -> Response:
-        direction = body.get("direction")
-        if direction in (None, ""):
-            raise ApiError(400, "direction is required")
-        if direction not in ("up", "down", "left", "right"):
-            raise ApiError(400, "direction must be up, down, left or right")
+        direction = read_choice(
+            body, "direction", ("up", "down", "left", "right"), "up, down, left or right"
+        )
         parent = self.finished_parent(body, kinds={"upscale"}, what="an upscale-1x task")
-        prompt = read_prompt(body) or parent.prompt
-        self.check_prompt(prompt)
-        task = self.new_task(
-            request,
-            body,
-            parent=parent,
-            kind="pan",
-            task_type=f"pan-{direction}",
-            prompt=prompt,
-            aspect_ratio=parent.aspect_ratio,
-            seed=self.child_seed(parent, "pan"),
+        prompt = self.child_prompt(body, parent)
+        task = self.child_task(
+            request, body, parent, "pan", task_type=f"pan-{direction}", prompt=prompt,
             variant=direction,
         )
         return self.accept(task)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import InvalidRequest
 from .. import _art
 from ._wire import IMAGE_NAMES, MAX_HIGHRES_SIDE, ApiError
 
@@ -33,13 +32,17 @@ def read_prompt(body: dict[str, Any], *, required: bool = False) -> str:
 
 
 def read_aspect(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ApiError(400, f"aspect ratio must look like 16:9, not {value!r}")
-    try:
-        _art.aspect_size(value)
-    except InvalidRequest as exc:
-        raise ApiError(400, exc.message) from None
-    return value.replace(" ", "")
+    return _art.read_aspect(value, "aspect ratio", invalid)
+
+
+def read_choice(body: dict[str, Any], key: str, choices: tuple[str, ...], words: str) -> str:
+    """``body[key]``, required and one of ``choices`` (``words`` lists them in the 400)."""
+    value = body.get(key)
+    if value in (None, ""):
+        raise ApiError(400, f"{key} is required")
+    if value not in choices:
+        raise ApiError(400, f"{key} must be {words}")
+    return str(value)
 
 
 def read_index(body: dict[str, Any]) -> int:

@@ -11,12 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._art import _midjourney as art
-from ._wire import DURATION, FAIL_WORD, HANG_PERCENT, HANG_WORD
+from .._triggers import PromptTriggers
+from ._wire import DURATION, HANG_PERCENT
 
 
 # ------------------------------------------------------------------------------ tasks
 @dataclass
-class Task:
+class Task(PromptTriggers):
     """One APIFRAME task, as the sandbox keeps it.
 
     ``created`` is simulated time; every other field is what the request said (or inherited
@@ -42,14 +43,6 @@ class Task:
     webhook_secret: str | None = field(default=None, repr=False)
     origin: str = ""  # the provider base URL the task was submitted on (for webhook bodies)
     children: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def fail(self) -> bool:
-        return FAIL_WORD in self.prompt.lower()
-
-    @property
-    def hang(self) -> bool:
-        return HANG_WORD in self.prompt.lower()
 
     @property
     def duration(self) -> float:

@@ -28,14 +28,8 @@ class Tools(ApiframeCore):
         hint = known[0].prompt if known else ""
         width, height = imaging.image_size(data)
         task = self.new_task(
-            request,
-            body,
-            kind="describe",
-            task_type="describe",
-            prompt="",
-            aspect_ratio=ratio_of(width, height),
-            seed=art.derive(data),
-            image_url=url,
+            request, body, kind="describe", prompt="", aspect_ratio=ratio_of(width, height),
+            seed=art.derive(data), image_url=url,
         )
         task.content = descriptions(hint, task.seed, task.aspect_ratio)
         return self.accept(task)
@@ -52,14 +46,8 @@ class Tools(ApiframeCore):
             raise ApiError(400, "dimension must be square, portrait or landscape")
         sources = [await self.source(u, f"image_urls[{i}]") for i, u in enumerate(urls)]
         task = self.new_task(
-            request,
-            body,
-            kind="blend",
-            task_type="blend",
-            prompt="",
-            aspect_ratio=ratios[dimension],
-            seed=art.derive(*sources),
-            sources=sources,
+            request, body, kind="blend", prompt="", aspect_ratio=ratios[dimension],
+            seed=art.derive(*sources), sources=sources,
         )
         return self.accept(task)
 
@@ -72,16 +60,7 @@ class Tools(ApiframeCore):
             raise ApiError(400, "Task has no seed")
         if not target.finished(self.now()):
             raise ApiError(400, "Task is not finished")
-        task = self.new_task(
-            request,
-            body,
-            parent=target,
-            kind="seed",
-            task_type="seed",
-            prompt="",
-            aspect_ratio=target.aspect_ratio,
-            seed=target.seed,
-        )
+        task = self.child_task(request, body, target, "seed", prompt="", seed=target.seed)
         return self.accept(task)
 
     async def faceswap(self, request: Request, body: dict[str, Any]) -> Response:
@@ -89,14 +68,8 @@ class Tools(ApiframeCore):
         swap = await self.source(body.get("swap_image_url"), "swap_image_url")
         width, height = imaging.image_size(target)
         task = self.new_task(
-            request,
-            body,
-            kind="faceswap",
-            task_type="faceswap",
-            prompt="",
-            aspect_ratio=ratio_of(width, height),
-            seed=art.derive(target, swap),
-            sources=[target, swap],
+            request, body, kind="faceswap", prompt="", aspect_ratio=ratio_of(width, height),
+            seed=art.derive(target, swap), sources=[target, swap],
         )
         return self.accept(task)
 

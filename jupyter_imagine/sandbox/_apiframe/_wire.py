@@ -15,8 +15,6 @@ PREFIX = "/apiframe"
 
 EMAIL = "sandbox@jupyter-imagine.local"
 START_CREDITS = 10000
-FAIL_WORD = "sandbox:fail"
-HANG_WORD = "sandbox:hang"
 FAIL_MESSAGE = "Midjourney could not complete the job (sandbox:fail)"
 HANG_PERCENT = 50
 

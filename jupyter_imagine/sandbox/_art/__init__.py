@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from ._edits import inpaint, make_grid, upscale, vary
 from ._landscape import render
-from ._sizes import MAX_RATIO, aspect_size
+from ._sizes import MAX_RATIO, aspect_size, read_aspect, read_zoom
 
-__all__ = ["MAX_RATIO", "aspect_size", "inpaint", "make_grid", "render", "upscale", "vary"]
+__all__ = [
+    "MAX_RATIO",
+    "aspect_size",
+    "inpaint",
+    "make_grid",
+    "read_aspect",
+    "read_zoom",
+    "render",
+    "upscale",
+    "vary",
+]

@@ -8,7 +8,22 @@ from PIL import Image, ImageDraw, ImageFilter
 from ._scene import Plan
 from ._tables import F32, Sky, rgb_array
 
-__all__ = ["paint_city", "paint_lighthouse", "pine_mask"]
+__all__ = ["paint_city", "paint_lighthouse", "pine_mask", "pine_tiers"]
+
+
+def pine_tiers(
+    x: float, base: float, height: float, half: float
+) -> list[list[tuple[float, float]]]:
+    """The stacked triangles of a pine ``height`` tall standing at ``(x, base)``, its widest
+    tier about ``1.2 * half`` either side (3 tiers, a 4th above 18 px, a 5th above 40 px)."""
+    tiers = 3 + int(height > 18) + int(height > 40)
+    triangles = []
+    for t in range(tiers):
+        y_top = base - height + height * (t / tiers) * 0.72
+        y_bot = base - height * (1 - (t + 1.35) / (tiers + 1)) * 0.92
+        width = half * (0.4 + 0.8 * (t + 1) / tiers)
+        triangles.append([(x, y_top), (x - width, y_bot), (x + width, y_bot)])
+    return triangles
 
 
 def pine_mask(
@@ -27,12 +42,8 @@ def pine_mask(
         if base < h - 1 and rng.random() < 0.82:
             height = scale * float(rng.uniform(0.55, 1.25))
             half = height * 0.21
-            tiers = 3 + int(height > 18) + int(height > 40)
-            for t in range(tiers):
-                y_top = base - height + height * (t / tiers) * 0.72
-                y_bot = base - height * (1 - (t + 1.35) / (tiers + 1)) * 0.92
-                width = half * (0.4 + 0.8 * (t + 1) / tiers)
-                draw.polygon([(x, y_top), (x - width, y_bot), (x + width, y_bot)], fill=255)
+            for triangle in pine_tiers(x, base, height, half):
+                draw.polygon(triangle, fill=255)
             trunk = max(0.6, half * 0.1)
             draw.rectangle([x - trunk, base - height * 0.2, x + trunk, base + 2], fill=255)
         x += spacing * float(rng.uniform(0.6, 1.5))

@@ -18,6 +18,7 @@ from ..._secrets import get_logger
 from .. import _http as http
 from .._art import _banatie as art
 from .._state import SandboxState
+from .._triggers import FAIL_WORD, HANG_WORD
 from ._parsing import derive, read_paging
 from ._records import Flow, Principal, StoredImage, processing_ms
 from ._wire import (
@@ -26,8 +27,6 @@ from ._wire import (
     DEFAULT_API_LIMIT,
     DEFAULT_LIVE_LIMIT,
     FAIL_MESSAGE,
-    FAIL_WORD,
-    HANG_WORD,
     MAX_REFERENCES,
     ORG_SLUG,
     PROJECT_ID,

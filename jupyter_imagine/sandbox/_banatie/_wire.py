@@ -43,8 +43,6 @@ DEFAULT_SCOPE_LIMIT = 30
 PROJECT_KEY_DAYS = 90
 CACHE_CONTROL = "public, max-age=31536000"
 
-FAIL_WORD = "sandbox:fail"
-HANG_WORD = "sandbox:hang"
 FAIL_MESSAGE = "Image generation failed (sandbox:fail)"
 
 ENHANCE = {

@@ -420,6 +420,22 @@ class BlockadeCore:
         self.watch(item)
         return item
 
+    def store_new(self, request: Request, owner: str, **fields: Any) -> Imagine:
+        """Store a new request of ``owner``'s: a fresh id, created now, from the base URL it
+        came in on; ``fields`` give the rest."""
+        number, obfuscated = self.new_id()
+        return self.store(
+            Imagine(
+                id=number,
+                obfuscated_id=obfuscated,
+                owner=owner,
+                user_id=self.user_id(owner),
+                created=self.now(),
+                origin=self.base_url(request),
+                **fields,
+            )
+        )
+
     # ----------------------------------------------------------------- wiring
     def endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """Wrap ``handler(request, owner, body)`` with body parsing, auth, rate limits and the

@@ -11,20 +11,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._triggers import PromptTriggers
 from ._wire import (
     COMPLETE_AT,
     DISPATCHED_AT,
     EXPORT_BY_ID,
     FAIL_AT,
-    FAIL_WORD,
-    HANG_WORD,
     PROCESSING_AT,
 )
 
 
 # ------------------------------------------------------------------------------ records
 @dataclass
-class Imagine:
+class Imagine(PromptTriggers):
     """One generation (a skybox, a remix, or a legacy imagine request) as the sandbox keeps it.
 
     ``created`` and ``aborted_at`` are simulated times; ``owner`` is a hash of the API key.
@@ -54,14 +53,6 @@ class Imagine:
     origin: str = ""
     aborted_at: float | None = None
     deleted: bool = False
-
-    @property
-    def fail(self) -> bool:
-        return FAIL_WORD in self.prompt.lower()
-
-    @property
-    def hang(self) -> bool:
-        return HANG_WORD in self.prompt.lower()
 
     def phase(self, now: float) -> tuple[str, float | None]:
         """``(status, simulated time of the next change or None)``."""

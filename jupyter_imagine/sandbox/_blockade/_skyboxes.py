@@ -119,33 +119,26 @@ class Skyboxes(BlockadeCore):
             raise ApiError(400, "The control image field is required when control model is set.")
         if not seed:
             seed = parent.seed if parent is not None else self.draw_seed(prompt, style_id)
-        number, obfuscated = self.new_id()
         if enhance:
             extra = ENHANCEMENTS[seed % len(ENHANCEMENTS)]
             prompt = f"{prompt}, {extra}"[: style["max-char"]]
-        item = self.store(
-            Imagine(
-                id=number,
-                obfuscated_id=obfuscated,
-                owner=owner,
-                user_id=self.user_id(owner),
-                kind="skybox",
-                prompt=prompt,
-                negative_text=negative,
-                seed=seed,
-                created=self.now(),
-                style=style,
-                remix_of=parent.id if parent else None,
-                remix_obfuscated_id=parent.obfuscated_id if parent else None,
-                enhance_prompt=enhance,
-                depth_hq=depth_hq,
-                init_image=init,
-                init_strength=strength,
-                control_image=control,
-                control_model=model,
-                webhook_url=webhook,
-                origin=self.base_url(request),
-            )
+        item = self.store_new(
+            request,
+            owner,
+            kind="skybox",
+            prompt=prompt,
+            negative_text=negative,
+            seed=seed,
+            style=style,
+            remix_of=parent.id if parent else None,
+            remix_obfuscated_id=parent.obfuscated_id if parent else None,
+            enhance_prompt=enhance,
+            depth_hq=depth_hq,
+            init_image=init,
+            init_strength=strength,
+            control_image=control,
+            control_model=model,
+            webhook_url=webhook,
         )
         return JSONResponse(self.view(item, self.base_url(request)))
 
@@ -161,23 +154,16 @@ class Skyboxes(BlockadeCore):
         if seed <= 0:
             seed = self.draw_seed(prompt, name)
         webhook = read_webhook(body)
-        number, obfuscated = self.new_id()
-        item = self.store(
-            Imagine(
-                id=number,
-                obfuscated_id=obfuscated,
-                owner=owner,
-                user_id=self.user_id(owner),
-                kind="imaginarium",
-                prompt=prompt,
-                negative_text=str(data.get("negative_text") or ""),
-                seed=seed,
-                created=self.now(),
-                generator=name,
-                generator_data=data,
-                webhook_url=webhook,
-                origin=self.base_url(request),
-            )
+        item = self.store_new(
+            request,
+            owner,
+            kind="imaginarium",
+            prompt=prompt,
+            negative_text=str(data.get("negative_text") or ""),
+            seed=seed,
+            generator=name,
+            generator_data=data,
+            webhook_url=webhook,
         )
         return JSONResponse({"request": self.view(item, self.base_url(request))})
 

@@ -14,8 +14,6 @@ PREFIX = "/blockade"
 API = "/api/v1"
 
 USERNAME = "sandbox@jupyter-imagine.local"
-FAIL_WORD = "sandbox:fail"
-HANG_WORD = "sandbox:hang"
 FAIL_MESSAGE = "Generation failed (sandbox:fail)"
 SEED_MAX = 2147483647
 INIT_STRENGTH_MAX = 0.97

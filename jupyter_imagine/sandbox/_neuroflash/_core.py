@@ -23,11 +23,11 @@ from ..._secrets import get_logger
 from .. import _art
 from .. import _http as http
 from .._state import SandboxState
+from .._triggers import FAIL_WORD
 from ._parsing import invalid, read_body
 from ._records import NfImage, Quota, Token, Window
 from ._wire import (
     FAIL_MESSAGE,
-    FAIL_WORD,
     IMAGE_API,
     MODELS,
     MODELS_BY_ID,

@@ -15,7 +15,6 @@ from .._state import retry_headers
 NAME = "neuroflash"
 PREFIX = "/neuroflash"
 #: A prompt with this word fails its generation (422 ``generation-failed``).
-FAIL_WORD = "sandbox:fail"
 FAIL_MESSAGE = "Image generation failed (sandbox:fail)"
 
 #: The service account the package's client uses in the sandbox.

@@ -24,7 +24,7 @@ from ...errors import InvalidRequest
 from .. import _art
 from .. import _http as http
 from .._art import _midjourney as art
-from .._state import SandboxState, deliver_webhook
+from .._state import SandboxState, deliver_webhook, nap_until
 from ._parsing import invalid, iso, preview_of, read_token
 from ._records import Account, Message
 from ._wire import (
@@ -179,12 +179,7 @@ class TheNextLegCore:
                     return
                 if phase == "incomplete":
                     return
-                wait = 0.1
-                if following is not None:
-                    until = self.state.clock.real_seconds_until(following)
-                    if until is not None:
-                        wait = min(wait, until)
-                await asyncio.sleep(max(wait, 0.001))
+                await nap_until(self.state, following, 0.1)
         except asyncio.CancelledError:
             raise
         except Exception:

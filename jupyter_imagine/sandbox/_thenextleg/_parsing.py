@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime, timezone
 from fractions import Fraction
@@ -56,13 +55,7 @@ def iso(when: datetime) -> str:
 
 
 def read_aspect(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ApiError(400, f"ar must look like 16:9, not {value!r}")
-    try:
-        _art.aspect_size(value)
-    except InvalidRequest as exc:
-        raise ApiError(400, exc.message) from None
-    return value.replace(" ", "")
+    return _art.read_aspect(value, "ar", invalid)
 
 
 def read_flags(prompt: str) -> tuple[str, str | None]:
@@ -133,15 +126,7 @@ def upscale_buttons(parent: Message) -> list[str]:
 
 
 def read_zoom(raw: Any) -> float:
-    if raw in (None, ""):
-        return 2.0
-    try:
-        zoom = float(raw)
-    except (TypeError, ValueError):
-        zoom = math.nan
-    if isinstance(raw, bool) or not 1 <= zoom <= 2:
-        raise ApiError(400, "zoom must be a number from 1 to 2")
-    return zoom
+    return 2.0 if raw in (None, "") else _art.read_zoom(raw, "zoom", invalid)
 
 
 def ratio_of(width: int, height: int) -> str:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .._structures import pine_tiers
 from .._tables import TERRAIN
 from ._common import F32, GROUND, draw_wrapped, mix, rgb_array, wrap_filter, wrap_resize
 from ._layout import SceneCore
@@ -210,12 +211,8 @@ class LandPainter(SceneCore):
             if rng.random() < 0.8 and base < (y1 - y0):
                 height = scale * float(rng.uniform(0.55, 1.3))
                 half_w = height * 0.2
-                tiers = 3 + int(height > 18) + int(height > 40)
-                for t in range(tiers):
-                    y_top = base - height + height * (t / tiers) * 0.72
-                    y_bot = base - height * (1 - (t + 1.35) / (tiers + 1)) * 0.92
-                    width = half_w * (0.4 + 0.8 * (t + 1) / tiers)
-                    draw_wrapped(draw, [(x, y_top), (x - width, y_bot), (x + width, y_bot)], w)
+                for triangle in pine_tiers(x, base, height, half_w):
+                    draw_wrapped(draw, triangle, w)
                 trunk = max(0.6, half_w * 0.1)
                 draw_wrapped(
                     draw,
