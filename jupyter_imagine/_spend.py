@@ -209,10 +209,7 @@ def configured_providers() -> list[str]:
     out = []
     for name, cls in PROVIDERS.items():
         try:
-            _config.provider_settings(name, env_key=cls.env_key,
-                                      default_base_url=cls.default_base_url,
-                                      sandbox_prefix=cls.sandbox_prefix,
-                                      extra_keys=getattr(cls, "extra_env", ()))
+            cls.env_settings()
         except ImagineError:
             continue
         out.append(name)

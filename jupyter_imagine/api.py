@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 
-from ._config import provider_settings
 from .engine import Engine
 from .errors import ConfigurationError
 from .models import Job
@@ -397,10 +396,7 @@ def provider_status() -> pd.DataFrame:
             "key_set": all(os.environ.get(k, "").strip() for k in keys),
         }
         try:
-            settings = provider_settings(
-                name, env_key=cls.env_key, default_base_url=cls.default_base_url,
-                sandbox_prefix=cls.sandbox_prefix, extra_keys=extra,
-            )
+            settings = cls.env_settings()
             row.update(sandbox=settings.sandbox, base_url=settings.base_url, problem=None)
         except ConfigurationError as exc:
             row.update(sandbox=False, base_url=None, problem=str(exc))

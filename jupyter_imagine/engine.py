@@ -288,22 +288,13 @@ class Engine:
         self.close()
 
     # ================================================================ ownership
-    def _settings(self, cls: type[Provider]) -> _config.ProviderSettings:
-        return _config.provider_settings(
-            cls.name,
-            env_key=cls.env_key,
-            default_base_url=cls.default_base_url,
-            sandbox_prefix=cls.sandbox_prefix,
-            extra_keys=getattr(cls, "extra_env", ()),
-        )
-
     def _register_credentials(self) -> None:
         """Give the store the fingerprint of every provider's credentials this kernel has, so
         it claims only jobs made with the same ones (a teammate's job waits for the teammate).
         A provider that cannot be configured here has none: its jobs are not claimed."""
         for cls in PROVIDERS.values():
             try:
-                settings = self._settings(cls)
+                settings = cls.env_settings()
             except ConfigurationError:
                 continue
             self.store.fingerprint(cls.name, _credentials(settings, self.store.home))
@@ -1065,7 +1056,7 @@ class Engine:
             ConfigurationError: unknown provider, or one forced out of the sandbox with no key.
         """
         cls = provider_class(name)
-        settings = self._settings(cls)
+        settings = cls.env_settings()
         key = f"{cls.name}|{settings.base_url}"
         with self._lock:
             instance = self._providers.get(key)

@@ -75,7 +75,7 @@ class ProviderReport:
         rows = []
         for rec in self.frame.to_dict("records"):
             # words beside the marks: a terminal without an emoji font shows boxes for them
-            mark = "✅ key set" if rec.get("key_set") else "❌ no key "
+            mark = "✅ key set" if rec.get("key_set") else "❌ no key"
             if rec.get("problem"):
                 where = f"⚠ {rec['problem']}"
             elif rec.get("sandbox"):
@@ -89,10 +89,11 @@ class ProviderReport:
         rows = self._rows()
         if not rows:
             return "no providers"
+        w_mark = max(len(r[0]) for r in rows)
         w_name = max(len(r[1]) for r in rows)
         w_key = max(len(r[2]) for r in rows)
         return "\n".join(
-            f"{mark} {name.ljust(w_name)}  {key.ljust(w_key)}  {where}"
+            f"{mark.ljust(w_mark)} {name.ljust(w_name)}  {key.ljust(w_key)}  {where}"
             for mark, name, key, where in rows
         )
 
@@ -101,7 +102,7 @@ class ProviderReport:
     def _repr_markdown_(self) -> str:
         lines = ["| key | provider | variable | runs against |", "|---|---|---|---|"]
         for mark, name, key, where in self._rows():
-            cells = (mark.strip(), f"**{name}**", f"`{key}`", where)
+            cells = (mark, f"**{name}**", f"`{key}`", where)
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return "\n".join(lines)
 

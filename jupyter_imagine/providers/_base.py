@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from .._config import price_overrides, register_price_keys
+from .._config import ProviderSettings, price_overrides, provider_settings, register_price_keys
 from .._secrets import get_logger, scrub
 from ..errors import (
     AuthenticationError,
@@ -233,6 +233,18 @@ class Provider:
     def __repr__(self) -> str:
         where = "sandbox" if self.sandbox else self.base_url
         return f"<{type(self).__name__} {where}>"
+
+    @classmethod
+    def env_settings(cls) -> ProviderSettings:
+        """Where this provider's requests go, read from the environment now
+        (:func:`~jupyter_imagine._config.provider_settings` with this class's variables).
+
+        Raises:
+            ConfigurationError: forced out of the sandbox with no key.
+        """
+        return provider_settings(cls.name, env_key=cls.env_key,
+                                 default_base_url=cls.default_base_url,
+                                 sandbox_prefix=cls.sandbox_prefix, extra_keys=cls.extra_env)
 
     # ------------------------------------------------------------ to implement
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
