@@ -28,6 +28,13 @@ def _mix(apiframe: int, thenextleg: int, blockade: int, neuroflash: int, banatie
             "neuroflash": neuroflash, "banatie": banatie}
 
 
+def _assert_none(got, report: str, *counts: str) -> None:
+    """Every job terminal and each named count 0; the report (every figure) on failure."""
+    assert got.terminal == got.total, report
+    for name in counts:
+        assert getattr(got, name) == 0, f"{name}: {report}"
+
+
 @pytest.mark.timeout(180)
 def test_two_kernels_one_killed_and_restarted(tmp_path):
     """Kernel A and B share a home; A is killed -9 once its jobs are in flight and restarted.
@@ -44,14 +51,8 @@ def test_two_kernels_one_killed_and_restarted(tmp_path):
         got, info = run(plan, sandbox, tmp_path)
     report = f"{got.report()}\n{info}"
     assert got.total == 40, report
-    assert got.terminal == got.total, report
-    assert got.lost == 0, report
-    assert got.duplicate_submits == 0, report
-    assert got.regressions == 0, report
-    assert got.conflicting_finals == 0, report
-    assert got.live_taken_over == 0, report
-    assert got.waits_not_returned == 0, report
-    assert got.crashes == 0, report
+    _assert_none(got, report, "lost", "duplicate_submits", "regressions", "conflicting_finals",
+                 "live_taken_over", "waits_not_returned", "crashes")
 
 
 @pytest.mark.timeout(180)
@@ -66,14 +67,8 @@ def test_machines_on_one_team_store_one_killed_and_restarted(tmp_path, pg_url):
         got, info = run(plan, sandbox, tmp_path)
     report = f"{got.report()}\n{info}"
     assert got.total == 36, report
-    assert got.terminal == got.total, report
-    assert got.lost == 0, report
-    assert got.duplicate_submits == 0, report
-    assert got.regressions == 0, report
-    assert got.conflicting_finals == 0, report
-    assert got.live_taken_over == 0, report
-    assert got.missing_images == 0, report
-    assert got.crashes == 0, report
+    _assert_none(got, report, "lost", "duplicate_submits", "regressions", "conflicting_finals",
+                 "live_taken_over", "missing_images", "crashes")
     home = tmp_path / "home"
     assert {p.name for p in home.iterdir()} == {"A", "B", "shared-images"}  # two machines
     assert not (home / "A" / "history.sqlite").exists()  # the team store only

@@ -49,6 +49,21 @@ def test_schema_version_meta_and_indexes(pg_url, tmp_path):
             "jobs_rowid"} <= indexes
 
 
+def _at_once(target, argses: list[tuple]) -> list:
+    """Run ``target(*args, start, out)`` in one spawned process per ``args``, released together
+    by ``start``; what each put on ``out``."""
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, start, out)) for args in argses]
+    for proc in procs:
+        proc.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    return results
+
+
 def _open(url: str, home: str, start, out) -> None:
     start.wait()
     try:
@@ -60,16 +75,7 @@ def _open(url: str, home: str, start, out) -> None:
 
 
 def test_processes_starting_on_one_fresh_database_migrate_it_once(pg_url, tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_open, args=(pg_url, str(tmp_path / f"m{i}"), start, out))
-             for i in range(4)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    results = [out.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    results = _at_once(_open, [(pg_url, str(tmp_path / f"m{i}")) for i in range(4)])
     assert results == ["ok"] * 4
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 4
@@ -90,16 +96,7 @@ def test_claims_across_processes_never_share_a_row(pg_url, tmp_path):
     with PostgresStore(pg_url, home=tmp_path) as store:
         store._bulk_save(Job(provider="apiframe", kind="imagine", prompt=f"p{i}",
                              status=Status.RUNNING).to_record() for i in range(200))
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(pg_url, str(tmp_path / f"c{i}"), f"k{i}",
-                                                start, out)) for i in range(4)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    claimed = [out.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    claimed = _at_once(_claimer, [(pg_url, str(tmp_path / f"c{i}"), f"k{i}") for i in range(4)])
     every = [job_id for got in claimed for job_id in got]
     assert len(every) == len(set(every)) == 200  # each row once, all of them taken
 
