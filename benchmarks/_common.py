@@ -22,12 +22,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def sandbox_server(speed: float) -> Iterator[str]:
-    """``python -m jupyter_imagine.sandbox`` in a subprocess; yields its base URL."""
+    """``python -m jupyter_imagine.sandbox`` in a subprocess, with balances no benchmark runs
+    out of; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter_imagine.sandbox", "--host", "127.0.0.1",
          "--port", str(port), "--speed", str(speed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_IMAGINE_SANDBOX_BALANCE": str(10**9)},  # never runs out
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,4 +1,4 @@
-"""500 concurrent sandbox jobs: the engine vs. a plain httpx asyncio loop (goal: ratio ≤ 1.10).
+"""500 concurrent sandbox jobs: the engine vs. hand-written httpx asyncio loops (issue 12, goal 2).
 
 Both talk to the same sandbox server (``python -m jupyter_imagine.sandbox``) on loopback and do
 the same work per job: submit ``/imagine``, poll until finished, download the grid and the four
@@ -8,7 +8,9 @@ semaphore capping requests in flight at the pool size — without it httpcore's 
 time scanning its queue of waiting requests, which the engine avoids the same way. The engine
 adds what the product needs (the SQLite store written on every change, the image cache with PNG
 text chunks, adaptive polling batched through ``/fetch-many``). All run every job at once with
-the same first poll interval. Printed: wall time and HTTP requests for each.
+the same first poll interval. Printed: wall time and HTTP requests for each, and the ratios the
+issue sets goals for: engine ≤ 1.0× the capped loop and ≤ 0.2× the plain one in wall time, with
+no more requests per job than the plain loop.
 
 Run: ``python benchmarks/bench_engine_throughput.py [--jobs 500] [--speed 20]``
 """
@@ -18,11 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 import time
 
 import httpx
 from _common import request_count, reset_requests, sandbox_server
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout
+from jupyter_imagine.engine import Engine  # imported before any timing, as httpx is
+from jupyter_imagine.store import Store
 
 
 async def baseline(url: str, jobs: int, interval: float, bound: int | None = None) -> None:
@@ -58,9 +65,6 @@ async def baseline(url: str, jobs: int, interval: float, bound: int | None = Non
 
 def engine_run(url: str, jobs: int, speed: float) -> None:
     os.environ["JUPYTER_IMAGINE_SANDBOX_URL"] = url
-    from jupyter_imagine.engine import Engine
-    from jupyter_imagine.store import Store
-
     with Engine(Store(tempfile.mkdtemp(prefix="ji-bench-")), concurrency={"apiframe": jobs},
                 sandbox_speed=speed) as engine:
         started = [engine.imagine("a lighthouse at dusk", provider="apiframe")
@@ -102,10 +106,10 @@ def main() -> None:
             ("jupyter_imagine engine", eng_time, eng_requests)]
     for name, wall, requests in rows:
         print(f"  {name:28s} wall {wall:7.2f} s   HTTP requests {requests:6d}")
-    best = min(base_time, bound_time)
-    best_requests = bound_requests if bound_time <= base_time else base_requests
-    print(f"  ratio engine / best baseline   wall {eng_time / best:5.2f}     "
-          f"requests {eng_requests / best_requests:5.2f}   (goal: wall ratio ≤ 1.10)")
+    print(f"  ratio engine / capped loop     wall {eng_time / bound_time:5.2f}   (goal ≤ 1.0)")
+    print(f"  ratio engine / plain loop      wall {eng_time / base_time:5.2f}   (goal ≤ 0.2)   "
+          f"requests per job {eng_requests / args.jobs:.2f} vs {base_requests / args.jobs:.2f} "
+          "(goal ≤)")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ from . import _budgets, _config
 from ._downloads import fetch, png_text, retry_delay
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import MASK, get_logger, redact, scrub, split_secrets
-from ._transport import BoundedTransport
+from ._transport import pooled
 from .errors import (
     ConfigurationError,
     ImagineError,
@@ -149,9 +149,9 @@ class Engine:
             only ``retry_for`` counts).
         http_timeout: seconds for one HTTP request (default 30).
         max_connections: HTTP connections to the network, and requests in flight, at most
-            (default 32, a quarter of them kept alive when idle); more requests wait their turn
-            in the engine, not in httpcore's pool, whose bookkeeping grows with its queue and
-            its idle connections.
+            (default 32, in pools of 4, all kept alive while idle: see :mod:`._transport`); more
+            requests wait their turn in the engine, not in httpcore's pools, whose bookkeeping
+            grows with their queues and connections.
         sandbox_app: the in-process sandbox ASGI app to use (default: a new one, made on first
             use); engines given the same app share its tasks, as a restarted kernel would share
             a real service.
@@ -189,7 +189,6 @@ class Engine:
         self.max_retries = max_retries
         self.http_timeout = http_timeout
         self.max_connections = max_connections
-        self.max_keepalive = max(1, max_connections // 4)
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, concurrent.futures.Future[None]] = {}
@@ -1127,14 +1126,8 @@ class Engine:
                     transport=httpx.ASGITransport(app=self.sandbox_app()), timeout=timeout
                 )
             else:
-                limits = httpx.Limits(
-                    max_connections=self.max_connections,
-                    max_keepalive_connections=self.max_keepalive,
-                )
-                transport = BoundedTransport(
-                    httpx.AsyncHTTPTransport(limits=limits), self.max_connections
-                )
-                client = httpx.AsyncClient(timeout=timeout, transport=transport)
+                client = httpx.AsyncClient(timeout=timeout,
+                                           transport=pooled(self.max_connections))
             self._clients[kind] = client
         return client
 
