@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from jupyter_imagine._transport import BoundedTransport
+from jupyter_imagine._transport import BoundedTransport, pooled
 
 
 class _Body(httpx.AsyncByteStream):
@@ -105,3 +105,52 @@ def test_an_in_process_request_held_by_a_timeout_fault_raises_read_timeout():
 
     assert asyncio.run(main()) < 2
     assert len(app.state.sandbox.tasks) == 2  # the held request did reach the provider
+
+
+def test_requests_go_to_the_least_busy_of_several_transports():
+    inners = [_Counting() for _ in range(3)]
+
+    async def main() -> None:
+        transport = BoundedTransport(inners, 6)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            await asyncio.gather(*(client.get("/") for _ in range(30)))
+
+    asyncio.run(main())
+    assert [inner.most for inner in inners] == [2, 2, 2]  # 6 in flight, spread evenly
+    assert all(inner.closed for inner in inners)
+
+
+async def _keep_alive_server(accepted: list[int]) -> asyncio.Server:
+    """A real HTTP/1.1 server on loopback that keeps connections open and counts them."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        while await reader.readuntil(b"\r\n\r\n"):
+            await asyncio.sleep(0.005)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await serve(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(guarded, "127.0.0.1", 0)
+
+
+def test_pooled_reuses_its_connections_over_real_http():
+    accepted: list[int] = []
+
+    async def main() -> list[int]:
+        server = await _keep_alive_server(accepted)
+        port = server.sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(transport=pooled(8, pool_size=4),
+                                     base_url=f"http://127.0.0.1:{port}") as client:
+            codes = [r.status_code for r in await asyncio.gather(
+                *(client.get("/") for _ in range(200)))]
+        server.close()
+        return codes
+
+    assert asyncio.run(main()) == [200] * 200
+    assert 1 <= len(accepted) <= 8  # 200 requests over at most 8 connections, all reused
