@@ -233,21 +233,12 @@ class Neuroflash(Provider):
         ),
     }
 
-    def __init__(
-        self,
-        *,
-        client: httpx.AsyncClient,
-        base_url: str,
-        api_key: str | None,
-        sandbox: bool,
-        extra: Mapping[str, str] | None = None,
-        token_url: str | None = None,
-    ) -> None:
-        super().__init__(
-            client=client, base_url=base_url, api_key=api_key, sandbox=sandbox, extra=extra
-        )
-        extra = self._extra
-        client_id = extra.get(CLIENT_ID_VAR) or (None if sandbox else api_key)
+    def __init__(self, *, token_url: str | None = None, **kwargs: Any) -> None:
+        """:class:`~._base.Provider`'s keywords, plus ``token_url`` (default: the
+        ``NEUROFLASH_TOKEN_URL`` variable out of the sandbox, else next to ``base_url``)."""
+        super().__init__(**kwargs)
+        extra, sandbox = self._extra, self.sandbox
+        client_id = extra.get(CLIENT_ID_VAR) or (None if sandbox else self._api_key)
         secret = extra.get(CLIENT_SECRET_VAR)
         if sandbox and not (client_id and secret):
             client_id, secret = SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
