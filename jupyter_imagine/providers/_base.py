@@ -34,16 +34,10 @@ from ..models import Balance, Cost, Image, Job, Status
 
 logger = get_logger(__name__)
 
-__all__ = [
-    "COST_FIELDS",
-    "ChildSpec",
-    "ParamSpec",
-    "Provider",
-    "RemoteJob",
-    "Submission",
-    "Update",
-    "idempotent",
-]
+#: The provider contract's types: what a provider module builds on, re-exported by
+#: :mod:`jupyter_imagine.providers`.
+CONTRACT = ("ChildSpec", "ParamSpec", "Provider", "RemoteJob", "Submission", "Update")
+__all__ = ["COST_FIELDS", *CONTRACT, "idempotent"]
 
 
 #: Payload fields that state what a job cost, in credits (none of the five documents one; read
