@@ -65,9 +65,9 @@ def fbm1(
     cells: int,
     octaves: int,
     ridged: float = 0.0,
-    persistence: float = 0.5,
 ) -> np.ndarray:
-    """1-D fractal noise in about [-1, 1] with ``cells`` features across ``n`` samples."""
+    """1-D fractal noise in about [-1, 1] with ``cells`` features across ``n`` samples, each
+    octave half as strong as the one before; ``ridged`` as :func:`octave_sum` (default 0)."""
     x = np.arange(n, dtype=F32) / max(n - 1, 1)
 
     def octave(k: int) -> np.ndarray:
@@ -78,7 +78,7 @@ def fbm1(
         t = t * t * (3 - 2 * t)
         return knots[i] * (1 - t) + knots[i + 1] * t
 
-    return octave_sum(octave, octaves, persistence=persistence, ridged=ridged)
+    return octave_sum(octave, octaves, ridged=ridged)
 
 
 def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
