@@ -157,11 +157,7 @@ class _References(ParamSpec):
         elif isinstance(value, (list, tuple)):
             items = list(value)
         else:
-            raise InvalidRequest(
-                f"{provider} parameter 'reference_images' must be a list of image ids or "
-                f"@aliases, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be a list of image ids or @aliases", value)
         if len(items) > MAX_REFERENCES:
             raise InvalidRequest(
                 f"{provider} takes at most {MAX_REFERENCES} reference images, not {len(items)}",
@@ -203,11 +199,7 @@ class _FlowId(ParamSpec):
                               ("none", "null", "false")):
             return NO_FLOW
         if not isinstance(value, str) or not _UUID.match(value.strip()):
-            raise InvalidRequest(
-                f"{provider} parameter 'flow_id' must be a flow UUID, or 'none' for no flow, "
-                f"not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be a flow UUID, or 'none' for no flow", value)
         return value.strip()
 
 
