@@ -685,6 +685,15 @@ class Job:
         Raises:
             ActionNotAvailable: the job does not offer ``label`` now.
         """
+        self.require_action(label)
+        return self._require_host().act(self, label, **kwargs)
+
+    def require_action(self, label: str) -> None:
+        """Check that this job offers the action ``label`` now (one of :attr:`actions`).
+
+        Raises:
+            ActionNotAvailable: it does not; the message lists what it offers.
+        """
         if label not in self.actions:
             offered = ", ".join(self.actions) or "none until it has succeeded"
             raise ActionNotAvailable(
@@ -692,7 +701,6 @@ class Job:
                 f"it offers: {offered}",
                 provider=self.provider,
             )
-        return self._require_host().act(self, label, **kwargs)
 
     def upscale(self, index: int) -> Job:
         """Upscale image ``index`` (1–4) of a grid: the ``U<index>`` action."""

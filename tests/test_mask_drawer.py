@@ -112,7 +112,7 @@ def test_only_a_job_offering_the_action_can_be_masked(engine):
     with pytest.raises(ji.ActionNotAvailable, match="does not offer 'Vary \\(Region\\)'"):
         MaskDrawer(grid)
     running = ji.imagine("a lighthouse sandbox:hang")
-    with pytest.raises(ji.ActionNotAvailable, match="nothing until it has succeeded"):
+    with pytest.raises(ji.ActionNotAvailable, match="none until it has succeeded"):
         MaskDrawer(running)
     running.cancel()
 

@@ -205,6 +205,15 @@ def test_act_refuses_labels_not_offered():
         job.upscale(5)
 
 
+def test_require_action_passes_an_offered_label_and_refuses_others():
+    job = make_job(status=Status.SUCCEEDED, actions=GRID_ACTIONS)
+    job.require_action("U1")  # offered: no error, and no engine needed to check
+    with pytest.raises(ActionNotAvailable, match="'U5'.*offers: U1"):
+        job.require_action("U5")
+    with pytest.raises(ActionNotAvailable, match="none until it has succeeded"):
+        make_job().require_action("U1")
+
+
 def test_act_needs_an_engine():
     job = make_job(status=Status.SUCCEEDED, actions=GRID_ACTIONS)
     with pytest.raises(InvalidRequest, match="not attached to an engine"):

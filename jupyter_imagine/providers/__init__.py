@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from ..errors import ConfigurationError
-from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update
+from ._base import CONTRACT, ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update  # noqa: F401
 from .apiframe import Apiframe
 from .banatie import Banatie
 from .blockade import Blockade
 from .neuroflash import Neuroflash
 from .thenextleg import TheNextLeg
 
-__all__ = [
-    "PROVIDERS",
-    "ChildSpec",
-    "ParamSpec",
-    "Provider",
-    "RemoteJob",
-    "Submission",
-    "Update",
-    "provider_class",
-]
+#: The provider contract's types (imported above, hence the noqa) are re-exported here.
+__all__ = ["PROVIDERS", *CONTRACT, "provider_class"]
 
 #: Every provider by name, in the order ``%imagine providers`` lists them.
 PROVIDERS: dict[str, type[Provider]] = {

@@ -34,16 +34,10 @@ from ..models import Balance, Cost, Image, Job, Status
 
 logger = get_logger(__name__)
 
-__all__ = [
-    "COST_FIELDS",
-    "ChildSpec",
-    "ParamSpec",
-    "Provider",
-    "RemoteJob",
-    "Submission",
-    "Update",
-    "idempotent",
-]
+#: The provider contract's types: what a provider module builds on, re-exported by
+#: :mod:`jupyter_imagine.providers`.
+CONTRACT = ("ChildSpec", "ParamSpec", "Provider", "RemoteJob", "Submission", "Update")
+__all__ = ["COST_FIELDS", *CONTRACT, "idempotent"]
 
 
 #: Payload fields that state what a job cost, in credits (none of the five documents one; read
@@ -89,17 +83,17 @@ class ParamSpec:
             else:
                 value = self.type(value)
         except (TypeError, ValueError):
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be {self.type.__name__}, not {value!r}",
-                provider=provider,
-            ) from None
+            raise self.invalid(provider, f"be {self.type.__name__}", value) from None
         if self.choices is not None and value not in self.choices:
-            allowed = ", ".join(map(str, self.choices))
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be one of {allowed}, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, f"be one of {', '.join(map(str, self.choices))}", value)
         return value
+
+    def invalid(self, provider: str, must: str, value: Any) -> InvalidRequest:
+        """The error refusing ``value``: ``<provider> parameter '<name>' must <must>, not
+        <value!r>`` (``must`` e.g. ``"be at least 1"``)."""
+        return InvalidRequest(
+            f"{provider} parameter {self.name!r} must {must}, not {value!r}", provider=provider
+        )
 
 
 @dataclass

@@ -107,10 +107,7 @@ class _AspectRatio(ParamSpec):
         try:
             return _aspect_ratio(value)
         except ValueError:
-            raise InvalidRequest(
-                f"{provider} parameter 'aspect_ratio' must look like 16:9, not {value!r}",
-                provider=provider,
-            ) from None
+            raise self.invalid(provider, "look like 16:9", value) from None
 
 
 #: APIFRAME's credit table, by price key (docs.apiframe.ai/my-account/image-credits): Imagine,

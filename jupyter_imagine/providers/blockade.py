@@ -125,21 +125,14 @@ class _Range(ParamSpec):
 
     def coerce(self, value: Any, provider: str) -> Any:
         if isinstance(value, bool):
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be {self.type.__name__}, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, f"be {self.type.__name__}", value)
         low, high = self.low, self.high
         spec = ParamSpec(self.name, self.type)
         if self.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)
         number = spec.coerce(value, provider)
         if (low is not None and number < low) or (high is not None and number > high):
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be {_bounds(low, high)}, "
-                f"not {number!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, f"be {_bounds(low, high)}", number)
         return number
 
 
@@ -173,10 +166,7 @@ class _Url(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         text = str(value).strip() if isinstance(value, str) else ""
         if not text.startswith(("http://", "https://")):
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be an http(s) URL, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be an http(s) URL", value)
         return text
 
 

@@ -126,11 +126,7 @@ class _AspectRatio(ParamSpec):
             return text
         parts = text.split(":")
         if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise InvalidRequest(
-                f"{provider} parameter 'aspect_ratio' must look like 16:9 (or 'auto' for an "
-                f"edit), not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "look like 16:9 (or 'auto' for an edit)", value)
         return f"{int(parts[0])}:{int(parts[1])}"
 
 
@@ -138,11 +134,7 @@ class _Format(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         text = str(value).strip().lower().lstrip(".")
         if not text.isalnum():
-            raise InvalidRequest(
-                f"{provider} parameter 'output_format' must be a format name such as png, "
-                f"not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be a format name such as png", value)
         return _FORMAT_ALIASES.get(text, text)
 
 
@@ -150,10 +142,7 @@ class _Positive(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         number = super().coerce(value, provider)
         if number < 1:
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be at least 1, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be at least 1", value)
         return number
 
 
@@ -163,21 +152,14 @@ class _Ids(ParamSpec):
         if not isinstance(items, (list, tuple)) or not items or not all(
             isinstance(i, str) and i.strip() for i in items
         ):
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be a non-empty list of image ids, "
-                f"not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be a non-empty list of image ids", value)
         return [i.strip() for i in items]
 
 
 class _Id(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         if not isinstance(value, str) or not value.strip():
-            raise InvalidRequest(
-                f"{provider} parameter {self.name!r} must be an image id, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be an image id", value)
         return value.strip()
 
 
@@ -233,21 +215,12 @@ class Neuroflash(Provider):
         ),
     }
 
-    def __init__(
-        self,
-        *,
-        client: httpx.AsyncClient,
-        base_url: str,
-        api_key: str | None,
-        sandbox: bool,
-        extra: Mapping[str, str] | None = None,
-        token_url: str | None = None,
-    ) -> None:
-        super().__init__(
-            client=client, base_url=base_url, api_key=api_key, sandbox=sandbox, extra=extra
-        )
-        extra = self._extra
-        client_id = extra.get(CLIENT_ID_VAR) or (None if sandbox else api_key)
+    def __init__(self, *, token_url: str | None = None, **kwargs: Any) -> None:
+        """:class:`~._base.Provider`'s keywords, plus ``token_url`` (default: the
+        ``NEUROFLASH_TOKEN_URL`` variable out of the sandbox, else next to ``base_url``)."""
+        super().__init__(**kwargs)
+        extra, sandbox = self._extra, self.sandbox
+        client_id = extra.get(CLIENT_ID_VAR) or (None if sandbox else self._api_key)
         secret = extra.get(CLIENT_SECRET_VAR)
         if sandbox and not (client_id and secret):
             client_id, secret = SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET

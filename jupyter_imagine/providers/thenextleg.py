@@ -239,10 +239,7 @@ class _ExpireMins(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         value = super().coerce(value, provider)
         if value < 1:
-            raise InvalidRequest(
-                f"{provider} parameter 'expire_mins' must be at least 1, not {value}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be at least 1", value)
         return value
 
 
@@ -251,10 +248,7 @@ class _UrlList(ParamSpec):
         if isinstance(value, str):
             value = value.replace(",", " ").split()
         if not isinstance(value, (list, tuple)) or not all(isinstance(u, str) for u in value):
-            raise InvalidRequest(
-                f"{provider} parameter 'urls' must be a list of image URLs, not {value!r}",
-                provider=provider,
-            )
+            raise self.invalid(provider, "be a list of image URLs", value)
         return [u.strip() for u in value if u.strip()]
 
 

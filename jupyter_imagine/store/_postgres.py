@@ -55,7 +55,13 @@ from ._sqlite import (
     SCHEMA_VERSION,
     UNFINISHED_SQL,
     USER_INDEX,
+    V1_COLUMNS,
+    V2_COLUMNS,
+    V3_COLUMNS,
+    V4_COLUMNS,
+    V5_COLUMNS,
     Store,
+    column_lines,
     cost_values,
     new_salt,
 )
@@ -74,43 +80,34 @@ CHANNEL = "jupyter_imagine_jobs"
 #: The first version PostgreSQL has (SQLite's v1–v3 in one table).
 _BASE_VERSION = 3
 
-_JOBS = """
-CREATE TABLE jobs (
-    rowid           BIGSERIAL NOT NULL,
-    id              TEXT COLLATE "C" PRIMARY KEY NOT NULL,
-    provider        TEXT NOT NULL,
-    remote_id       TEXT,
-    parent_id       TEXT,
-    root_id         TEXT NOT NULL,
-    kind            TEXT,
-    action          TEXT,
-    prompt          TEXT,
-    status          TEXT NOT NULL,
-    progress        DOUBLE PRECISION,
-    sandbox         INTEGER NOT NULL DEFAULT 0,
-    created_at      TEXT NOT NULL,
-    started_at      TEXT,
-    completed_at    TEXT,
-    updated_at      TEXT,
-    n_images        INTEGER NOT NULL DEFAULT 0,
-    paths           TEXT NOT NULL DEFAULT '[]',
-    urls            TEXT NOT NULL DEFAULT '[]',
-    error           TEXT,
-    error_type      TEXT,
-    negative_prompt TEXT,
-    params          TEXT NOT NULL DEFAULT '{}',
-    width           INTEGER,
-    height          INTEGER,
-    credits         DOUBLE PRECISION,
-    batch_id        TEXT,
-    batch_row       INTEGER,
-    missing_images  INTEGER NOT NULL DEFAULT 0,
-    version         INTEGER NOT NULL DEFAULT 0,
-    owner           TEXT,
-    lease_until     DOUBLE PRECISION,
-    record          TEXT NOT NULL
+#: How PostgreSQL spells SQLite's declarations: ``id`` in the "C" collation (prefix look-ups are
+#: byte ranges), floats 8 bytes (``REAL`` is 4 bytes here: a lease's epoch seconds would lose
+#: minutes).
+_ID = 'TEXT COLLATE "C" PRIMARY KEY NOT NULL'
+_TYPES = {"REAL": "DOUBLE PRECISION"}
+
+
+def _columns(*columns: tuple[str, str]) -> list[tuple[str, str]]:
+    """SQLite's ``(name, declaration)`` columns with PostgreSQL's declarations."""
+    return [
+        (name, _ID if name == "id" else " ".join(_TYPES.get(word, word) for word in decl.split()))
+        for name, decl in columns
+    ]
+
+
+#: SQLite's schema 3 table, with an explicit ``rowid`` (the save order SQLite's rowid gives).
+_JOBS = (
+    "CREATE TABLE jobs ("
+    + column_lines(_columns(("rowid", "BIGSERIAL NOT NULL"), *V1_COLUMNS, *V2_COLUMNS,
+                            *V3_COLUMNS), indent=4)
+    + " record TEXT NOT NULL)"
 )
-"""
+
+
+def _add_columns(columns: Iterable[tuple[str, str]]) -> str:
+    """The ``ALTER TABLE jobs`` that adds SQLite's ``columns`` (PostgreSQL's declarations)."""
+    added = ", ".join(f"ADD COLUMN {name} {decl}" for name, decl in _columns(*columns))
+    return f"ALTER TABLE jobs {added}"
 
 
 def _schema_v3(conn: _Connection) -> None:
@@ -126,8 +123,7 @@ def _schema_v3(conn: _Connection) -> None:
 
 def _schema_v4(conn: _Connection) -> None:
     """SQLite's schema 4: who created each job, the credentials' fingerprint, the salt."""
-    conn.execute("ALTER TABLE jobs ADD COLUMN created_by TEXT, ADD COLUMN created_on TEXT, "
-                 "ADD COLUMN key_fingerprint TEXT")
+    conn.execute(_add_columns(V4_COLUMNS))
     conn.execute(USER_INDEX)
     conn.execute("INSERT INTO jupyter_imagine_meta (key, value) VALUES ('salt', ?)",
                  (new_salt(),))
@@ -137,8 +133,7 @@ def _schema_v5(conn: _Connection) -> None:
     """SQLite's schema 5: ``cost``, ``cost_unit``, ``cost_source`` replace ``credits``
     (backfilled from ``record``), and the ``reservations`` table (column order does not matter
     here: PostgreSQL keeps long records out of line)."""
-    conn.execute("ALTER TABLE jobs ADD COLUMN cost DOUBLE PRECISION, ADD COLUMN cost_unit TEXT, "
-                 "ADD COLUMN cost_source TEXT")
+    conn.execute(_add_columns(V5_COLUMNS))
     cursor = conn.execute("SELECT id, record FROM jobs")
     updates = [(*cost_values(record), job_id) for job_id, record in cursor.fetchall()]
     updates = [u for u in updates if u[0] is not None]

@@ -210,34 +210,61 @@ _REROOT = "UPDATE jobs SET root_id = ? WHERE root_id = ? AND id <> ?"
 _NEWEST_FIRST = " ORDER BY created_at DESC, rowid DESC"
 _OLDEST_FIRST = " ORDER BY created_at ASC, rowid ASC"
 # --------------------------------------------------------------------------------- schema
+#: The ``jobs`` columns (but ``record``, always last) each shipped schema adds, as
+#: ``(name, SQLite declaration)`` in table order. Frozen: every shipped schema's table, on both
+#: backends, is built from these lists, so never edit one; a new schema adds its own.
+V1_COLUMNS = tuple(tuple(line.split(None, 1)) for line in """
+    id           TEXT PRIMARY KEY NOT NULL
+    provider     TEXT NOT NULL
+    remote_id    TEXT
+    parent_id    TEXT
+    root_id      TEXT NOT NULL
+    kind         TEXT
+    action       TEXT
+    prompt       TEXT
+    status       TEXT NOT NULL
+    progress     REAL
+    sandbox      INTEGER NOT NULL DEFAULT 0
+    created_at   TEXT NOT NULL
+    started_at   TEXT
+    completed_at TEXT
+    updated_at   TEXT
+    n_images     INTEGER NOT NULL DEFAULT 0
+    paths        TEXT NOT NULL DEFAULT '[]'
+    urls         TEXT NOT NULL DEFAULT '[]'
+    error        TEXT
+    error_type   TEXT
+""".strip().splitlines())
+V2_COLUMNS = (
+    ("negative_prompt", "TEXT"), ("params", "TEXT NOT NULL DEFAULT '{}'"), ("width", "INTEGER"),
+    ("height", "INTEGER"), ("credits", "REAL"), ("batch_id", "TEXT"), ("batch_row", "INTEGER"),
+)
+V3_COLUMNS = (
+    ("missing_images", "INTEGER NOT NULL DEFAULT 0"), ("version", "INTEGER NOT NULL DEFAULT 0"),
+    ("owner", "TEXT"), ("lease_until", "REAL"),
+)
+V4_COLUMNS = (("created_by", "TEXT"), ("created_on", "TEXT"), ("key_fingerprint", "TEXT"))
+#: Schema 5's columns, which replace v2's ``credits``.
+V5_COLUMNS = (("cost", "REAL"), ("cost_unit", "TEXT"), ("cost_source", "TEXT"))
+
+
+def column_lines(columns: Iterable[tuple[str, str]], indent: int = 12) -> str:
+    """``columns`` as lines of a ``CREATE TABLE``, each name padded to 15, each line ending in
+    a comma (``indent`` spaces before each; default 12)."""
+    return "".join(f"\n{' ' * indent}{name:<15} {declaration}," for name, declaration in columns)
+
+
+def _inline(columns: Iterable[tuple[str, str]]) -> str:
+    """``columns`` as ``name declaration, `` on one line (each followed by a comma)."""
+    return "".join(f"{name} {declaration}, " for name, declaration in columns)
+
+
+def _names(columns: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    return tuple(name for name, _ in columns)
+
+
 def _schema_v1(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        """
-        CREATE TABLE jobs (
-            id           TEXT PRIMARY KEY NOT NULL,
-            provider     TEXT NOT NULL,
-            remote_id    TEXT,
-            parent_id    TEXT,
-            root_id      TEXT NOT NULL,
-            kind         TEXT,
-            action       TEXT,
-            prompt       TEXT,
-            status       TEXT NOT NULL,
-            progress     REAL,
-            sandbox      INTEGER NOT NULL DEFAULT 0,
-            created_at   TEXT NOT NULL,
-            started_at   TEXT,
-            completed_at TEXT,
-            updated_at   TEXT,
-            n_images     INTEGER NOT NULL DEFAULT 0,
-            paths        TEXT NOT NULL DEFAULT '[]',
-            urls         TEXT NOT NULL DEFAULT '[]',
-            error        TEXT,
-            error_type   TEXT,
-            record       TEXT NOT NULL
-        )
-        """
-    )
+    conn.execute(f"CREATE TABLE jobs ({column_lines(V1_COLUMNS)} record TEXT NOT NULL)")
     conn.execute(
         "CREATE UNIQUE INDEX jobs_remote ON jobs (remote_id, provider) "
         "WHERE remote_id IS NOT NULL"
@@ -269,36 +296,8 @@ def _v2_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
-#: The columns of schema 2 but ``record`` (each followed by a comma), in table order.
-_V2_COLUMNS = """
-            id              TEXT PRIMARY KEY NOT NULL,
-            provider        TEXT NOT NULL,
-            remote_id       TEXT,
-            parent_id       TEXT,
-            root_id         TEXT NOT NULL,
-            kind            TEXT,
-            action          TEXT,
-            prompt          TEXT,
-            status          TEXT NOT NULL,
-            progress        REAL,
-            sandbox         INTEGER NOT NULL DEFAULT 0,
-            created_at      TEXT NOT NULL,
-            started_at      TEXT,
-            completed_at    TEXT,
-            updated_at      TEXT,
-            n_images        INTEGER NOT NULL DEFAULT 0,
-            paths           TEXT NOT NULL DEFAULT '[]',
-            urls            TEXT NOT NULL DEFAULT '[]',
-            error           TEXT,
-            error_type      TEXT,
-            negative_prompt TEXT,
-            params          TEXT NOT NULL DEFAULT '{}',
-            width           INTEGER,
-            height          INTEGER,
-            credits         REAL,
-            batch_id        TEXT,
-            batch_row       INTEGER,
-"""
+#: The columns of schema 2 but ``record`` (each line followed by a comma), in table order.
+_V2_LINES = column_lines((*V1_COLUMNS, *V2_COLUMNS)) + "\n"
 
 
 def _schema_v2(conn: sqlite3.Connection) -> None:
@@ -312,7 +311,7 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
     the last column; later migrations should rebuild the same way. Rowids are kept (the frame
     reads in storage order).
     """
-    conn.execute(f"CREATE TABLE jobs_v2 ({_V2_COLUMNS} record TEXT NOT NULL)")
+    conn.execute(f"CREATE TABLE jobs_v2 ({_V2_LINES} record TEXT NOT NULL)")
     kept = (
         "id", "provider", "remote_id", "parent_id", "root_id", "kind", "action", "prompt",
         "status", "progress", "sandbox", "created_at", "started_at", "completed_at",
@@ -351,28 +350,15 @@ LEASE_INDEX = (
     f"CREATE INDEX jobs_lease ON jobs (lease_until, owner) WHERE status IN {UNFINISHED_SQL}"
 )
 USER_INDEX = "CREATE INDEX jobs_created_by ON jobs (created_by, created_at)"
-#: The columns schema 4 adds (each followed by a comma).
-_V4_COLUMNS = "created_by TEXT, created_on TEXT, key_fingerprint TEXT,"
 #: The key/value table of this history's settings (its salt).
 META_TABLE = "meta"
 #: The v2 columns but ``record`` (the table's first columns since schema 2).
-_V2_NAMES = tuple(
-    line.split()[0] for line in _V2_COLUMNS.strip().splitlines() if line.strip()
-)
+_V2_NAMES = _names((*V1_COLUMNS, *V2_COLUMNS))
 
 
 def new_salt() -> str:
     """A fresh random salt for the credentials' fingerprints (32 hex digits)."""
     return secrets.token_hex(16)
-
-
-#: The columns schema 3 copies from schema 2 (fixed here: :data:`_COLUMNS` moves on).
-_V3_KEPT = (
-    "id", "provider", "remote_id", "parent_id", "root_id", "kind", "action", "prompt", "status",
-    "progress", "sandbox", "created_at", "started_at", "completed_at", "updated_at", "n_images",
-    "paths", "urls", "error", "error_type", "negative_prompt", "params", "width", "height",
-    "credits", "batch_id", "batch_row", "record",
-)
 
 
 def _schema_v3(conn: sqlite3.Connection) -> None:
@@ -382,11 +368,8 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     ``record`` stays last; rowids are kept. A partial index serves the claim of unfinished rows
     by lease.
     """
-    conn.execute(
-        f"CREATE TABLE jobs_v3 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
-        "version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, record TEXT NOT NULL)"
-    )
-    kept = ", ".join(_V3_KEPT)
+    conn.execute(f"CREATE TABLE jobs_v3 ({_V2_LINES} {_inline(V3_COLUMNS)}record TEXT NOT NULL)")
+    kept = ", ".join((*_V2_NAMES, "record"))
     conn.execute(f"INSERT INTO jobs_v3 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v3 RENAME TO jobs")
@@ -404,12 +387,10 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     table holds this history's random salt. Rebuilt like :func:`_schema_v2`; rows stored
     before stay NULL (unknown), never a guess.
     """
-    conn.execute(
-        f"CREATE TABLE jobs_v4 ({_V2_COLUMNS} missing_images INTEGER NOT NULL DEFAULT 0, "
-        f"{_V4_COLUMNS} version INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until REAL, "
-        "record TEXT NOT NULL)"
-    )
-    kept = ", ".join((*_V2_NAMES, "missing_images", "version", "owner", "lease_until", "record"))
+    # missing_images stays where schema 3 put it, before the added columns
+    added = _inline((V3_COLUMNS[0], *V4_COLUMNS, *V3_COLUMNS[1:]))
+    conn.execute(f"CREATE TABLE jobs_v4 ({_V2_LINES} {added}record TEXT NOT NULL)")
+    kept = ", ".join((*_V2_NAMES, *_names(V3_COLUMNS), "record"))
     conn.execute(f"INSERT INTO jobs_v4 (rowid, {kept}) SELECT rowid, {kept} FROM jobs")
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_v4 RENAME TO jobs")
@@ -437,7 +418,7 @@ RESERVATION_INDEX = (
     "WHERE state = 'open'"
 )
 #: Schema 5's job columns (before ``record``).
-COST_COLUMNS = ("cost", "cost_unit", "cost_source")
+COST_COLUMNS = _names(V5_COLUMNS)
 
 
 def cost_values(record_text: str) -> tuple[Any, Any, Any]:
@@ -464,7 +445,7 @@ def _schema_v5(conn: sqlite3.Connection) -> None:
     create = re.sub(r"^CREATE TABLE\s+(\"?)jobs\1", "CREATE TABLE jobs_v5", create.strip())
     create = re.sub(r"\bcredits\s+REAL\s*,\s*", "", create)
     create, found = re.subn(r"\brecord\s+TEXT\s+NOT\s+NULL",
-                            "cost REAL, cost_unit TEXT, cost_source TEXT, record TEXT NOT NULL",
+                            f"{_inline(V5_COLUMNS)}record TEXT NOT NULL",
                             create)
     assert found == 1, create
     conn.execute(create)

@@ -17,7 +17,7 @@ import ipywidgets
 import traitlets as t
 
 from .._secrets import get_logger
-from ..errors import ActionNotAvailable, ImagineError, InvalidRequest
+from ..errors import ImagineError, InvalidRequest
 from ..imaging import image_size, load_mask
 from ..models import VARY_REGION, Job
 from . import _images
@@ -90,13 +90,7 @@ class MaskDrawer(anywidget.AnyWidget):
 
     def __init__(self, job: Job, prompt: str | None = None, *, action: str = VARY_REGION,
                  origin: DrawerHost | None = None, **kwargs: Any) -> None:
-        if action not in job.actions:
-            offered = ", ".join(job.actions) or "nothing until it has succeeded"
-            raise ActionNotAvailable(
-                f"{job.kind} job {job.id} does not offer {action!r} (status "
-                f"{job.status.value}); it offers: {offered}",
-                provider=job.provider,
-            )
+        job.require_action(action)
         images = _images.shown(job)
         if not images:
             raise InvalidRequest(f"job {job.id} has no image to draw a mask on")

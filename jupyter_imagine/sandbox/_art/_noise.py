@@ -1,13 +1,19 @@
-"""Noise and array helpers of the procedural art: value noise, fractal noise, dunes, blends."""
+"""Noise and array helpers of the procedural art: value noise, fractal noise (one octave sum
+for every kind), dunes, blends."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
 from ._tables import F32
 
-__all__ = ["dunes_profile", "fbm1", "fbm2", "mix", "moving_average", "shifted", "smooth_noise"]
+__all__ = [
+    "dunes_profile", "fbm1", "fbm2", "mix", "moving_average", "octave_sum", "shifted",
+    "smooth_noise",
+]
 
 
 def smooth_noise(
@@ -19,19 +25,38 @@ def smooth_noise(
     return np.asarray(img, dtype=F32)
 
 
+def octave_sum(
+    octave: Callable[[int], np.ndarray],
+    octaves: int,
+    *,
+    persistence: float = 0.5,
+    ridged: float = 0.0,
+    dtype: type = F32,
+) -> np.ndarray:
+    """Fractal noise: ``octave(k)`` for each octave ``k`` (whose features are usually ``2**k``
+    times finer), weighted ``persistence**k`` (default 0.5) and divided by the sum of the
+    weights, summed in ``dtype`` (default float32). ``ridged`` (default 0) blends each octave
+    that far toward ridges (``1 - 2|v|``)."""
+    total: np.ndarray | None = None
+    amp, norm = 1.0, 0.0
+    for k in range(octaves):
+        v = octave(k)
+        if ridged:
+            v = (1 - ridged) * v + ridged * (1 - 2 * np.abs(v))
+        if total is None:
+            total = np.zeros(np.shape(v), dtype)
+        total += amp * v
+        norm += amp
+        amp *= persistence
+    assert total is not None, "octave_sum needs at least one octave"
+    return total / norm
+
+
 def fbm2(
     rng: np.random.Generator, size: tuple[int, int], base: tuple[int, int], octaves: int = 4
 ) -> np.ndarray:
-    w, h = size
-    total = np.zeros((h, w), F32)
-    amp, norm = 1.0, 0.0
     rows, cols = base
-    for _ in range(octaves):
-        total += amp * smooth_noise(rng, (rows, cols), size)
-        norm += amp
-        amp *= 0.5
-        rows, cols = rows * 2, cols * 2
-    return total / norm
+    return octave_sum(lambda k: smooth_noise(rng, (rows << k, cols << k), size), octaves)
 
 
 def fbm1(
@@ -40,26 +65,20 @@ def fbm1(
     cells: int,
     octaves: int,
     ridged: float = 0.0,
-    persistence: float = 0.5,
 ) -> np.ndarray:
-    """1-D fractal noise in about [-1, 1] with ``cells`` features across ``n`` samples."""
+    """1-D fractal noise in about [-1, 1] with ``cells`` features across ``n`` samples, each
+    octave half as strong as the one before; ``ridged`` as :func:`octave_sum` (default 0)."""
     x = np.arange(n, dtype=F32) / max(n - 1, 1)
-    total = np.zeros(n, F32)
-    amp, norm = 1.0, 0.0
-    for _ in range(octaves):
-        knots = rng.uniform(-1, 1, cells + 2).astype(F32)
-        pos = x * cells
+
+    def octave(k: int) -> np.ndarray:
+        knots = rng.uniform(-1, 1, (cells << k) + 2).astype(F32)
+        pos = x * (cells << k)
         i = pos.astype(np.int32)
         t = pos - i
         t = t * t * (3 - 2 * t)
-        v = knots[i] * (1 - t) + knots[i + 1] * t
-        if ridged:
-            v = (1 - ridged) * v + ridged * (1 - 2 * np.abs(v))
-        total += amp * v
-        norm += amp
-        amp *= persistence
-        cells *= 2
-    return total / norm
+        return knots[i] * (1 - t) + knots[i + 1] * t
+
+    return octave_sum(octave, octaves, ridged=ridged)
 
 
 def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:

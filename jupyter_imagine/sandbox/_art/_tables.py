@@ -1,7 +1,8 @@
 """The art's data tables: skies per time of day, terrain colours per scene, prompt vocabulary.
 
 :data:`SKIES` maps a time of day to its :class:`Sky` palette, :data:`TERRAIN` a scene kind to its
-(far, near) colours, :data:`WORDS` a flag (time, scene or feature) to the prompt words that set it.
+(far, near) colours, :data:`GROUND` to the skybox's ground colours, :data:`WORDS` a flag (time,
+scene or feature) to the prompt words that set it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["F32", "SCENE_PRIORITY", "SKIES", "TERRAIN", "WORDS", "Sky", "rgb_array"]
+__all__ = ["F32", "GROUND", "SCENE_PRIORITY", "SKIES", "TERRAIN", "WORDS", "Sky", "rgb_array"]
 
 F32 = np.float32
 
@@ -139,6 +140,17 @@ TERRAIN: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "ocean": (rgb_array(104, 122, 136), rgb_array(42, 52, 50)),
     "city": (rgb_array(92, 100, 132), rgb_array(20, 22, 36)),
     "alien": (rgb_array(170, 96, 176), rgb_array(46, 18, 66)),
+}
+
+#: The skybox's two ground colours per scene kind, mixed in patches (neutral light).
+GROUND: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    "mountain": (rgb_array(92, 104, 70), rgb_array(118, 112, 92)),
+    "forest": (rgb_array(46, 84, 38), rgb_array(84, 104, 50)),
+    "snow": (rgb_array(222, 230, 244), rgb_array(196, 208, 228)),
+    "desert": (rgb_array(222, 160, 96), rgb_array(196, 126, 70)),
+    "ocean": (rgb_array(190, 170, 130), rgb_array(160, 146, 112)),
+    "city": (rgb_array(48, 48, 58), rgb_array(62, 60, 66)),
+    "alien": (rgb_array(120, 60, 130), rgb_array(70, 110, 130)),
 }
 
 WORDS: dict[str, tuple[str, ...]] = {

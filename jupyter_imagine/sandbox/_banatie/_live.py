@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..._secrets import get_logger
+from .. import _http as http
 from ._core import BanatieCore
 from ._parsing import read_aspect, read_body, read_bool, read_meta, read_prompt
-from ._records import CacheEntry, LiveScope
+from ._records import CacheEntry, LiveScope, Principal
 from ._wire import (
     ALIAS_RE,
     CACHE_CONTROL,
@@ -27,11 +27,6 @@ from ._wire import (
     not_found,
     ok,
 )
-
-if TYPE_CHECKING:
-    from ._records import Principal
-
-logger = get_logger(__name__)
 
 
 class Live(BanatieCore):
@@ -193,43 +188,42 @@ class Live(BanatieCore):
             raise ApiError(404, "PROJECT_NOT_FOUND", f"Project {org}/{project} not found")
 
     async def cdn_image(self, request: Request) -> Response:
-        try:
-            self.settle()
-            self._project(request)
-            ref = request.path_params["ref"]
-            if ref.startswith("@"):
-                if not ALIAS_RE.match(ref):
-                    raise bad_request(f"Invalid alias format {ref!r}")
-                image_id = self.project_aliases.get(ref)
-                image = self.images.get(image_id or "")
-                if image is None:
-                    raise ApiError(404, "ALIAS_NOT_FOUND", f"Alias {ref} not found")
-            else:
-                image = self.images.get(ref.split(".")[0])
-                if image is None:
-                    raise not_found("Image", "IMAGE_NOT_FOUND")
-            data = await run_in_threadpool(self.image_bytes, image)
-        except ApiError as exc:
-            return exc.response()
-        except Exception:
-            logger.exception("sandbox banatie CDN %s failed", request.url.path)
-            return error_response(500, "INTERNAL_ERROR", "Internal server error")
+        return await http.guarded(request, lambda: self._cdn_image(request), _crash, "banatie")
+
+    async def _cdn_image(self, request: Request) -> Response:
+        self.settle()
+        self._project(request)
+        ref = request.path_params["ref"]
+        if ref.startswith("@"):
+            if not ALIAS_RE.match(ref):
+                raise bad_request(f"Invalid alias format {ref!r}")
+            image_id = self.project_aliases.get(ref)
+            image = self.images.get(image_id or "")
+            if image is None:
+                raise ApiError(404, "ALIAS_NOT_FOUND", f"Alias {ref} not found")
+        else:
+            image = self.images.get(ref.split(".")[0])
+            if image is None:
+                raise not_found("Image", "IMAGE_NOT_FOUND")
+        data = await run_in_threadpool(self.image_bytes, image)
         return Response(data, media_type=image.mime,
                         headers={"Cache-Control": CACHE_CONTROL, "X-Image-Id": image.id})
 
     async def cdn_live(self, request: Request) -> Response:
-        try:
+        async def call() -> Response:
             self.settle()
             self._project(request)
             return await self.live(request, request.path_params["scope"])
-        except ApiError as exc:
-            return exc.response()
-        except Exception:
-            logger.exception("sandbox banatie live %s failed", request.url.path)
-            return error_response(500, "INTERNAL_ERROR", "Internal server error")
+
+        return await http.guarded(request, call, _crash, "banatie")
 
     def cdn_routes(self) -> list[Route]:
         return [
             Route("/{org}/{project}/img/{ref}", self.cdn_image, methods=["GET"]),
             Route("/{org}/{project}/live/{scope}", self.cdn_live, methods=["GET"]),
         ]
+
+
+def _crash() -> Response:
+    """The answer to a request the emulator failed on (logged by :func:`~.._http.guarded`)."""
+    return error_response(500, "INTERNAL_ERROR", "Internal server error")

@@ -1,4 +1,5 @@
-"""What the skybox painters share: sizes, colour helpers, wrap-around filters, the ground plan."""
+"""What the skybox painters share: sizes, colour helpers, wrap-around filters, the ground plan
+(the ground colours are a data table: :data:`~.._tables.GROUND`)."""
 
 from __future__ import annotations
 
@@ -73,18 +74,6 @@ def draw_wrapped(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], w
 
 
 # ------------------------------------------------------------------------------ the scene
-#: Two ground colours per scene, mixed in patches (neutral light).
-GROUND: dict[str, tuple[np.ndarray, np.ndarray]] = {
-    "mountain": (rgb_array(92, 104, 70), rgb_array(118, 112, 92)),
-    "forest": (rgb_array(46, 84, 38), rgb_array(84, 104, 50)),
-    "snow": (rgb_array(222, 230, 244), rgb_array(196, 208, 228)),
-    "desert": (rgb_array(222, 160, 96), rgb_array(196, 126, 70)),
-    "ocean": (rgb_array(190, 170, 130), rgb_array(160, 146, 112)),
-    "city": (rgb_array(48, 48, 58), rgb_array(62, 60, 66)),
-    "alien": (rgb_array(120, 60, 130), rgb_array(70, 110, 130)),
-}
-
-
 @dataclass
 class Geo:
     """What the seed decides: where things are."""

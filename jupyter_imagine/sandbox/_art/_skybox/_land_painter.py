@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .._structures import pine_tiers
-from .._tables import TERRAIN
-from ._common import F32, GROUND, draw_wrapped, mix, rgb_array, wrap_filter, wrap_resize
+from .._tables import GROUND, TERRAIN
+from ._common import F32, draw_wrapped, mix, rgb_array, wrap_filter, wrap_resize
 from ._layout import SceneCore
 from ._noise import box_wrap, loop2, plane_fbm
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._noise import octave_sum
 from ._common import F32
 
 
@@ -27,24 +28,18 @@ def loop1(
 ) -> np.ndarray:
     """1-D fractal noise in about [-1, 1] over ``n`` samples, periodic: sample ``n`` is sample 0."""
     t = (np.arange(n, dtype=np.float64) + 0.5) / n
-    total = np.zeros(n, np.float64)
-    amp, norm = 1.0, 0.0
-    for _ in range(octaves):
-        knots = rng.uniform(-1, 1, cells)
-        pos = t * cells
+
+    def octave(k: int) -> np.ndarray:
+        m = cells << k
+        knots = rng.uniform(-1, 1, m)
+        pos = t * m
         i = np.floor(pos).astype(np.intp)
-        f = pos - i
-        v = _catmull(
-            knots[(i - 1) % cells], knots[i % cells], knots[(i + 1) % cells],
-            knots[(i + 2) % cells], f,
+        return _catmull(
+            knots[(i - 1) % m], knots[i % m], knots[(i + 1) % m], knots[(i + 2) % m], pos - i
         )
-        if ridged:
-            v = (1 - ridged) * v + ridged * (1 - 2 * np.abs(v))
-        total += amp * v
-        norm += amp
-        amp *= persistence
-        cells *= 2
-    return (total / norm).astype(F32)
+
+    total = octave_sum(octave, octaves, persistence=persistence, ridged=ridged, dtype=np.float64)
+    return total.astype(F32)
 
 
 def loop2(
@@ -54,27 +49,22 @@ def loop2(
     """(h, w) smooth noise in about [0, 1], periodic along x (``cells`` features per turn)."""
     x = (np.arange(w, dtype=np.float64) + 0.5) / w
     y = (np.arange(h, dtype=np.float64) + 0.5) / h
-    total = np.zeros((h, w), F32)
-    amp, norm = 1.0, 0.0
-    for _ in range(octaves):
-        grid = rng.random((rows + 3, cells))
-        pos = x * cells
+
+    def octave(k: int) -> np.ndarray:
+        m, r = cells << k, rows << k
+        grid = rng.random((r + 3, m))
+        pos = x * m
         i = np.floor(pos).astype(np.intp)
-        f = pos - i
         along = _catmull(
-            grid[:, (i - 1) % cells], grid[:, i % cells], grid[:, (i + 1) % cells],
-            grid[:, (i + 2) % cells], f[None, :],
-        )  # (rows + 3, w)
-        pos = y * rows + 1
+            grid[:, (i - 1) % m], grid[:, i % m], grid[:, (i + 1) % m], grid[:, (i + 2) % m],
+            (pos - i)[None, :],
+        )  # (r + 3, w)
+        pos = y * r + 1
         j = np.floor(pos).astype(np.intp)
         g = (pos - j)[:, None]
-        v = _catmull(along[j - 1], along[j], along[j + 1], along[j + 2], g)
-        total += amp * v.astype(F32)
-        norm += amp
-        amp *= persistence
-        cells *= 2
-        rows *= 2
-    return np.clip(total / norm, 0, 1)
+        return _catmull(along[j - 1], along[j], along[j + 1], along[j + 2], g).astype(F32)
+
+    return np.clip(octave_sum(octave, octaves, persistence=persistence), 0, 1)
 
 
 _PERM = np.random.default_rng(0x5B0C).permutation(256).astype(np.intp)
