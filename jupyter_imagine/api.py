@@ -254,14 +254,20 @@ def sync_history(
     )
 
 
-def batch(data: Any, prompt: str = "prompt", *, provider: str | None = None,
-          **options: Any) -> Any:
+def batch(
+    data: Any,
+    prompt: str = "prompt",
+    *,
+    provider: str | None = None,
+    max_concurrency: int | None = None,
+    name: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    progress: bool = True,
+    budget: float | None = None,
+    dry_run: bool = False,
+) -> Any:
     """Submit many prompts; return the input as a frame with job ids, statuses and images.
-
-    ``provider`` defaults to :func:`default_provider`; the ``options`` are those of
-    :func:`jupyter_imagine._batch.batch`, with its defaults: ``max_concurrency`` (``None``: all
-    rows), ``name`` (``None``: a hash of the rows), ``wait`` (``True``), ``timeout`` (the
-    provider's), ``progress`` (``True``), ``budget`` (``None``), ``dry_run`` (``False``).
 
     See :func:`jupyter_imagine._batch.batch` for the details; in short: ``data`` is a
     DataFrame (its ``prompt`` column is the prompt, every other column a parameter, a
@@ -277,8 +283,11 @@ def batch(data: Any, prompt: str = "prompt", *, provider: str | None = None,
     """
     from ._batch import batch as run
 
-    return run(data, prompt, engine=get_engine(), provider=provider or default_provider(),
-               **options)
+    return run(
+        data, prompt, engine=get_engine(), provider=provider or default_provider(),
+        max_concurrency=max_concurrency, name=name, wait=wait, timeout=timeout,
+        progress=progress, budget=budget, dry_run=dry_run,
+    )
 
 
 def estimate(
