@@ -149,7 +149,7 @@ class Engine:
             only ``retry_for`` counts).
         http_timeout: seconds for one HTTP request (default 30).
         max_connections: HTTP connections to the network, and requests in flight, at most
-            (default 32, in pools of 4, all kept alive while idle: see :mod:`._transport`); more
+            (default 32, in pools of 2, all kept alive while idle: see :mod:`._transport`); more
             requests wait their turn in the engine, not in httpcore's pools, whose bookkeeping
             grows with their queues and connections.
         sandbox_app: the in-process sandbox ASGI app to use (default: a new one, made on first
