@@ -51,7 +51,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -316,28 +316,6 @@ def _image_payload(data: Any) -> tuple[bytes, str, str]:
 
 
 # ------------------------------------------------------------------------------ the client
-def _scope_writer(name: str, verb: str, doc: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """The method ``name``: :meth:`Banatie.create_live_scope` (``verb`` ``POST``, the slug in
-    the body) or :meth:`Banatie.update_live_scope` (``PUT`` to the scope's path), which take
-    the same settings and send the same body."""
-
-    async def write(
-        self: Banatie,
-        slug: str,
-        *,
-        allow_new_generations: bool | None = None,
-        new_generations_limit: int | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        body = _scope_body(allow_new_generations, new_generations_limit, meta)
-        if verb == "POST":
-            return await self._json("POST", "/api/v1/live/scopes", json={**body, "slug": slug})
-        return await self._json("PUT", f"/api/v1/live/scopes/{quote(slug, safe='')}", json=body)
-
-    write.__name__, write.__qualname__, write.__doc__ = name, f"Banatie.{name}", doc
-    return write
-
-
 class Banatie(Provider):
     """The Banatie client. Kinds: ``imagine`` (a generation) and ``live``; action: Regenerate.
 
@@ -1079,10 +1057,30 @@ class Banatie(Provider):
         """``GET /api/v1/live/scopes/{slug}``."""
         return await self._json("GET", f"/api/v1/live/scopes/{quote(slug, safe='')}")
 
-    create_live_scope = _scope_writer("create_live_scope", "POST", (
-        "``POST /api/v1/live/scopes`` (server defaults: new generations allowed, limit 30)."))
-    update_live_scope = _scope_writer("update_live_scope", "PUT", (
-        "``PUT /api/v1/live/scopes/{slug}`` (``None`` fields unchanged)."))
+    async def create_live_scope(
+        self,
+        slug: str,
+        *,
+        allow_new_generations: bool | None = None,
+        new_generations_limit: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /api/v1/live/scopes`` (server defaults: new generations allowed, limit 30)."""
+        body = _scope_body(allow_new_generations, new_generations_limit, meta)
+        body["slug"] = slug
+        return await self._json("POST", "/api/v1/live/scopes", json=body)
+
+    async def update_live_scope(
+        self,
+        slug: str,
+        *,
+        allow_new_generations: bool | None = None,
+        new_generations_limit: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``PUT /api/v1/live/scopes/{slug}`` (``None`` fields unchanged)."""
+        body = _scope_body(allow_new_generations, new_generations_limit, meta)
+        return await self._json("PUT", f"/api/v1/live/scopes/{quote(slug, safe='')}", json=body)
 
     async def delete_live_scope(self, slug: str) -> dict[str, Any]:
         """``DELETE /api/v1/live/scopes/{slug}``."""
