@@ -180,6 +180,10 @@ def test_validate_params_per_kind():
             api.validate(kind, "x", params)
     with pytest.raises(InvalidRequest, match="empty"):
         api.validate("imagine", "  ", {})
+    with pytest.raises(InvalidRequest) as refused:
+        api.validate("upscale", "x", {})
+    assert str(refused.value) == "Banatie cannot start a 'upscale' job; it can: imagine, live"
+    assert refused.value.provider == "banatie"
 
 
 # ------------------------------------------------------------------ lifecycle

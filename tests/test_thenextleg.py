@@ -214,6 +214,12 @@ def test_validate_per_kind():
     assert api.validate("describe", "http://x/a.png", {}) == {"url": "http://x/a.png"}
     with pytest.raises(InvalidRequest, match="http"):
         api.validate("describe", "not a url", {})
+    with pytest.raises(InvalidRequest) as refused:
+        api.validate("live", "a cat", {})
+    assert str(refused.value) == (
+        "TheNextLeg cannot start a 'live' job; it can: imagine, describe, blend, seed, info"
+    )
+    assert refused.value.provider == "thenextleg"
     assert api.validate("blend", "http://x/1.png, http://x/2.png", {})["urls"] == [
         "http://x/1.png", "http://x/2.png"]
     with pytest.raises(InvalidRequest, match="2 to 5"):

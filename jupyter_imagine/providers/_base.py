@@ -263,6 +263,17 @@ class Provider:
                 out[spec.name] = spec.coerce(value, self.name)
         return out
 
+    def _kind_params(self, table: Mapping[str, Any], kind: str) -> Any:
+        """``table[kind]``: what a ``kind`` job takes. A kind that is not in ``table`` is refused
+        with ``<label> cannot start a '<kind>' job; it can: <kinds>``."""
+        allowed = table.get(kind)
+        if allowed is None:
+            raise InvalidRequest(
+                f"{self.label} cannot start a {kind!r} job; it can: {', '.join(self.kinds)}",
+                provider=self.name,
+            )
+        return allowed
+
     async def prepare(self) -> None:
         """Load what :meth:`validate` needs from the service (a style catalogue …), once per
         provider instance, before the first job is validated. Default: nothing."""

@@ -396,12 +396,7 @@ class Banatie(Provider):
 
     # --------------------------------------------------------------- validation
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        allowed = _KIND_PARAMS.get(kind)
-        if allowed is None:
-            raise InvalidRequest(
-                f"Banatie cannot start a {kind!r} job; it can: {', '.join(self.kinds)}",
-                provider=self.name,
-            )
+        allowed = self._kind_params(_KIND_PARAMS, kind)
         clean = super().validate(kind, prompt, params)
         extra = sorted(set(clean) - allowed)
         if extra:

@@ -369,12 +369,7 @@ class TheNextLeg(Provider):
     # ------------------------------------------------------------------ validation
     def validate(self, kind: str, prompt: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Check a new job; see :data:`KIND_PARAMS` for the parameters each kind takes."""
-        allowed = KIND_PARAMS.get(kind)
-        if allowed is None:
-            raise InvalidRequest(
-                f"{self.label} cannot start a {kind!r} job; it can: {', '.join(self.kinds)}",
-                provider=self.name,
-            )
+        allowed = self._kind_params(KIND_PARAMS, kind)
         out: dict[str, Any] = {}
         for key, value in params.items():
             name = key.replace("-", "_")
