@@ -140,5 +140,20 @@ def inpaint(image: Image.Image, mask: Image.Image, prompt: str, seed: int) -> Im
     weight = (weight * hard)[..., None]
     out = np.clip(mix(arr, new, weight), 0, 255).astype(np.uint8)
     result = np.asarray(src).copy()
-    result[hard] = out[hard]
+    result[hard] = _nudged(out[hard], result[hard], new[hard])
     return Image.fromarray(result, "RGB")
+
+
+def _nudged(out: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``out`` with every pixel that rounded back to ``old`` moved one level towards ``new``.
+
+    A light weight near the mask's edge can round to the old value; a redrawn pixel must differ.
+    """
+    still = (out == old).all(axis=-1)
+    if still.any():
+        base = old[still].astype(np.int16)
+        step = np.where(new[still] >= base, 1, -1)
+        step = np.where((base + step > 255) | (base + step < 0), -step, step)
+        out = out.copy()
+        out[still] = (base + step).astype(np.uint8)
+    return out
