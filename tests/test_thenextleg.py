@@ -211,6 +211,15 @@ def test_validate_per_kind():
         api.validate("imagine", "a cat", {"url": "http://x"})
     with pytest.raises(InvalidRequest, match="expire_mins"):
         api.validate("imagine", "a cat", {"expire_mins": 0})
+    for given, shown in [("0", "'0'"), (0.0, "0.0"), (-3, "-3")]:
+        with pytest.raises(InvalidRequest) as low:
+            api.validate("imagine", "a cat", {"expire_mins": given})
+        assert str(low.value) == (
+            f"thenextleg parameter 'expire_mins' must be at least 1, not {shown}")
+    with pytest.raises(InvalidRequest) as fraction:  # was truncated to 2 and sent
+        api.validate("imagine", "a cat", {"expire_mins": 2.5})
+    assert str(fraction.value) == "thenextleg parameter 'expire_mins' must be int, not 2.5"
+    assert api.validate("imagine", "a cat", {"expire_mins": 3.0})["expire_mins"] == 3
     assert api.validate("describe", "http://x/a.png", {}) == {"url": "http://x/a.png"}
     with pytest.raises(InvalidRequest, match="http"):
         api.validate("describe", "not a url", {})

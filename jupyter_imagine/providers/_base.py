@@ -63,6 +63,7 @@ class ParamSpec:
         default: the value sent when not given (``None``: not sent).
         help: one line for ``%imagine?`` and error messages.
         secret: never stored or shown (webhook secrets).
+        minimum: the smallest number allowed, or ``None`` (default) for no bound.
     """
 
     name: str
@@ -71,10 +72,15 @@ class ParamSpec:
     default: Any = None
     help: str = ""
     secret: bool = False
+    minimum: float | None = None
 
     def coerce(self, value: Any, provider: str) -> Any:
-        """``value`` converted to :attr:`type` and checked against :attr:`choices`."""
+        """``value`` converted to :attr:`type` and checked against :attr:`choices` and
+        :attr:`minimum`; an ``int`` parameter refuses a fraction instead of truncating it."""
+        given = value
         try:
+            if self.type is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
             if self.type is bool and isinstance(value, str):
                 lowered = value.strip().lower()
                 if lowered not in {"true", "false", "1", "0", "yes", "no"}:
@@ -86,6 +92,8 @@ class ParamSpec:
             raise self.invalid(provider, f"be {self.type.__name__}", value) from None
         if self.choices is not None and value not in self.choices:
             raise self.invalid(provider, f"be one of {', '.join(map(str, self.choices))}", value)
+        if self.minimum is not None and value < self.minimum:
+            raise self.invalid(provider, f"be at least {self.minimum:g}", given)
         return value
 
     def invalid(self, provider: str, must: str, value: Any) -> InvalidRequest:

@@ -138,14 +138,6 @@ class _Format(ParamSpec):
         return _FORMAT_ALIASES.get(text, text)
 
 
-class _Positive(ParamSpec):
-    def coerce(self, value: Any, provider: str) -> Any:
-        number = super().coerce(value, provider)
-        if number < 1:
-            raise self.invalid(provider, "be at least 1", value)
-        return number
-
-
 class _Ids(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         items = [value] if isinstance(value, str) else value
@@ -193,8 +185,8 @@ class Neuroflash(Provider):
     max_concurrency: ClassVar[int] = 4
     default_timeout: ClassVar[float] = 300.0
     params: ClassVar[Mapping[str, ParamSpec]] = {
-        "num_images": _Positive(
-            "num_images", type=int,
+        "num_images": ParamSpec(
+            "num_images", type=int, minimum=1,
             help="how many images (default 1; at most the model's maxImages)",
         ),
         "aspect_ratio": _AspectRatio(
@@ -210,8 +202,8 @@ class Neuroflash(Provider):
         ),
         "image_ids": _Ids("image_ids", help="edit: ids of your images to edit"),
         "image_id": _Id("image_id", help="upscale: the id of your image to upscale"),
-        "upscale_factor": _Positive(
-            "upscale_factor", type=int, help="upscale: one of the model's upscaleFactors"
+        "upscale_factor": ParamSpec(
+            "upscale_factor", type=int, minimum=1, help="upscale: one of the model's upscaleFactors"
         ),
     }
 

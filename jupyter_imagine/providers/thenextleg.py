@@ -235,14 +235,6 @@ def tnl_button_label(label: str, buttons: Any = None) -> str:
 
 
 # ----------------------------------------------------------------------------- params
-class _ExpireMins(ParamSpec):
-    def coerce(self, value: Any, provider: str) -> Any:
-        value = super().coerce(value, provider)
-        if value < 1:
-            raise self.invalid(provider, "be at least 1", value)
-        return value
-
-
 class _UrlList(ParamSpec):
     def coerce(self, value: Any, provider: str) -> Any:
         if isinstance(value, str):
@@ -314,9 +306,10 @@ class TheNextLeg(Provider):
             type=bool,
             help="skip TNL's banned-phrase prefilter (default false; Midjourney still moderates)",
         ),
-        "expire_mins": _ExpireMins(
+        "expire_mins": ParamSpec(
             "expire_mins",
             type=int,
+            minimum=1,
             default=EXPIRE_MINS,
             help="minutes after which TNL reports the message incomplete (default 12)",
         ),
