@@ -84,7 +84,7 @@ class JobView(SharedCodeWidget):
     Args:
         job: the job to show.
         parent: the view whose button started this job (default ``None``: a top-level view).
-        fallback_key: marks the static PNG shown next to this view (set by the display hook),
+        fallback_key: marks the static picture shown next to this view (set by the display hook),
             default ``""``.
 
     Attributes:

@@ -11,7 +11,7 @@ import time
 import pytest
 from _jupyter import REPO, Notebook
 
-from jupyter_imagine.imaging import read_png_text
+from jupyter_imagine.imaging import read_image_text
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +38,7 @@ def _grid_ready(cell, prompt: str = PROMPT) -> None:
 
 def _lineage(png: bytes) -> list[tuple[str, str, int]]:
     """(kind, status, number of images) of each job drawn in a static fallback."""
-    rows = json.loads(read_png_text(png).get("jupyter_imagine.lineage", "[]"))
+    rows = json.loads(read_image_text(png).get("jupyter_imagine.lineage", "[]"))
     return [(r["kind"], r["status"], r["images"]) for r in rows]
 
 
@@ -126,10 +126,10 @@ def test_quickstart_click_upscale_and_paint_a_mask(lab, page):
     saved = json.loads((lab.root / "quickstart.ipynb").read_text())
     cell = next(c for c in saved["cells"] if "".join(c["source"]).startswith(JOB_CELL))
     fallback, live = cell["outputs"]
-    assert fallback["output_type"] == "display_data" and "image/png" in fallback["data"]
+    assert fallback["output_type"] == "display_data" and "image/jpeg" in fallback["data"]
     assert "application/vnd.jupyter.widget-view+json" in live["data"]
-    png = base64.b64decode(fallback["data"]["image/png"])
-    assert "jupyter_imagine.view" in read_png_text(png)
+    png = base64.b64decode(fallback["data"]["image/jpeg"])
+    assert "jupyter_imagine.view" in read_image_text(png)
     assert _lineage(png) == final  # the grid, the upscale and the redrawn grid
     assert "succeeded" in "".join(fallback["data"]["text/plain"])
     assert nb.widget_errors == [], "\n\n".join(nb.widget_errors)
