@@ -3,9 +3,9 @@
 // sends messages: {type: "act", label}, {type: "full", index}, {type: "cancel"}, {type: "images"}.
 // It never waits on a reply: a clicked button is disabled until the state says what happened.
 // The result's thumbnails are not synced state (a notebook saved with widget state would keep
-// them): the view asks for them on render and whenever `images_rev` changes. The static picture
-// displayed beside the view is hidden only once the kernel has answered or sent a change, so a
-// view restored from saved widget state with no kernel leaves that picture in sight.
+// them): the view asks for them on render, and Python sends them when `images_rev` changes.
+// The static picture displayed beside the view is hidden only once the kernel has answered or
+// sent a change, so a view restored from saved widget state with no kernel leaves it in sight.
 // The messages are listed in jupyter_imagine/widgets/_protocol.py.
 
 import { blobUrl, h, hideFallback } from "./_dom.js";
@@ -202,7 +202,7 @@ function render({ model, el }) {
   }
   function close() { if (box) { box.remove(); box = null; } }
 
-  // Also sent on render when there is no result yet: the reply tells the view the kernel is there.
+  // Sent on render even when there is no result yet: the reply tells the view the kernel is there.
   function requestImages() {
     model.send({ type: "images" });
   }
@@ -245,7 +245,6 @@ function render({ model, el }) {
   on("queue_position", progressUpdate);
   on("error", progressUpdate);
   on("preview", previewUpdate);
-  on("images_rev", requestImages);
   on("actions", actionsUpdate);
   on("action_state", () => { pending.clear(); buttonStates(); });
   on("notice", () => { pending.clear(); buttonStates(); noticeUpdate(); });

@@ -32,6 +32,8 @@ def done(engine):
 def test_the_view_follows_the_job_to_its_grid(engine):
     job = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2")
     view = JobView(job)
+    pushed: list[tuple[dict, list]] = []
+    view.send = lambda content, buffers=None: pushed.append((content, buffers))  # type: ignore
     assert view.job is job and view.box.children == (view,)
     assert (view.provider, view.provider_label, view.sandbox) == ("apiframe", "APIFRAME", True)
     assert view.prompt == "a lighthouse at dusk" and view.job_id == job.id
@@ -45,6 +47,8 @@ def test_the_view_follows_the_job_to_its_grid(engine):
         assert thumb.format == "JPEG" and max(thumb.size) <= _images.THUMB
     # not in the synced state (a notebook saved with widget state would keep them): a revision
     assert view.images_rev >= 1 and "images" not in view.get_state()
+    # sent to the open views as they came, unasked
+    assert pushed[-1] == ({"type": "images", "rev": view.images_rev}, view.images)
     assert not any(isinstance(v, bytes) and v for v in view.get_state().values())
 
 

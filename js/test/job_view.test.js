@@ -129,8 +129,9 @@ describe("status rendering", () => {
     model.update({ status: "running", progress: 50 });
     expect(el.querySelector(".ji-status").textContent).toMatch(/^Running 50%/);
     const d = done();
-    model.update({ images: d.images, sizes: d.sizes, arrangement: "grid", images_rev: 1 });
-    expect(answer(model)).toBe(1); // a new revision: the view asked for the thumbnails
+    model.update({ sizes: d.sizes, arrangement: "grid", images_rev: 1 });
+    model.emit({ type: "images", rev: 1 }, d.images); // sent with a new revision, unasked
+    expect(answer(model)).toBe(0);
     model.update({ status: "succeeded", progress: 100, actions: GRID });
     expect(el.querySelectorAll(".ji-cell")).toHaveLength(4);
     expect(button(el, "V3").disabled).toBe(false);

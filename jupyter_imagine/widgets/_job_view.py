@@ -239,6 +239,7 @@ class JobView(SharedCodeWidget):
         self._thumbs = list(thumbs)
         self._write(_fields(self._job), sizes=sizes, arrangement=layout,
                     images_rev=self.images_rev + 1)
+        self._send_images()  # to the views already open: no round trip before they paint
         if self._parent is not None:
             self._parent._child_changed(self)
         self._lineage_changed()
@@ -280,8 +281,7 @@ class JobView(SharedCodeWidget):
         if kind == "act":
             self._act(str(content.get("label", "")))  # type: ignore[union-attr]
         elif kind == "images":
-            reply: ImagesReply = {"type": "images", "rev": self.images_rev}
-            self.send(reply, list(self._thumbs))
+            self._send_images()
         elif kind == "full":
             self._send_full(content.get("index"))  # type: ignore[union-attr]
         elif kind == "cancel":
@@ -339,6 +339,10 @@ class JobView(SharedCodeWidget):
         """Take the cancelled ``drawer`` away (engine thread)."""
         self.box.children = tuple(w for w in self.box.children if w is not drawer)
         self._set_state(drawer.action, None)
+
+    def _send_images(self) -> None:
+        reply: ImagesReply = {"type": "images", "rev": self.images_rev}
+        self.send(reply, list(self._thumbs))
 
     def _send_full(self, index: Any) -> None:
         if not isinstance(index, int) or isinstance(index, bool):

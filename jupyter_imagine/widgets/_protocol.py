@@ -55,7 +55,8 @@ class CancelRequest(TypedDict):
 
 
 class ImagesRequest(TypedDict):
-    """The view was rendered, or ``images_rev`` changed: send the result's thumbnails."""
+    """The view was rendered: send the result's thumbnails (Python also sends them unasked to
+    the open views whenever ``images_rev`` changes)."""
 
     type: Literal["images"]
 
