@@ -21,16 +21,18 @@ export const sniff = (dv) => (dv.getUint8(0) === 0xff ? "image/jpeg" : dv.getUin
 /** A blob URL of image bytes (a DataView), or null for none. Revoke it when done. */
 export const blobUrl = (dv) => (dv && dv.byteLength ? URL.createObjectURL(new Blob([dv], { type: sniff(dv) })) : null);
 
-/** Hide the static PNG fallback displayed next to this live view (see widgets/_bundle.py):
- *  the output just before one of `el`'s ancestors whose PNG carries `key`. Returns it, or null. */
+/** Hide the static fallback picture displayed next to this live view (see widgets/_bundle.py):
+ *  the output just before one of `el`'s ancestors whose JPEG (or PNG) carries `key` in its first
+ *  bytes (a comment or text chunk). Returns it, or null. */
 export function hideFallback(el, key) {
   if (!key) return null;
   for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
     let sib = node.previousElementSibling;
     for (let i = 0; sib && i < 3; sib = sib.previousElementSibling, i++) {
-      for (const img of sib.querySelectorAll('img[src^="data:image/png;base64,"]')) {
+      for (const img of sib.querySelectorAll('img[src^="data:image/jpeg;base64,"], img[src^="data:image/png;base64,"]')) {
+        const at = img.src.indexOf(",") + 1;
         let head = "";
-        try { head = atob(img.src.slice(22, 22 + 4096)); } catch { /* not our PNG */ }
+        try { head = atob(img.src.slice(at, at + 4096)); } catch { /* not our picture */ }
         if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
       }
     }

@@ -97,8 +97,16 @@ function render({ model, el }) {
     else request(page.map((r) => r.id));
   }
 
+  // The static picture beside the gallery is hidden once the kernel is there (a reply or a
+  // change), so a gallery restored from saved widget state with no kernel leaves it in sight.
+  let fallback = null, tries = 0;
+  const hide = () => {
+    fallback = fallback || hideFallback(el, model.get("fallback_key"));
+    if (!fallback && tries < 5) setTimeout(hide, 100 * 2 ** tries++); // not attached yet
+  };
   model.on("msg:custom", (msg, buffers) => {
     if (!msg || msg.type !== "thumbs") return;
+    hide();
     msg.ids.forEach((id, i) => {
       const dv = buffers && buffers[i];
       if (!dv || !dv.byteLength) return;
@@ -114,13 +122,10 @@ function render({ model, el }) {
   provider.addEventListener("change", reset);
   status.addEventListener("change", reset);
   user.addEventListener("change", reset);
-  model.on("change:rows", () => { fillOptions(); draw(); });
-  model.on("change:selected", draw);
+  model.on("change:rows", () => { fillOptions(); draw(); hide(); });
+  model.on("change:selected", () => { draw(); hide(); });
   fillOptions();
   draw();
-  let fallback = null;
-  const hide = () => { fallback = fallback || hideFallback(el, model.get("fallback_key")); };
-  setTimeout(hide, 0);
   model.on("change:fallback_key", hide);
   return () => {
     if (fallback) fallback.classList.remove("ji-hidden");

@@ -1,7 +1,11 @@
 // Job view: provider, prompt, status, progress, result images and one button per action.
 // Python owns the state (traits, written on the engine thread); this view only draws it and
-// sends messages: {type: "act", label}, {type: "full", index}, {type: "cancel"}. It never
-// waits on a reply: a clicked button is disabled until the state says what happened.
+// sends messages: {type: "act", label}, {type: "full", index}, {type: "cancel"}, {type: "images"}.
+// It never waits on a reply: a clicked button is disabled until the state says what happened.
+// The result's thumbnails are not synced state (a notebook saved with widget state would keep
+// them): the view asks for them on render, and Python sends them when `images_rev` changes.
+// The static picture displayed beside the view is hidden only once the kernel has answered or
+// sent a change, so a view restored from saved widget state with no kernel leaves it in sight.
 // The messages are listed in jupyter_imagine/widgets/_protocol.py.
 
 import { blobUrl, h, hideFallback } from "./_dom.js";
@@ -63,6 +67,7 @@ function render({ model, el }) {
   });
   const urls = [];
   const full = new Map();
+  let images = [];
   let previewUrl = null, timer = null, received = performance.now(), fallback = null;
   const pending = new Set();
 
@@ -130,7 +135,6 @@ function render({ model, el }) {
 
   function mediaUpdate() {
     urls.splice(0).forEach((u) => URL.revokeObjectURL(u));
-    const images = get("images") || [];
     const sizes = get("sizes") || [];
     const n = images.length;
     media.className = `ji-media ji-${get("arrangement") || "single"}`;
@@ -182,7 +186,7 @@ function render({ model, el }) {
   let box = null;
   function open(i) {
     close();
-    const n = (get("images") || []).length;
+    const n = images.length;
     const img = h("img", { alt: `${get("prompt")}${n > 1 ? ` (image ${i + 1} of ${n})` : ""}, full size`, src: full.get(i) || urls[i] });
     const link = h("a", { download: `${get("job_id").slice(0, 8)}-${i + 1}.png`, href: full.get(i) || "#" }, "Download");
     const shut = h("button", { type: "button", onclick: close }, "Close");
@@ -198,7 +202,24 @@ function render({ model, el }) {
   }
   function close() { if (box) { box.remove(); box = null; } }
 
+  // Sent on render even when there is no result yet: the reply tells the view the kernel is there.
+  function requestImages() {
+    model.send({ type: "images" });
+  }
+
+  // The kernel is there (it answered or changed something): hide the static picture.
+  let hideTries = 0;
+  function live() {
+    fallback = fallback || hideFallback(el, get("fallback_key"));
+    if (!fallback && hideTries < 5) setTimeout(live, 100 * 2 ** hideTries++); // not attached yet
+  }
+
   function onMessage(msg, buffers) {
+    if (msg && msg.type === "images") {
+      live();
+      if (msg.rev === get("images_rev")) { images = [...(buffers || [])]; mediaUpdate(); }
+      return;
+    }
     if (msg && msg.type === "full" && buffers && buffers.length) {
       const url = blobUrl(buffers[0]);
       if (full.has(msg.index)) URL.revokeObjectURL(full.get(msg.index));
@@ -215,26 +236,24 @@ function render({ model, el }) {
     received = performance.now();
     pending.clear();
     progressUpdate(); previewUpdate(); actionsUpdate();
-    if (!fallback) fallback = hideFallback(el, get("fallback_key"));
+    live();
   };
   const on = (name, fn) => model.on(`change:${name}`, fn);
   on("status", onStatus);
-  on("elapsed", () => { received = performance.now(); tick(); });
-  on("progress", progressUpdate);
+  on("elapsed", () => { received = performance.now(); tick(); live(); });
+  on("progress", () => { progressUpdate(); live(); });
   on("queue_position", progressUpdate);
   on("error", progressUpdate);
   on("preview", previewUpdate);
-  on("images", mediaUpdate);
   on("actions", actionsUpdate);
   on("action_state", () => { pending.clear(); buttonStates(); });
   on("notice", () => { pending.clear(); buttonStates(); noticeUpdate(); });
   for (const k of ["prompt", "kind", "action", "provider", "sandbox", "cost"]) on(k, heading);
   model.on("msg:custom", onMessage);
-  on("fallback_key", () => { fallback = fallback || hideFallback(el, get("fallback_key")); });
+  on("fallback_key", live);
 
   heading(); progressUpdate(); previewUpdate(); mediaUpdate(); actionsUpdate(); noticeUpdate();
-  // The static fallback sits right before this output; hide it once the DOM is attached.
-  setTimeout(() => { fallback = fallback || hideFallback(el, get("fallback_key")); }, 0);
+  requestImages();
 
   return () => {
     if (timer) clearInterval(timer);

@@ -4,7 +4,8 @@ Everything here is pure and deterministic. :func:`load_mask` turns any mask-like
 the black/white PNG the providers send, :func:`decode_mask` reads one off the wire;
 :func:`png_with_text` / :func:`read_png_text` carry prompt and parameters inside a PNG;
 :func:`thumbnail_png` and :func:`image_size` serve the widgets and the store; :func:`to_png`
-encodes. The sandbox's procedural art lives in ``jupyter_imagine.sandbox._art``.
+and :func:`to_jpeg` encode (the latter with text as JPEG comments, read back, like a PNG's, by
+:func:`read_image_text`). The sandbox's procedural art lives in ``jupyter_imagine.sandbox._art``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ __all__ = [
     "load_mask",
     "open_image",
     "png_with_text",
+    "read_image_text",
     "read_png_text",
     "thumbnail_png",
+    "to_jpeg",
     "to_png",
 ]
 
@@ -311,6 +314,61 @@ def read_png_text(data: bytes) -> dict[str, str]:
         except (zlib.error, UnicodeDecodeError, IndexError):
             logger.debug("read_png_text: skipped a malformed %s chunk", ctype)
     return found
+
+
+_JPEG_SOI, _JPEG_COM = b"\xff\xd8", 0xFE
+
+
+def to_jpeg(
+    image: Image.Image, text: Mapping[str, str] | None = None, *, quality: int = 80
+) -> bytes:
+    """``image`` as baseline JPEG bytes (``quality`` default 80, 4:2:0), with each ``text`` item
+    as a comment segment ``key\\0value`` (UTF-8) right after the JFIF header, so it sits in
+    the first bytes of the file.
+
+    Raises:
+        ValueError: one item is longer than a segment can hold (65,533 bytes).
+    """
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
+    data = buf.getvalue()
+    segments = []
+    for key, value in (text or {}).items():
+        payload = f"{key}\0{value}".encode()
+        if len(payload) > 65533:
+            raise ValueError(f"JPEG comment {key!r} is too long ({len(payload)} bytes)")
+        segments.append(struct.pack(">BBH", 0xFF, _JPEG_COM, len(payload) + 2) + payload)
+    at = 2  # after the start marker and the JFIF header, which readers expect first
+    if data[2:4] == b"\xff\xe0":
+        at += 2 + struct.unpack(">H", data[4:6])[0]
+    return data[:at] + b"".join(segments) + data[at:]
+
+
+def _read_jpeg_text(data: bytes) -> dict[str, str]:
+    found: dict[str, str] = {}
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan: no more header segments
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker == _JPEG_COM:
+            key, sep, value = data[pos + 4 : pos + 2 + length].partition(b"\0")
+            if sep:
+                try:
+                    found[key.decode()] = value.decode()
+                except UnicodeDecodeError:
+                    logger.debug("read_image_text: skipped a comment that is not UTF-8")
+        pos += 2 + length
+    return found
+
+
+def read_image_text(data: bytes) -> dict[str, str]:
+    """The text stored in image ``data``: a PNG's text chunks (:func:`read_png_text`) or a
+    JPEG's ``key\\0value`` comments (:func:`to_jpeg`); empty for anything else."""
+    if data.startswith(_JPEG_SOI):
+        return _read_jpeg_text(data)
+    return read_png_text(data)
 
 
 def thumbnail_png(data: bytes, size: int = 512) -> bytes:

@@ -14,7 +14,7 @@ from _widgets_util import image_of, until
 
 import jupyter_imagine as ji
 from jupyter_imagine import _display
-from jupyter_imagine.imaging import read_png_text
+from jupyter_imagine.imaging import read_image_text
 from jupyter_imagine.models import Job
 from jupyter_imagine.widgets import JobView, _fallback_png
 
@@ -42,8 +42,8 @@ def kernel(monkeypatch):
 
 
 def lineage(call: dict) -> list[tuple[str, str, int]]:
-    png = base64.b64decode(call["data"]["image/png"])
-    rows = json.loads(read_png_text(png)["jupyter_imagine.lineage"])
+    png = base64.b64decode(call["data"]["image/jpeg"])
+    rows = json.loads(read_image_text(png)["jupyter_imagine.lineage"])
     return [(r["kind"], r["status"], r["images"]) for r in rows]
 
 
@@ -65,10 +65,10 @@ def test_in_a_kernel_the_fallback_comes_first_then_the_live_view(engine, kernel)
     shown = kernel[0]
     assert shown["kind"] == "display" and shown["raw"] and shown["id"]
     assert all(c["kind"] == "update" for c in kernel[1:])
-    assert set(shown["data"]) == {"image/png", "text/plain"}
-    png = base64.b64decode(shown["data"]["image/png"])
-    assert read_png_text(png)["jupyter_imagine.view"] == shown["id"]
-    assert set(bundle) == {WIDGET, "text/plain"}  # no PNG in the widget's own bundle
+    assert set(shown["data"]) == {"image/jpeg", "text/plain"}
+    png = base64.b64decode(shown["data"]["image/jpeg"])
+    assert read_image_text(png)["jupyter_imagine.view"] == shown["id"]
+    assert set(bundle) == {WIDGET, "text/plain"}  # no picture in the widget's own bundle
     assert "live view" in bundle["text/plain"]
     from ipywidgets import Widget
 
@@ -89,7 +89,7 @@ def test_in_a_kernel_the_fallback_comes_first_then_the_live_view(engine, kernel)
     final = [("imagine", "succeeded", 4), ("upscale", "succeeded", 1)]
     until(lambda: lineage(mine()[-1]) == final, what="the child in the fallback")
     assert {c["thread"] for c in mine()} == {"jupyter-imagine-engine"}
-    assert image_of(base64.b64decode(mine()[-1]["data"]["image/png"])).width == _fallback_png.WIDTH
+    assert image_of(base64.b64decode(mine()[-1]["data"]["image/jpeg"])).width == _fallback_png.WIDTH
     assert "succeeded" in mine()[-1]["data"]["text/plain"]
 
 
@@ -112,8 +112,8 @@ def test_displaying_a_view_or_a_gallery_also_leaves_a_picture(engine, kernel):
     g = ji.gallery()
     bundle = g._repr_mimebundle_()
     assert WIDGET in bundle and kernel[-1]["kind"] == "display"
-    sheet = base64.b64decode(kernel[-1]["data"]["image/png"])
-    assert read_png_text(sheet)["jupyter_imagine.view"] == kernel[-1]["id"]
+    sheet = base64.b64decode(kernel[-1]["data"]["image/jpeg"])
+    assert read_image_text(sheet)["jupyter_imagine.view"] == kernel[-1]["id"]
     until(lambda: g.fallback_key == kernel[-1]["id"])
 
 
@@ -129,7 +129,7 @@ def test_a_broken_widget_never_breaks_displaying_a_job(engine, kernel, monkeypat
 
 
 @pytest.mark.slow
-def test_the_quickstart_runs_headless_and_every_job_output_keeps_a_png(tmp_path, monkeypatch):
+def test_the_quickstart_runs_headless_and_every_job_output_keeps_a_picture(tmp_path, monkeypatch):
     """nbclient runs notebooks/quickstart.ipynb in a real kernel (this checkout), top to bottom;
     the fallbacks end up final, updated from the engine thread after their cells ended."""
     nbformat = pytest.importorskip("nbformat")
@@ -145,7 +145,7 @@ def test_the_quickstart_runs_headless_and_every_job_output_keeps_a_png(tmp_path,
         if any(WIDGET in o.get("data", {}) for o in outputs):
             fallback = outputs[-2]
             assert fallback["output_type"] == "display_data"
-            chunks = read_png_text(base64.b64decode(fallback["data"]["image/png"]))
+            chunks = read_image_text(base64.b64decode(fallback["data"]["image/jpeg"]))
             assert chunks["jupyter_imagine.view"]
             if "gallery" not in "".join(cell.source):
                 rows = json.loads(chunks["jupyter_imagine.lineage"])

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from PIL import Image as PILImage
 
-from jupyter_imagine.imaging import read_png_text
+from jupyter_imagine.imaging import read_image_text
 from jupyter_imagine.widgets._fallback_png import (
     KEY_CHUNK,
     LINEAGE_CHUNK,
@@ -32,7 +32,7 @@ def test_the_gallery_sheet_has_square_tiles_and_no_holes():
     tiles = {f"j{i}": _png(*size, colour) for i, (size, colour) in pairs}
     rows = [{"id": key, "prompt": f"prompt {key}"} for key in tiles]
     sheet = gallery_png(rows, 9, "k3y", tiles.__getitem__)
-    assert read_png_text(sheet)[KEY_CHUNK] == "k3y"
+    assert read_image_text(sheet)[KEY_CHUNK] == "k3y"
     im = PILImage.open(io.BytesIO(sheet)).convert("RGB")
     assert im.width == WIDTH and im.height < 2 * WIDTH // 4 + 100  # two rows of tiles, little else
     pixels = np.asarray(im, dtype=int)
@@ -55,10 +55,11 @@ def test_a_lineage_lists_what_it_drew(engine):
 
     job = ji.imagine("a lighthouse", aspect_ratio="3:2").wait(10)
     png = lineage_png(JobView(job), "k")
-    chunks = read_png_text(png)
+    chunks = read_image_text(png)
     assert chunks[KEY_CHUNK] == "k"
     assert [(r["kind"], r["status"], r["images"]) for r in json.loads(chunks[LINEAGE_CHUNK])] == [
         ("imagine", "succeeded", 4)]
     im = PILImage.open(io.BytesIO(png))
+    assert im.format == "JPEG"  # a third smaller than a 256-colour PNG of the same card
     # the 2×2 grid fills the card's width, as in the live view: ~2 × 3:2 rows of ~270 px cells
     assert im.width == WIDTH and im.height > 2 * (WIDTH - 24) / 2 / 1.5

@@ -189,6 +189,21 @@ def test_to_png_and_read_png_text_round_trip():
     assert imaging.read_png_text(imaging.to_png(Image.new("L", (2, 2)))) == {}
 
 
+def test_to_jpeg_keeps_text_as_comments_in_its_first_bytes():
+    text = {"jupyter_imagine.view": "k3y" * 10, "emoji": "🔄 Vary (Region) — ünïcode"}
+    data = imaging.to_jpeg(_picture(5, (64, 48)), text)
+    im = Image.open(io.BytesIO(data))
+    assert im.format == "JPEG" and im.size == (64, 48) and data.startswith(b"\xff\xd8\xff\xe0")
+    assert imaging.read_image_text(data) == text
+    assert b"k3y" * 10 in data[:200]  # where the live view looks for its key
+    png = imaging.to_png(Image.new("RGB", (4, 4)), {"a": "b"})
+    assert imaging.read_image_text(png) == {"a": "b"}
+    assert imaging.read_image_text(imaging.to_jpeg(Image.new("L", (4, 4)))) == {}
+    assert imaging.read_image_text(b"garbage") == {}
+    with pytest.raises(ValueError, match="too long"):
+        imaging.to_jpeg(Image.new("RGB", (4, 4)), {"big": "x" * 70_000})
+
+
 def test_png_with_text_keeps_the_pixels_and_replaces_keys():
     image = _picture(3, (64, 48))
     data = imaging.to_png(image, {"prompt": "old", "keep": "me"})

@@ -32,6 +32,8 @@ def done(engine):
 def test_the_view_follows_the_job_to_its_grid(engine):
     job = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2")
     view = JobView(job)
+    pushed: list[tuple[dict, list]] = []
+    view.send = lambda content, buffers=None: pushed.append((content, buffers))  # type: ignore
     assert view.job is job and view.box.children == (view,)
     assert (view.provider, view.provider_label, view.sandbox) == ("apiframe", "APIFRAME", True)
     assert view.prompt == "a lighthouse at dusk" and view.job_id == job.id
@@ -40,9 +42,26 @@ def test_the_view_follows_the_job_to_its_grid(engine):
     assert view.progress == 100 and view.actions == list(GRID_ACTIONS)
     assert view.arrangement == "grid" and view.sizes == [[512, 342]] * 4
     assert view.elapsed > 0 and view.error == "" and view.queue_position is None
-    for data in view.images:  # thumbnails in the synced state, never the full image
+    for data in view.images:  # thumbnails, never the full image
         thumb = image_of(data)
         assert thumb.format == "JPEG" and max(thumb.size) <= _images.THUMB
+    # not in the synced state (a notebook saved with widget state would keep them): a revision
+    assert view.images_rev >= 1 and "images" not in view.get_state()
+    # sent to the open views as they came, unasked
+    assert pushed[-1] == ({"type": "images", "rev": view.images_rev}, view.images)
+    assert not any(isinstance(v, bytes) and v for v in view.get_state().values())
+
+
+def test_thumbnails_are_sent_on_request_with_their_revision(done, monkeypatch):
+    view = JobView(done)
+    sent: list[tuple[dict, list]] = []
+    monkeypatch.setattr(view, "send", lambda content, buffers=None: sent.append((content,
+                                                                                 buffers)))
+    view._handle_custom_msg({"type": "images"}, [])
+    until(lambda: sent, what="the reply")
+    assert sent == [({"type": "images", "rev": view.images_rev}, view.images)]
+    assert view.images_rev == 1 and len(sent[0][1]) == 4
+    assert sum(map(len, sent[0][1])) > 10 * len(str(view.get_state()))
 
 
 def test_a_view_of_a_finished_job_has_its_images_at_once(done):
@@ -124,7 +143,12 @@ def test_a_failed_job_shows_the_providers_words(engine):
     view = JobView(job)
     until(lambda: view.status == "failed", what="the failure")
     assert view.error_type == "ModeratedPrompt" and "Banned prompt" in view.error
-    assert view.images == [] and view.actions == []
+    assert view.images == [] and view.actions == [] and view.images_rev == 0
+    sent: list[tuple[dict, list]] = []
+    view.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore
+    view._handle_custom_msg({"type": "images"}, [])  # a view asks on render: no pictures
+    until(lambda: sent, what="the reply")
+    assert sent == [({"type": "images", "rev": 0}, [])]
 
 
 def test_the_providers_preview_shows_while_running(engine, done):

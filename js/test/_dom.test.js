@@ -49,4 +49,14 @@ describe("static fallback", () => {
     expect(other.classList.contains("ji-hidden")).toBe(false);
     expect(hideFallback(el, "")).toBeNull();
   });
+
+  it("finds the key in a JPEG's comment as well", () => {
+    const key = "k3y0123456789abcdef";
+    const mine = document.createElement("div");
+    mine.innerHTML = `<img src="data:image/jpeg;base64,${btoa(`\xff\xd8\xff\xe0..JFIF..\xff\xfe..jupyter_imagine.view\0${key}....`)}">`;
+    const el = document.createElement("div");
+    document.body.append(mine, el);
+    expect(hideFallback(el, "someone-else")).toBeNull();
+    expect(hideFallback(el, key)).toBe(mine);
+  });
 });

@@ -38,6 +38,18 @@ describe("gallery", () => {
     expect(el.querySelectorAll(".ji-tile")).toHaveLength(2);
   });
 
+  it("keeps its static picture in sight until the kernel answers (none: restored from saved state)", () => {
+    const fallback = document.createElement("div");
+    fallback.innerHTML = `<img src="data:image/jpeg;base64,${btoa("\xff\xd8..jupyter_imagine.view\0g4l....")}">`;
+    const el = document.createElement("div");
+    document.body.append(fallback, el);
+    const model = fakeModel({ rows, total: 3, selected: "", fallback_key: "g4l" });
+    widget.render({ model, el });
+    expect(fallback.classList.contains("ji-hidden")).toBe(false);
+    model.emit({ type: "thumbs", ids: ["a1"] }, [view([0xff, 0xd8])]);
+    expect(fallback.classList.contains("ji-hidden")).toBe(true);
+  });
+
   it("renders tiles, filters them live, asks for thumbnails and opens a job on click", () => {
     const model = fakeModel({ rows, total: 3, selected: "", fallback_key: "" });
     const { el } = mount(widget, model);

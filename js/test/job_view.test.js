@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import widget, { buttonText, errorText, formatElapsed, kindText, statusText } from "../job_view.js";
-import { button, fakeModel, mount, view } from "./fake_model.js";
+import { button, fakeModel, mount as mountModule, view } from "./fake_model.js";
 
 const GRID = ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"];
 const JPEG = [0xff, 0xd8, 0xff, 0xe0, 1, 2, 3];
@@ -11,14 +11,30 @@ function state(extra = {}) {
     kind: "imagine", action: "", prompt: "a lighthouse at dusk", status: "queued", progress: 0,
     queue_position: null, elapsed: 0, preview: new DataView(new ArrayBuffer(0)), images: [],
     sizes: [], arrangement: "", actions: [], action_state: {}, error: "", error_type: "", notice: "",
-    fallback_key: "", ...extra,
+    fallback_key: "", images_rev: 0, ...extra,
   };
 }
 
+// `images` is not a trait: it is what the fake kernel answers an {type: "images"} request with.
 const done = () => state({
-  status: "succeeded", progress: 100, elapsed: 12.5, actions: GRID, arrangement: "grid",
+  status: "succeeded", progress: 100, elapsed: 12.5, actions: GRID, arrangement: "grid", images_rev: 1,
   images: [1, 2, 3, 4].map(() => view(JPEG)), sizes: [1, 2, 3, 4].map(() => [512, 342]),
 });
+
+/** Answer the view's pending thumbnail requests as the kernel would, and forget them. */
+function answer(model) {
+  const asked = model.sent.filter((m) => m.content.type === "images");
+  model.sent.splice(0, model.sent.length, ...model.sent.filter((m) => m.content.type !== "images"));
+  for (const _ of asked) model.emit({ type: "images", rev: model.get("images_rev") || 0 }, model.get("images") || []);
+  return asked.length;
+}
+
+/** Render the view with a live (fake) kernel behind it. */
+function mount(widget, model) {
+  const mounted = mountModule(widget, model);
+  answer(model);
+  return mounted;
+}
 
 afterEach(() => { document.body.replaceChildren(); vi.useRealTimers(); });
 
@@ -113,7 +129,9 @@ describe("status rendering", () => {
     model.update({ status: "running", progress: 50 });
     expect(el.querySelector(".ji-status").textContent).toMatch(/^Running 50%/);
     const d = done();
-    model.update({ images: d.images, sizes: d.sizes, arrangement: "grid" });
+    model.update({ sizes: d.sizes, arrangement: "grid", images_rev: 1 });
+    model.emit({ type: "images", rev: 1 }, d.images); // sent with a new revision, unasked
+    expect(answer(model)).toBe(0);
     model.update({ status: "succeeded", progress: 100, actions: GRID });
     expect(el.querySelectorAll(".ji-cell")).toHaveLength(4);
     expect(button(el, "V3").disabled).toBe(false);
@@ -175,6 +193,56 @@ describe("full-size images", () => {
     expect(document.querySelector('[role="dialog"]')).toBeNull();
     el.querySelectorAll(".ji-cell")[1].click(); // cached: no second request
     expect(model.sent).toHaveLength(1);
+  });
+});
+
+describe("thumbnails and the static fallback", () => {
+  const png = (text) => `data:image/png;base64,${btoa(`\x89PNG\r\n\x1a\n....tEXtjupyter_imagine.view\0${text}....`)}`;
+  /** The output area: the static fallback output, then the output holding the view's element. */
+  function outputs(key) {
+    const fallback = document.createElement("div");
+    fallback.innerHTML = `<img src="${png(key)}">`;
+    const out = document.createElement("div");
+    const el = document.createElement("div");
+    out.append(el);
+    document.body.append(fallback, out);
+    return { fallback, el };
+  }
+
+  it("asks for the thumbnails on render; the kernel's reply shows them and hides the fallback", () => {
+    const model = fakeModel(done());
+    model.get = ((get) => (k) => (k === "fallback_key" ? "k3y" : get(k)))(model.get);
+    const { fallback, el } = outputs("k3y");
+    widget.render({ model, el });
+    expect(model.sent.map((m) => m.content)).toEqual([{ type: "images" }]);
+    expect(el.querySelectorAll(".ji-cell")).toHaveLength(0);
+    expect(fallback.classList.contains("ji-hidden")).toBe(false);
+    model.emit({ type: "images", rev: 0 }, [view(JPEG)]); // an older revision: ignored
+    expect(el.querySelectorAll(".ji-cell")).toHaveLength(0);
+    model.emit({ type: "images", rev: 1 }, model.get("images"));
+    expect(el.querySelectorAll(".ji-cell")).toHaveLength(4);
+    expect(el.querySelectorAll('img[alt="a lighthouse at dusk (image 3 of 4)"]')).toHaveLength(1);
+    expect(fallback.classList.contains("ji-hidden")).toBe(true);
+  });
+
+  it("restored from saved widget state with no kernel: no pictures, the fallback stays in sight", () => {
+    vi.useFakeTimers();
+    const model = fakeModel({ ...done(), fallback_key: "k3y" });
+    const { fallback, el } = outputs("k3y");
+    widget.render({ model, el }); // nobody answers
+    vi.advanceTimersByTime(10_000);
+    expect(fallback.classList.contains("ji-hidden")).toBe(false);
+    expect(el.querySelector(".ji-status").textContent).toMatch(/^Done/);
+    expect(el.querySelectorAll(".ji-cell")).toHaveLength(0);
+  });
+
+  it("a change from the kernel while a job runs hides the fallback too", () => {
+    const model = fakeModel(state({ status: "running", progress: 10, fallback_key: "k3y" }));
+    const { fallback, el } = outputs("k3y");
+    widget.render({ model, el });
+    expect(fallback.classList.contains("ji-hidden")).toBe(false);
+    model.update({ progress: 20 });
+    expect(fallback.classList.contains("ji-hidden")).toBe(true);
   });
 });
 

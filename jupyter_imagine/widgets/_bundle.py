@@ -1,4 +1,4 @@
-"""Displaying a widget: its live view plus a static PNG that survives without a kernel.
+"""Displaying a widget: its live view plus a static picture that survives without a kernel.
 
 Every widget's ``_repr_mimebundle_`` goes through :func:`display_bundle`; the pictures come from
 :mod:`._fallback_png`. Why two outputs and not one bundle:
@@ -17,19 +17,22 @@ read in the installed ``@jupyter-widgets/jupyterlab-manager`` bundle and checked
 * Saved widget state (Settings → "Save Widget State Automatically", off by default) restores
   the models from the notebook's metadata, but needs that setting and a kernel.
 
-So the PNG does not ride in the widget's own bundle. Each display emits **two outputs**: first a
-static one (``image/png`` + ``text/plain``, under its own ``display_id``), then the widget view.
-The PNG carries a ``tEXt`` chunk with the view's ``fallback_key``; the live view finds that
-output next to its own and hides it, so a live session shows the widget once. The fallback is
-kept current from the engine thread with ``update_display``: JupyterLab routes
+So the picture does not ride in the widget's own bundle. Each display emits **two outputs**:
+first a static one (``image/jpeg`` + ``text/plain``, under its own ``display_id``; the same holds
+for ``image/png``, which it was until the JPEG turned out a third smaller), then the widget view.
+The JPEG carries a comment with the view's ``fallback_key``; the live view finds that output next
+to its own and hides it once the kernel has answered it, so a live session shows the widget once.
+The fallback is kept current from the engine thread with ``update_display``: JupyterLab routes
 ``update_display_data`` by display id to the output that showed it, whatever the message's
 parent, and a thread that never set one sends the last request's header (ipykernel 6 keeps one
 global header; ipykernel 7 falls back to it from its per-thread context variable). Checked in
 JupyterLab 4.6 with ipykernel 7.4 (tests/browser) and 6.31 (by hand: a click's child reaches the
 first cell's fallback after later cells ran), and through nbclient. So a notebook
 saved after the job finished carries the final picture of the whole lineage shown under it.
-Reopened — trusted or not, with or without a kernel — the PNG shows (next to JupyterLab's line
-for the dead widget); with saved widget state the full view comes back and hides the PNG again.
+Reopened — trusted or not, with or without a kernel — the picture shows (next to JupyterLab's
+line for the dead widget). With saved widget state the view is rendered again from that state
+(the code from one shared model, :mod:`._shared_esm`) but without its thumbnails, which are never
+saved; no kernel answers it, so the picture stays in sight above the view.
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ class StaticFallback:
     """The static output shown beside a live view, under its own ``display_id``.
 
     Args:
-        render: makes ``(png, text)`` for the current state (runs on a worker thread).
-        key: the display id, also written into the PNG so the live view can find it.
+        render: makes ``(picture, text)`` for the current state (runs on a worker thread): JPEG
+            (or PNG) bytes, and the plain-text form.
+        key: the display id, also written into the picture so the live view can find it.
     """
 
     def __init__(self, render: Callable[[], tuple[bytes, str]], key: str) -> None:
@@ -81,15 +85,16 @@ class StaticFallback:
         self._last: dict[str, Any] | None = None
 
     @staticmethod
-    def _bundle(png: bytes, text: str) -> dict[str, Any]:
-        return {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": text}
+    def _bundle(picture: bytes, text: str) -> dict[str, Any]:
+        mime = "image/jpeg" if picture.startswith(b"\xff\xd8") else "image/png"
+        return {mime: base64.b64encode(picture).decode("ascii"), "text/plain": text}
 
     def show(self) -> None:
         """Display it now (call where the live view is being displayed)."""
         from IPython.display import display
 
-        png, text = self.render()
-        display(self._bundle(png, text), raw=True, display_id=self.key)
+        picture, text = self.render()
+        display(self._bundle(picture, text), raw=True, display_id=self.key)
 
     def refresh(self) -> None:
         """Render again on a worker and update the output from the engine thread; calls made
@@ -150,7 +155,7 @@ def display_bundle(
     """What displaying ``widget`` returns: the bundle of its ``box``, with ``text`` as the plain
     form, and the static fallback shown just before it.
 
-    In a kernel, and when ``static`` is given, ``static(key)`` draws ``(png, text)`` for the
+    In a kernel, and when ``static`` is given, ``static(key)`` draws ``(picture, text)`` for the
     fallback; it is displayed now, before the live view, under ``key``: the widget's
     ``fallback_key`` (set from the engine thread to a new one if empty). Elsewhere (or with
     ``static=None``, the default) only the widget bundle. Returns ``(bundle, fallback or None)``;

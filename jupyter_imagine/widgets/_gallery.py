@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import anywidget
 import ipywidgets
 import pandas as pd
 import traitlets as t
@@ -20,12 +19,12 @@ from .._secrets import get_logger
 from ..errors import ImagineError
 from ..models import Job
 from . import _images
-from ._assets import read_asset, widget_esm
 from ._bundle import display_bundle
 from ._fallback_png import gallery_png
 from ._job_view import JobView
 from ._protocol import GalleryRequest, ThumbsReply, message_type
 from ._runtime import defer, engine, offload
+from ._shared_esm import SharedCodeWidget
 
 __all__ = ["Gallery", "gallery", "tile"]
 
@@ -92,7 +91,7 @@ def tile(job_id: str) -> bytes:
         return b""
 
 
-class Gallery(anywidget.AnyWidget):
+class Gallery(SharedCodeWidget):
     """A filterable grid of past jobs; clicking one opens its job view beneath.
 
     Args:
@@ -103,8 +102,7 @@ class Gallery(anywidget.AnyWidget):
         box: the ``VBox`` to display: the grid, then the opened job's view.
     """
 
-    _esm = widget_esm("gallery.js")
-    _css = read_asset("widgets.css")
+    _code_name = "gallery.js"
 
     rows = t.List(t.Dict()).tag(sync=True)
     #: How many rows the source had (``rows`` keeps the newest :data:`MAX_ROWS`).

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import anywidget
 import ipywidgets
 import traitlets as t
 
@@ -25,13 +24,13 @@ from .._secrets import get_logger
 from ..errors import ImagineError
 from ..models import VARY_REGION, Job, Status, utcnow
 from . import _images
-from ._assets import read_asset, widget_esm
 from ._bundle import display_bundle
 from ._fallback_png import lineage_png
 from ._labels import provider_label
 from ._mask_drawer import MaskDrawer
-from ._protocol import FullReply, JobViewRequest, message_type
+from ._protocol import FullReply, ImagesReply, JobViewRequest, message_type
 from ._runtime import defer, offload
+from ._shared_esm import SharedCodeWidget
 
 __all__ = ["JobView", "drawer_for", "job_bundle"]
 
@@ -79,21 +78,20 @@ def cost_text(job: Job) -> str:
     return f"≈ {price.amount:g} {price.unit}" if price is not None else ""
 
 
-class JobView(anywidget.AnyWidget):
+class JobView(SharedCodeWidget):
     """The live view of ``job``; displaying a :class:`~jupyter_imagine.Job` shows one.
 
     Args:
         job: the job to show.
         parent: the view whose button started this job (default ``None``: a top-level view).
-        fallback_key: marks the static PNG shown next to this view (set by the display hook),
+        fallback_key: marks the static picture shown next to this view (set by the display hook),
             default ``""``.
 
     Attributes:
         box: the ``VBox`` to display: this view, then the boxes of its children.
     """
 
-    _esm = widget_esm("job_view.js")
-    _css = read_asset("widgets.css")
+    _code_name = "job_view.js"
 
     job_id = t.Unicode("").tag(sync=True)
     provider = t.Unicode("").tag(sync=True)
@@ -108,8 +106,10 @@ class JobView(anywidget.AnyWidget):
     elapsed = t.Float(0.0).tag(sync=True)
     #: The provider's preview while running (a thumbnail PNG), else empty.
     preview = t.Bytes(b"").tag(sync=True)
-    #: Thumbnail PNGs of the result (4 grid cells, or one image); full size only on request.
-    images = t.List(t.Bytes()).tag(sync=True)
+    #: Bumped whenever the result's thumbnails (:attr:`images`) change; the browser then asks
+    #: for them. They travel as message buffers, not synced state, so a notebook saved with
+    #: widget state does not store them (the static fallback beside the view has the picture).
+    images_rev = t.Int(0).tag(sync=True)
     #: ``[width, height]`` of each full-size image.
     sizes = t.List(t.List(t.Int())).tag(sync=True)
     #: ``grid``, ``single``, ``panorama`` or ``""`` (nothing yet). Not ``layout``: that name is
@@ -131,9 +131,10 @@ class JobView(anywidget.AnyWidget):
         thumbs: tuple[list[bytes], list[list[int]], str] = ([], [], "")
         if job.status is Status.SUCCEEDED:
             thumbs = _images.thumbnails(job)
+        self._thumbs: list[bytes] = thumbs[0]
         super().__init__(
-            **_fields(job), images=thumbs[0], sizes=thumbs[1], arrangement=thumbs[2],
-            fallback_key=fallback_key, **kwargs,
+            **_fields(job), images_rev=1 if thumbs[0] else 0, sizes=thumbs[1],
+            arrangement=thumbs[2], fallback_key=fallback_key, **kwargs,
         )
         self._job = job
         self._parent = parent
@@ -153,6 +154,12 @@ class JobView(anywidget.AnyWidget):
     def job(self) -> Job:
         """The job shown."""
         return self._job
+
+    @property
+    def images(self) -> list[bytes]:
+        """Thumbnails of the result (4 grid cells, or one image; JPEG or PNG), else ``[]``.
+        Full size only on request."""
+        return list(self._thumbs)
 
     @property
     def children_views(self) -> Sequence[JobView]:
@@ -229,7 +236,10 @@ class JobView(anywidget.AnyWidget):
 
     def _set_images(self, result: tuple[list[bytes], list[list[int]], str]) -> None:
         thumbs, sizes, layout = result
-        self._write(_fields(self._job), images=thumbs, sizes=sizes, arrangement=layout)
+        self._thumbs = list(thumbs)
+        self._write(_fields(self._job), sizes=sizes, arrangement=layout,
+                    images_rev=self.images_rev + 1)
+        self._send_images()  # to the views already open: no round trip before they paint
         if self._parent is not None:
             self._parent._child_changed(self)
         self._lineage_changed()
@@ -270,6 +280,8 @@ class JobView(anywidget.AnyWidget):
         kind = message_type(content)
         if kind == "act":
             self._act(str(content.get("label", "")))  # type: ignore[union-attr]
+        elif kind == "images":
+            self._send_images()
         elif kind == "full":
             self._send_full(content.get("index"))  # type: ignore[union-attr]
         elif kind == "cancel":
@@ -327,6 +339,10 @@ class JobView(anywidget.AnyWidget):
         """Take the cancelled ``drawer`` away (engine thread)."""
         self.box.children = tuple(w for w in self.box.children if w is not drawer)
         self._set_state(drawer.action, None)
+
+    def _send_images(self) -> None:
+        reply: ImagesReply = {"type": "images", "rev": self.images_rev}
+        self.send(reply, list(self._thumbs))
 
     def _send_full(self, index: Any) -> None:
         if not isinstance(index, int) or isinstance(index, bool):

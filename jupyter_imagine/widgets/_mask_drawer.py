@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
-import anywidget
 import ipywidgets
 import traitlets as t
 
@@ -21,11 +20,11 @@ from ..errors import ImagineError, InvalidRequest
 from ..imaging import image_size, load_mask
 from ..models import VARY_REGION, Job
 from . import _images
-from ._assets import read_asset, widget_esm
 from ._bundle import display_bundle
 from ._labels import provider_label
 from ._protocol import MaskDrawerRequest, message_type
 from ._runtime import defer
+from ._shared_esm import SharedCodeWidget
 
 __all__ = ["DrawerHost", "MaskDrawer"]
 
@@ -46,7 +45,7 @@ class DrawerHost(Protocol):
         """``drawer`` was cancelled: take it away."""
 
 
-class MaskDrawer(anywidget.AnyWidget):
+class MaskDrawer(SharedCodeWidget):
     """Paint a mask over ``job``'s image and start the masked action with it.
 
     Args:
@@ -70,8 +69,7 @@ class MaskDrawer(anywidget.AnyWidget):
     #: ``_job_view`` (which sits above this module and opens drawers itself).
     child_view: ClassVar[Callable[[Job], ipywidgets.Widget] | None] = None
 
-    _esm = widget_esm("mask_drawer.js")
-    _css = read_asset("widgets.css")
+    _code_name = "mask_drawer.js"
 
     job_id = t.Unicode("").tag(sync=True)
     provider_label = t.Unicode("").tag(sync=True)

@@ -3,7 +3,8 @@
 ``model.send(...)`` in the browser arrives in a widget's ``on_msg`` handler as one of the
 ``*Request`` shapes; Python answers with ``widget.send(...)`` as one of the ``*Reply`` shapes.
 Binary data always rides in the message's buffers, never in the JSON: the mask PNG of a
-``submit``, the full-size image of a ``full`` reply, one thumbnail per id of a ``thumbs`` reply.
+``submit``, the full-size image of a ``full`` reply, the thumbnails of an ``images`` reply, one
+thumbnail per id of a ``thumbs`` reply.
 :data:`REQUESTS` / :data:`REPLIES` list the ``type`` values per widget (a test checks the JS
 against them).
 """
@@ -20,6 +21,8 @@ __all__ = [
     "FullReply",
     "FullRequest",
     "GalleryRequest",
+    "ImagesReply",
+    "ImagesRequest",
     "JobViewRequest",
     "MaskDrawerRequest",
     "OpenRequest",
@@ -51,6 +54,22 @@ class CancelRequest(TypedDict):
     type: Literal["cancel"]
 
 
+class ImagesRequest(TypedDict):
+    """The view was rendered: send the result's thumbnails (Python also sends them unasked to
+    the open views whenever ``images_rev`` changes)."""
+
+    type: Literal["images"]
+
+
+class ImagesReply(TypedDict):
+    """The thumbnails of revision ``rev``, one buffer each (none: no result yet). A view
+    rendered from a notebook's saved widget state gets no reply (no kernel): it keeps the
+    static picture beside it visible."""
+
+    type: Literal["images"]
+    rev: int
+
+
 class FullReply(TypedDict):
     """The full-size bytes of image ``index``, as the message's one buffer."""
 
@@ -58,7 +77,7 @@ class FullReply(TypedDict):
     index: int
 
 
-JobViewRequest = ActRequest | FullRequest | CancelRequest
+JobViewRequest = ActRequest | FullRequest | CancelRequest | ImagesRequest
 
 
 # ---------------------------------------------------------------- mask drawer (mask_drawer.js)
@@ -98,13 +117,13 @@ GalleryRequest = ThumbsRequest | OpenRequest
 
 #: ``type`` values each widget's JS sends.
 REQUESTS: dict[str, frozenset[str]] = {
-    "job_view": frozenset({"act", "full", "cancel"}),
+    "job_view": frozenset({"act", "full", "cancel", "images"}),
     "mask_drawer": frozenset({"submit", "cancel"}),
     "gallery": frozenset({"thumbs", "open"}),
 }
 #: ``type`` values Python sends back to each widget's JS.
 REPLIES: dict[str, frozenset[str]] = {
-    "job_view": frozenset({"full"}),
+    "job_view": frozenset({"full", "images"}),
     "mask_drawer": frozenset(),
     "gallery": frozenset({"thumbs"}),
 }

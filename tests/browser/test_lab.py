@@ -11,7 +11,7 @@ import time
 import pytest
 from _jupyter import REPO, Notebook
 
-from jupyter_imagine.imaging import read_png_text
+from jupyter_imagine.imaging import read_image_text
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +38,7 @@ def _grid_ready(cell, prompt: str = PROMPT) -> None:
 
 def _lineage(png: bytes) -> list[tuple[str, str, int]]:
     """(kind, status, number of images) of each job drawn in a static fallback."""
-    rows = json.loads(read_png_text(png).get("jupyter_imagine.lineage", "[]"))
+    rows = json.loads(read_image_text(png).get("jupyter_imagine.lineage", "[]"))
     return [(r["kind"], r["status"], r["images"]) for r in rows]
 
 
@@ -126,10 +126,10 @@ def test_quickstart_click_upscale_and_paint_a_mask(lab, page):
     saved = json.loads((lab.root / "quickstart.ipynb").read_text())
     cell = next(c for c in saved["cells"] if "".join(c["source"]).startswith(JOB_CELL))
     fallback, live = cell["outputs"]
-    assert fallback["output_type"] == "display_data" and "image/png" in fallback["data"]
+    assert fallback["output_type"] == "display_data" and "image/jpeg" in fallback["data"]
     assert "application/vnd.jupyter.widget-view+json" in live["data"]
-    png = base64.b64decode(fallback["data"]["image/png"])
-    assert "jupyter_imagine.view" in read_png_text(png)
+    png = base64.b64decode(fallback["data"]["image/jpeg"])
+    assert "jupyter_imagine.view" in read_image_text(png)
     assert _lineage(png) == final  # the grid, the upscale and the redrawn grid
     assert "succeeded" in "".join(fallback["data"]["text/plain"])
     assert nb.widget_errors == [], "\n\n".join(nb.widget_errors)
@@ -152,6 +152,67 @@ def test_reopened_notebook_shows_the_static_fallback(lab, page):
     # every job output of the quick start has its picture
     assert nb.page.locator(".jp-RenderedImage img:visible").count() >= 6  # job (once), up,
     # var, the reroll, region, the gallery
+
+
+#: Runs two imagine cells with nbclient and saves the notebook with widget state (in a child
+#: process: Playwright's loop on this thread would break nbclient's).
+_SAVE_WITH_STATE = """
+import subprocess, sys, nbformat
+from nbclient import NotebookClient
+cells = ["import jupyter_imagine as ji", *(f"ji.imagine({p!r}, wait=True)" for p in sys.argv[2:])]
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True).execute(
+    stderr=subprocess.DEVNULL)
+nbformat.write(nb, sys.argv[1])
+"""
+
+
+def test_reopened_with_saved_widget_state_each_job_keeps_its_picture(lab, page):
+    """Saved with widget state, reopened (trusted) without the kernel that made it: JupyterLab
+    renders the views again from the saved state, their code from the one shared model; the
+    thumbnails were never saved and no kernel answers for them, so each job's static picture
+    stays in sight. With no kernel at all JupyterLab does not restore widgets: the picture shows.
+    """
+    import subprocess
+    import sys
+
+    prompts = ["a lighthouse at dusk", "a red fox in snow"]
+    path = lab.root / "saved_state.ipynb"
+    subprocess.run([sys.executable, "-c", _SAVE_WITH_STATE, str(path), *prompts], check=True,
+                   env={**lab.env, "JUPYTER_IMAGINE_SANDBOX_SPEED": "1000"}, timeout=300)
+    saved = json.loads(path.read_text())
+    models = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    code = [m for m in models.values() if "esm" in m["state"]]
+    assert len(code) == 1  # the job view's code, once for both views
+    views = [m["state"] for m in models.values() if m["state"].get("_code")]
+    assert len(views) == 2 and all(len(v["_esm"]) < 3000 and "images" not in v for v in views)
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(path)], env=lab.env,
+                   check=True, capture_output=True)
+    no_kernel = lab.root / "saved_state_no_kernel.ipynb"
+    saved["metadata"] = {k: v for k, v in saved["metadata"].items()
+                         if k not in ("kernelspec", "language_info")}
+    no_kernel.write_text(json.dumps(saved))
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(no_kernel)], env=lab.env,
+                   check=True, capture_output=True)
+
+    nb = Notebook(page, lab, path.name).open()  # a new kernel: it knows none of these models
+    for prompt in prompts:
+        cell = nb.cell(prompt)
+        cell.locator(".ji-job").get_by_text("Done").wait_for()  # rendered from the saved state
+        picture = cell.locator(".jp-RenderedImage img")
+        assert picture.is_visible()
+        assert picture.evaluate("img => img.complete && img.naturalWidth") == 560
+        assert cell.locator(".ji-job .ji-cell").count() == 0  # no thumbnails without a kernel
+        assert cell.locator(".ji-job").get_by_text(prompt).is_visible()
+    page.screenshot(path=str(lab.base / "saved-state-reopened.png"), full_page=True)
+    assert nb.widget_errors == [], "\n\n".join(nb.widget_errors)
+
+    page.goto(lab.url(f"/lab/tree/{no_kernel.name}?reset"))
+    page.locator(".jp-Dialog button", has_text="No Kernel").first.click()
+    pictures = page.locator(".jp-RenderedImage img:visible")
+    pictures.nth(1).wait_for()
+    assert pictures.count() == 2
+    assert pictures.first.evaluate("img => img.complete && img.naturalWidth") == 560
 
 
 def test_quickstart_in_notebook_7(notebook7, page):
