@@ -200,7 +200,7 @@ class Kernel:
         """``SIGKILL`` to the whole process group, now."""
         assert self.proc is not None
         _kill_group(self.proc)
-        self.proc.wait(10)
+        self.proc.wait(60)
         self.ended_at[self.pid_name] = time.time()
 
     def wait(self, timeout: float) -> bool:
@@ -211,7 +211,7 @@ class Kernel:
             ok = True
         except subprocess.TimeoutExpired:
             _kill_group(self.proc)
-            self.proc.wait(10)
+            self.proc.wait(60)
             ok = False
         self.ended_at.setdefault(self.pid_name, time.time())
         return ok

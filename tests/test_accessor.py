@@ -15,9 +15,9 @@ from jupyter_imagine.models import REROLL, Status
 @pytest.fixture
 def history(engine):
     """Three finished jobs: two APIFRAME grids (one upscaled) and a Blockade skybox."""
-    grid = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(20)
-    up = grid.upscale(2).wait(20)
-    sky = ji.imagine("a misty valley", provider="blockade").wait(20)
+    grid = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(60)
+    up = grid.upscale(2).wait(60)
+    sky = ji.imagine("a misty valley", provider="blockade").wait(60)
     return {"grid": grid, "up": up, "sky": sky, "df": ji.history()}
 
 
@@ -63,12 +63,12 @@ def test_reroll_with_and_without_the_reroll_button(history):
     again = df.loc[[grid.id]].imagine.reroll(0, prompt="a lighthouse at night")
     assert again.kind == "reroll" and again.parent_id == grid.id and again.action == REROLL
     assert again.prompt == "a lighthouse at night"
-    again.wait(20)
+    again.wait(60)
     assert REROLL not in sky.actions
     other = df.loc[[sky.id]].imagine.reroll(0)
     assert other.provider == "blockade" and other.parent_id == sky.id
     assert other.prompt == sky.prompt and other.kind == "skybox"
-    other.wait(20)
+    other.wait(60)
     assert other.status is Status.SUCCEEDED
     lineage = ji.history().droplevel("provider")
     assert lineage.loc[other.id, "root_id"] == sky.id

@@ -294,8 +294,8 @@ UPSCALE_LABELS = [
 def upscaled(engine):
     import jupyter_imagine as ji
 
-    grid = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(10)
-    return grid, grid.upscale(1).wait(10)
+    grid = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(60)
+    return grid, grid.upscale(1).wait(60)
 
 
 def test_every_upscale_action_through_the_engine(upscaled):
@@ -326,7 +326,7 @@ def test_custom_zoom_and_bad_arguments(upscaled):
     import jupyter_imagine as ji
 
     _, up = upscaled
-    assert up.act("Zoom Out 2x", zoom_ratio=1.2).wait(10).params["zoom_ratio"] == 1.2
+    assert up.act("Zoom Out 2x", zoom_ratio=1.2).wait(60).params["zoom_ratio"] == 1.2
     with pytest.raises(ji.InvalidRequest, match="zoom_ratio must be between 1 and 2"):
         up.act("Zoom Out 2x", zoom_ratio=3)
     with pytest.raises(ji.InvalidRequest, match="takes no prompt"):
@@ -366,7 +366,7 @@ def test_webhook_delivered_with_secret(engine, sandbox):
     from jupyter_imagine._config import IN_PROCESS_ROOT
 
     hook = IN_PROCESS_ROOT + "/_sandbox/webhook-sink/apiframe"
-    job = ji.imagine("a kite", webhook_url=hook, webhook_secret="whs-777-abc").wait(10)
+    job = ji.imagine("a kite", webhook_url=hook, webhook_secret="whs-777-abc").wait(60)
     deadline = __import__("time").monotonic() + 5
     while not any(w["body"].get("status") == "finished" for w in sandbox.webhooks):
         assert __import__("time").monotonic() < deadline, sandbox.webhooks

@@ -563,7 +563,7 @@ def test_remote_history_follows_pagination():
 # ------------------------------------------------------------------ through the engine
 def test_imagine_through_the_engine_with_regenerate(engine, sandbox):
     job = ji.imagine("a lighthouse at dusk", provider="banatie", aspect_ratio="16:9")
-    job.wait(20)
+    job.wait(60)
     assert job.status is Status.SUCCEEDED and job.kind == "generation" and job.sandbox
     assert job.actions == (REGENERATE,) and job.extras["generation_id"] == job.remote_id
     assert len(job.images) == 1 and (job.images[0].width, job.images[0].height) == (1792, 1008)
@@ -571,7 +571,7 @@ def test_imagine_through_the_engine_with_regenerate(engine, sandbox):
         assert img.text["prompt"] == "a lighthouse at dusk"
     parent_pixels = _pixels(job.images[0].read_bytes())
 
-    again = job.act(REGENERATE).wait(20)
+    again = job.act(REGENERATE).wait(60)
     assert again.kind == "regenerate" and again.action == REGENERATE
     assert again.parent_id == job.id and again.remote_id.startswith(job.remote_id + "#")
     assert again.extras["generation_id"] == job.remote_id
@@ -579,7 +579,7 @@ def test_imagine_through_the_engine_with_regenerate(engine, sandbox):
     assert np.abs(_pixels(again.images[0].read_bytes()) - parent_pixels).mean() > 3
     assert job.images[0].path != again.images[0].path  # the parent keeps its own pixels
 
-    changed = job.act(REGENERATE, prompt="a lighthouse in a storm").wait(20)
+    changed = job.act(REGENERATE, prompt="a lighthouse in a storm").wait(60)
     assert changed.prompt == "a lighthouse in a storm" and changed.params["method"] == "update"
     puts = sum(n for (m, p), n in sandbox.requests.items()
                if m == "PUT" and p.endswith(job.remote_id))
@@ -591,7 +591,7 @@ def test_imagine_through_the_engine_with_regenerate(engine, sandbox):
 
 def test_pending_generation_is_polled_by_the_engine(engine, sandbox):
     sandbox.providers["banatie"].synchronous = False
-    job = ji.imagine("a quiet harbour", provider="banatie").wait(20)
+    job = ji.imagine("a quiet harbour", provider="banatie").wait(60)
     assert job.status is Status.SUCCEEDED and job.images[0].path
     polls = sum(n for (m, p), n in sandbox.requests.items()
                 if m == "GET" and p.endswith("/generations/" + job.remote_id))
@@ -601,18 +601,18 @@ def test_pending_generation_is_polled_by_the_engine(engine, sandbox):
 def test_failed_and_moderated_generations_through_the_engine(engine):
     failed = ji.imagine("a calm lake sandbox:fail", provider="banatie")
     with pytest.raises(JobFailed, match="sandbox:fail"):
-        failed.wait(20)
+        failed.wait(60)
     moderated = ji.imagine("a gore scene", provider="banatie")
     with pytest.raises(JobFailed):
-        moderated.wait(20)
+        moderated.wait(60)
     assert moderated.error_type == "ModeratedPrompt" and "safety filter" in moderated.error
 
 
 def test_live_job_and_client_calls_through_the_engine(engine, sandbox):
-    job = ji.imagine("a paper boat", provider="banatie", kind="live", scope="notebook").wait(20)
+    job = ji.imagine("a paper boat", provider="banatie", kind="live", scope="notebook").wait(60)
     assert job.kind == "live" and job.status is Status.SUCCEEDED and job.actions == ()
     assert job.extras["cache_status"] == "MISS" and job.images[0].path
-    hit = ji.imagine("a paper boat", provider="banatie", kind="live", scope="notebook").wait(20)
+    hit = ji.imagine("a paper boat", provider="banatie", kind="live", scope="notebook").wait(60)
     assert hit.extras["cache_status"] == "HIT"
     assert hit.images[0].path == job.images[0].path  # same bytes, same cache file
     assert sum(n for (m, p), n in sandbox.requests.items() if "/live/notebook" in p) == 2

@@ -633,7 +633,7 @@ def test_engine_cancel_marks_the_job_cancelled_and_the_sandbox_aborts(engine, sa
     assert job.remote_id and job.status is Status.QUEUED
     job.cancel()
     with pytest.raises(JobCancelled):
-        job.wait(10)
+        job.wait(60)
     record = sandbox.providers["blockade"].get(int(job.remote_id))
     assert record.status(sandbox.clock.now()) == "abort"
     listing = ji.client("blockade").my_requests(status="abort")

@@ -173,7 +173,7 @@ def test_a_job_resumed_by_another_engine_settles_the_reservation_made_before(tmp
     with Store(home) as store:
         assert store.reserved("apiframe", "credits") == 4.0  # held while it runs elsewhere
     with Engine(Store(home), sandbox_app=app, **fast) as second:
-        resumed = second.get(job.id).wait(20)
+        resumed = second.get(job.id).wait(60)
         assert resumed.status is Status.SUCCEEDED
         until(lambda: ledger(second).get(job.id, ("",))[0] == "settled")
         assert ledger(second)[job.id] == ("settled", 4.0, 4.0)

@@ -53,7 +53,7 @@ def test_the_package_installs_the_display_hook():
 
 
 def test_outside_a_kernel_a_job_shows_its_static_form(engine):
-    job = ji.imagine("a lighthouse").wait(10)
+    job = ji.imagine("a lighthouse").wait(60)
     bundle = job._repr_mimebundle_()
     assert WIDGET not in bundle and "succeeded" in bundle["text/plain"]
     assert image_of(bundle["image/png"]).format == "PNG"
@@ -82,7 +82,7 @@ def test_in_a_kernel_the_fallback_comes_first_then_the_live_view(engine, kernel)
     def mine() -> list[dict]:
         return [c for c in kernel if c["kind"] == "update" and c["id"] == shown["id"]]
 
-    job.wait(10)
+    job.wait(60)
     until(lambda: any(lineage(c) == [("imagine", "succeeded", 4)] for c in mine()),
           what="the finished grid in the fallback")
     view._handle_custom_msg({"type": "act", "label": "U2"}, [])
@@ -104,7 +104,7 @@ def test_a_failed_job_and_its_fallback(engine, kernel):
 
 
 def test_displaying_a_view_or_a_gallery_also_leaves_a_picture(engine, kernel):
-    job = ji.imagine("a lighthouse").wait(10)
+    job = ji.imagine("a lighthouse").wait(60)
     view = JobView(job)
     bundle = view._repr_mimebundle_()
     assert WIDGET in bundle and kernel[-1]["kind"] == "display"

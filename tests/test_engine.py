@@ -132,7 +132,7 @@ def test_concurrency_limit(tmp_path):
             job.observe(watch)
             jobs.append(job)
         for job in jobs:
-            job.wait(20)
+            job.wait(60)
     assert max(peak) == 2
 
 
@@ -140,7 +140,7 @@ def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
     sandbox.faults.add("/apiframe/fetch*", status=500, count=2)
     sandbox.faults.add("/apiframe/fetch*", status=429, count=1, retry_after=0.3)
     with caplog.at_level(logging.INFO, logger="jupyter_imagine._polling"):
-        job = ji.imagine("a windmill").wait(20)
+        job = ji.imagine("a windmill").wait(60)
     assert job.status is Status.SUCCEEDED
     waits = [float(w) for w in re.findall(r"retry 3 in ([0-9.]+) s", caplog.text)]
     # The third retry waited Retry-After plus a jitter draw (at most the back-off cap of 0.2 s).
@@ -279,7 +279,7 @@ def test_resume_after_restart_without_a_second_submit(tmp_path):
     with second:
         resumed = second.get(job.id)
         assert resumed is not job
-        resumed.wait(20)
+        resumed.wait(60)
         assert resumed.status is Status.SUCCEEDED and len(resumed.images) == 4
     assert imagine_count(state) == 1 and tasks_created(state) == 1
 
@@ -300,7 +300,7 @@ def test_a_submit_interrupted_in_flight_is_not_resent(tmp_path):
 def test_polls_are_batched_with_fetch_many(engine, sandbox):
     jobs = [ji.imagine(f"lantern {i}") for i in range(25)]
     for job in jobs:
-        job.wait(20)
+        job.wait(60)
     many = sum(n for (m, p), n in sandbox.requests.items() if p.endswith("/fetch-many"))
     single = sum(n for (m, p), n in sandbox.requests.items() if p.endswith("/fetch"))
     assert many > 0 and many + single < 25 * 3
@@ -464,7 +464,7 @@ def test_a_transition_that_cannot_be_stored_fails_the_job_promptly(engine, sandb
     job = ji.imagine("a lighthouse", provider="apiframe")
     started = time.perf_counter()
     with pytest.raises(ji.StorageError, match="the disk is full") as info:
-        job.wait(10)
+        job.wait(60)
     assert time.perf_counter() - started < 5
     assert str(engine.store.path) in str(info.value)
     assert job.status is Status.FAILED and job.error_type == "StorageError"

@@ -53,7 +53,7 @@ def test_a_lineage_lists_what_it_drew(engine):
     import jupyter_imagine as ji
     from jupyter_imagine.widgets import JobView
 
-    job = ji.imagine("a lighthouse", aspect_ratio="3:2").wait(10)
+    job = ji.imagine("a lighthouse", aspect_ratio="3:2").wait(60)
     png = lineage_png(JobView(job), "k")
     chunks = read_image_text(png)
     assert chunks[KEY_CHUNK] == "k"

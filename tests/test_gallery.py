@@ -14,7 +14,7 @@ from jupyter_imagine.widgets._gallery import TILE
 
 @pytest.fixture
 def jobs(engine):
-    done = [ji.imagine(p).wait(10) for p in ("a lighthouse at dusk", "a red fox in snow")]
+    done = [ji.imagine(p).wait(60) for p in ("a lighthouse at dusk", "a red fox in snow")]
     failed = ji.imagine("a gore scene")
     until(lambda: failed.status.value == "failed")
     return [*done, failed]

@@ -26,7 +26,7 @@ def children_of(engine, job) -> list[dict]:
 
 @pytest.fixture
 def done(engine):
-    return ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(10)
+    return ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(60)
 
 
 def test_the_view_follows_the_job_to_its_grid(engine):
@@ -37,7 +37,7 @@ def test_the_view_follows_the_job_to_its_grid(engine):
     assert view.job is job and view.box.children == (view,)
     assert (view.provider, view.provider_label, view.sandbox) == ("apiframe", "APIFRAME", True)
     assert view.prompt == "a lighthouse at dusk" and view.job_id == job.id
-    job.wait(10)
+    job.wait(60)
     until(lambda: view.status == "succeeded" and len(view.images) == 4, what="the grid")
     assert view.progress == 100 and view.actions == list(GRID_ACTIONS)
     assert view.arrangement == "grid" and view.sizes == [[512, 342]] * 4
@@ -77,7 +77,7 @@ def test_a_click_message_starts_exactly_one_child_job(engine, done):
     (child,) = view.children_views
     assert child.job.kind == "upscale" and child.job.action == "U2"
     assert view.box.children == (view, child.box) and child.box.children == (child,)
-    child.job.wait(10)
+    child.job.wait(60)
     until(lambda: view.action_state.get("U2") == "succeeded" and child.images)
     assert len(children_of(engine, done)) == 1
     assert child.arrangement == "single" and child.sizes == [[1024, 684]]
@@ -97,7 +97,7 @@ def test_an_action_that_cannot_start_shows_one_line(engine, done):
 
 
 def test_vary_region_opens_the_mask_drawer_beneath(done):
-    up = done.upscale(1).wait(10)
+    up = done.upscale(1).wait(60)
     view = JobView(up)
     click(view, VARY_REGION)
     until(lambda: len(view.box.children) == 2, what="the drawer")
@@ -190,7 +190,7 @@ def test_the_view_shows_the_expected_then_the_recorded_cost(engine):
     job = ji.imagine("a harbour")
     view = JobView(job)
     assert view.cost in ("≈ 4 credits", "4 credits")  # it may be done already
-    job.wait(10)
+    job.wait(60)
     until(lambda: view.cost == "4 credits", what="the recorded cost")
     refused = ji.imagine("a pier", budget=1)  # over its budget: never sent, costs nothing
     refused.future.result(10)

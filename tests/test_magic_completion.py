@@ -114,7 +114,7 @@ def test_shell_completer_offers_recent_job_ids(shell):
     assert completions(shell, "%%reroll ") == newest_first
     assert completions(shell, f"%imagine job {jobs[0].id[:8]}") == [jobs[0].id]
     for job in jobs:
-        job.wait(10)
+        job.wait(60)
 
 
 def test_shell_completer_follows_the_configured_default_provider(shell):

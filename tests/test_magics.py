@@ -104,7 +104,7 @@ def test_assignment_returns_the_job_at_once_then_it_finishes(
     assert magics.last_job is job
     monkeypatch.undo()
     sandbox.clock.speed = 1000
-    job.wait(10)  # … and the job finishes on its own
+    job.wait(60)  # … and the job finishes on its own
     assert job.status is Status.SUCCEEDED and len(job.images) == 4
 
 
@@ -120,7 +120,7 @@ def test_bare_magic_displays_the_job(shell, capsys):
     result = shell.run_cell("%imagine a lighthouse at dusk")
     assert result.success
     assert isinstance(result.result, Job)
-    result.result.wait(10)
+    result.result.wait(60)
 
 
 # With red, green and HOME defined, IPython's $var / {expr} expansion would change this prompt.
@@ -133,7 +133,7 @@ def test_prompt_reaches_the_provider_untouched(shell, engine, sandbox, wire):
     shell.user_ns.update(HOME="/expanded", red="RED", green="GREEN")  # would show if expanded
     result = shell.run_cell(f"job = %imagine {PROMPT}")
     assert result.success, result.error_in_exec
-    job = shell.user_ns["job"].wait(10)
+    job = shell.user_ns["job"].wait(60)
     assert job.prompt == PROMPT
     assert sent_to(wire, "/apiframe/imagine") == [{"prompt": PROMPT}]
     assert engine.store.get(job.id)["prompt"] == PROMPT
@@ -142,9 +142,9 @@ def test_prompt_reaches_the_provider_untouched(shell, engine, sandbox, wire):
 
 def test_prompt_untouched_through_run_line_magic_too(shell, wire):
     shell.user_ns.update(HOME="/expanded", red="RED", green="GREEN")
-    job = shell.run_line_magic("imagine", f"--process_mode turbo {PROMPT}").wait(10)
+    job = shell.run_line_magic("imagine", f"--process_mode turbo {PROMPT}").wait(60)
     assert job.prompt == PROMPT and job.params == {"process_mode": "turbo"}
-    odd = shell.run_line_magic("imagine", f"-- {ODD_PROMPT}").wait(10)
+    odd = shell.run_line_magic("imagine", f"-- {ODD_PROMPT}").wait(60)
     assert odd.prompt == ODD_PROMPT
     assert sent_to(wire, "/apiframe/imagine") == [
         {"prompt": PROMPT, "process_mode": "turbo"}, {"prompt": ODD_PROMPT}
@@ -152,7 +152,7 @@ def test_prompt_untouched_through_run_line_magic_too(shell, wire):
 
 
 def test_options_and_provider_parameters_reach_the_job(shell, wire):
-    job = shell.run_line_magic("imagine", "-p apiframe --aspect_ratio 3:2 -- a cat").wait(10)
+    job = shell.run_line_magic("imagine", "-p apiframe --aspect_ratio 3:2 -- a cat").wait(60)
     assert job.provider == "apiframe" and job.prompt == "a cat"
     assert job.params["aspect_ratio"] == "3:2"
     assert sent_to(wire, "/apiframe/imagine") == [{"prompt": "a cat", "aspect_ratio": "3:2"}]
@@ -164,7 +164,7 @@ def test_double_dash_lets_a_prompt_start_with_a_dash_or_a_subcommand(shell):
     job2 = shell.run_line_magic("imagine", "-- history of the lighthouse")
     assert job2.prompt == "history of the lighthouse" and job2.kind == "imagine"
     for j in (job, job2):
-        j.wait(10)
+        j.wait(60)
 
 
 def test_variable_interpolation(shell):
@@ -176,7 +176,7 @@ def test_variable_interpolation(shell):
     assert result.success, result.error_in_exec
     job = shell.user_ns["job"]
     assert job.prompt == "a lighthouse by Turner (1840), {red, green}"
-    job.wait(10)
+    job.wait(60)
 
 
 def test_unknown_variable_is_one_line_and_starts_nothing(shell, engine):
@@ -312,13 +312,13 @@ def test_reroll_with_an_explicit_id(shell, wire):
     assert isinstance(child, Job)
     assert child.kind == "reroll" and child.parent_id == parent.id and child.action == REROLL
     assert child.prompt == "a lighthouse at dawn, {fog, rain}"
-    child.wait(10)
+    child.wait(60)
     assert sent_to(wire, "/apiframe/reroll")[0]["prompt"] == "a lighthouse at dawn, {fog, rain}"
 
 
 def test_reroll_without_an_id_takes_the_last_magic_job(shell, magics):
     parent = shell.run_line_magic("imagine", "-w a lighthouse at dusk")
-    newer = ji.imagine("a newer job, not started by the magics").wait(10)
+    newer = ji.imagine("a newer job, not started by the magics").wait(60)
     shell.user_ns["subject"] = "harbour"
     result = shell.run_cell("%%reroll --wait\na {{subject}} at dawn\n")
     assert result.success, result.error_in_exec
@@ -331,16 +331,16 @@ def test_reroll_without_an_id_takes_the_last_magic_job(shell, magics):
 
 def test_reroll_without_an_id_or_magic_job_takes_the_newest_in_the_history(shell, magics):
     magics.last_job = None
-    older = ji.imagine("an older job").wait(10)
-    newest = ji.imagine("the newest job").wait(10)
+    older = ji.imagine("an older job").wait(60)
+    newest = ji.imagine("the newest job").wait(60)
     child = shell.run_cell_magic("reroll", "", "a new prompt")
     assert child.parent_id == newest.id != older.id and child.prompt == "a new prompt"
-    child.wait(10)
+    child.wait(60)
 
 
 def test_reroll_of_a_job_without_reroll_is_one_line(shell, engine):
     parent = shell.run_line_magic("imagine", "-w a lighthouse")
-    upscale = parent.upscale(1).wait(10)
+    upscale = parent.upscale(1).wait(60)
     before = rows(engine)
     message = one_line_usage_error(
         lambda: shell.run_cell_magic("reroll", upscale.id, "a new prompt"),
@@ -589,7 +589,7 @@ def test_config_traits_are_registered_settable_and_honoured(
     shell.run_line_magic("config", "ImagineMagics.timeout = 30.0")
     finished = shell.run_line_magic("imagine", "a finished cat")
     assert finished.status is Status.SUCCEEDED and finished.timeout == 30
-    job.wait(10)
+    job.wait(60)
 
 
 @pytest.mark.parametrize(
@@ -652,7 +652,7 @@ def test_load_ext_starts_the_engine_and_resumes_unfinished_jobs(tmp_path, monkey
         ip.run_line_magic("load_ext", "jupyter_imagine")
         engine = api._engine
         assert engine is not None and engine.running
-        resumed = engine.get(pending.id).wait(10)
+        resumed = engine.get(pending.id).wait(60)
         assert resumed.status is Status.SUCCEEDED
     finally:
         ip.run_line_magic("unload_ext", "jupyter_imagine")

@@ -15,7 +15,7 @@ from jupyter_imagine.widgets._mask_drawer import DISPLAY
 @pytest.fixture
 def up(engine):
     """A finished upscale (1024×684): what Vary (Region) works on."""
-    return ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(10).upscale(2).wait(10)
+    return ji.imagine("a lighthouse at dusk", aspect_ratio="3:2").wait(60).upscale(2).wait(60)
 
 
 def submit(drawer: MaskDrawer, mask: bytes, prompt: str = "northern lights") -> None:
@@ -64,7 +64,7 @@ def test_submit_starts_the_child_and_the_drawer_closes_into_its_view(engine, up)
     (child,) = view.children_views
     assert drawer.status == "submitted" and drawer.child is child.job
     assert view.box.children == (view, child.box)  # the drawer's place, now the child's view
-    job = child.job.wait(20)
+    job = child.job.wait(60)
     assert job.kind == "vary_region" and job.prompt == "northern lights"
     assert job.parent_id == up.id and job.action == VARY_REGION
     assert len(vary_regions(engine)) == 1
@@ -108,7 +108,7 @@ def test_cancel_closes_it_and_a_later_submit_does_nothing(engine, up):
 
 
 def test_only_a_job_offering_the_action_can_be_masked(engine):
-    grid = ji.imagine("a lighthouse").wait(10)
+    grid = ji.imagine("a lighthouse").wait(60)
     with pytest.raises(ji.ActionNotAvailable, match="does not offer 'Vary \\(Region\\)'"):
         MaskDrawer(grid)
     running = ji.imagine("a lighthouse sandbox:hang")

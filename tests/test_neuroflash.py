@@ -571,7 +571,7 @@ def test_engine_end_to_end_with_edit_and_upscale(engine, sandbox):
     job = ji.imagine("a lighthouse at dusk", provider="neuroflash", num_images=2,
                      aspect_ratio="16:9", output_format="png", model_id="nano-banana-2")
     assert job.sandbox is True and job.kind == "imagine"
-    job.wait(10)
+    job.wait(60)
     assert job.status is Status.SUCCEEDED and job.progress == 100
     assert job.actions == ("Edit", "Upscale")
     assert count(sandbox, "POST", "/image-generation-tasks") == 1
@@ -587,11 +587,11 @@ def test_engine_end_to_end_with_edit_and_upscale(engine, sandbox):
         with PILImage.open(image.path) as img:
             assert img.size == (160, 90) == (image.width, image.height)
             assert img.text["prompt"] == "a lighthouse at dusk"
-    edit = job.act("Edit", prompt="the lighthouse in snow").wait(10)
+    edit = job.act("Edit", prompt="the lighthouse in snow").wait(60)
     assert edit.kind == "edit" and edit.parent_id == job.id and edit.action == "Edit"
     assert edit.status is Status.SUCCEEDED and len(edit.images) == 1
     assert edit.raw["images"][0]["inputImageIds"] == job.extras["image_ids"]
-    up = job.act("Upscale", factor=2).wait(10)
+    up = job.act("Upscale", factor=2).wait(60)
     assert up.kind == "upscale" and up.action == "Upscale"
     with PILImage.open(up.images[0].path) as big:
         assert big.size == (320, 180)
@@ -615,10 +615,10 @@ def test_engine_first_job_validated_before_it_is_stored_and_kinds(engine, sandbo
         dir(client))
     uploaded = client.upload_image(png.getvalue())
     edit = ji.imagine("make it blue", provider="neuroflash", kind="edit",
-                      image_ids=[uploaded["id"]], aspect_ratio="auto").wait(10)
+                      image_ids=[uploaded["id"]], aspect_ratio="auto").wait(60)
     assert edit.kind == "edit" and (edit.images[0].width, edit.images[0].height) == (64, 48)
     up = ji.imagine("", provider="neuroflash", kind="upscale", image_id=uploaded["id"],
-                    upscale_factor=4).wait(10)
+                    upscale_factor=4).wait(60)
     assert (up.images[0].width, up.images[0].height) == (256, 192)
     assert client.quotas()[0]["usedAmount"] == 2
     assert client.images(page=1, size=2)["page"]["totalElements"] == 6
@@ -633,7 +633,7 @@ def test_engine_first_job_validated_before_it_is_stored_and_kinds(engine, sandbo
     sandbox.providers["neuroflash"].quotas["images"].limitAmountDaily = 0
     broke = ji.imagine("one more", provider="neuroflash")
     with pytest.raises(ji.JobFailed) as info:
-        broke.wait(10)
+        broke.wait(60)
     assert broke.error_type == "QuotaExceeded" and isinstance(info.value.__cause__, QuotaExceeded)
 
 
@@ -641,7 +641,7 @@ def test_engine_first_job_validated_before_it_is_stored_and_kinds(engine, sandbo
 def test_sandbox_fail_prompt_fails_the_job(engine, sandbox):
     job = ji.imagine("a boat sandbox:fail", provider="neuroflash")
     with pytest.raises(ji.JobFailed):
-        job.wait(10)
+        job.wait(60)
     assert job.status is ji.Status.FAILED and "sandbox:fail" in (job.error or "")
 
 def test_secrets_never_reach_logs_errors_or_store(tmp_path, monkeypatch, live_sandbox, caplog):
@@ -656,20 +656,20 @@ def test_secrets_never_reach_logs_errors_or_store(tmp_path, monkeypatch, live_sa
     live_sandbox.state.clock.speed = 0  # tokens expire only when the test says so
     with caplog.at_level(logging.DEBUG), Engine(Store(tmp_path), **FAST) as eng:
         job = eng.imagine("a comet", provider="neuroflash", num_images=2)
-        job.wait(10)
+        job.wait(60)
         assert job.sandbox is False  # the real-service client, pointed at the sandbox server
-        up = job.act("Upscale").wait(10)
+        up = job.act("Upscale").wait(60)
         live_sandbox.state.clock.advance(emu.token_ttl)  # expire: refresh once, silently
-        edit = job.act("Edit", prompt="a comet over the sea").wait(10)
+        edit = job.act("Edit", prompt="a comet over the sea").wait(60)
         live_sandbox.state.clock.advance(emu.token_ttl)
         emu.token_ttl = 0  # now every token is refused: a clear failure
         bad = eng.imagine("a star", provider="neuroflash")
         with pytest.raises(ji.JobFailed):
-            bad.wait(10)
+            bad.wait(60)
         emu.clients[client_id] = "rotated-elsewhere"
         bad_creds = eng.imagine("a moon", provider="neuroflash")
         with pytest.raises(ji.JobFailed):
-            bad_creds.wait(10)
+            bad_creds.wait(60)
         texts = [repr(job), repr(up), repr(edit), str(job._repr_mimebundle_()["text/plain"]),
                  bad.error or "", bad_creds.error or "", caplog.text, repr(eng._providers)]
     issued = list(emu.tokens)

@@ -110,10 +110,10 @@ def other_engine(tmp_path, app, name: str) -> Engine:
 def test_pull_brings_in_jobs_started_elsewhere_and_twice_adds_nothing(tmp_path, shared_app):
     elsewhere = other_engine(tmp_path, shared_app, "elsewhere")
     try:
-        sky = elsewhere.imagine("a stormy sea", provider="blockade").wait(20)
-        remix = sky.act("Remix", prompt="a calm sea").wait(20)
-        gen = elsewhere.imagine("a banana", provider="banatie").wait(20)
-        nf = elsewhere.imagine("a kiwi", provider="neuroflash", num_images=2).wait(20)
+        sky = elsewhere.imagine("a stormy sea", provider="blockade").wait(60)
+        remix = sky.act("Remix", prompt="a calm sea").wait(60)
+        gen = elsewhere.imagine("a banana", provider="banatie").wait(60)
+        nf = elsewhere.imagine("a kiwi", provider="neuroflash", num_images=2).wait(60)
     finally:
         elsewhere.close()
     here = other_engine(tmp_path, shared_app, "here")
@@ -242,7 +242,7 @@ def test_sequential_listing_over_loopback(live_engine, live_sandbox, monkeypatch
     monkeypatch.setattr(Banatie, "history_page_size", 2)
     made = [live_engine.imagine(f"fruit {i}", provider="banatie") for i in range(5)]
     for job in made:
-        job.wait(20)
+        job.wait(60)
     for job in made:
         live_engine.store.delete(job.id)
     report = ji.sync_history("banatie", progress=False)
@@ -253,7 +253,7 @@ def test_sequential_listing_over_loopback(live_engine, live_sandbox, monkeypatch
 
 
 def test_since_limits_what_a_pull_lists(engine):
-    made = [ji.imagine(f"a plum {i}", provider="banatie").wait(20) for i in range(2)]
+    made = [ji.imagine(f"a plum {i}", provider="banatie").wait(60) for i in range(2)]
     for job in made:
         engine.store.delete(job.id)
     later = ji.sync_history("banatie", since="2999-01-01", progress=False)

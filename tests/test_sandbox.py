@@ -265,7 +265,7 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

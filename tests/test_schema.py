@@ -102,8 +102,8 @@ def test_schema_and_dtypes_are_the_same_for_every_provider(engine, provider):
 
 
 def test_history_filters_query_and_raw(engine):
-    a = ji.imagine("a red lighthouse", provider="apiframe").wait(20)
-    b = ji.imagine("a green forest", provider="banatie").wait(20)
+    a = ji.imagine("a red lighthouse", provider="apiframe").wait(60)
+    b = ji.imagine("a green forest", provider="banatie").wait(60)
     assert ids(ji.history(query="LIGHTHOUSE")) == [a.id]
     assert ids(ji.history(provider=["banatie"])) == [b.id]
     assert ids(ji.history(status="succeeded", limit=1)) == [b.id]

@@ -606,7 +606,7 @@ def test_every_endpoint_over_loopback(live_sandbox):
 def test_queue_full_at_submit_is_retried_by_the_engine(engine, sandbox):
     sandbox.faults.add("/thenextleg/v2/imagine", status=400, count=2,
                        body={"success": False, "msg": "QUEUE_FULL"})
-    job = ji.imagine("a lighthouse", provider="thenextleg").wait(20)
+    job = ji.imagine("a lighthouse", provider="thenextleg").wait(60)
     assert job.status is Status.SUCCEEDED
     assert sandbox.requests[("POST", "/thenextleg/v2/imagine")] == 3
 
@@ -615,13 +615,13 @@ def test_queue_full_at_submit_is_retried_by_the_engine(engine, sandbox):
 def test_button_flow_through_the_engine(engine, sandbox):
     job = ji.imagine("a lighthouse at dusk --ar 4:1", provider="thenextleg")
     assert job.provider == "thenextleg" and job.sandbox
-    job.wait(20)
+    job.wait(60)
     assert job.actions == GRID_ACTIONS == tuple(job.raw["response"]["buttons"])
     assert all(image.path for image in [*job.images, job.grid])
     # the grid came through /getImage: the mj-cdn URL refused the direct fetch
     assert sandbox.requests[("POST", "/thenextleg/getImage")] >= 1
 
-    up = job.upscale(2).wait(20)
+    up = job.upscale(2).wait(60)
     assert (up.kind, up.action, up.parent_id) == ("upscale", "U2", job.id)
     buttons = up.raw["response"]["buttons"]
     assert up.actions == tuple(unified_label(b) for b in buttons)
@@ -641,34 +641,34 @@ def test_button_flow_through_the_engine(engine, sandbox):
     assert changed.any() and not changed[~mask].any()
     assert region.actions == GRID_ACTIONS
 
-    var = job.vary(1).wait(20)
-    reroll = job.reroll().wait(20)
+    var = job.vary(1).wait(60)
+    reroll = job.reroll().wait(60)
     assert (var.kind, reroll.kind, reroll.action) == ("variation", "reroll", REROLL)
     assert len(var.images) == len(reroll.images) == 4
     with pytest.raises(ActionNotAvailable):
         up.upscale(1)
     again = job.upscale(2)
     with pytest.raises(JobFailed, match="already requested an upscale"):
-        again.wait(20)
+        again.wait(60)
     assert again.error_type == "InvalidRequest"
 
 
 def test_engine_kinds_failures_and_client_calls(engine, sandbox):
-    grid = ji.imagine("a harbour", provider="thenextleg").wait(20)
+    grid = ji.imagine("a harbour", provider="thenextleg").wait(60)
     described = engine.imagine(grid.images[0].url, provider="thenextleg", kind="describe")
     seed = engine.imagine("", provider="thenextleg", kind="seed", parent=grid)
     info = engine.imagine("", provider="thenextleg", kind="info")
-    assert len(described.wait(20).extras["prompts"]) == 4
-    assert seed.wait(20).extras["seed"].isdigit() and seed.parent_id == grid.id
-    assert "Job Mode" in info.wait(20).extras["info"]
+    assert len(described.wait(60).extras["prompts"]) == 4
+    assert seed.wait(60).extras["seed"].isdigit() and seed.parent_id == grid.id
+    assert "Job Mode" in info.wait(60).extras["info"]
 
     refused = ji.imagine("a bloodbath", provider="thenextleg")
     with pytest.raises(JobFailed, match="Invalid phrase"):
-        refused.wait(20)
+        refused.wait(60)
     assert refused.error_type == "ModeratedPrompt"
     hang = ji.imagine("a tower sandbox:hang", provider="thenextleg", expire_mins=1)
     with pytest.raises(JobFailed, match="incomplete"):
-        hang.wait(20)
+        hang.wait(60)
     assert hang.error_type == "JobFailed"
 
     client = ji.client("thenextleg")
