@@ -202,5 +202,5 @@ class Notebook:
     def save(self) -> None:
         self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         self.page.wait_for_function(
-            "() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000
+            "() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=180_000
         )
