@@ -35,7 +35,7 @@ def _assert_none(got, report: str, *counts: str) -> None:
         assert getattr(got, name) == 0, f"{name}: {report}"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 def test_two_kernels_one_killed_and_restarted(tmp_path):
     """Kernel A and B share a home; A is killed -9 once its jobs are in flight and restarted.
 
@@ -45,7 +45,7 @@ def test_two_kernels_one_killed_and_restarted(tmp_path):
     plan = Plan(
         jobs={"A": job_specs(_mix(8, 4, 1, 2, 2)), "B": job_specs(_mix(14, 4, 1, 2, 2))},
         kill="A",
-        deadline=60,
+        deadline=150,
     )
     with Sandbox(speed=40) as sandbox:
         got, info = run(plan, sandbox, tmp_path)
@@ -55,13 +55,13 @@ def test_two_kernels_one_killed_and_restarted(tmp_path):
                  "live_taken_over", "waits_not_returned", "crashes")
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 def test_machines_on_one_team_store_one_killed_and_restarted(tmp_path, pg_url):
     """Issue 13: kernels with their own homes (machines) on one PostgreSQL store; A is killed
     -9 with jobs in flight and restarted; B keeps running."""
     plan = Plan(
         jobs={"A": job_specs(_mix(8, 4, 1, 2, 2)), "B": job_specs(_mix(10, 4, 1, 2, 2))},
-        kill="A", deadline=60, team_store=pg_url,
+        kill="A", deadline=150, team_store=pg_url,
     )
     with Sandbox(speed=40) as sandbox:
         got, info = run(plan, sandbox, tmp_path)
@@ -88,12 +88,12 @@ def _submit_in_flight(events) -> bool:
     return sent > answered or answered >= 10
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 def test_kill_9_with_50_jobs_in_flight(tmp_path):
     """One kernel starts 50 jobs, is killed -9 with them in flight and restarted: every job
     finishes, or fails saying it may have reached the provider; none is submitted twice."""
     plan = Plan(jobs={"K": job_specs(_mix(24, 14, 2, 5, 5))}, kill="K",
-                kill_when=_submit_in_flight, deadline=60)
+                kill_when=_submit_in_flight, deadline=150)
     with Sandbox(speed=40) as sandbox:
         got, info = run(plan, sandbox, tmp_path)
     report = f"{got.report()}\n{info}"
