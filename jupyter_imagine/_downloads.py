@@ -14,16 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from ._secrets import get_logger, scrub
 from .errors import ImagineError, NotFound, PermissionDenied
 from .imaging import image_size
 from .models import Image, Job
 
-__all__ = ["EXPIRED_STATUS", "expired", "fetch", "missing_note", "png_text", "retry_delay"]
+__all__ = [
+    "EXPIRED_STATUS", "expired", "fetch", "fetch_many", "missing_note", "png_text", "retry_delay",
+]
 
 logger = get_logger(__name__)
 
@@ -75,28 +76,64 @@ async def fetch(
     put: Callable[[bytes], Path],
 ) -> Image:
     """``image`` downloaded into the cache (``path`` and pixel size set, ``missing`` cleared),
-    or, when the download failed, ``image`` with ``missing`` saying why.
+    or, when the download failed, ``image`` with ``missing`` saying why: :func:`fetch_many`
+    of one image."""
+    return (await fetch_many([image], download, put))[0]
+
+
+async def fetch_many(
+    images: Sequence[Image],
+    download: Callable[[str], Awaitable[bytes]],
+    put: Callable[[bytes], Path],
+) -> list[Image]:
+    """``images`` (in their order) each downloaded into the cache (``path`` and pixel size set,
+    ``missing`` cleared) or, when its download failed, with ``missing`` saying why; never
+    raises for a provider error.
+
+    The downloads run at once; the bytes are then stored in one call off the loop (one thread
+    hand-off per job, not per image: hashing, writing and reading the pixel size of megabytes
+    mostly release the GIL, the hand-offs do not).
 
     Args:
-        image: one image of a job; one with a ``path`` or without a ``url`` is returned as is.
-        download: the URL's bytes (with the engine's retries).
-        put: stores bytes in the cache, returns the file (run off the loop: hashing and writing
-            megabytes release the GIL).
+        images: a job's images; one with a ``path`` or without a ``url`` is returned as is.
+        download: a URL's bytes (with the engine's retries).
+        put: stores bytes in the cache, returns the file.
     """
+    got = await asyncio.gather(*(_download(image, download) for image in images))
+    fetched = [(i, data) for i, data in enumerate(got) if isinstance(data, bytes)]
+    if fetched:
+        stored = await asyncio.to_thread(_store_all, [data for _, data in fetched], put)
+        for (i, _), (path, size) in zip(fetched, stored, strict=True):
+            width, height = size or (images[i].width, images[i].height)
+            got[i] = Image(**{**images[i].to_dict(), "path": str(path), "width": width,
+                              "height": height, "missing": None})
+    return [image if isinstance(image, Image) else images[i] for i, image in enumerate(got)]
+
+
+async def _download(image: Image, download: Callable[[str], Awaitable[bytes]]) -> Image | bytes:
+    """The bytes of ``image``; ``image`` itself when it needs no download, or marked missing
+    when the download failed."""
     if image.__dict__.get("path") or not image.url:
         return image
     try:
-        data = await download(image.url)
+        return await download(image.url)
     except ImagineError as exc:
         note = missing_note(exc)
         logger.info("image %s missing: %s", image.url, note)
         return Image(**{**image.to_dict(), "missing": note})
-    path = await asyncio.to_thread(put, data)
-    width, height = image.width, image.height
-    try:
-        width, height = image_size(data)
-    except Exception:  # an unreadable size is no reason to lose the file
-        pass
-    fields: dict[str, Any] = {**image.to_dict(), "path": str(path), "width": width,
-                              "height": height, "missing": None}
-    return Image(**fields)
+
+
+def _store_all(
+    blobs: Sequence[bytes], put: Callable[[bytes], Path]
+) -> list[tuple[Path, tuple[int, int] | None]]:
+    """Each of ``blobs`` stored with ``put``, with its pixel size (``None``: unreadable, which
+    is no reason to lose the file)."""
+    done = []
+    for data in blobs:
+        path = put(data)
+        try:
+            size: tuple[int, int] | None = image_size(data)
+        except Exception:
+            size = None
+        done.append((path, size))
+    return done

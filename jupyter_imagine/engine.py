@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from . import _budgets, _config
-from ._downloads import fetch, png_text, retry_delay
+from ._downloads import fetch_many, png_text, retry_delay
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import MASK, get_logger, redact, scrub, split_secrets
 from ._transport import pooled
@@ -783,8 +783,9 @@ class Engine:
         return done, grid, _missing_error([*done, *([grid] if grid else [])])
 
     async def _fetch_all(self, job: Job, provider: Provider, images: list[Image]) -> list[Image]:
-        """``images`` each fetched into the cache or marked missing (:func:`_downloads.fetch`);
-        each URL retried for at most ``min(retry_for, 30 s)`` here, the rest in the background."""
+        """``images`` each fetched into the cache or marked missing
+        (:func:`_downloads.fetch_many`); each URL retried for at most ``min(retry_for, 30 s)``
+        here, the rest in the background."""
         text = png_text(job)
         policy = dataclasses.replace(self.retry_policy, retry_for=min(self.retry_for, 30.0))
 
@@ -796,7 +797,7 @@ class Engine:
         def put(data: bytes) -> Path:
             return self.store.put_image(data, text=text)
 
-        return list(await asyncio.gather(*(fetch(image, download, put) for image in images)))
+        return await fetch_many(images, download, put)
 
     # ================================================================ missing images
     def _watch_images(self, job: Job, changed: frozenset[str] = frozenset({"images"})) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_imagine._downloads import expired, fetch, missing_note, retry_delay
+from jupyter_imagine._downloads import expired, fetch, fetch_many, missing_note, retry_delay
 from jupyter_imagine.engine import Engine
 from jupyter_imagine.errors import NotFound, PermissionDenied, ProviderError, ServiceUnavailable
 from jupyter_imagine.models import Image, Job, Status
@@ -170,3 +170,37 @@ def test_job_record_counts_missing_images():
     assert Job.from_record(record).images[0].missing == "download failed: x, retrying"
     with pytest.raises(Exception, match="not downloaded .download failed"):
         job.images[0].read_bytes()
+
+
+def test_fetch_many_keeps_the_order_and_stores_every_fetched_image_in_one_hand_off(tmp_path):
+    from PIL import Image as PILImage
+
+    from jupyter_imagine.imaging import to_png
+
+    images = [Image(url=f"https://cdn/{n}.png", role="image", index=n) for n in range(4)]
+    images.append(Image(url=None, role="image", index=4))  # nothing to download: as is
+    stored: list[tuple[int, bytes]] = []
+
+    async def download(url: str) -> bytes:
+        n = int(url.rsplit("/", 1)[1].split(".")[0])
+        if n == 2:
+            raise ServiceUnavailable("cdn answered 502")
+        await asyncio.sleep(0.01 * (3 - n))  # finish in reverse order
+        return to_png(PILImage.new("RGB", (8 + n, 6)))
+
+    def put(data: bytes) -> Path:
+        import threading
+
+        stored.append((threading.get_ident(), data))
+        path = tmp_path / f"{len(stored)}.png"
+        path.write_bytes(data)
+        return path
+
+    got = asyncio.run(fetch_many(images, download, put))
+    assert [i.index for i in got] == [0, 1, 2, 3, 4]
+    assert [i.width for i in got[:4]] == [8, 9, None, 11]
+    assert got[2].path is None and got[2].missing == "download failed: cdn answered 502, retrying"
+    kept = [got[0], got[1], got[3]]
+    assert [Path(i.path).read_bytes() for i in kept] == [data for _, data in stored]
+    assert got[4] == images[4]
+    assert len({thread for thread, _ in stored}) == 1  # one call off the loop for all of them

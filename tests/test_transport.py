@@ -154,3 +154,32 @@ def test_pooled_reuses_its_connections_over_real_http():
 
     assert asyncio.run(main()) == [200] * 200
     assert 1 <= len(accepted) <= 8  # 200 requests over at most 8 connections, all reused
+
+
+def test_pooled_reads_large_bodies_and_drops_connections_the_server_closed():
+    """Bodies bigger than one read arrive whole; an idle connection the server closed is seen
+    as such (its socket reads as readable) and a new one is opened, with no error."""
+    body = bytes(range(256)) * 8192  # 2 MiB: many reads
+    accepted: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()  # no "Connection: close": the client must notice by itself
+
+    async def main() -> list[bytes]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        got = []
+        async with httpx.AsyncClient(transport=pooled(1),
+                                     base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(3):
+                got.append((await client.get("/")).content)
+                await asyncio.sleep(0.05)  # the close reaches the idle connection
+        server.close()
+        return got
+
+    assert asyncio.run(main()) == [body] * 3
+    assert len(accepted) == 3
