@@ -2,8 +2,8 @@
 
 A provider's image URL can fail for a while (5xx, 429, a dropped connection) or for good: a CDN
 that answers 403, 404 or 410 says the URL has expired (TheNextLeg's ``/getImage`` fallback for
-CDN 403s runs inside its provider's ``download``, before a 403 counts here). :func:`fetch` returns
-the image with its cache path, or the same image marked missing — ``"download failed: …,
+CDN 403s runs inside its provider's ``download``, before a 403 counts here). :func:`fetch_many`
+returns each image with its cache path, or the same image marked missing — ``"download failed: …,
 retrying"`` or ``"expired: …"`` in :attr:`Image.missing <jupyter_imagine.models.Image.missing>`
 — and never raises for a provider error. The engine retries the missing ones that are not
 expired with :func:`retry_delay` between rounds until they are fetched.
@@ -23,7 +23,7 @@ from .imaging import image_size
 from .models import Image, Job
 
 __all__ = [
-    "EXPIRED_STATUS", "expired", "fetch", "fetch_many", "missing_note", "png_text", "retry_delay",
+    "EXPIRED_STATUS", "expired", "fetch_many", "missing_note", "png_text", "retry_delay",
 ]
 
 logger = get_logger(__name__)
@@ -68,17 +68,6 @@ def png_text(job: Job) -> dict[str, str]:
         "parameters": json.dumps(parameters, ensure_ascii=False, default=str),
         "Software": "jupyter_imagine",
     }
-
-
-async def fetch(
-    image: Image,
-    download: Callable[[str], Awaitable[bytes]],
-    put: Callable[[bytes], Path],
-) -> Image:
-    """``image`` downloaded into the cache (``path`` and pixel size set, ``missing`` cleared),
-    or, when the download failed, ``image`` with ``missing`` saying why: :func:`fetch_many`
-    of one image."""
-    return (await fetch_many([image], download, put))[0]
 
 
 async def fetch_many(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_imagine._downloads import expired, fetch, fetch_many, missing_note, retry_delay
+from jupyter_imagine._downloads import expired, fetch_many, missing_note, retry_delay
 from jupyter_imagine.engine import Engine
 from jupyter_imagine.errors import NotFound, PermissionDenied, ProviderError, ServiceUnavailable
 from jupyter_imagine.models import Image, Job, Status
@@ -67,11 +67,11 @@ def test_fetch_marks_a_failed_image_missing_and_clears_it_once_fetched(tmp_path)
         path.write_bytes(data)
         return path
 
-    missing = asyncio.run(fetch(image, broken, put))
+    (missing,) = asyncio.run(fetch_many([image], broken, put))
     assert missing.path is None and missing.retrying
     assert missing.missing == "download failed: cdn answered 502, retrying"
-    assert asyncio.run(fetch(image, gone, put)).missing == "expired: cdn answered 404"
-    got = asyncio.run(fetch(missing, fine, put))
+    assert asyncio.run(fetch_many([image], gone, put))[0].missing == "expired: cdn answered 404"
+    (got,) = asyncio.run(fetch_many([missing], fine, put))
     assert got.missing is None and got.path == str(tmp_path / "x.png")
     assert (got.width, got.height, got.index) == (8, 6, 1)
 
