@@ -18,8 +18,8 @@ read in the installed ``@jupyter-widgets/jupyterlab-manager`` bundle and checked
   the models from the notebook's metadata, but needs that setting and a kernel.
 
 So the picture does not ride in the widget's own bundle. Each display emits **two outputs**:
-first a static one (``image/jpeg`` + ``text/plain``, under its own ``display_id``; the same holds
-for ``image/png``, which it was until the JPEG turned out a third smaller), then the widget view.
+first a static one (``image/jpeg`` + ``text/plain``, under its own ``display_id``), then the
+widget view.
 The JPEG carries a comment with the view's ``fallback_key``; the live view finds that output next
 to its own and hides it once the kernel has answered it, so a live session shows the widget once.
 The fallback is kept current from the engine thread with ``update_display``: JupyterLab routes
@@ -71,8 +71,8 @@ class StaticFallback:
     """The static output shown beside a live view, under its own ``display_id``.
 
     Args:
-        render: makes ``(picture, text)`` for the current state (runs on a worker thread): JPEG
-            (or PNG) bytes, and the plain-text form.
+        render: makes ``(jpeg, text)`` for the current state (runs on a worker thread): the
+            picture's JPEG bytes and the plain-text form.
         key: the display id, also written into the picture so the live view can find it.
     """
 
@@ -85,16 +85,15 @@ class StaticFallback:
         self._last: dict[str, Any] | None = None
 
     @staticmethod
-    def _bundle(picture: bytes, text: str) -> dict[str, Any]:
-        mime = "image/jpeg" if picture.startswith(b"\xff\xd8") else "image/png"
-        return {mime: base64.b64encode(picture).decode("ascii"), "text/plain": text}
+    def _bundle(jpeg: bytes, text: str) -> dict[str, Any]:
+        return {"image/jpeg": base64.b64encode(jpeg).decode("ascii"), "text/plain": text}
 
     def show(self) -> None:
         """Display it now (call where the live view is being displayed)."""
         from IPython.display import display
 
-        picture, text = self.render()
-        display(self._bundle(picture, text), raw=True, display_id=self.key)
+        jpeg, text = self.render()
+        display(self._bundle(jpeg, text), raw=True, display_id=self.key)
 
     def refresh(self) -> None:
         """Render again on a worker and update the output from the engine thread; calls made
@@ -155,7 +154,7 @@ def display_bundle(
     """What displaying ``widget`` returns: the bundle of its ``box``, with ``text`` as the plain
     form, and the static fallback shown just before it.
 
-    In a kernel, and when ``static`` is given, ``static(key)`` draws ``(picture, text)`` for the
+    In a kernel, and when ``static`` is given, ``static(key)`` draws ``(jpeg, text)`` for the
     fallback; it is displayed now, before the live view, under ``key``: the widget's
     ``fallback_key`` (set from the engine thread to a new one if empty). Elsewhere (or with
     ``static=None``, the default) only the widget bundle. Returns ``(bundle, fallback or None)``;
