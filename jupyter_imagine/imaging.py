@@ -3,7 +3,8 @@
 Everything here is pure and deterministic. :func:`load_mask` turns any mask-like object into
 the black/white PNG the providers send, :func:`decode_mask` reads one off the wire;
 :func:`png_with_text` / :func:`read_png_text` carry prompt and parameters inside a PNG;
-:func:`thumbnail_png` and :func:`image_size` serve the widgets and the store; :func:`to_png`
+:func:`thumbnail_png` and :func:`image_size` serve the widgets and the store,
+:func:`image_format` tells an image's format from its first bytes; :func:`to_png`
 and :func:`to_jpeg` encode (the latter with text as JPEG comments, read back, like a PNG's, by
 :func:`read_image_text`). The sandbox's procedural art lives in ``jupyter_imagine.sandbox._art``.
 """
@@ -28,6 +29,7 @@ from .errors import InvalidMask, InvalidRequest
 __all__ = [
     "as_grayscale",
     "decode_mask",
+    "image_format",
     "image_size",
     "load_mask",
     "open_image",
@@ -390,6 +392,25 @@ def thumbnail_png(data: bytes, size: int = 512) -> bytes:
         im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
     im.thumbnail((size, size), Image.Resampling.LANCZOS)
     return to_png(im)
+
+
+#: Magic bytes → format: (what, at offset, format).
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (_PNG_SIG, 0, "png"),
+    (b"\xff\xd8\xff", 0, "jpeg"),
+    (b"GIF87a", 0, "gif"),
+    (b"GIF89a", 0, "gif"),
+    (b"WEBP", 8, "webp"),  # after b"RIFF" and the length
+)
+
+
+def image_format(data: bytes) -> str | None:
+    """``"png"``, ``"jpeg"``, ``"gif"`` or ``"webp"`` from the magic bytes of ``data``, else
+    ``None``. Reads nothing past byte 12 (no decoding; see :func:`image_size` for that)."""
+    for magic, offset, name in _MAGIC:
+        if data[offset : offset + len(magic)] == magic and (offset == 0 or data[:4] == b"RIFF"):
+            return name
+    return None
 
 
 def image_size(data: bytes) -> tuple[int, int]:

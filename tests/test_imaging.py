@@ -286,3 +286,20 @@ def test_a_decompression_bomb_image_is_an_invalid_request(monkeypatch):
             fn(bomb)
     small = _png(Image.new("RGB", (20, 20), "white"))
     assert imaging.image_size(small) == (20, 20)
+
+
+def test_image_format_reads_the_magic_bytes():
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    from jupyter_imagine.imaging import image_format
+
+    for fmt, name in (("PNG", "png"), ("JPEG", "jpeg"), ("GIF", "gif"), ("WEBP", "webp")):
+        buf = BytesIO()
+        PILImage.new("RGB", (4, 4), "red").save(buf, format=fmt)
+        assert image_format(buf.getvalue()) == name
+    assert image_format(b"") is None
+    assert image_format(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None  # RIFF, but audio
+    assert image_format(b"xxxxxxxxWEBP") is None  # WEBP only after RIFF
+    assert image_format(b"<html>") is None

@@ -71,6 +71,7 @@ from ..errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from ..imaging import image_format
 from ..models import Balance, Image, Job, Status, utcnow
 from ._base import (
     ChildSpec,
@@ -302,14 +303,10 @@ def _image_payload(data: Any) -> tuple[bytes, str, str]:
         raise InvalidRequest(
             f"upload_image takes bytes, a path or a PIL image, not {type(data).__name__}"
         )
-    if raw.startswith(b"\x89PNG\r\n\x1a\n"):
-        mime, ext = "image/png", ".png"
-    elif raw.startswith(b"\xff\xd8\xff"):
-        mime, ext = "image/jpeg", ".jpg"
-    elif raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
-        mime, ext = "image/webp", ".webp"
-    else:
+    found = image_format(raw)
+    if found not in ("png", "jpeg", "webp"):
         raise InvalidRequest("Banatie accepts PNG, JPEG or WebP images only")
+    mime, ext = f"image/{found}", {"jpeg": ".jpg"}.get(found, f".{found}")
     if "." not in name:
         name += ext
     return raw, name, mime

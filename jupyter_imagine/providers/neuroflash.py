@@ -78,6 +78,7 @@ from ..errors import (
     ProviderError,
     QuotaExceeded,
 )
+from ..imaging import image_format
 from ..models import Balance, Cost, Image, Job, Status, utcnow
 from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
 from ._timestamps import parse_when
@@ -918,7 +919,7 @@ class Neuroflash(Provider):
             source = path.read_bytes()
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
-            mime = _MIME.get(_sniff(data) or "", None)
+            mime = _MIME.get(image_format(data) or "", None)
             if mime is None:
                 raise InvalidRequest(
                     "upload_image: the bytes are not a PNG, JPEG, WebP or GIF image",
@@ -1060,13 +1061,3 @@ def _reason(exc: BaseException) -> str:
     return words.strip()
 
 
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    return None

@@ -43,17 +43,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._secrets import get_logger, redact, register
 from ..errors import ConfigurationError, InvalidRequest
+from ..imaging import image_format
 
 __all__ = ["ImageCache", "address_of", "clean_ext", "detect_ext"]
 
 log = get_logger(__name__)
 
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "png"),
-    (b"\xff\xd8\xff", 0, "jpg"),
-    (b"GIF87a", 0, "gif"),
-    (b"GIF89a", 0, "gif"),
-)
 _EXT = re.compile(r"^[a-z0-9]{1,10}$")
 #: The content address at the end of a cache path (either separator): ``ab/cdef….png``.
 _ADDRESS = re.compile(r"(?:^|[/\\])([0-9a-f]{2})[/\\]([0-9a-f]{62}\.[a-z0-9]{1,10})$")
@@ -68,12 +63,8 @@ _INSTALL = "pip install 'jupyter_imagine[shared-images]'"
 
 def detect_ext(data: bytes) -> str:
     """``png``, ``jpg``, ``webp`` or ``gif`` from the magic bytes, else ``bin``."""
-    for magic, offset, ext in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "bin"
+    found = image_format(data)
+    return "bin" if found is None else clean_ext(found)
 
 
 def clean_ext(ext: str) -> str:
