@@ -14,10 +14,16 @@ comma-separated text, and the timestamps as one fixed-width text. Python never s
 buffer, and the DataFrame is assembled without copies. The per-value cost of ``sqlite3``
 building row tuples was most of the old build.
 
-Order: an unfiltered read scans the table in storage order (``NOT INDEXED``: rowid ascending,
-the cheapest scan) and is reversed here; a filtered or limited read orders rows in a subquery.
-Either way the rows are re-sorted newest first by ``created_at`` (ties: last saved first) only
-if they are not already.
+Parts: a read without a limit is split by ``rowid`` range into parts of about
+:data:`ROWS_PER_PART` jobs (:func:`part_bounds`), one ``UNION ALL`` statement (so one snapshot)
+that returns one aggregate row per part. The store reads the next part while :func:`build` parses
+the one before (the database works without the GIL), so the query and the parse overlap; smaller
+texts are also cheaper for the database to grow.
+
+Order: each part holds its rows in storage order (rowid ascending: on SQLite a range of the table
+itself, the cheapest scan; filtered or on PostgreSQL, a subquery ordered by ``rowid``) and the
+whole is reversed here; a limited read orders its rows in a subquery. Either way the rows are
+re-sorted newest first by ``created_at`` (ties: last saved first) only if they are not already.
 
 Other databases: the same frame comes from any backend whose SQL can aggregate a column into a
 JSON array and concatenate text in a given order. :class:`Dialect` holds the SQL
@@ -33,10 +39,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._schema import KEY_COLUMNS, KNOWN_PROVIDERS, STATUS_ORDER
 from ._secrets import scrub
@@ -54,6 +61,7 @@ __all__ = [
     "FrameColumn",
     "build",
     "gc_paused",
+    "part_bounds",
     "select",
 ]
 
@@ -120,6 +128,10 @@ _STAMP_WIDTH = 32  # "YYYY-MM-DDTHH:MM:SS.ffffff+00:00"
 _UTC_SUFFIX = b"+00:00"
 _NO_STAMP = "0001-01-01T00:00:00.000000+00:00"  # stands for NULL (no job is that old)
 _WORD_BITS = 63
+#: A read without a limit is split into parts of about this many rowids, and at most
+#: :data:`MOST_PARTS` parts (see :func:`part_bounds`).
+ROWS_PER_PART = 8192
+MOST_PARTS = 16
 
 
 @dataclass(frozen=True)
@@ -130,8 +142,9 @@ class Dialect:
     ``concat`` concatenates texts with a separator ``{sep}`` (skipping NULLs), ``char`` makes a
     one-character literal from its code point ``{code}``, ``clamp`` bounds an integer to
     ``0…{top}``, ``flag`` makes 0/1 of a value, ``shift`` moves a 64-bit integer ``{n}`` bits
-    left, ``raw`` is each job's payload as JSON text, and ``scan`` follows ``FROM jobs`` in an
-    unfiltered read (``NOT INDEXED`` on SQLite: storage order).
+    left, ``raw`` is each job's payload as JSON text. ``table_order``: a scan of table ``jobs``
+    (whole, or a ``rowid`` range) yields its rows in ``rowid`` order, as SQLite's table (its rowid
+    b-tree) does; default ``True``. Otherwise every part orders its rows in a subquery.
     """
 
     json_array: str
@@ -141,7 +154,7 @@ class Dialect:
     flag: str = "({v} <> 0)"
     shift: str = "(({v}) << {n})"
     raw: str = "json_quote(json_extract(record, '$.raw'))"
-    scan: str = " NOT INDEXED"
+    table_order: bool = True
 
 
 #: SQLite's templates (its JSON functions are built in since 3.38).
@@ -150,8 +163,8 @@ SQLITE = Dialect(json_array="json_group_array({v})", concat="group_concat({v}, {
 
 #: PostgreSQL's: the same texts from ``json_agg``/``string_agg`` (results cast to text, so the
 #: driver hands over the text and never parses it), 64-bit shifts, a clamp that keeps NULL
-#: (``GREATEST``/``LEAST`` skip NULLs there) and no storage-order scan (the store always orders
-#: PostgreSQL's rows: its heap order is not insertion order).
+#: (``GREATEST``/``LEAST`` skip NULLs there) and no table order (a heap's order is not insertion
+#: order, so every part orders its rows by ``rowid``, which the ``jobs_rowid`` index serves).
 POSTGRESQL = Dialect(
     json_array="CAST(json_agg({v}) AS TEXT)",
     concat="string_agg(CAST({v} AS TEXT), {sep})",
@@ -160,7 +173,7 @@ POSTGRESQL = Dialect(
     flag="(CASE WHEN {v} <> 0 THEN 1 ELSE 0 END)",
     shift="(CAST({v} AS BIGINT) << {n})",
     raw="COALESCE(CAST(CAST(record AS json) -> 'raw' AS TEXT), 'null')",
-    scan="",
+    table_order=False,
 )
 
 
@@ -238,25 +251,73 @@ def _sources(include_raw: bool) -> str:
     return ", ".join([*names, *(["record"] if include_raw else [])])
 
 
-def select(where: str = "", order: str = "", *, include_raw: bool = False,
-           dialect: Dialect = SQLITE) -> tuple[str, bool]:
-    """The frame's query over table ``jobs``, and whether its rows come in storage order.
+def part_bounds(first: int | None, last: int | None) -> list[int]:
+    """The rowids that split rowids ``first`` … ``last`` into parts of about
+    :data:`ROWS_PER_PART` (at most :data:`MOST_PARTS`): part *k* holds the rowids above
+    ``bounds[k - 1]`` and up to ``bounds[k]``; the first and the last part are open-ended, so rows
+    saved after the bounds were read are still read. ``[]`` (one part) for a small table or an
+    empty one (``None``)."""
+    if first is None or last is None:
+        return []
+    parts = min(MOST_PARTS, (last - first) // ROWS_PER_PART + 1)
+    step = (last - first + 1) / parts
+    return [first - 1 + round(step * k) for k in range(1, parts)]
+
+
+def _range(low: int | None, high: int | None) -> tuple[list[str], list[int]]:
+    """The conditions (and their arguments) of the rowids above ``low`` and up to ``high``."""
+    conditions: list[str] = []
+    values: list[int] = []
+    if low is not None:
+        conditions.append("rowid > ?")
+        values.append(low)
+    if high is not None:
+        conditions.append("rowid <= ?")
+        values.append(high)
+    return conditions, values
+
+
+def select(where: str = "", args: Sequence[Any] = (), *, order: str = "",
+           bounds: Sequence[int] = (), include_raw: bool = False,
+           dialect: Dialect = SQLITE) -> tuple[str, list[Any], bool]:
+    """The frame's query over table ``jobs``: one aggregate row per part of the rows.
 
     Args:
-        where: a SQL ``WHERE …`` clause (with ``?`` placeholders), default none.
-        order: ``ORDER BY … [LIMIT ?]`` for the rows, default none: the whole table (or the
-            filtered rows) in storage order.
+        where: a SQL ``WHERE …`` clause (with ``?`` placeholders), default none: every job.
+        args: the values of ``where``'s placeholders, default none.
+        order: ``ORDER BY … [LIMIT ?]`` (its value last in ``args``) for a limited read: one
+            part, rows in that order. Default none: the rows in storage order, in parts.
+        bounds: the rowids between parts (:func:`part_bounds`), default none: one part. Ignored
+            with ``order``.
         include_raw: also aggregate each job's raw payload; default ``False``.
         dialect: the backend's aggregate templates, default :data:`SQLITE`.
 
-    Returns ``(sql, in_storage_order)``: ``True`` when nothing orders the rows, so
-    :func:`build` must reverse them (``ordered=False``).
+    Returns ``(sql, args, in_storage_order)``: ``in_storage_order`` is ``True`` when the rows
+    come oldest saved first, so :func:`build` must reverse them (``storage_order=True``).
+    Each row ends with its part's number, so :func:`build` joins the parts in order whatever
+    order they arrive in.
     """
     aggregates = ", ".join(sql for _, sql in _aggregates(dialect, include_raw))
-    if not where and not order:
-        return f"SELECT {aggregates} FROM jobs{dialect.scan}", True
-    inner = f"SELECT {_sources(include_raw)} FROM jobs{where}{order}"
-    return f"SELECT {aggregates} FROM ({inner}) AS picked", False
+    if order:
+        inner = f"SELECT {_sources(include_raw)} FROM jobs{where}{order}"
+        return f"SELECT {aggregates}, 0 FROM ({inner}) AS picked", list(args), False
+    parts: list[str] = []
+    values: list[Any] = []
+    edges = [None, *bounds, None]
+    for k, (low, high) in enumerate(itertools.pairwise(edges)):
+        conditions, limits = _range(low, high)
+        if where:
+            conditions.insert(0, f"({where.removeprefix(' WHERE ')})")
+            limits = [*args, *limits]
+        clause = " WHERE " + " AND ".join(conditions) if conditions else ""
+        if dialect.table_order and not where:  # a range of the table itself: rowid order
+            scan = clause or " NOT INDEXED"  # the whole table: in storage order, never an index
+            parts.append(f"SELECT {aggregates}, {k} FROM jobs{scan}")
+        else:
+            inner = f"SELECT {_sources(include_raw)} FROM jobs{clause} ORDER BY rowid"
+            parts.append(f"SELECT {aggregates}, {k} FROM ({inner}) AS picked")
+        values += limits
+    return " UNION ALL ".join(parts), values, True
 
 
 @contextlib.contextmanager
@@ -271,12 +332,12 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def build(row: Sequence[Any] | None, *, ordered: bool, storage_order: bool = False,
+def build(rows: Iterable[Sequence[Any]], *, ordered: bool, storage_order: bool = False,
           include_raw: bool = False, keys_as_columns: bool = False) -> pd.DataFrame:
-    """The frame from the one row of :func:`select`'s query.
+    """The frame from the rows of :func:`select`'s query, each parsed as soon as it comes.
 
     Args:
-        row: the aggregates, in :func:`select`'s order (``None``: no jobs).
+        rows: one row of aggregates per part, in :func:`select`'s order (none: no jobs).
         ordered: the rows are already newest first (a query ordered by ``created_at``).
         storage_order: the rows come oldest-saved first (table order) and are reversed first.
         include_raw: the query aggregated the payloads: add a ``raw`` column (dicts, secrets
@@ -292,21 +353,17 @@ def build(row: Sequence[Any] | None, *, ordered: bool, storage_order: bool = Fal
     import pandas as pd
 
     names = [name for name, _ in _aggregates(SQLITE, include_raw)]
-    raw = dict(zip(names, row or [None] * len(names), strict=True))
-    packed = raw["packed0"]  # one integer per job, never NULL
-    n = packed.count(",") + 1 if packed else 0
-    flip = slice(None, None, -1) if storage_order else slice(None)
-    columns = _decode(raw, n, flip)
-    if include_raw:
-        values = json.loads("[" + (raw["raw"] or "") + "]")[flip]
-        columns["raw"] = pd.Series([scrub(r) if r is not None else {} for r in values],
-                                   dtype=object)
+    parsed = {row[-1]: _parse(dict(zip(names, row[:-1], strict=True)), include_raw)
+              for row in rows}  # each part as soon as it comes; the last column is its number
+    parts = [parsed[k] for k in sorted(parsed)] or [_parse({}, include_raw)]
+    arrays = _joined(parts, storage_order)
+    columns = _typed(arrays)
     data = {c.name: columns[c.name] for c in COLUMNS}
     if include_raw:
-        data["raw"] = columns["raw"]
+        data["raw"] = pd.Series(arrays["raw"], dtype=object)
     frame = pd.DataFrame(data, copy=False)  # fresh arrays, nothing shared
-    provider, ids = columns["provider"], columns["id"]
-    frame = _keyed(frame, provider, ids, keys_as_columns=keys_as_columns)
+    n = len(frame)
+    frame = _keyed(frame, columns["provider"], columns["id"], keys_as_columns=keys_as_columns)
     if not ordered and n > 1:
         stamps = columns["created_at"].to_numpy(dtype="datetime64[ns]").view("int64")
         if (np.diff(stamps) > 0).any():  # created_at descending; ties keep last saved first
@@ -320,33 +377,100 @@ def _json_list(text: str | None, *, json_array: bool) -> list[Any]:
     return json.loads(text if json_array else "[" + text + "]")
 
 
-def _decode(raw: dict[str, Any], n: int, flip: slice) -> dict[str, Any]:
-    """Every column of :data:`COLUMNS` as a pandas Series (or Categorical), rows flipped."""
+def _parse(raw: dict[str, Any], include_raw: bool) -> dict[str, Any]:
+    """One part's aggregates as typed pieces, rows in the query's order (see :func:`_piece`),
+    the packed words as int64, the times as datetime64[us] and the payloads (``raw``) as
+    scrubbed dicts. ``raw == {}``: no rows. The costly per-value work (JSON, text checks,
+    factorizing) happens here, part by part, while the database computes the next part."""
     import numpy as np
-    import pandas as pd
 
-    # pandas' default for text here: "str" (NaN for missing) on pandas 3, object before.
-    text_dtype = pd.Series(["x"]).dtype
+    packed = raw.get("packed0")  # one integer per job, never NULL
+    n = packed.count(",") + 1 if packed else 0
     out: dict[str, Any] = {}
     for column in COLUMNS:
         kind, value = column.kind, raw.get(column.name)
         if kind in ("text", "category", "json", "float", "provider"):
-            items = _json_list(value, json_array=kind != "json")[flip]
+            items = _json_list(value, json_array=kind != "json")
             # fromiter never looks inside lists and dicts
-            array = np.fromiter(items, dtype=object, count=n)
-            if kind == "text":
-                out[column.name] = pd.Series(array, dtype=text_dtype)
-            elif kind == "category":
-                out[column.name] = pd.Categorical(array)
-            elif kind == "provider":
-                out[column.name] = _providers(array)
-            elif kind == "json":
-                out[column.name] = pd.Series(array)
-            else:
-                out[column.name] = pd.Series(array.astype(np.float64))  # None → NaN
+            out[column.name] = _piece(kind, np.fromiter(items, dtype=object, count=n))
         elif kind == "time":
-            out[column.name] = _stamps(value, n, flip)
-    out.update(_unpack(raw, flip))
+            out[column.name] = _parse_stamps(value, n)
+    for k in range(len(_WORDS)):
+        text = raw.get(f"packed{k}")
+        out[f"packed{k}"] = (np.fromstring(text, dtype=np.int64, sep=",") if text
+                             else np.zeros(0, dtype=np.int64))
+    if include_raw:
+        payloads = _json_list(raw.get("raw"), json_array=False)
+        out["raw"] = np.fromiter((scrub(r) if r is not None else {} for r in payloads),
+                                 dtype=object, count=n)
+    return out
+
+
+class _Factorized(NamedTuple):
+    """A category column's part: codes (-1 for NA) into its ``uniques``."""
+
+    codes: np.ndarray
+    uniques: np.ndarray
+
+
+def _piece(kind: str, values: np.ndarray) -> Any:
+    """One part of a JSON-kind column, typed: text as pandas' text array, a category as
+    :class:`_Factorized`, a float as float64 (None → NaN); provider and json stay objects."""
+    import numpy as np
+    import pandas as pd
+
+    if kind == "text":
+        # pandas' default for text here: "str" (NaN for missing) on pandas 3, object before.
+        return pd.array(values, dtype=pd.Series(["x"]).dtype)
+    if kind == "category":
+        codes, uniques = pd.factorize(values)
+        return _Factorized(codes, np.asarray(uniques, dtype=object))
+    if kind == "float":
+        return values.astype(np.float64)
+    return values
+
+
+def _joined(parts: list[dict[str, Any]], reverse: bool) -> dict[str, Any]:
+    """The parts' pieces joined end to end, each reversed (``reverse``: last row first)."""
+    order = list(reversed(parts)) if reverse else parts
+    step = -1 if reverse else 1
+    return {name: _join([part[name] for part in order], step) for name in parts[0]}
+
+
+def _join(pieces: list[Any], step: int) -> Any:
+    """One column's pieces, in order, each read with ``step`` (-1: backwards)."""
+    import numpy as np
+    import pandas as pd
+
+    first = pieces[0]
+    if isinstance(first, _Factorized):  # one sorted set of categories, codes mapped onto it
+        categories = pd.Index(sorted(set().union(*(p.uniques for p in pieces))))
+        codes = []
+        for piece in pieces:
+            mapping = np.append(categories.get_indexer(piece.uniques), -1)  # code -1 stays -1
+            codes.append(mapping[piece.codes[::step]])
+        return pd.Categorical.from_codes(np.concatenate(codes), categories=categories)
+    if isinstance(first, np.ndarray):
+        return np.concatenate([piece[::step] for piece in pieces])
+    return type(first)._concat_same_type([piece[::step] for piece in pieces])
+
+
+def _typed(arrays: dict[str, Any]) -> dict[str, Any]:
+    """Every column of :data:`COLUMNS` as a pandas Series (or Categorical), by name."""
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    for column in COLUMNS:
+        kind, array = column.kind, arrays.get(column.name)
+        if kind == "provider":
+            out[column.name] = _providers(array)
+        elif kind == "time":
+            out[column.name] = _times(array)
+        elif kind == "category":
+            out[column.name] = array
+        elif kind in ("text", "json", "float"):
+            out[column.name] = pd.Series(array, copy=False)
+    out.update(_unpack(arrays))
     for column in COLUMNS:
         if column.kind == "seconds":
             end, start = column.source.split()
@@ -354,16 +478,14 @@ def _decode(raw: dict[str, Any], n: int, flip: slice) -> dict[str, Any]:
     return out
 
 
-def _unpack(raw: dict[str, Any], flip: slice) -> dict[str, pd.Series | pd.Categorical]:
+def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, pd.Series | pd.Categorical]:
     """The packed columns (see :func:`_words`), by name."""
     import numpy as np
     import pandas as pd
 
     out: dict[str, Any] = {}
     for k, word in enumerate(_WORDS):
-        text = raw.get(f"packed{k}")
-        packed = (np.fromstring(text, dtype=np.int64, sep=",") if text
-                  else np.zeros(0, dtype=np.int64))[flip]
+        packed = arrays[f"packed{k}"]
         for column, shift in word:
             values = (packed >> shift) & ((1 << _BITS[column.kind]) - 1)
             if column.kind == "status":
@@ -412,27 +534,33 @@ def _keyed(frame: pd.DataFrame, provider: pd.Categorical, ids: pd.Series, *,
     return frame.drop(columns=list(KEY_COLUMNS))
 
 
-def _stamps(text: str | None, n: int, flip: slice) -> pd.Series:
-    """A time column from its stamps joined by the unit separator (NULL as :data:`_NO_STAMP`)."""
+def _parse_stamps(text: str | None, n: int) -> np.ndarray:
+    """A time column's ``n`` stamps joined by the unit separator (NULL as :data:`_NO_STAMP`),
+    as datetime64[us] (UTC, NULL still :data:`_NO_STAMP`)."""
     import numpy as np
     import pandas as pd
 
     width, bare = _STAMP_WIDTH, _STAMP_WIDTH - len(_UTC_SUFFIX)
     data = (text or "").encode("ascii", "replace") + _UNIT_SEPARATOR.encode()
-    stamps = None
     if n and len(data) == n * (width + 1):  # what the store writes: cut and parse in numpy
         table = np.frombuffer(data, dtype=np.uint8).reshape(n, width + 1)
         if (table[:, bare:width] == np.frombuffer(_UTC_SUFFIX, np.uint8)).all():
             head = np.ascontiguousarray(table[:, :bare])
-            try:
-                stamps = head.view(f"S{bare}").ravel().astype("datetime64[us]")
-            except ValueError:
-                stamps = None
-    if stamps is None:  # rows written by hand in another form: let pandas cope, row by row
-        values = pd.Series((text or "").split(_UNIT_SEPARATOR) if n else [], dtype=object)
-        values = values.where(values != _NO_STAMP, None)
-        stamps = (pd.to_datetime(values, format="ISO8601", utc=True).dt.tz_localize(None)
-                  .to_numpy(dtype="datetime64[us]"))
-    stamps = stamps[flip].copy()
-    stamps[stamps == np.datetime64(_NO_STAMP[:bare], "us")] = np.datetime64("NaT")
+            with contextlib.suppress(ValueError):
+                return head.view(f"S{bare}").ravel().astype("datetime64[us]")
+    # rows written by hand in another form: let pandas cope, row by row
+    values = pd.Series((text or "").split(_UNIT_SEPARATOR) if n else [], dtype=object)
+    values = values.where(values != _NO_STAMP, None)
+    return (pd.to_datetime(values, format="ISO8601", utc=True).dt.tz_localize(None)
+            .to_numpy(dtype="datetime64[us]"))
+
+
+def _times(stamps: np.ndarray) -> pd.Series:
+    """A time column from :func:`_parse_stamps`' stamps: datetime64[ns, UTC], NaT for NULL."""
+    import numpy as np
+    import pandas as pd
+
+    stamps = stamps.copy()
+    stamps[stamps == np.datetime64(_NO_STAMP[:_STAMP_WIDTH - len(_UTC_SUFFIX)], "us")] = (
+        np.datetime64("NaT"))
     return pd.Series(stamps.astype("datetime64[ns]")).dt.tz_localize("UTC")

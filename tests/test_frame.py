@@ -228,7 +228,85 @@ def test_every_column_of_the_table_is_built_once_in_order():
     assert {c.kind for c in _frame.COLUMNS} <= {
         "text", "category", "json", "float", "time", "seconds", "provider", "status", "flag",
         "count", "size"}
-    sql, in_storage_order = _frame.select()
-    assert in_storage_order and "NOT INDEXED" in sql
-    sql, in_storage_order = _frame.select(" WHERE status = ?", " ORDER BY rowid DESC")
-    assert not in_storage_order and "ORDER BY rowid DESC" in sql
+    sql, args, in_storage_order = _frame.select()
+    assert in_storage_order and "NOT INDEXED" in sql and args == []
+    sql, args, in_storage_order = _frame.select(" WHERE status = ?", ["queued"],
+                                                order=" ORDER BY rowid DESC LIMIT ?")
+    assert not in_storage_order and "ORDER BY rowid DESC" in sql and args == ["queued"]
+
+
+def test_part_bounds_cover_every_rowid_once():
+    from jupyter_imagine import _frame
+
+    assert _frame.part_bounds(None, None) == []  # an empty table: one part
+    assert _frame.part_bounds(1, _frame.ROWS_PER_PART) == []
+    bounds = _frame.part_bounds(1, 100_000)
+    assert len(bounds) + 1 == 100_000 // _frame.ROWS_PER_PART + 1
+    assert bounds == sorted(set(bounds)) and 1 <= bounds[0] and bounds[-1] < 100_000
+    sizes = [b - a for a, b in zip([0, *bounds], [*bounds, 100_000], strict=True)]
+    assert max(sizes) - min(sizes) <= 1  # even parts
+    assert len(_frame.part_bounds(1, 10**9)) + 1 == _frame.MOST_PARTS
+
+
+def test_a_read_in_parts_repeats_the_filter_for_each_part():
+    from jupyter_imagine import _frame
+
+    sql, args, in_storage_order = _frame.select(" WHERE status = ? AND cost > ?", ["queued", 1],
+                                                bounds=[10, 20])
+    assert in_storage_order and sql.count(" UNION ALL ") == 2
+    assert args == ["queued", 1, 10, "queued", 1, 10, 20, "queued", 1, 20]
+    assert sql.count("(status = ? AND cost > ?) AND rowid") == 3
+    sql, args, _ = _frame.select(bounds=[10], dialect=_frame.POSTGRESQL)
+    assert sql.count("ORDER BY rowid") == 2 and args == [10, 10]  # heap order is not save order
+
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Parts of 3 rowids, so a handful of jobs is read in several parts."""
+    from jupyter_imagine import _frame
+
+    monkeypatch.setattr(_frame, "ROWS_PER_PART", 3)
+
+
+def test_a_frame_read_in_parts_is_the_frame_read_at_once(store, small_parts, monkeypatch):
+    from jupyter_imagine import _frame
+
+    jobs = [make_job(i % 9, remote_id=f"r{i}", provider=["apiframe", "banatie"][i % 2],
+                     status=[Status.SUCCEEDED, Status.QUEUED][i % 2], raw={"n": i})
+            for i in range(40)]
+    random.Random(3).shuffle(jobs)
+    for job in jobs:
+        store.save(job.to_record())
+    for job in jobs[5:25:2]:  # gaps in the rowids: some parts are empty or short
+        store.delete(job.id)
+    calls = [dict(), dict(provider="banatie"), dict(include_raw=True, keys_as_columns=True),
+             dict(status="queued", include_raw=True)]
+    parted = [store.frame(**kw) for kw in calls]
+    monkeypatch.setattr(_frame, "MOST_PARTS", 1)
+    for kw, frame in zip(calls, parted, strict=True):
+        pd.testing.assert_frame_equal(frame, store.frame(**kw))
+    assert len(parted[0]) == 30 and ids(parted[0]) == [r["id"] for r in store.records()]
+
+
+def test_rows_saved_after_the_bounds_were_taken_are_read(store):
+    from jupyter_imagine import _frame
+
+    for i in range(10):
+        store.save(make_job(i).to_record())
+    sql, args, storage_order = _frame.select(bounds=[2, 4], dialect=store._DIALECT)
+    rows = store._query(sql, args)
+    assert [row[-1] for row in rows] == [0, 1, 2]
+    frame = _frame.build(rows, ordered=False, storage_order=storage_order)
+    assert ids(frame) == [r["id"] for r in store.records()]
+
+
+def test_parts_are_joined_in_their_order_whatever_order_they_arrive_in(store):
+    from jupyter_imagine import _frame
+
+    for i in range(10):
+        store.save(make_job(i).to_record())
+    sql, args, storage_order = _frame.select(bounds=[3, 6], dialect=store._DIALECT)
+    rows = store._query(sql, args)
+    frame = _frame.build(list(reversed(rows)), ordered=False, storage_order=storage_order)
+    pd.testing.assert_frame_equal(frame, store.frame())
+    assert _frame.build([], ordered=False).empty  # no rows at all: the empty frame

@@ -74,6 +74,13 @@ def _open(url: str, home: str, start, out) -> None:
         out.put(f"{type(exc).__name__}: {exc}")
 
 
+def test_the_session_reads_the_frame_in_order_without_jit(pg_url, tmp_path):
+    with PostgresStore(pg_url, home=tmp_path) as store:
+        settings = {name: store._query(f"SHOW {name}")[0][0]
+                    for name in ("max_parallel_workers_per_gather", "jit")}
+    assert settings == {"max_parallel_workers_per_gather": "0", "jit": "off"}
+
+
 def test_processes_starting_on_one_fresh_database_migrate_it_once(pg_url, tmp_path):
     results = _at_once(_open, [(pg_url, str(tmp_path / f"m{i}")) for i in range(4)])
     assert results == ["ok"] * 4

@@ -1,16 +1,18 @@
 """The team store: the same history on PostgreSQL, for many people and machines (issue 13).
 
 :class:`PostgresStore` is :class:`~jupyter_imagine.store._sqlite.Store` with another connection:
-every method, its SQL (``?`` placeholders, upsert, compare-and-set, claims, the frame's one
-aggregate row) and its guarantees are shared; what differs is a handful of class attributes and
+every method, its SQL (``?`` placeholders, upsert, compare-and-set, claims, the frame's
+aggregate rows) and its guarantees are shared; what differs is a handful of class attributes and
 this plumbing:
 
 * **Driver: psycopg 3** (``pip install jupyter_imagine[postgres]``). It is the maintained
   PostgreSQL driver for Python, binary wheels included, thread-safe connections, server-side
   parameter binding, and ``LISTEN``/``NOTIFY``. ADBC's driver would read Arrow straight from
-  the server, but the frame is already one aggregate row of texts (see
+  the server, but the frame is already a few aggregate rows of texts (see
   :mod:`jupyter_imagine._frame`): the per-row cost it would remove is not paid here, and its
-  write path (upserts, ``RETURNING``, transactions) is thinner.
+  write path (upserts, ``RETURNING``, transactions) is thinner. The frame's rows are streamed
+  (:meth:`_Connection.stream`), so this process parses one part while the server computes the
+  next.
 * **Placeholders**: :class:`_Connection` turns the store's ``?`` into psycopg's ``%s``.
 * **Writers** are serialised like SQLite's ``BEGIN IMMEDIATE``: each write transaction first
   takes one transaction-level advisory lock, so read-then-write steps (the parent's root, the
@@ -24,9 +26,10 @@ this plumbing:
   ``jupyter_imagine_meta``; migrations run under a session advisory lock, so kernels starting
   together migrate once. Versions 1–3 are SQLite's history: PostgreSQL starts at 3, and every
   later version is one step on both backends.
-* **Frame order**: PostgreSQL's heap order is not save order, so the frame always reads rows
-  ordered by ``rowid`` (:data:`jupyter_imagine._frame.POSTGRESQL`), with parallel plans off for
-  the session so the aggregate sees them in that order.
+* **Frame order**: PostgreSQL's heap order is not save order, so each part of the frame reads
+  its rows ordered by ``rowid`` (:data:`jupyter_imagine._frame.POSTGRESQL`), with parallel plans
+  off for the session so the aggregate sees them in that order. JIT compilation is off for the
+  session too: it cost the frame's query more than the query itself.
 
 The URL's password never reaches a message, a log or ``repr``: :func:`safe_url` drops it.
 """
@@ -36,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -186,6 +189,11 @@ class _Connection:
         cursor.executemany(_pg_sql(sql), [tuple(row) for row in rows])
         return cursor
 
+    def stream(self, sql: str, args: Iterable[Any] = ()) -> Iterator[Any]:
+        """The rows of ``sql`` as the server sends them (psycopg's single-row mode)."""
+        values = tuple(args)
+        return self.raw.cursor().stream(_pg_sql(sql) if values else sql, values or None)
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != TransactionStatus.IDLE
@@ -235,7 +243,6 @@ class PostgresStore(Store):
     _DB_ERRORS = (psycopg.Error, OSError)
     _INTEGRITY_ERRORS = (psycopg.errors.UniqueViolation,)
     _DIALECT = _frame.POSTGRESQL
-    _STORAGE_ORDER_SCAN = False
     _LIKE = "ILIKE"
     _CLAIMABLE = (
         f"SELECT id FROM jobs WHERE status IN {UNFINISHED_SQL} "
@@ -244,6 +251,12 @@ class PostgresStore(Store):
     )
     _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
     _META = "jupyter_imagine_meta"
+
+    @staticmethod
+    def _cursor(conn: Any, sql: str, args: list[Any]) -> Iterator[Sequence[Any]]:
+        """The rows of ``sql`` as the server sends them: it computes the next part of the frame
+        while this process parses the last."""
+        return conn.stream(sql, args)
 
     def __init__(
         self, url: str, home: str | os.PathLike[str] | None = None, *, images: str | None = None
@@ -283,6 +296,10 @@ class PostgresStore(Store):
             # The frame aggregates rows in the order its subquery sorts them; a parallel plan
             # could interleave workers' rows.
             conn.execute("SET max_parallel_workers_per_gather = 0")
+            # The frame's query is a long list of aggregates over text functions that JIT
+            # cannot speed up: compiling it took 0.5–0.7 s before the first part of 100,000
+            # jobs came (about as long as the whole query without it). Other queries are small.
+            conn.execute("SET jit = off")
             _migrate(conn)
         except BaseException:
             raw.close()

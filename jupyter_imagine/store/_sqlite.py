@@ -69,7 +69,10 @@ Choices worth knowing:
   frame shows real NA and never ``""``.
 * **The frame** (:meth:`Store.frame`) is one SQL query over the indexed columns, never over
   ``record``; :mod:`jupyter_imagine._frame` owns its select list and turns the rows into the
-  typed DataFrame.
+  typed DataFrame. A large history is read in parts by rowid range (one statement, one
+  snapshot); a worker thread takes the connection (and the lock) while the caller's thread parses
+  each part as it comes (:mod:`._read_ahead`), so SQLite computes part *k + 1* on one core while
+  Python parses part *k* on the other.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -102,6 +105,7 @@ from .._schema import (
 from .._secrets import get_logger, redact, scrub
 from ..errors import ImagineError, InvalidRequest, StorageError
 from ._images import ImageCache
+from ._read_ahead import read_ahead
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -753,8 +757,6 @@ class Store:
     _INTEGRITY_ERRORS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
     #: The frame query's templates.
     _DIALECT: _frame.Dialect = _frame.SQLITE
-    #: Whether an unfiltered frame may scan in storage order (rowid order on SQLite).
-    _STORAGE_ORDER_SCAN = True
     #: The case-insensitive (for ASCII) substring match of ``history(query=…)``.
     _LIKE = "LIKE"
     #: The claimable rows' subquery (see :data:`_CLAIMABLE`) and what ends it (row locks).
@@ -1375,23 +1377,40 @@ class Store:
         where, args = self._where(
             provider=provider, status=status, since=since, until=until, query=query, user=user
         )
-        if limit is None:
-            # Rows in storage order, re-sorted by created_at in numpy only if needed: following
-            # the created_at index costs one table lookup per row.
-            order = " ORDER BY rowid DESC" if where or not self._STORAGE_ORDER_SCAN else ""
-        else:
+        order, bounds = "", []
+        if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise InvalidRequest(f"limit must be a whole number ≥ 0, not {limit!r}")
             order = _NEWEST_FIRST + " LIMIT ?"
             args.append(limit)
-        sql, storage_order = _frame.select(where, order, include_raw=include_raw,
-                                           dialect=self._DIALECT)
+        else:
+            bounds = _frame.part_bounds(*self._query("SELECT min(rowid), max(rowid) FROM jobs")[0])
+        sql, args, storage_order = _frame.select(
+            where, args, order=order, bounds=bounds, include_raw=include_raw, dialect=self._DIALECT
+        )
         with _frame.gc_paused():
-            row = self._paths_here(self._query(sql, args)[0], include_raw)
             return _frame.build(
-                row, ordered=limit is not None, storage_order=storage_order,
+                (self._paths_here(row, include_raw) for row in self._frame_rows(sql, args, bounds)),
+                ordered=limit is not None, storage_order=storage_order,
                 include_raw=include_raw, keys_as_columns=keys_as_columns,
             )
+
+    def _frame_rows(self, sql: str, args: list[Any], bounds: list[int]) -> Iterable[Sequence[Any]]:
+        """The frame query's rows: read ahead in a worker thread when there are several parts
+        (``bounds``), so the next part is computed while the last is parsed."""
+        if not bounds:
+            return self._query(sql, args)
+
+        def rows() -> Iterator[Sequence[Any]]:
+            with self._lock:
+                yield from self._cursor(self._db(), sql, args)
+
+        return read_ahead(rows)
+
+    @staticmethod
+    def _cursor(conn: Any, sql: str, args: list[Any]) -> Iterator[Sequence[Any]]:
+        """The rows of ``sql`` as the database computes them (sqlite3 steps per row)."""
+        return iter(conn.execute(sql, tuple(args)))
 
     def _paths_here(self, row: Sequence[Any], include_raw: bool) -> Sequence[Any]:
         """The frame query's ``row`` with ``image_paths`` as this machine's paths when the
