@@ -43,9 +43,12 @@ if [ -f js/package.json ]; then
   (cd js && npm ci --no-audit --no-fund && npx vitest run)
 fi
 
+# Two workers (JUPYTER_IMAGINE_TEST_WORKERS, default 2; 0 runs in this process), a test file
+# each at a time: the slow tests are real processes (kernels, JupyterLab and Chromium, the
+# sandbox drawing pictures), so one file's waits overlap another's work.
 echo "==> pytest"
 set +e
-"$PYTHON" -m pytest "$@"
+"$PYTHON" -m pytest -n "${JUPYTER_IMAGINE_TEST_WORKERS:-2}" --dist loadfile "$@"
 code=$?
 set -e
 if [ "$code" = 5 ]; then
