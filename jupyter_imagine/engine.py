@@ -205,6 +205,7 @@ class Engine:
         self._refetching: dict[str, asyncio.Event | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._closed = False  # close() ran: its store is closed, so it never starts again
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._sandbox_app: Any = sandbox_app
         #: when this engine was made: the start of budgets over the ``session`` period
@@ -220,10 +221,19 @@ class Engine:
 
     def start(self) -> Engine:
         """Start the thread, claim the unfinished jobs nobody holds (no owner, or an expired
-        lease) and resume them, and start the heartbeat (idempotent)."""
+        lease) and resume them, and start the heartbeat (idempotent).
+
+        Raises:
+            ImagineError: the engine was closed (its store with it); make a new one.
+        """
         with self._lock:
             if self.running:
                 return self
+            if self._closed:
+                raise ImagineError(
+                    f"the engine {self.owner} was closed, and its history store with it; make a "
+                    "new Engine, or call jupyter_imagine.configure(store=…) for the session's"
+                )
             loop = asyncio.new_event_loop()
             ready = threading.Event()
 
@@ -250,6 +260,7 @@ class Engine:
             if loop is None or thread is None:
                 return
             self._loop = self._thread = None
+            self._closed = True  # a late defer() or run() must not start it on a closed store
 
         async def shutdown() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 
 import jupyter_imagine as ji
 from jupyter_imagine.engine import Engine
+from jupyter_imagine.errors import ImagineError
 from jupyter_imagine.models import GRID_ACTIONS, UPSCALE_ACTIONS, Job, Status
 from jupyter_imagine.sandbox import create_app
 from jupyter_imagine.store import Store
@@ -436,6 +437,25 @@ def test_close_releases_leases_so_another_engine_resumes_at_once(tmp_path):
                 **{**FAST, "sandbox_speed": 5}) as second:
         resumed = second.get(job.id)
         assert resumed.id in second._tasks and resumed.id not in second._following
+
+
+
+def test_a_closed_engine_never_starts_again_on_its_closed_store(tmp_path):
+    eng = Engine(Store(tmp_path / "home"), **FAST).start()
+    eng.close()
+    threads = {t.ident for t in threading.enumerate()}
+
+    async def late() -> None:  # what a widget or a job's waiter may still schedule
+        return None
+
+    coro = late()
+    for call in (eng.start, lambda: eng.run(coro), lambda: eng.defer(print)):
+        with pytest.raises(ImagineError, match="was closed.*make a new Engine") as info:
+            call()
+        assert "\n" not in str(info.value)
+    coro.close()
+    assert not eng.running
+    assert {t.ident for t in threading.enumerate()} <= threads  # no loop, no heartbeat left
 
 
 # ------------------------------------------------------------------ storage failures
