@@ -21,10 +21,18 @@ export const sniff = (dv) => (dv.getUint8(0) === 0xff ? "image/jpeg" : dv.getUin
 /** A blob URL of image bytes (a DataView), or null for none. Revoke it when done. */
 export const blobUrl = (dv) => (dv && dv.byteLength ? URL.createObjectURL(new Blob([dv], { type: sniff(dv) })) : null);
 
-/** Hide the static fallback picture displayed next to this live view (see widgets/_bundle.py):
- *  the output just before one of `el`'s ancestors whose JPEG (or PNG) carries `key` in its first
- *  bytes (a comment or text chunk). Returns it, or null. */
+/** Hide the static fallback picture displayed next to this live view (see findFallback).
+ *  Returns it, or null. */
 export function hideFallback(el, key) {
+  const found = findFallback(el, key);
+  if (found) found.classList.add("ji-hidden");
+  return found;
+}
+
+/** The static fallback picture displayed next to this view (see widgets/_bundle.py): the output
+ *  just before one of `el`'s ancestors whose JPEG (or PNG) carries `key` in its first bytes (a
+ *  comment or text chunk). Returns it, or null. */
+export function findFallback(el, key) {
   if (!key) return null;
   for (let node = el, depth = 0; node && depth < 12; node = node.parentElement, depth++) {
     let sib = node.previousElementSibling;
@@ -33,7 +41,7 @@ export function hideFallback(el, key) {
         const at = img.src.indexOf(",") + 1;
         let head = "";
         try { head = atob(img.src.slice(at, at + 4096)); } catch { /* not our picture */ }
-        if (head.includes(key)) { sib.classList.add("ji-hidden"); return sib; }
+        if (head.includes(key)) return sib;
       }
     }
   }

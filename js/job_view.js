@@ -5,10 +5,12 @@
 // The result's thumbnails are not synced state (a notebook saved with widget state would keep
 // them): the view asks for them on render, and Python sends them when `images_rev` changes.
 // The static picture displayed beside the view is hidden only once the kernel has answered or
-// sent a change, so a view restored from saved widget state with no kernel leaves it in sight.
+// sent a change, so a view restored from saved widget state with no kernel leaves it in sight;
+// if no kernel has answered after ORPHAN_MS, the card itself makes way for that picture (its
+// buttons would do nothing) until one does.
 // The messages are listed in jupyter_imagine/widgets/_protocol.py.
 
-import { blobUrl, h, hideFallback } from "./_dom.js";
+import { blobUrl, findFallback, h, hideFallback } from "./_dom.js";
 
 const STATUS = { queued: "Queued", running: "Running", succeeded: "Done", failed: "Failed", cancelled: "Cancelled" };
 const ERRORS = {
@@ -16,6 +18,8 @@ const ERRORS = {
   AuthenticationError: "Key rejected", RateLimited: "Rate limited", ServiceUnavailable: "Service unavailable",
   BudgetExceeded: "Over budget",
 };
+/** How long a view waits for a kernel before it gives way to the static picture (ms). */
+export const ORPHAN_MS = 3000;
 const BUSY = new Set(["starting", "queued", "running", "drawing"]);
 /** Words shown after the labels that are only an emoji, so no button depends on an emoji font. */
 const SPELLED = { "🔄": "Reroll", "⬅️": "Pan left", "➡️": "Pan right", "⬆️": "Pan up", "⬇️": "Pan down" };
@@ -207,9 +211,19 @@ function render({ model, el }) {
     model.send({ type: "images" });
   }
 
+  // No kernel answered (a notebook reopened with a new kernel rebuilds its views from the saved
+  // widget state, and no kernel knows them): the card shows what the picture shows, with buttons
+  // that do nothing, so it steps aside for the picture. Any answer or change brings it back.
+  let answered = false;
+  const orphan = setTimeout(() => {
+    if (!answered && findFallback(el, get("fallback_key"))) card.classList.add("ji-hidden");
+  }, ORPHAN_MS);
+
   // The kernel is there (it answered or changed something): hide the static picture.
   let hideTries = 0;
   function live() {
+    answered = true;
+    card.classList.remove("ji-hidden");
     fallback = fallback || hideFallback(el, get("fallback_key"));
     if (!fallback && hideTries < 5) setTimeout(live, 100 * 2 ** hideTries++); // not attached yet
   }
@@ -256,6 +270,7 @@ function render({ model, el }) {
   requestImages();
 
   return () => {
+    clearTimeout(orphan);
     if (timer) clearInterval(timer);
     close();
     if (fallback) fallback.classList.remove("ji-hidden");

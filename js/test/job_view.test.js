@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import widget, { buttonText, errorText, formatElapsed, kindText, statusText } from "../job_view.js";
+import widget, { ORPHAN_MS, buttonText, errorText, formatElapsed, kindText, statusText } from "../job_view.js";
 import { button, fakeModel, mount as mountModule, view } from "./fake_model.js";
 
 const GRID = ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"];
@@ -225,15 +225,32 @@ describe("thumbnails and the static fallback", () => {
     expect(fallback.classList.contains("ji-hidden")).toBe(true);
   });
 
-  it("restored from saved widget state with no kernel: no pictures, the fallback stays in sight", () => {
+  it("restored from saved widget state with no kernel: the fallback stays, the card steps aside", () => {
     vi.useFakeTimers();
     const model = fakeModel({ ...done(), fallback_key: "k3y" });
     const { fallback, el } = outputs("k3y");
     widget.render({ model, el }); // nobody answers
+    const card = el.querySelector(".ji-job");
+    vi.advanceTimersByTime(ORPHAN_MS - 100);
+    expect(card.classList.contains("ji-hidden")).toBe(false); // a kernel may still answer
     vi.advanceTimersByTime(10_000);
     expect(fallback.classList.contains("ji-hidden")).toBe(false);
+    expect(card.classList.contains("ji-hidden")).toBe(true); // its buttons would do nothing
     expect(el.querySelector(".ji-status").textContent).toMatch(/^Done/);
     expect(el.querySelectorAll(".ji-cell")).toHaveLength(0);
+    model.emit({ type: "images", rev: 1 }, model.get("images")); // a kernel after all (it was busy)
+    expect(card.classList.contains("ji-hidden")).toBe(false);
+    expect(fallback.classList.contains("ji-hidden")).toBe(true);
+    expect(el.querySelectorAll(".ji-cell")).toHaveLength(4);
+  });
+
+  it("without a static picture beside it the card stays, kernel or not", () => {
+    vi.useFakeTimers();
+    const model = fakeModel({ ...done(), fallback_key: "k3y" });
+    const { el } = outputs("another key");
+    widget.render({ model, el });
+    vi.advanceTimersByTime(10_000);
+    expect(el.querySelector(".ji-job").classList.contains("ji-hidden")).toBe(false);
   });
 
   it("a change from the kernel while a job runs hides the fallback too", () => {
