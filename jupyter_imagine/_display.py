@@ -78,14 +78,13 @@ class LiveText:
         """``True`` when there is a widget in the notebook."""
         return self._widget is not None
 
-    def _bundle(self, markup: str) -> dict[str, Any]:
-        return {
-            "text/plain": plain_text(markup) or "…",
-            "text/html": markup,
-            "application/vnd.jupyter.widget-view+json": {
+    def _bundle(self, markup: str, *, live: bool = True) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": plain_text(markup) or "…", "text/html": markup}
+        if live:
+            bundle["application/vnd.jupyter.widget-view+json"] = {
                 "version_major": 2, "version_minor": 0, "model_id": self._widget.model_id,
-            },
-        }
+            }
+        return bundle
 
     def set(self, markup: str, *, force: bool = False) -> None:
         """Show ``markup`` (HTML), at most every ``min_interval`` seconds unless ``force``; a
@@ -121,16 +120,22 @@ class LiveText:
 
     def close(self, markup: str | None = None) -> None:
         """Show the final state (``markup``, or the last throttled update) in the widget and in
-        the static copy; later updates are ignored."""
+        the static copy; later updates are ignored.
+
+        The output then becomes the static copy alone and the widget is closed: nothing live
+        is left to update, and a notebook saved with widget state would otherwise keep a view
+        of a model that no longer exists (a broken-widget icon where the outcome should be)."""
         with self._lock:
             final = markup if markup is not None else (self._pending or self._current)
             self._show(final, time.monotonic())
             self._closed = True
         if self._handle is not None:
             try:
-                self._handle.update(self._bundle(final), raw=True)
+                self._handle.update(self._bundle(final, live=False), raw=True)
             except Exception:  # pragma: no cover - a display that went away
                 logger.debug("could not update the progress display", exc_info=True)
+                return
+            self._widget.close()
 
 
 class Progress:
