@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image as PILImage
 
 
-def until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    """Wait until ``predicate()`` is true (the engine thread writes the widgets' traits)."""
+def until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
+    """Wait until ``predicate()`` is true (the engine thread writes the widgets' traits); the
+    timeout is an upper bound for a loaded machine (two test workers beside JupyterLab)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
