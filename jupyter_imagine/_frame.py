@@ -38,6 +38,7 @@ collector from walking them again and again meanwhile (nothing built here forms 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -420,14 +421,22 @@ def _piece(kind: str, values: np.ndarray) -> Any:
     import pandas as pd
 
     if kind == "text":
-        # pandas' default for text here: "str" (NaN for missing) on pandas 3, object before.
-        return pd.array(values, dtype=pd.Series(["x"]).dtype)
+        return pd.array(values, dtype=_text_dtype())
     if kind == "category":
         codes, uniques = pd.factorize(values)
         return _Factorized(codes, np.asarray(uniques, dtype=object))
     if kind == "float":
         return values.astype(np.float64)
     return values
+
+
+@functools.cache
+def _text_dtype() -> Any:
+    """pandas' default dtype for text: "str" (NaN for missing) on pandas 3, object before. Asked
+    once: every text column of every part needs it, and asking costs a Series (~0.1 ms)."""
+    import pandas as pd
+
+    return pd.Series(["x"]).dtype
 
 
 def _joined(parts: list[dict[str, Any]], reverse: bool) -> dict[str, Any]:
