@@ -232,7 +232,8 @@ class Engine:
             if self._closed:
                 raise ImagineError(
                     f"the engine {self.owner} was closed, and its history store with it; make a "
-                    "new Engine, or call jupyter_imagine.configure(store=…) for the session's"
+                    "new Engine, or call jupyter_imagine.configure(store=…) for a new session "
+                    "engine"
                 )
             loop = asyncio.new_event_loop()
             ready = threading.Event()
