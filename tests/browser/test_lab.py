@@ -206,6 +206,13 @@ def test_reopened_with_saved_widget_state_each_job_keeps_its_picture(lab, page):
         assert picture.is_visible()
         assert picture.evaluate("img => img.complete && img.naturalWidth") == 560
         assert cell.locator(".ji-job .ji-cell").count() == 0  # no thumbnails without a kernel
+        # the widget frames around the card are "disconnected" (the new kernel knows none of
+        # these models); their red broken-link marks go with the card
+        frames = cell.locator(".jupyter-widgets-disconnected")
+        assert frames.count() >= 1
+        marks = frames.evaluate_all(
+            "els => els.map(e => getComputedStyle(e, '::before').content)")
+        assert set(marks) == {"none"}, marks
     page.screenshot(path=str(lab.base / "saved-state-reopened.png"), full_page=True)
     assert nb.widget_errors == [], "\n\n".join(nb.widget_errors)
 
