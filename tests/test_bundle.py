@@ -16,7 +16,7 @@ import jupyter_imagine as ji
 from jupyter_imagine import _display
 from jupyter_imagine.imaging import read_image_text
 from jupyter_imagine.models import Job
-from jupyter_imagine.widgets import JobView, _fallback_png
+from jupyter_imagine.widgets import JobView, _fallback_picture
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,8 @@ def test_in_a_kernel_the_fallback_comes_first_then_the_live_view(engine, kernel)
     final = [("imagine", "succeeded", 4), ("upscale", "succeeded", 1)]
     until(lambda: lineage(mine()[-1]) == final, what="the child in the fallback")
     assert {c["thread"] for c in mine()} == {"jupyter-imagine-engine"}
-    assert image_of(base64.b64decode(mine()[-1]["data"]["image/jpeg"])).width == _fallback_png.WIDTH
+    picture = base64.b64decode(mine()[-1]["data"]["image/jpeg"])
+    assert image_of(picture).width == _fallback_picture.WIDTH
     assert "succeeded" in mine()[-1]["data"]["text/plain"]
 
 

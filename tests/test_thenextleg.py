@@ -211,9 +211,9 @@ def test_validate_per_kind():
         api.validate("imagine", "a cat", {"url": "http://x"})
     with pytest.raises(InvalidRequest, match="expire_mins"):
         api.validate("imagine", "a cat", {"expire_mins": 0})
-    for given, shown in [("0", "'0'"), (0.0, "0.0"), (-3, "-3")]:
+    for value, shown in [("0", "'0'"), (0.0, "0.0"), (-3, "-3")]:
         with pytest.raises(InvalidRequest) as low:
-            api.validate("imagine", "a cat", {"expire_mins": given})
+            api.validate("imagine", "a cat", {"expire_mins": value})
         assert str(low.value) == (
             f"thenextleg parameter 'expire_mins' must be at least 1, not {shown}")
     with pytest.raises(InvalidRequest) as fraction:  # was truncated to 2 and sent

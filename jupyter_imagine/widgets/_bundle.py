@@ -1,7 +1,7 @@
 """Displaying a widget: its live view plus a static picture that survives without a kernel.
 
 Every widget's ``_repr_mimebundle_`` goes through :func:`display_bundle`; the pictures come from
-:mod:`._fallback_png`. Why two outputs and not one bundle:
+:mod:`._fallback_picture`. Why two outputs and not one bundle:
 
 What JupyterLab 4.6 + ipywidgets 8.1 (jupyterlab_widgets 3.0) do with a saved widget output,
 read in the installed ``@jupyter-widgets/jupyterlab-manager`` bundle and checked in Chromium:

@@ -20,7 +20,7 @@ from ..errors import ImagineError
 from ..models import Job
 from . import _images
 from ._bundle import display_bundle
-from ._fallback_png import gallery_png
+from ._fallback_picture import gallery_picture
 from ._job_view import JobView
 from ._protocol import GalleryRequest, ThumbsReply, message_type
 from ._runtime import defer, engine, offload
@@ -137,8 +137,9 @@ class Gallery(SharedCodeWidget):
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """Its :attr:`box`; in a kernel with a contact sheet of the newest jobs before it."""
         text = f"jupyter_imagine gallery of {self.total} jobs (live view)"
-        return display_bundle(self, self.box, text,
-                              lambda key: (gallery_png(self.rows, self.total, key, tile), text))[0]
+        return display_bundle(
+            self, self.box, text,
+            lambda key: (gallery_picture(self.rows, self.total, key, tile), text))[0]
 
     # ------------------------------------------------------------------ messages
     def _on_msg(self, _widget: Any, content: Any, buffers: Sequence[Any] | None) -> None:

@@ -25,7 +25,7 @@ from ..errors import ImagineError
 from ..models import VARY_REGION, Job, Status, utcnow
 from . import _images
 from ._bundle import display_bundle
-from ._fallback_png import lineage_png
+from ._fallback_picture import lineage_picture
 from ._labels import provider_label
 from ._mask_drawer import MaskDrawer
 from ._protocol import FullReply, ImagesReply, JobViewRequest, message_type
@@ -194,7 +194,7 @@ class JobView(SharedCodeWidget):
         return bundle
 
     def _static(self, key: str) -> tuple[bytes, str]:
-        return lineage_png(self, key), self._job._summary()
+        return lineage_picture(self, key), self._job._summary()
 
     # ------------------------------------------------------------------ engine thread
     def _refresh(self) -> None:

@@ -9,12 +9,12 @@ import numpy as np
 from PIL import Image as PILImage
 
 from jupyter_imagine.imaging import read_image_text
-from jupyter_imagine.widgets._fallback_png import (
-    KEY_CHUNK,
-    LINEAGE_CHUNK,
+from jupyter_imagine.widgets._fallback_picture import (
+    KEY_TEXT,
+    LINEAGE_TEXT,
     WIDTH,
-    gallery_png,
-    lineage_png,
+    gallery_picture,
+    lineage_picture,
 )
 
 
@@ -31,8 +31,8 @@ def test_the_gallery_sheet_has_square_tiles_and_no_holes():
     pairs = enumerate(zip(sizes, colours, strict=True))
     tiles = {f"j{i}": _png(*size, colour) for i, (size, colour) in pairs}
     rows = [{"id": key, "prompt": f"prompt {key}"} for key in tiles]
-    sheet = gallery_png(rows, 9, "k3y", tiles.__getitem__)
-    assert read_image_text(sheet)[KEY_CHUNK] == "k3y"
+    sheet = gallery_picture(rows, 9, "k3y", tiles.__getitem__)
+    assert read_image_text(sheet)[KEY_TEXT] == "k3y"
     im = PILImage.open(io.BytesIO(sheet)).convert("RGB")
     assert im.width == WIDTH and im.height < 2 * WIDTH // 4 + 100  # two rows of tiles, little else
     pixels = np.asarray(im, dtype=int)
@@ -44,7 +44,7 @@ def test_the_gallery_sheet_has_square_tiles_and_no_holes():
 
 
 def test_a_missing_picture_shows_the_status_in_its_tile():
-    sheet = gallery_png([{"id": "a", "prompt": "a gore scene", "status": "failed"}], 1, "k",
+    sheet = gallery_picture([{"id": "a", "prompt": "a gore scene", "status": "failed"}], 1, "k",
                         lambda _id: b"")
     assert PILImage.open(io.BytesIO(sheet)).height < WIDTH // 4 + 80
 
@@ -54,12 +54,12 @@ def test_a_lineage_lists_what_it_drew(engine):
     from jupyter_imagine.widgets import JobView
 
     job = ji.imagine("a lighthouse", aspect_ratio="3:2").wait(60)
-    png = lineage_png(JobView(job), "k")
-    chunks = read_image_text(png)
-    assert chunks[KEY_CHUNK] == "k"
-    assert [(r["kind"], r["status"], r["images"]) for r in json.loads(chunks[LINEAGE_CHUNK])] == [
+    picture = lineage_picture(JobView(job), "k")
+    chunks = read_image_text(picture)
+    assert chunks[KEY_TEXT] == "k"
+    assert [(r["kind"], r["status"], r["images"]) for r in json.loads(chunks[LINEAGE_TEXT])] == [
         ("imagine", "succeeded", 4)]
-    im = PILImage.open(io.BytesIO(png))
+    im = PILImage.open(io.BytesIO(picture))
     assert im.format == "JPEG"  # a third smaller than a 256-colour PNG of the same card
     # the 2×2 grid fills the card's width, as in the live view: ~2 × 3:2 rows of ~270 px cells
     assert im.width == WIDTH and im.height > 2 * (WIDTH - 24) / 2 / 1.5

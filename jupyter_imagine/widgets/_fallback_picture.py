@@ -1,16 +1,15 @@
 """The static picture that stands in for a live view where widgets do not render.
 
-:func:`lineage_png` draws a job view and every view under it (caption, prompt, pictures, a
-progress bar or the error); :func:`gallery_png` a contact sheet of a gallery. Both are drawn with
-PIL's default font on a white card :data:`WIDTH` px wide and carry text (read it with
-:func:`~jupyter_imagine.imaging.read_image_text`): the live view's key (:data:`KEY_CHUNK`) and,
-for a lineage, the jobs drawn (:data:`LINEAGE_CHUNK`). Where they are displayed and kept current
+:func:`lineage_picture` draws a job view and every view under it (caption, prompt, pictures,
+a progress bar or the error); :func:`gallery_picture` a contact sheet of a gallery. Both are drawn
+with PIL's default font on a white card :data:`WIDTH` px wide and carry text (read it with
+:func:`~jupyter_imagine.imaging.read_image_text`): the live view's key (:data:`KEY_TEXT`) and,
+for a lineage, the jobs drawn (:data:`LINEAGE_TEXT`). Where they are displayed and kept current
 is :mod:`._bundle`'s job.
 
-Despite the names (kept: the module and functions predate it) the picture is a JPEG (quality
-:data:`QUALITY`) with the text as comments: the card is mostly photographs, where a JPEG is about
-a third smaller than the 256-colour PNG it replaced and shows no colour banding; the text stays
-legible. Every saved notebook keeps one per displayed view.
+The picture is a JPEG (quality :data:`QUALITY`) with the text as comments: the card is mostly
+photographs, where a JPEG is about a third smaller than the 256-colour PNG it replaced and shows no
+colour banding; the text stays legible. Every saved notebook keeps one per displayed view.
 """
 
 from __future__ import annotations
@@ -29,12 +28,12 @@ from ._labels import SPELLED, kind_label
 if TYPE_CHECKING:  # pragma: no cover
     from ._job_view import JobView
 
-__all__ = ["KEY_CHUNK", "LINEAGE_CHUNK", "QUALITY", "WIDTH", "gallery_png", "lineage_png"]
+__all__ = ["KEY_TEXT", "LINEAGE_TEXT", "QUALITY", "WIDTH", "gallery_picture", "lineage_picture"]
 
-#: The PNG text key that ties a static fallback to its live view.
-KEY_CHUNK = "jupyter_imagine.view"
-#: The PNG text key listing the jobs drawn (depth, id, kind, status, number of images), as JSON.
-LINEAGE_CHUNK = "jupyter_imagine.lineage"
+#: The text key that ties a static fallback to its live view.
+KEY_TEXT = "jupyter_imagine.view"
+#: The text key listing the jobs drawn (depth, id, kind, status, number of images), as JSON.
+LINEAGE_TEXT = "jupyter_imagine.lineage"
 #: Width of the fallback picture in pixels (default 560).
 WIDTH = 560
 #: JPEG quality of the fallback picture (default 80).
@@ -135,20 +134,20 @@ def _sheet(rows: list[tuple[int, PILImage.Image]], key: str,
             draw.line((x - 10, y - _PAD // 2, x - 10, y + im.height), fill=_LINE, width=2)
         card.paste(im, (x, y))
         y += im.height + _PAD
-    return to_jpeg(card, {KEY_CHUNK: key, **(text or {})}, quality=QUALITY)
+    return to_jpeg(card, {KEY_TEXT: key, **(text or {})}, quality=QUALITY)
 
 
-def lineage_png(view: JobView, key: str) -> bytes:
+def lineage_picture(view: JobView, key: str) -> bytes:
     """The static picture (JPEG) of ``view`` and every view under it, with ``key`` inside."""
     font, small = _font(14), _font(12)
     lineage = view.lineage()
     rows = [(depth, _row(v, WIDTH - 2 * _PAD - 18 * depth, font, small)) for depth, v in lineage]
     shown = [{"depth": d, "id": v.job_id, "kind": v.kind, "status": v.status,
               "images": len(v.images)} for d, v in lineage]
-    return _sheet(rows, key, {LINEAGE_CHUNK: json.dumps(shown)})
+    return _sheet(rows, key, {LINEAGE_TEXT: json.dumps(shown)})
 
 
-def gallery_png(rows: Sequence[dict[str, Any]], total: int, key: str,
+def gallery_picture(rows: Sequence[dict[str, Any]], total: int, key: str,
                 tile: Callable[[str], bytes], limit: int = 12) -> bytes:
     """A contact sheet of the first ``limit`` of ``rows`` (default 12; the gallery's newest),
     titled with ``total``; ``tile(job_id)`` gives a tile's thumbnail bytes (``b""``: none).
