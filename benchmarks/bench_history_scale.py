@@ -3,10 +3,14 @@
 The store gets 10,000 realistic jobs of all five providers (``bench_history_frame.make_records``,
 saved through ``Store._bulk_save``); larger histories are copies of them made by SQLite itself
 (``INSERT … SELECT`` in one transaction, each copy with new ids, remote ids and a later year, so
-the table stays in time order). Each size is measured in a fresh subprocess, so its peak RSS is
-its own: ``history()`` best of ``--repeat`` runs, and the peak RSS growth over the process
-after imports (``VmHWM``, reset first; ``ru_maxrss`` elsewhere), so SQLite's and numpy's memory
-count too, which tracemalloc would miss. Beside it, in another fresh subprocess,
+the table stays in time order). Each size is measured in a fresh subprocess, so its memory is
+its own: ``history()`` best of ``--repeat`` runs, and its memory as the process's anonymous
+resident memory (``RssAnon``: the heap, numpy's and SQLite's buffers, which tracemalloc would
+miss) over the process after imports: the peak while it runs (sampled every 5 ms by a thread) and
+what the frame keeps once built. The database file SQLite maps (``mmap_size``) is counted apart:
+those are page-cache pages, shared and given back under pressure, and counting them (``VmHWM``)
+made the frame look 2–3× bigger than it is. Elsewhere than Linux: ``ru_maxrss`` growth. Beside
+it, in another fresh subprocess,
 ``pandas.json_normalize`` over as many records already in memory (copies of the 10,000 with new
 ids; the records themselves are not counted in its memory).
 
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +47,28 @@ def _status_mib(field: str) -> float | None:
     except OSError:
         pass
     return None
+
+
+class _AnonPeak:
+    """The peak of ``RssAnon`` (MiB) while the ``with`` block runs, sampled every 5 ms."""
+
+    def __init__(self) -> None:
+        self.peak = _status_mib("RssAnon") or 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _status_mib("RssAnon") or 0.0)
+
+    def __enter__(self) -> _AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_mib("RssAnon") or 0.0)
 
 
 def _reset_peak() -> float:
@@ -93,16 +120,23 @@ def child(home: str, n: int, what: str, repeat: int) -> dict[str, float]:
     from jupyter_imagine.store import Store
 
     samples = []
+    memory: dict[str, float] = {}
     if what == "frame":
         with Store(home) as store:
             store.frame(limit=10)  # imports and the page cache
             base_rss = _reset_peak()
-            for _ in range(repeat):
+            base_anon = _status_mib("RssAnon")
+            for k in range(repeat):
                 gc.collect()
-                t0 = time.perf_counter()
-                frame = store.frame()
-                samples.append(time.perf_counter() - t0)
+                with _AnonPeak() as peak:
+                    t0 = time.perf_counter()
+                    frame = store.frame()
+                    samples.append(time.perf_counter() - t0)
                 assert len(frame) == n, len(frame)
+                if k == 0 and base_anon is not None:  # the first call: nothing freed to reuse
+                    memory = {"anon_peak_mib": peak.peak - base_anon,
+                              "anon_kept_mib": (_status_mib("RssAnon") or 0.0) - base_anon,
+                              "file_mib": _status_mib("RssFile") or 0.0}
                 del frame
     else:
         base = pickle.loads((Path(home) / "base.pickle").read_bytes())
@@ -115,7 +149,7 @@ def child(home: str, n: int, what: str, repeat: int) -> dict[str, float]:
             samples.append(time.perf_counter() - t0)
             del flat
     return {"best": min(samples), "median": statistics.median(samples),
-            "rss_mib": _peak_mib() - base_rss, "load": os.getloadavg()[0]}
+            "rss_mib": _peak_mib() - base_rss, "load": os.getloadavg()[0], **memory}
 
 
 def _measure(home: str, n: int, what: str, repeat: int) -> dict[str, float]:
@@ -144,9 +178,11 @@ def main() -> None:
 
     from jupyter_imagine.store import Store
 
-    print(f"history() by size ({args.repeat} runs each, best; peak RSS growth in a fresh process)")
-    print(f"{'jobs':>9}  {'history()':>10}  {'µs/job':>7}  {'RSS MiB':>8}  "
-          f"{'json_normalize':>14}  {'µs/job':>7}  {'RSS MiB':>8}  {'ratio':>5}  load")
+    print(f"history() by size ({args.repeat} runs each, best), each in a fresh process; memory "
+          "in MiB over the process after imports: history()'s anonymous peak and what its frame "
+          "keeps, the database file mapped (page cache, apart), json_normalize's peak RSS")
+    print(f"{'jobs':>9}  {'history()':>10}  {'µs/job':>7}  {'peak':>6}  {'kept':>6}  "
+          f"{'file':>6}  {'json_normalize':>14}  {'µs/job':>7}  {'peak':>6}  {'ratio':>5}  load")
     with tempfile.TemporaryDirectory(prefix="ji-scale-") as home:
         t0 = time.perf_counter()
         records = make_records(BASE)
@@ -161,9 +197,11 @@ def main() -> None:
             made += time.perf_counter() - t0
             f = _measure(home, n, "frame", args.repeat)
             j = _measure(home, n, "normalize", max(1, args.repeat - 1))
-            print(f"{n:>9,}  {f['best']:>8.3f} s  {f['best'] / n * 1e6:>7.2f}  "
-                  f"{f['rss_mib']:>8.0f}  {j['best']:>12.3f} s  {j['best'] / n * 1e6:>7.2f}  "
-                  f"{j['rss_mib']:>8.0f}  {f['best'] / j['best']:>5.2f}  "
+            peak, kept = f.get("anon_peak_mib", f["rss_mib"]), f.get("anon_kept_mib", -1)
+            print(f"{n:>9,}  {f['best']:>8.3f} s  {f['best'] / n * 1e6:>7.2f}  {peak:>6.0f}  "
+                  f"{kept:>6.0f}  {f.get('file_mib', -1):>6.0f}  {j['best']:>12.3f} s  "
+                  f"{j['best'] / n * 1e6:>7.2f}  {j['rss_mib']:>6.0f}  "
+                  f"{f['best'] / j['best']:>5.2f}  "
                   f"{(f['load'] + j['load']) / 2:.1f}", flush=True)
     print(f"(filling the store took {made:.1f} s in all)")
 
