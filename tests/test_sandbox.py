@@ -234,7 +234,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """``python -m jupyter_imagine.sandbox --speed 0`` on a free loopback port: (url, log)."""
+    """``python -m jupyter_imagine.sandbox --speed 0 --drawing quick`` on a free loopback port:
+    (url, log)."""
     port = _free_port()
     log = tmp_path_factory.mktemp("sandbox") / "server.log"
     env = {
@@ -243,7 +244,8 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     }
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_imagine.sandbox", "--port", str(port), "--speed", "0"],
+            [sys.executable, "-m", "jupyter_imagine.sandbox", "--port", str(port), "--speed", "0",
+             "--drawing", "quick"],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -273,7 +275,7 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
 
 def test_served_over_loopback_end_to_end(served):
     url, log = served
-    assert f"jupyter_imagine sandbox on {url} (speed 0)" in log.read_text()
+    assert f"jupyter_imagine sandbox on {url} (speed 0, quick drawing)" in log.read_text()
     with httpx.Client(base_url=url, headers=KEY, timeout=30) as client:
         index = client.get("/").json()
         assert {"name": "apiframe", "prefix": "/apiframe", "url": url + "/apiframe"} in (
@@ -299,17 +301,30 @@ def test_served_over_loopback_end_to_end(served):
         from jupyter_imagine.imaging import image_size
 
         assert image_size(grid.content) == (1024, 576)
+        # --drawing quick: plain pictures, each row of the sky one colour (a landscape's rows
+        # hold clouds, stars and a dither: hundreds of colours)
+        import io
+
+        from PIL import Image as PILImage
+
+        top_row = PILImage.open(io.BytesIO(grid.content)).convert("RGB").crop((0, 0, 512, 1))
+        assert len(top_row.getcolors(512)) == 1
         counts = client.get("/_sandbox/requests").json()["requests"]
         assert counts[f"GET /apiframe/cdn/{task_id}/grid.png"] == 1
 
 
-def test_cli_rejects_bad_arguments():
+@pytest.mark.parametrize(("args", "said"), [
+    (["--speed", "-1"], "--speed must be >= 0"),
+    (["--drawing", "fast"], "argument --drawing: invalid choice: 'fast' (choose from 'full', "
+                            "'quick')"),
+])
+def test_cli_rejects_bad_arguments(args, said):
     result = subprocess.run(
-        [sys.executable, "-m", "jupyter_imagine.sandbox", "--speed", "-1"],
+        [sys.executable, "-m", "jupyter_imagine.sandbox", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert result.returncode == 2 and "--speed must be >= 0" in result.stderr
+    assert result.returncode == 2 and said in result.stderr

@@ -1,8 +1,10 @@
 """``python -m jupyter_imagine.sandbox`` — serve the sandbox over HTTP with uvicorn.
 
 Options: ``--host`` (default 127.0.0.1), ``--port`` (default 8765), ``--speed`` (simulated
-seconds per real second, default 1.0), ``--seed`` (image seed, default 0), ``--log-level``
-(default info), ``--max-body`` (largest request body in bytes, default 32 MiB).
+seconds per real second, default 1.0), ``--seed`` (image seed, default 0), ``--drawing``
+(``full`` landscapes, the default, or ``quick`` plain pictures at about a fifteenth of the CPU, for
+load tests), ``--log-level`` (default info), ``--max-body`` (largest request body in bytes,
+default 32 MiB).
 
 The ``/_sandbox/*`` control routes (faults, clock, request counts, webhook sink) are open on a
 loopback bind. On any other bind they are refused (403) unless ``--control-token TOKEN`` (then
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 
 from .._secrets import get_logger
 from ._app import create_app
+from ._art import DRAWINGS, set_drawing
 from ._middleware import DEFAULT_MAX_BODY, ControlPolicy
 
 logger = get_logger("jupyter_imagine.sandbox")
@@ -39,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="simulated seconds per real second for job progress (default 1.0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="image seed (default 0)")
+    parser.add_argument(
+        "--drawing",
+        default="full",
+        choices=DRAWINGS,
+        help="full: the landscapes (default); quick: plain pictures of the same sizes at about a "
+        "fifteenth of the CPU, for load tests where the sandbox's drawing would use the CPU",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -76,17 +86,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn
 
+    set_drawing(args.drawing)  # this process serves only this sandbox
+
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
     app = create_app(
         speed=args.speed, seed=args.seed, max_body=args.max_body, control=control
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
-        "jupyter_imagine sandbox on http://%s:%d (speed %g); set JUPYTER_IMAGINE_SANDBOX_URL "
+        "jupyter_imagine sandbox on http://%s:%d (speed %g%s); set JUPYTER_IMAGINE_SANDBOX_URL "
         "to this URL to use it",
         host,
         args.port,
         args.speed,
+        ", quick drawing" if args.drawing == "quick" else "",
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 

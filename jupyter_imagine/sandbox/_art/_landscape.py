@@ -19,14 +19,33 @@ from PIL import Image, ImageFilter
 
 from ...errors import InvalidRequest
 from ._noise import dunes_profile, fbm1, fbm2, mix, moving_average, smooth_noise
+from ._quick import quick_render
 from ._scene import Plan, hash32, prompt_words, scene_plan
 from ._sky import paint_sky, paint_water, without_body
 from ._structures import paint_city, paint_lighthouse, pine_mask
 from ._tables import F32, SKIES, TERRAIN, Sky, rgb_array
 
-__all__ = ["render"]
+__all__ = ["DRAWINGS", "render", "set_drawing"]
 
 _MIN_SIDE = 48
+#: The ways this process can draw fresh pictures: ``full`` (the landscape, the default) and
+#: ``quick`` (:func:`._quick.quick_render`, for load tests); see :func:`set_drawing`.
+DRAWINGS = ("full", "quick")
+_drawing = {"style": "full"}
+
+
+def set_drawing(style: str) -> None:
+    """Draw every later fresh picture of this process ``style`` (one of :data:`DRAWINGS`).
+
+    The served sandbox's ``--drawing`` sets it; its process serves nothing else. Default
+    ``full``.
+
+    Raises:
+        ValueError: ``style`` is not one of :data:`DRAWINGS`.
+    """
+    if style not in DRAWINGS:
+        raise ValueError(f"drawing must be one of {', '.join(DRAWINGS)}, not {style!r}")
+    _drawing["style"] = style
 
 
 @dataclass
@@ -79,6 +98,8 @@ def render(prompt: str, seed: int, size: tuple[int, int]) -> Image.Image:
     w, h = int(size[0]), int(size[1])
     if w < 1 or h < 1:
         raise InvalidRequest(f"image size must be positive, not {w}×{h}")
+    if _drawing["style"] == "quick":
+        return quick_render(prompt, seed, (w, h))
     if w < _MIN_SIDE or h < _MIN_SIDE:  # too small to draw: draw bigger, then shrink
         big = render(prompt, seed, (max(w, _MIN_SIDE), max(h, _MIN_SIDE)))
         return big.resize((w, h), Image.Resampling.LANCZOS)
