@@ -236,10 +236,16 @@ def _aggregates(dialect: Dialect, include_raw: bool) -> list[tuple[str, str]]:
     return out
 
 
+@functools.cache
+def _names(include_raw: bool) -> tuple[str, ...]:
+    """The names of :func:`_aggregates`' values, in order (the same on every dialect)."""
+    return tuple(name for name, _ in _aggregates(SQLITE, include_raw))
+
+
 def aggregate_at(name: str, *, include_raw: bool = False) -> int:
     """Where the aggregate of column ``name`` is in the row of :func:`select`'s query (the same
     on every dialect)."""
-    return [n for n, _ in _aggregates(SQLITE, include_raw)].index(name)
+    return _names(include_raw).index(name)
 
 
 def _sources(include_raw: bool) -> str:
@@ -353,7 +359,7 @@ def build(rows: Iterable[Sequence[Any]], *, ordered: bool, storage_order: bool =
     import numpy as np
     import pandas as pd
 
-    names = [name for name, _ in _aggregates(SQLITE, include_raw)]
+    names = _names(include_raw)
     parsed = {row[-1]: _parse(dict(zip(names, row[:-1], strict=True)), include_raw)
               for row in rows}  # each part as soon as it comes; the last column is its number
     parts = [parsed[k] for k in sorted(parsed)] or [_parse({}, include_raw)]

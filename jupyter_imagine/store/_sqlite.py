@@ -1417,8 +1417,10 @@ class Store:
         images are shared: every content address mapped onto the local cache in the JSON
         text, before it is parsed (:meth:`ImageCache.here_json`: no file is checked or
         fetched). Without a shared store the paths are shown as stored."""
+        if self.image_cache.shared is None or row is None:
+            return row
         at = _frame.aggregate_at("image_paths", include_raw=include_raw)
-        if self.image_cache.shared is None or row is None or not row[at]:
+        if not row[at]:
             return row
         return (*row[:at], self.image_cache.here_json(row[at]), *row[at + 1 :])
 
