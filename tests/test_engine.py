@@ -299,7 +299,7 @@ def test_a_submit_interrupted_in_flight_is_not_resent(tmp_path):
 
 
 def test_polls_are_batched_with_fetch_many(engine, sandbox):
-    jobs = [ji.imagine(f"lantern {i}") for i in range(10)]  # each draws four 1024² pictures
+    jobs = [ji.imagine(f"lantern {i}") for i in range(10)]  # each draws four 512² cells
     for job in jobs:
         job.wait(60)
     many = sum(n for (m, p), n in sandbox.requests.items() if p.endswith("/fetch-many"))
@@ -437,7 +437,6 @@ def test_close_releases_leases_so_another_engine_resumes_at_once(tmp_path):
                 **{**FAST, "sandbox_speed": 5}) as second:
         resumed = second.get(job.id)
         assert resumed.id in second._tasks and resumed.id not in second._following
-
 
 
 def test_a_closed_engine_never_starts_again_on_its_closed_store(tmp_path):
