@@ -52,6 +52,19 @@ def test_the_view_follows_the_job_to_its_grid(engine):
     assert not any(isinstance(v, bytes) and v for v in view.get_state().values())
 
 
+def test_the_thumbnails_are_published_after_what_describes_them(engine):
+    """A thread that sees ``images`` also sees their sizes and arrangement (no torn read)."""
+    job = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2")
+    view = JobView(job)
+    seen: list[tuple[str, int]] = []
+    view.observe(lambda change: seen.append((change["name"], len(view.images))),
+                 names=["arrangement", "sizes", "images_rev"])
+    job.wait(60)
+    until(lambda: len(view.images) == 4, what="the grid")
+    assert {name for name, _ in seen} == {"arrangement", "sizes", "images_rev"}
+    assert all(count == 0 for _, count in seen), seen
+
+
 def test_thumbnails_are_sent_on_request_with_their_revision(done, monkeypatch):
     view = JobView(done)
     sent: list[tuple[dict, list]] = []
