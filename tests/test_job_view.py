@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 import traitlets
@@ -53,16 +54,18 @@ def test_the_view_follows_the_job_to_its_grid(engine):
 
 
 def test_the_thumbnails_are_published_after_what_describes_them(engine):
-    """A thread that sees ``images`` also sees their sizes and arrangement (no torn read)."""
+    """Another thread never sees the images without their sizes and arrangement, nor
+    "succeeded" without the images (the order the traits are set in)."""
     job = ji.imagine("a lighthouse at dusk", aspect_ratio="3:2")
     view = JobView(job)
-    seen: list[tuple[str, int]] = []
-    view.observe(lambda change: seen.append((change["name"], len(view.images))),
-                 names=["arrangement", "sizes", "images_rev"])
+    seen: list[tuple[str, Any, int]] = []
+    view.observe(lambda change: seen.append((change["name"], change["new"], len(view.images))),
+                 names=["arrangement", "sizes", "images_rev", "status"])
     job.wait(60)
-    until(lambda: len(view.images) == 4, what="the grid")
-    assert {name for name, _ in seen} == {"arrangement", "sizes", "images_rev"}
-    assert all(count == 0 for _, count in seen), seen
+    until(lambda: view.status == "succeeded", what="the grid")
+    counts = {(name, new if name == "status" else ""): count for name, new, count in seen}
+    assert counts[("arrangement", "")] == counts[("sizes", "")] == 0, seen
+    assert counts[("images_rev", "")] == counts[("status", "succeeded")] == 4, seen
 
 
 def test_thumbnails_are_sent_on_request_with_their_revision(done, monkeypatch):

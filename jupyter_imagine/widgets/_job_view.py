@@ -236,10 +236,11 @@ class JobView(SharedCodeWidget):
 
     def _set_images(self, result: tuple[list[bytes], list[list[int]], str]) -> None:
         thumbs, sizes, layout = result
-        self._write(_fields(self._job), sizes=sizes, arrangement=layout,
-                    images_rev=self.images_rev + 1)
-        # published last: a thread that sees the images also sees their sizes and arrangement
-        self._thumbs = list(thumbs)
+        with self.hold_sync():  # one message; for other threads, in this order: what describes
+            # the images, the images, then "succeeded" (seeing one means seeing what came before)
+            self._write({}, sizes=sizes, arrangement=layout)
+            self._thumbs = list(thumbs)
+            self._write(_fields(self._job), images_rev=self.images_rev + 1)
         self._send_images()  # to the views already open: no round trip before they paint
         if self._parent is not None:
             self._parent._child_changed(self)
