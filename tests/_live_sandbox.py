@@ -3,7 +3,12 @@ import it by this name, which no other folder's conftest shadows)."""
 
 from __future__ import annotations
 
-__all__ = ["LiveSandbox"]
+__all__ = ["LOOPBACK_TIMEOUT", "LiveSandbox"]
+
+#: Seconds a test's own httpx client waits for the sandbox over loopback: the engine's default
+#: ``http_timeout``. httpx's own default of 5 s is too short for a picture drawn on a busy
+#: two-core CI machine, and these tests are not about timeouts.
+LOOPBACK_TIMEOUT = 30.0
 
 
 class LiveSandbox:

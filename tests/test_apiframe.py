@@ -11,6 +11,7 @@ import io
 
 import httpx
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 from PIL import Image as PILImage
 
 from jupyter_imagine.errors import (
@@ -34,15 +35,23 @@ class Harness:
         self.state = state
         self.api = Apiframe(client=client, base_url=base + "/apiframe", api_key=key, sandbox=True)
 
-    async def run(self, kind, prompt="a lighthouse at dusk", parent=None, **params):
+    async def run(self, kind, prompt="a lighthouse at dusk", parent=None, *,
+                  hold_first_poll: bool = False, **params):
+        """Submit and poll to the end; with ``hold_first_poll`` the sandbox's clock stands
+        still until the first poll has answered, so that poll sees the job unfinished however
+        slow the machine is."""
         job = Job(provider="apiframe", kind=kind, prompt=prompt, params=params,
                   parent_id=parent.id if parent else None)
+        speed = self.state.clock.speed
+        if hold_first_poll:
+            self.state.clock.speed = 0
         sub = await self.api.submit(job, parent)
         job.remote_id = sub.remote_id
         statuses = []
         for _ in range(400):
             update = await self.api.poll(job)
             statuses.append((update.status, update.progress))
+            self.state.clock.speed = speed
             if update.status.final:
                 break
             await asyncio.sleep(0.005)
@@ -65,7 +74,7 @@ async def _in_process(fn, speed=1000.0):
 
 
 async def _over_loopback(fn, server):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
         return await fn(Harness(client, server.url, server.state))
 
 
@@ -107,10 +116,10 @@ def test_parse_tolerates_docs_examples():
 
 def test_imagine_lifecycle_and_grid(over):
     async def flow(h):
-        job, update, statuses = await h.run("imagine", aspect_ratio="3:2")
+        job, update, statuses = await h.run("imagine", aspect_ratio="3:2", hold_first_poll=True)
         assert update.status is Status.SUCCEEDED
         assert update.raw["status"] == "finished" and isinstance(update.raw["percentage"], str)
-        assert statuses[0][0] in (Status.QUEUED, Status.RUNNING)
+        assert statuses[0][0] in (Status.QUEUED, Status.RUNNING) and len(statuses) > 1
         assert len(update.images) == 4 and update.grid is not None
         grid = PILImage.open(io.BytesIO(await h.api.download(update.grid.url)))
         cell = PILImage.open(io.BytesIO(await h.api.download(update.images[0].url)))
@@ -253,7 +262,7 @@ def test_auth_header_is_the_raw_key():
 
 def test_connection_refused_is_marked_as_never_reaching_the_server():
     async def flow():
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             api = Apiframe(client=client, base_url="http://127.0.0.1:9", api_key="k", sandbox=False)
             with pytest.raises(ServiceUnavailable) as info:
                 await api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
@@ -265,7 +274,7 @@ def test_connection_refused_is_marked_as_never_reaching_the_server():
 # ------------------------------------------------------------------ over real HTTP
 def test_full_flow_over_loopback(live_sandbox):
     async def flow():
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             h = Harness(client, live_sandbox.url, live_sandbox.state)
             parent, update, _ = await h.run("imagine", aspect_ratio="16:9")
             assert update.status is Status.SUCCEEDED

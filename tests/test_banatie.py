@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import httpx
 import numpy as np
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 from PIL import Image as PILImage
 
 import jupyter_imagine as ji
@@ -514,7 +515,7 @@ def test_public_calls_in_process():
 
 def test_public_calls_and_jobs_over_loopback(live_sandbox):
     async def flow():
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             h = Harness(client, live_sandbox.url, live_sandbox.state)
             await _public_calls(h)
             _, sub = await h.submit("generation", "a harbour at night", aspect_ratio="9:16")

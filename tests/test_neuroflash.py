@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 from PIL import Image as PILImage
 
 import jupyter_imagine as ji
@@ -158,7 +159,7 @@ def test_token_is_cached_and_shared_by_concurrent_calls():
 def test_concurrent_calls_share_one_token_request(live_sandbox):
     async def flow():  # real HTTP, so the calls really interleave while the token is fetched
         live_sandbox.state.clock.speed = 0  # tokens expire only when the test says so
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             h = Harness(client, live_sandbox.url, live_sandbox.state)
             h.api._workspace_id = emulation.WORKSPACE_ID  # as with NEUROFLASH_WORKSPACE_ID
             pages = await asyncio.gather(*(h.api.images(page=1, size=1) for _ in range(8)))
@@ -539,7 +540,7 @@ def test_the_token_goes_only_to_the_services_own_origin():
 def test_full_flow_over_loopback(live_sandbox):
     async def flow():
         live_sandbox.state.clock.speed = 0  # tokens expire only when the test says so
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             h = Harness(client, live_sandbox.url, live_sandbox.state)
             job, sub = await h.run(num_images=2, aspect_ratio="3:2", output_format="webp")
             assert sub.update.images[0].url.startswith(live_sandbox.url + "/neuroflash/")
