@@ -248,7 +248,7 @@ def test_cancel(engine):
     time.sleep(0.1)
     job.cancel()
     with pytest.raises(ji.JobCancelled):
-        job.wait(5)
+        job.wait(30)
     assert job.status is Status.CANCELLED
     assert engine.store.get(job.id)["status"] == "cancelled"
 
@@ -294,7 +294,7 @@ def test_a_submit_interrupted_in_flight_is_not_resent(tmp_path):
     with Engine(store, sandbox_app=app, **FAST) as eng:
         job = eng.get(ghost.id)
         with pytest.raises(ji.JobFailed, match="may or may not have reached"):
-            job.wait(5)
+            job.wait(30)
     assert imagine_count(app.state.sandbox) == 0 and tasks_created(app.state.sandbox) == 0
 
 
