@@ -103,6 +103,15 @@ def test_a_click_message_starts_exactly_one_child_job(engine, done):
     assert len(children_of(engine, done)) == 2
 
 
+def test_a_childs_view_is_listed_only_once_it_is_in_the_box(done):
+    view = JobView(done)
+    listed: list[int] = []
+    view.box.observe(lambda _: listed.append(len(view.children_views)), names="children")
+    click(view, "U1")
+    until(lambda: view.children_views, what="the child's view")
+    assert listed == [0] and view.box.children == (view, view.children_views[0].box)
+
+
 def test_an_action_that_cannot_start_shows_one_line(engine, done):
     view = JobView(done)
     click(view, "Zoom Out 2x")

@@ -314,13 +314,13 @@ class JobView(SharedCodeWidget):
     def adopt(self, child: Job, replacing: ipywidgets.Widget | None = None) -> JobView:
         """Show ``child`` beneath this view (in place of ``replacing`` if given; engine thread)."""
         view = JobView(child, parent=self)
-        self._views.append(view)
         boxes = list(self.box.children)
         if replacing is not None and replacing in boxes:
             boxes[boxes.index(replacing)] = view.box
         else:
             boxes.append(view.box)
         self.box.children = tuple(boxes)
+        self._views.append(view)  # after the box: a thread that sees the view sees it placed
         if child.action:
             self._set_state(child.action, child.status.value)
         self._lineage_changed()
