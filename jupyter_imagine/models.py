@@ -564,12 +564,16 @@ class Job:
         """Apply ``changes`` (already stored), wake observers, and resolve waiters if final."""
         if not changes:
             return
+        unknown = [name for name in changes if name not in RECORD_FIELDS]
+        if unknown:
+            raise AttributeError(f"Job has no field {unknown[0]!r}")
         with self._lock:
             for name, value in changes.items():
-                if name not in RECORD_FIELDS:
-                    raise AttributeError(f"Job has no field {name!r}")
-                setattr(self, name, value)
-            self.status = Status(self.status)
+                if name != "status":
+                    setattr(self, name, value)
+            if "status" in changes:  # last, and as a Status: a thread that reads ``done`` or
+                # ``status`` without the lock and sees the job final also sees its images
+                self.status = Status(changes["status"])
             final = self.status.final
         if final and not self._done.done():
             self._done.set_result(self)

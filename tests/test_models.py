@@ -60,6 +60,24 @@ def test_apply_notifies_observers_and_resolves_waiters():
     assert seen == [{"status", "progress"}]
 
 
+def test_apply_sets_the_status_last_and_as_a_status():
+    """Another thread reading ``job.done`` (no lock) and seeing it final sees the images too,
+    and never a status that is still text."""
+
+    class Watched(Job):
+        def __setattr__(self, name, value):
+            if name == "status" and hasattr(self, "images"):
+                seen.append((value, list(self.images)))
+            super().__setattr__(name, value)
+
+    seen: list[tuple[object, list]] = []
+    job = Watched(provider="apiframe", kind="imagine", prompt="a kite")
+    seen.clear()
+    image = Image(url="http://x/1.png", index=1)
+    job._apply({"status": "succeeded", "progress": 100.0, "images": [image]})
+    assert seen == [(Status.SUCCEEDED, [image])]
+
+
 def test_apply_rejects_unknown_field():
     with pytest.raises(AttributeError):
         make_job()._apply({"nope": 1})
