@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 from ...errors import InvalidRequest
 from ._noise import dunes_profile, fbm1, fbm2, mix, moving_average, smooth_noise
 from ._quick import quick_render
-from ._scene import Plan, hash32, prompt_words, scene_plan
+from ._scene import Plan, picture_rng, scene_plan
 from ._sky import paint_sky, paint_water, without_body
 from ._structures import paint_city, paint_lighthouse, pine_mask
 from ._tables import F32, SKIES, TERRAIN, Sky, rgb_array
@@ -103,7 +103,7 @@ def render(prompt: str, seed: int, size: tuple[int, int]) -> Image.Image:
     if w < _MIN_SIDE or h < _MIN_SIDE:  # too small to draw: draw bigger, then shrink
         big = render(prompt, seed, (max(w, _MIN_SIDE), max(h, _MIN_SIDE)))
         return big.resize((w, h), Image.Resampling.LANCZOS)
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, hash32(sorted(prompt_words(prompt)))])
+    rng = picture_rng(prompt, seed)
     lay = _lay_out(rng, scene_plan(prompt, rng), w, h)
     plan, sky, horizon = lay.plan, lay.sky, lay.horizon
     layer = _layer_map(lay)

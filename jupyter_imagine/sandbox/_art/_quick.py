@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ._scene import hash32, prompt_words, scene_plan
+from ._scene import picture_rng, scene_plan
 from ._tables import F32, SKIES, Sky
 
 __all__ = ["quick_render"]
@@ -32,7 +32,7 @@ def quick_render(prompt: str, seed: int, size: tuple[int, int]) -> Image.Image:
         An RGB image of exactly ``size``.
     """
     w, h = int(size[0]), int(size[1])
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, hash32(sorted(prompt_words(prompt)))])
+    rng = picture_rng(prompt, seed)
     sky = SKIES[scene_plan(prompt, rng).time]
     horizon = h * rng.uniform(0.55, 0.75)
     rows = np.arange(h, dtype=F32)

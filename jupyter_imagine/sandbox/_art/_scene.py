@@ -10,7 +10,7 @@ import numpy as np
 
 from ._tables import SCENE_PRIORITY, WORDS
 
-__all__ = ["Plan", "hash32", "prompt_words", "scene_plan"]
+__all__ = ["Plan", "hash32", "picture_rng", "prompt_words", "scene_plan"]
 
 _FLAG = re.compile(r"--\w+(?:\s+(?!--)\S+)?")
 
@@ -22,6 +22,12 @@ def prompt_words(prompt: str) -> set[str]:
 def hash32(*parts: object) -> int:
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & 0xFFFFFFFF
+
+
+def picture_rng(prompt: str, seed: int) -> np.random.Generator:
+    """The random stream a fresh picture of ``prompt`` is drawn from: the same for every drawing
+    (full or quick), so both read the same plan, time of day first, from it."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, hash32(sorted(prompt_words(prompt)))])
 
 
 @dataclass
