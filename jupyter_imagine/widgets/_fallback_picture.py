@@ -148,7 +148,7 @@ def lineage_picture(view: JobView, key: str) -> bytes:
 
 
 def gallery_picture(rows: Sequence[dict[str, Any]], total: int, key: str,
-                tile: Callable[[str], bytes], limit: int = 12) -> bytes:
+                    tile: Callable[[str], bytes], limit: int = 12) -> bytes:
     """A contact sheet of the first ``limit`` of ``rows`` (default 12; the gallery's newest),
     titled with ``total``; ``tile(job_id)`` gives a tile's thumbnail bytes (``b""``: none).
 
