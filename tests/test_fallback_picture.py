@@ -45,7 +45,7 @@ def test_the_gallery_sheet_has_square_tiles_and_no_holes():
 
 def test_a_missing_picture_shows_the_status_in_its_tile():
     sheet = gallery_picture([{"id": "a", "prompt": "a gore scene", "status": "failed"}], 1, "k",
-                        lambda _id: b"")
+                            lambda _id: b"")
     assert PILImage.open(io.BytesIO(sheet)).height < WIDTH // 4 + 80
 
 
