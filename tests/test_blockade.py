@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 from PIL import Image as PILImage
 
 import jupyter_imagine as ji
@@ -547,7 +548,7 @@ def test_connection_refused_is_marked_as_never_reaching_the_server():
 # ------------------------------------------------------------------ over real HTTP
 def test_full_flow_over_loopback(live_sandbox):
     async def flow():
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             live_sandbox.state.clock.speed = 0
             h = Harness(client, live_sandbox.url, live_sandbox.state)
             job, _ = await h.run(seed=SEED)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 
 from jupyter_imagine import _config, sandbox
 from jupyter_imagine.errors import ConfigurationError, QuotaExceeded, RateLimited
@@ -83,7 +84,7 @@ async def child_of(api, parent: Job, label: str, **kwargs) -> Job:
 
 def served(server, flow):
     async def go():
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as http:
             return await flow(http, server.url)
 
     return asyncio.run(go())

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 from PIL import Image
 
 from jupyter_imagine.sandbox import SandboxState, create_app
@@ -626,7 +627,7 @@ async def test_the_same_requests_draw_the_same_pictures():
 # ----------------------------------------------------------------------------- real HTTP
 async def test_over_loopback_with_api_key_query_param(live_sandbox):
     base = live_sandbox.url + API
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
         key = {"api_key": "loopback-key"}
         styles = await client.get(base + "/skybox/styles", params=key)
         assert styles.status_code == 200 and "x-ratelimit-limit" in styles.headers

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from _live_sandbox import LOOPBACK_TIMEOUT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -597,7 +598,7 @@ def test_every_endpoint_in_process():
 
 def test_every_endpoint_over_loopback(live_sandbox):
     async def flow():
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx.AsyncClient(timeout=LOOPBACK_TIMEOUT) as client:
             await every_endpoint(Harness(client, live_sandbox.url, live_sandbox.state))
 
     asyncio.run(flow())
