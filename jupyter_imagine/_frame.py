@@ -20,6 +20,12 @@ that returns one aggregate row per part. The store reads the next part while :fu
 the one before (the database works without the GIL), so the query and the parse overlap; smaller
 texts are also cheaper for the database to grow.
 
+Blocks: the whole history on SQLite is read in parts of fixed rowid ranges instead,
+:func:`select_blocks` (block *k* is rowids ``k * size + 1`` … ``(k + 1) * size``,
+:func:`block_size`), so a part read once stays the same part: the store keeps the parsed parts
+(:func:`parse_row` → :class:`Part`) and :func:`assemble` builds the next frame from them and the
+blocks that changed (:mod:`jupyter_imagine.store._frame_cache`).
+
 Order: each part holds its rows in storage order (rowid ascending: on SQLite a range of the table
 itself, the cheapest scan; filtered or on PostgreSQL, a subquery ordered by ``rowid``) and the
 whole is reversed here; a limited read orders its rows in a subquery. Either way the rows are
@@ -42,7 +48,7 @@ import functools
 import gc
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -60,10 +66,16 @@ __all__ = [
     "SQLITE",
     "Dialect",
     "FrameColumn",
+    "Part",
+    "assemble",
+    "block_of",
+    "block_size",
     "build",
     "gc_paused",
+    "parse_row",
     "part_bounds",
     "select",
+    "select_blocks",
 ]
 
 
@@ -308,10 +320,46 @@ def select(where: str = "", args: Sequence[Any] = (), *, order: str = "",
     if order:
         inner = f"SELECT {_sources(include_raw)} FROM jobs{where}{order}"
         return f"SELECT {aggregates}, 0 FROM ({inner}) AS picked", list(args), False
+    edges = [None, *bounds, None]
+    ranges = [(k, low, high) for k, (low, high) in enumerate(itertools.pairwise(edges))]
+    sql, values = _parts(ranges, aggregates, where, args, include_raw, dialect)
+    return sql, values, True
+
+
+def select_blocks(blocks: Iterable[int], size: int, *,
+                  dialect: Dialect = SQLITE) -> tuple[str, list[Any]]:
+    """The query of the whole table's blocks ``blocks`` of ``size`` rowids: block *k* holds
+    rowids above ``k * size`` and up to ``(k + 1) * size`` (:func:`block_of`). One aggregate row
+    per block, ending with *k*, rows in storage order (:func:`build` with
+    ``storage_order=True``). A block without rows gives a row of empty aggregates."""
+    aggregates = ", ".join(sql for _, sql in _aggregates(dialect, False))
+    ranges = [(k, k * size, (k + 1) * size) for k in sorted(blocks)]
+    return _parts(ranges, aggregates, "", (), False, dialect)
+
+
+def block_size(first: int | None, last: int | None) -> int:
+    """The block size (:func:`select_blocks`) for rowids ``first`` … ``last``: the smallest
+    :data:`ROWS_PER_PART` × 2**j that splits them into at most :data:`MOST_PARTS`
+    blocks. It changes only when the table doubles, so blocks read once stay valid."""
+    size = ROWS_PER_PART
+    if first is None or last is None:
+        return size
+    while block_of(last, size) - block_of(first, size) + 1 > MOST_PARTS:
+        size *= 2
+    return size
+
+
+def block_of(rowid: int, size: int) -> int:
+    """The block (of ``size`` rowids, see :func:`select_blocks`) that holds ``rowid``."""
+    return (rowid - 1) // size
+
+
+def _parts(ranges: Sequence[tuple[int, int | None, int | None]], aggregates: str, where: str,
+           args: Sequence[Any], include_raw: bool, dialect: Dialect) -> tuple[str, list[Any]]:
+    """One ``UNION ALL`` of the aggregates of each ``(k, low, high)`` rowid range, row *k*."""
     parts: list[str] = []
     values: list[Any] = []
-    edges = [None, *bounds, None]
-    for k, (low, high) in enumerate(itertools.pairwise(edges)):
+    for k, low, high in ranges:
         conditions, limits = _range(low, high)
         if where:
             conditions.insert(0, f"({where.removeprefix(' WHERE ')})")
@@ -324,7 +372,7 @@ def select(where: str = "", args: Sequence[Any] = (), *, order: str = "",
             inner = f"SELECT {_sources(include_raw)} FROM jobs{clause} ORDER BY rowid"
             parts.append(f"SELECT {aggregates}, {k} FROM ({inner}) AS picked")
         values += limits
-    return " UNION ALL ".join(parts), values, True
+    return " UNION ALL ".join(parts), values
 
 
 @contextlib.contextmanager
@@ -356,14 +404,29 @@ def build(rows: Iterable[Sequence[Any]], *, ordered: bool, storage_order: bool =
     Unless ``ordered``, the rows are re-sorted newest first by ``created_at`` (ties: last saved
     first) when they are not already.
     """
+    parsed = dict(parse_row(row, include_raw=include_raw) for row in rows)  # each as it comes
+    return assemble(parsed, ordered=ordered, storage_order=storage_order,
+                    include_raw=include_raw, keys_as_columns=keys_as_columns)
+
+
+def parse_row(row: Sequence[Any], *, include_raw: bool = False) -> tuple[int, Part]:
+    """``(k, part)``: one row of :func:`select`'s (or :func:`select_blocks`') query parsed into
+    the typed pieces of part *k* (its last value), for :func:`assemble`. ``include_raw`` as the
+    query was made; default ``False``."""
+    names = _names(include_raw)
+    return row[-1], Part(_parse(dict(zip(names, row[:-1], strict=True)), include_raw))
+
+
+def assemble(parts: Mapping[int, Part], *, ordered: bool, storage_order: bool = False,
+             include_raw: bool = False, keys_as_columns: bool = False) -> pd.DataFrame:
+    """The frame of parsed parts (:func:`parse_row`), joined in the order of their numbers;
+    the arguments as for :func:`build`. Every array of the frame is new: parts can be kept and
+    assembled again (the values in them, strings, dicts and lists, are shared)."""
     import numpy as np
     import pandas as pd
 
-    names = _names(include_raw)
-    parsed = {row[-1]: _parse(dict(zip(names, row[:-1], strict=True)), include_raw)
-              for row in rows}  # each part as soon as it comes; the last column is its number
-    parts = [parsed[k] for k in sorted(parsed)] or [_parse({}, include_raw)]
-    arrays = _joined(parts, storage_order)
+    pieces = [parts[k].pieces for k in sorted(parts)] or [_parse({}, include_raw)]
+    arrays = _joined(pieces, storage_order)
     columns = _typed(arrays)
     data = {c.name: columns[c.name] for c in COLUMNS}
     if include_raw:
@@ -411,6 +474,16 @@ def _parse(raw: dict[str, Any], include_raw: bool) -> dict[str, Any]:
         out["raw"] = np.fromiter((scrub(r) if r is not None else {} for r in payloads),
                                  dtype=object, count=n)
     return out
+
+
+class Part(NamedTuple):
+    """One part of the frame, parsed (:func:`parse_row`): its typed pieces by name."""
+
+    pieces: dict[str, Any]
+
+    def __len__(self) -> int:
+        """The part's rows."""
+        return len(self.pieces["packed0"])
 
 
 class _Factorized(NamedTuple):

@@ -248,6 +248,40 @@ def test_part_bounds_cover_every_rowid_once():
     assert len(_frame.part_bounds(1, 10**9)) + 1 == _frame.MOST_PARTS
 
 
+def test_blocks_are_fixed_rowid_ranges_that_double_only_when_the_table_does():
+    from jupyter_imagine import _frame
+
+    size = _frame.ROWS_PER_PART
+    assert _frame.block_size(None, None) == size == _frame.block_size(1, 100_000)
+    assert [_frame.block_of(r, size) for r in (1, size, size + 1)] == [0, 0, 1]
+    assert _frame.block_size(1, size * _frame.MOST_PARTS) == size
+    assert _frame.block_size(1, size * _frame.MOST_PARTS + 1) == 2 * size
+    huge = _frame.block_size(1, 10**9)
+    assert _frame.block_of(10**9, huge) < _frame.MOST_PARTS <= 2 * (_frame.block_of(10**9, huge)
+                                                                   + 1)
+
+
+def test_named_blocks_assemble_into_the_frame_of_the_whole_table(store, small_parts):
+    from jupyter_imagine import _frame
+
+    jobs = [make_job(i, remote_id=f"r{i}") for i in range(10)]  # rowids 1–10: blocks 0–3
+    for job in jobs:
+        store.save(job.to_record())
+    store.delete(jobs[4].id)  # block 1 loses a row
+    store.delete(jobs[6].id), store.delete(jobs[7].id)  # rowids 7–9: block 2 is left with one
+    sql, args = _frame.select_blocks([3, 0, 2, 1, 5], 3, dialect=store._DIALECT)
+    parts = dict(_frame.parse_row(row) for row in store._query(sql, args))
+    assert sorted(parts) == [0, 1, 2, 3, 5] and [len(parts[k]) for k in sorted(parts)] == [
+        3, 2, 1, 1, 0]  # block 5 is past the last rowid: an empty part
+    frame = _frame.assemble(parts, ordered=False, storage_order=True)
+    pd.testing.assert_frame_equal(frame, store.frame(status=list(STATUS_ORDER)))
+    again = _frame.assemble(parts, ordered=False, storage_order=True)
+    pd.testing.assert_frame_equal(again, frame)  # the parts are not used up
+    assert again["params"].iloc[0] is frame["params"].iloc[0]  # values shared, arrays new:
+    again.loc[again.index[0], "prompt"] = "edited"
+    assert frame["prompt"].iloc[0] == jobs[9].prompt
+
+
 def test_a_read_in_parts_repeats_the_filter_for_each_part():
     from jupyter_imagine import _frame
 
