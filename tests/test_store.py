@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_wal_mode_pragmas_and_schema_version(tmp_path):
     store.save(make_job().to_record())
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         indexes = {r[1]: r for r in conn.execute("PRAGMA index_list(jobs)")}
     assert Path(f"{store.path}-wal").exists()
     assert {"jobs_status", "jobs_created_at", "jobs_parent_id", "jobs_remote", "jobs_batch",
@@ -390,6 +391,27 @@ def test_migration_from_schema_1_backfills_the_new_columns(tmp_path):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     with Store(tmp_path) as s:  # opening again does not migrate again
         assert len(s.frame()) == 1
+
+
+def test_the_change_journal_numbers_every_change_of_a_job_but_not_its_lease(tmp_path):
+    """Schema 6: each job row's last change (insert, update, delete) numbered in commit order;
+    a claim, renewal or release is not a change."""
+    store = Store(tmp_path)
+    a, b = make_job(1, remote_id="a"), make_job(2, remote_id="b")
+
+    def journal() -> list[tuple[int, int]]:
+        return store._query("SELECT job_rowid, seq FROM job_changes ORDER BY seq")
+
+    store.save(a.to_record()), store.save(b.to_record())
+    assert journal() == [(1, 1), (2, 2)]
+    store.save({**b.to_record(), "prompt": "again"})  # the newest change changes again
+    assert journal() == [(1, 1), (2, 3)]
+    store.claim("engine", 60, time.time()), store.renew("engine", time.time() + 90)
+    store.release("engine")
+    assert journal() == [(1, 1), (2, 3)]
+    store.delete(a.id)
+    assert journal() == [(2, 3), (1, 4)]
+    store.close()
 
 
 # ------------------------------------------------------------------------------ batches

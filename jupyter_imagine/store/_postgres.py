@@ -51,6 +51,7 @@ from psycopg.pq import TransactionStatus
 from .. import _frame
 from .._secrets import get_logger
 from ..errors import StorageError
+from ._frame_cache import FrameCache
 from ._sqlite import (
     JOB_INDEXES,
     RESERVATION_INDEX,
@@ -148,8 +149,14 @@ def _schema_v5(conn: _Connection) -> None:
     conn.execute(RESERVATION_INDEX)
 
 
+def _schema_v6(conn: _Connection) -> None:
+    """SQLite's schema 6 is the change journal its cached history frame reads; the team store
+    keeps no frame cache (a sequence's numbers are not in commit order here, so "every change
+    after *n*" cannot be asked without serialising every writer), so nothing changes."""
+
+
 #: Migration to version ``v`` (a key), applied in order from the stored version + 1.
-_MIGRATIONS = {_BASE_VERSION: _schema_v3, 4: _schema_v4, 5: _schema_v5}
+_MIGRATIONS = {_BASE_VERSION: _schema_v3, 4: _schema_v4, 5: _schema_v5, 6: _schema_v6}
 
 
 def safe_url(url: str) -> str:
@@ -251,6 +258,7 @@ class PostgresStore(Store):
     )
     _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
     _META = "jupyter_imagine_meta"
+    _FRAME_CACHE = False  # no change journal here: see _schema_v6
 
     @staticmethod
     def _cursor(conn: Any, sql: str, args: list[Any]) -> Iterator[Sequence[Any]]:
@@ -275,6 +283,7 @@ class PostgresStore(Store):
         except self._DB_ERRORS as exc:
             raise self._storage_error(exc) from None
         self._conn = conn  # type: ignore[assignment]
+        self._frame_cache = FrameCache()  # stays empty: no change journal here (_FRAME_CACHE)
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_lock = threading.Lock()
         self._init_provenance()

@@ -104,6 +104,7 @@ from .._schema import (
 )
 from .._secrets import get_logger, redact, scrub
 from ..errors import ImagineError, InvalidRequest, StorageError
+from ._frame_cache import FrameCache, Plan
 from ._images import ImageCache
 from ._read_ahead import read_ahead
 
@@ -469,11 +470,53 @@ def _schema_v5(conn: sqlite3.Connection) -> None:
     conn.execute(RESERVATION_INDEX)
 
 
+#: Schema 6's change journal: the last change of each job row (by rowid), numbered in commit
+#: order (one writer at a time: SQLite's write lock), so a reader that has seen every change up
+#: to number *n* learns what changed since with ``seq > n`` (see
+#: :mod:`jupyter_imagine.store._frame_cache`).
+CHANGES_TABLE = "job_changes"
+#: The job columns whose update is a change (all but the lease and version: a claim, renewal or
+#: release changes nothing the history shows). Frozen, like the column lists above: every save
+#: writes them all, so a later schema's new column is seen with them.
+V6_CHANGE_COLUMNS = tuple(
+    name for name in (*_names(V1_COLUMNS), *_names(V2_COLUMNS), *_names(V3_COLUMNS),
+                      *_names(V4_COLUMNS), *_names(V5_COLUMNS), "record")
+    if name not in ("credits", "version", "owner", "lease_until")
+)
+# The row's number moves up, or a new row gets the next: never a delete and an insert, which would
+# give the newest row's number again (the maximum is gone), nor INSERT OR REPLACE (a trigger's
+# conflict clause gives way to the outer statement's, and a save's UPSERT would make it fail).
+_NOTE_CHANGE = (
+    f"UPDATE {CHANGES_TABLE} SET seq = (SELECT MAX(seq) FROM {CHANGES_TABLE}) + 1 "
+    "WHERE job_rowid = {row}.rowid; "
+    f"INSERT INTO {CHANGES_TABLE} (job_rowid, seq) "
+    f"SELECT {{row}}.rowid, IFNULL((SELECT MAX(seq) FROM {CHANGES_TABLE}), 0) + 1 "
+    f"WHERE NOT EXISTS (SELECT 1 FROM {CHANGES_TABLE} WHERE job_rowid = {{row}}.rowid)"
+)
+
+
+def _schema_v6(conn: sqlite3.Connection) -> None:
+    """The history frame's change journal (issue 12): table :data:`CHANGES_TABLE` (``job_rowid``,
+    ``seq``), written by three triggers on ``jobs``: a row inserted, one of
+    :data:`V6_CHANGE_COLUMNS` updated, a row deleted. Triggers, so every writer (any kernel, any
+    version, a hand-made ``DELETE``) keeps it. A later migration that rebuilds ``jobs`` must
+    create them again (``DROP TABLE jobs`` drops them)."""
+    conn.execute(f"CREATE TABLE {CHANGES_TABLE} "
+                 "(job_rowid INTEGER PRIMARY KEY NOT NULL, seq INTEGER NOT NULL)")
+    conn.execute(f"CREATE INDEX {CHANGES_TABLE}_seq ON {CHANGES_TABLE} (seq)")
+    columns = ", ".join(V6_CHANGE_COLUMNS)
+    for name, event, row in (("jobs_inserted", "INSERT", "NEW"),
+                             ("jobs_updated", f"UPDATE OF {columns}", "NEW"),
+                             ("jobs_deleted", "DELETE", "OLD")):
+        conn.execute(f"CREATE TRIGGER {name} AFTER {event} ON jobs "
+                     f"BEGIN {_NOTE_CHANGE.format(row=row)}; END")
+
+
 #: Migration ``i`` brings the schema from ``user_version`` i to i + 1. Later issues append
 #: functions here (rebuild the table so ``record`` stays last, see :func:`_schema_v2`, plus a
 #: backfill); never edit a shipped one.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5,
+    _schema_v1, _schema_v2, _schema_v3, _schema_v4, _schema_v5, _schema_v6,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -764,6 +807,9 @@ class Store:
     _CLAIM_LOCK = ""
     #: The key/value table holding the salt.
     _META = META_TABLE
+    #: Whether whole-history frames keep their parts and read only the changed blocks next time
+    #: (:mod:`._frame_cache`; needs the change journal of schema 6).
+    _FRAME_CACHE = True
 
     def __init__(
         self, home: str | os.PathLike[str] | None = None, *, images: str | None = None
@@ -781,6 +827,7 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(exc, self.path) from None
         self._conn: sqlite3.Connection | None = conn
+        self._frame_cache = FrameCache()
         self._init_provenance()
 
     def _init_provenance(self) -> None:
@@ -853,6 +900,7 @@ class Store:
         """Close the database (idempotent). The image files stay."""
         with self._lock:
             conn, self._conn = self._conn, None
+            self._frame_cache.clear()
             if conn is not None:
                 conn.close()
 
@@ -1372,11 +1420,15 @@ class Store:
         jobs created by this user (or these; default ``None``: everyone's).
 
         One SQL query over the indexed columns (see :mod:`jupyter_imagine._frame`); ``record``
-        is never parsed (``include_raw`` lets SQLite extract just the payload).
+        is never parsed (``include_raw`` lets SQLite extract just the payload). The whole
+        history (no filter, no limit, no ``include_raw``) is read again only where it changed
+        while the frame last returned is alive (:mod:`._frame_cache`).
         """
         where, args = self._where(
             provider=provider, status=status, since=since, until=until, query=query, user=user
         )
+        if self._FRAME_CACHE and not where and limit is None and not include_raw:
+            return self._whole_frame(keys_as_columns)
         order, bounds = "", []
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -1394,6 +1446,32 @@ class Store:
                 ordered=limit is not None, storage_order=storage_order,
                 include_raw=include_raw, keys_as_columns=keys_as_columns,
             )
+
+    def _whole_frame(self, keys_as_columns: bool) -> pd.DataFrame:
+        """The whole history's frame from the kept parts and the blocks that changed since
+        (:class:`._frame_cache.FrameCache`), read ahead in one read transaction."""
+        plans: list[Plan] = []
+
+        def rows() -> Iterator[Sequence[Any]]:
+            with self._lock:
+                conn = self._db()
+                conn.execute("BEGIN")  # one snapshot for the plan and the blocks
+                try:
+                    plans.append(self._frame_cache.plan(conn))
+                    if plans[0].read:
+                        sql, args = _frame.select_blocks(plans[0].read, plans[0].size)
+                        yield from self._cursor(conn, sql, args)
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+
+        with _frame.gc_paused():
+            read = dict(_frame.parse_row(self._paths_here(row, False)) for row in read_ahead(rows))
+            parts = {**plans[0].reuse, **read}
+            frame = _frame.assemble(parts, ordered=False, storage_order=True,
+                                    keys_as_columns=keys_as_columns)
+        self._frame_cache.keep(frame, plans[0], parts)
+        return frame
 
     def _frame_rows(self, sql: str, args: list[Any], bounds: list[int]) -> Iterable[Sequence[Any]]:
         """The frame query's rows: read ahead in a worker thread when there are several parts
