@@ -5,7 +5,12 @@ images, skyboxes with thumbnails and depth maps, failures, children with a paren
 raw payloads) through ``Store._bulk_save``. Then, each timed several times (best and median):
 
 * ``Store.frame()`` — what ``jupyter_imagine.history()`` returns: one SQL query over the indexed
-  columns, every column of the unified schema with its dtype;
+  columns, every column of the unified schema with its dtype. First read whole (the frame before
+  is dropped each time, so nothing is kept), then again while the last frame lives: with nothing
+  changed, and after another store saved 100 new jobs and finished 100 (only the changed blocks
+  are read: ``jupyter_imagine/store/_frame_cache.py``);
+* what the change journal those reads need costs a write: ``Store.save()`` of new jobs and of
+  updates, with the journal's triggers and without them (dropped in the same run);
 * ``pandas.json_normalize`` over the same records, already in memory (the floor of "just
   flatten the JSON": object columns, no dtypes, no NA handling, nested lists left as they are);
 * ``Store.records()`` + ``json_normalize`` — what a hand-written reader of the database does;
@@ -122,6 +127,10 @@ def main() -> None:
         saved = time.perf_counter() - t0
         store.frame(limit=10)  # warm the page cache and the imports
         f_best, f_med, frame = timed(store.frame, args.repeat)
+        still = timed_kept(store, None, args.repeat)
+        other = Store(home)
+        changed = timed_kept(store, lambda k: change(other, records, k), args.repeat)
+        other.close()
         n_best, n_med, flat = timed(lambda: pd.json_normalize(records), args.repeat)
         r_best, r_med, _ = timed(lambda: pd.json_normalize(store.records()),
                                  max(1, args.repeat // 2))
@@ -129,16 +138,75 @@ def main() -> None:
     print(f"{args.jobs:,} stored jobs of 5 providers (bulk save {saved:.1f} s)")
     print(f"  Store.frame() / history()           best {f_best:6.3f} s   median {f_med:6.3f} s   "
           f"{frame.index.nlevels} + {frame.shape[1]} typed columns (goal ≤ 0.25 s)")
+    print(f"  again, nothing changed              best {still[0]:6.3f} s   median {still[1]:6.3f} s"
+          "   the last frame alive: its parts reused")
+    print(f"  again, 100 new + 100 finished       best {changed[0]:6.3f} s   median "
+          f"{changed[1]:6.3f} s   by another store: changed blocks read")
     print(f"  pandas.json_normalize(records)      best {n_best:6.3f} s   median {n_med:6.3f} s   "
           f"{flat.shape[1]} object columns, records already in memory")
     print(f"  Store.records() + json_normalize    best {r_best:6.3f} s   median {r_med:6.3f} s")
-    print(f"  ratio frame / json_normalize        {f_best / n_best:6.2f}   (goal ≤ 0.25)")
+    print(f"  ratio frame / json_normalize        {f_best / n_best:6.2f} first read, "
+          f"{changed[0] / n_best:.2f} again after changes   (goal ≤ 0.25)")
+    with_journal, without = save_costs(records[:2000])
+    print(f"  Store.save(), per job               {with_journal[0] * 1e3:6.3f} ms new, "
+          f"{with_journal[1] * 1e3:.3f} ms update with the change journal; "
+          f"{without[0] * 1e3:.3f} / {without[1] * 1e3:.3f} ms without")
     team = postgres_frame(records, args)
     if team is not None:
         p_best, p_med, p_saved = team
         print(f"  PostgreSQL store.frame()            best {p_best:6.3f} s   median {p_med:6.3f} s"
               f"   same frame (bulk save {p_saved:.1f} s)")
     print(f"  load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+
+
+def change(store: Store, records: list[dict], k: int) -> None:
+    """What a busy notebook does between two reads: 100 new jobs and 100 recent ones finished
+    (new ids each round ``k``)."""
+    for rec in records[:100]:
+        new = {**rec, "id": f"{rec['id']}-{k}", "remote_id": f"{rec['remote_id']}-{k}",
+               "status": "running", "completed_at": None}
+        store.save(new)
+        store.save({**new, "status": "succeeded", "completed_at": rec["created_at"]})
+
+
+def timed_kept(store: Store, between: Callable[[int], None] | None, repeat: int
+               ) -> tuple[float, float]:
+    """(best, median) of ``store.frame()`` read again while the frame before is alive, after
+    ``between(k)`` changed the history (``None``: nothing changed)."""
+    samples = []
+    kept = store.frame()
+    for k in range(repeat):
+        if between is not None:
+            between(k)
+        gc.collect()
+        t0 = time.perf_counter()
+        frame = store.frame()
+        samples.append(time.perf_counter() - t0)
+        kept = frame
+    del kept
+    return min(samples), statistics.median(samples)
+
+
+def save_costs(records: list[dict]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Seconds per ``save()`` of a new job and of an update, with the change journal's
+    triggers, then in another store whose triggers were dropped."""
+    import sqlite3
+
+    costs = []
+    for journal in (True, False):
+        with tempfile.TemporaryDirectory(prefix="ji-save-") as home, Store(home) as store:
+            if not journal:
+                with sqlite3.connect(store.path) as conn:
+                    for name in ("jobs_inserted", "jobs_updated", "jobs_deleted"):
+                        conn.execute(f"DROP TRIGGER {name}")
+            per_kind = []
+            for rows in (records, [{**r, "status": "failed"} for r in records]):
+                t0 = time.perf_counter()
+                for rec in rows:
+                    store.save(rec)
+                per_kind.append((time.perf_counter() - t0) / len(rows))
+            costs.append((per_kind[0], per_kind[1]))
+    return costs[0], costs[1]
 
 
 def postgres_frame(records: list[dict], args: argparse.Namespace

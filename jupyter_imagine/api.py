@@ -191,6 +191,11 @@ def history(
     ============================== ================================================================
 
     ``df.imagine`` adds gallery, show, reroll, export, spend and jobs to a frame or any slice.
+
+    Called again while the whole-history frame it last returned is alive (a notebook's ``Out``
+    holds it), it reads only what changed since (SQLite; about 0.1 s instead of 0.6 s for
+    100,000 jobs). The two frames share the dicts and lists in ``params``, ``image_urls`` and
+    ``image_paths``: copy one before changing it in place.
     """
     provider = _canonical(provider)
     engine = get_engine()
