@@ -192,23 +192,18 @@ def history(
 
     ``df.imagine`` adds gallery, show, reroll, export, spend and jobs to a frame or any slice.
 
-    Called again while the whole-history frame it last returned is alive (a notebook's ``Out``
-    holds it), it reads only what changed since (SQLite; about 0.1 s instead of 0.6 s for
-    100,000 jobs). The two frames share the dicts and lists in ``params``, ``image_urls`` and
-    ``image_paths``: copy one before changing it in place.
+    Called again while the whole-history frame it last returned lives (a notebook's ``Out``),
+    it reads only what changed (SQLite); the frames then share the dicts and lists in ``params``,
+    ``image_urls`` and ``image_paths``: copy one before changing it in place.
     """
     provider = _canonical(provider)
-    engine = get_engine()
-    report = None
-    if remote:
-        report = sync_history(provider=provider)
-    frame = engine.store.frame(
+    report = sync_history(provider=provider) if remote else None
+    frame = get_engine().store.frame(
         provider=provider, status=status, since=since, until=until, query=query, user=user,
         limit=limit, include_raw=include_raw, keys_as_columns=keys_as_columns,
     )
     if report is not None:
-        # Plain records: pandas compares attrs with == when it propagates them, which a
-        # DataFrame in attrs would break.
+        # plain records: pandas compares attrs with == as it propagates them (not a DataFrame)
         frame.attrs["sync"] = report.to_dict("records")
     return frame
 
