@@ -165,6 +165,19 @@ def test_a_changed_schema_or_block_size_reads_everything_again(tmp_path, small_b
     store.close()
 
 
+def test_a_journal_that_went_back_reads_everything_again(tmp_path, small_blocks, plans):
+    store = Store(tmp_path)
+    for i in range(8):
+        store.save(make_job(i).to_record())
+    held = [store.frame()]
+    with sqlite3.connect(store.path) as conn:  # as if an older copy of the file came back
+        conn.execute("DELETE FROM job_changes")
+        conn.execute("UPDATE jobs SET prompt = 'restored' WHERE rowid = 2")
+    held.append(store.frame())
+    assert plans[-1] == [0, 1] and "restored" in held[-1]["prompt"].tolist()
+    store.close()
+
+
 def test_the_team_store_reads_the_whole_history_every_time(backend_store, plans):
     backend_store.save(make_job(1).to_record())
     held = [backend_store.frame(), backend_store.frame()]

@@ -20,8 +20,9 @@ Correctness: the journal's last number, the table's rowid range and the blocks a
 read transaction (one snapshot), and changes are numbered in commit order (SQLite has one
 writer at a time), so a change committed meanwhile is in all of them or in none. Everything is
 read again when nothing is kept, when the table doubled (the block size changes:
-:func:`~jupyter_imagine._frame.block_size`) or when the schema changed (``PRAGMA
-schema_version``: a migration, a ``VACUUM``).
+:func:`~jupyter_imagine._frame.block_size`), when the schema changed (``PRAGMA
+schema_version``: a migration, a ``VACUUM``) or when the journal's last number went back (the
+file was replaced by an older copy, or the journal emptied by hand).
 
 Only the whole history is kept: a filtered, limited or ``include_raw`` read is read whole, and
 the team store on PostgreSQL keeps nothing (see its ``_schema_v6``).
@@ -83,8 +84,8 @@ class FrameCache:
         present = ([] if first is None else
                    list(range(_frame.block_of(first, size), _frame.block_of(last, size) + 1)))
         kept = self._kept
-        if kept is None or (kept.schema, kept.size) != (schema, size):
-            return Plan(schema, size, seq, present)
+        if kept is None or (kept.schema, kept.size) != (schema, size) or seq < kept.seq:
+            return Plan(schema, size, seq, present)  # seq went back: another file, or cleared
         changed = {_frame.block_of(rowid, size)
                    for (rowid,) in conn.execute(_CHANGED_ROWIDS, (kept.seq,))}
         reuse = {k: kept.parts[k] for k in present if k in kept.parts and k not in changed}
