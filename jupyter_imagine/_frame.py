@@ -476,7 +476,8 @@ def _parse(raw: dict[str, Any], include_raw: bool) -> dict[str, Any]:
     return out
 
 
-class Part(NamedTuple):
+@dataclass(frozen=True)
+class Part:
     """One part of the frame, parsed (:func:`parse_row`): its typed pieces by name."""
 
     pieces: dict[str, Any]
