@@ -37,10 +37,12 @@ from typing import Any
 
 from .. import _frame
 
-__all__ = ["FrameCache", "Plan"]
+__all__ = ["CHANGES_TABLE", "FrameCache", "Plan"]
 
-_LAST_CHANGE = "SELECT IFNULL((SELECT MAX(seq) FROM job_changes), 0)"
-_CHANGED_ROWIDS = "SELECT job_rowid FROM job_changes WHERE seq > ?"
+#: The change journal's table (schema 6: ``job_rowid``, ``seq``; made by the SQLite store).
+CHANGES_TABLE = "job_changes"
+_LAST_CHANGE = f"SELECT IFNULL((SELECT MAX(seq) FROM {CHANGES_TABLE}), 0)"
+_CHANGED_ROWIDS = f"SELECT job_rowid FROM {CHANGES_TABLE} WHERE seq > ?"
 _ROWIDS = "SELECT min(rowid), max(rowid) FROM jobs"
 
 

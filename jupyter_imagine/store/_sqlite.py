@@ -104,7 +104,7 @@ from .._schema import (
 )
 from .._secrets import get_logger, redact, scrub
 from ..errors import ImagineError, InvalidRequest, StorageError
-from ._frame_cache import FrameCache, Plan
+from ._frame_cache import CHANGES_TABLE, FrameCache, Plan
 from ._images import ImageCache
 from ._read_ahead import read_ahead
 
@@ -470,11 +470,9 @@ def _schema_v5(conn: sqlite3.Connection) -> None:
     conn.execute(RESERVATION_INDEX)
 
 
-#: Schema 6's change journal: the last change of each job row (by rowid), numbered in commit
-#: order (one writer at a time: SQLite's write lock), so a reader that has seen every change up
-#: to number *n* learns what changed since with ``seq > n`` (see
-#: :mod:`jupyter_imagine.store._frame_cache`).
-CHANGES_TABLE = "job_changes"
+# Schema 6's change journal, CHANGES_TABLE: the last change of each job row (by rowid), numbered
+# in commit order (one writer at a time: SQLite's write lock), so a reader that has seen every
+# change up to number n learns what changed since with seq > n (see _frame_cache).
 #: The job columns whose update is a change (all but the lease and version: a claim, renewal or
 #: release changes nothing the history shows). Frozen, like the column lists above: every save
 #: writes them all, so a later schema's new column is seen with them.
