@@ -157,24 +157,17 @@ def child(home: str, n: int, what: str, repeat: int) -> dict[str, float]:
 def _again(store: Any, home: str, repeat: int) -> float:
     """Best seconds of ``history()`` again while the frame before is alive, each time after
     another store saved one new job (one block read, the others reused)."""
+    from bench_history_frame import timed_kept
+
     from jupyter_imagine.models import Job
     from jupyter_imagine.store import Store
 
-    samples = []
-    kept = store.frame()
     added = [Job(provider="apiframe", kind="imagine", prompt=f"again {k}") for k in range(repeat)]
     with Store(home) as other:
-        for job in added:
-            other.save(job.to_record())
-            gc.collect()
-            t0 = time.perf_counter()
-            frame = store.frame()
-            samples.append(time.perf_counter() - t0)
-            kept = frame
+        best, _ = timed_kept(store, lambda k: other.save(added[k].to_record()), repeat)
         for job in added:  # the next size starts from the base rows' copies only
             other.delete(job.id)
-    del kept
-    return min(samples)
+    return best
 
 
 def _measure(home: str, n: int, what: str, repeat: int) -> dict[str, float]:
