@@ -533,12 +533,16 @@ def _join(pieces: list[Any], step: int) -> Any:
 
     first = pieces[0]
     if isinstance(first, _Factorized):  # one sorted set of categories, codes mapped onto it
-        categories = pd.Index(sorted(set().union(*(p.uniques for p in pieces))))
+        categories = sorted(set().union(*(p.uniques for p in pieces)))
+        # a few labels per part: a dict maps them in µs, an Index's get_indexer costs ~0.4 ms
+        position = {value: code for code, value in enumerate(categories)}
         codes = []
         for piece in pieces:
-            mapping = np.append(categories.get_indexer(piece.uniques), -1)  # code -1 stays -1
+            mapping = np.fromiter(itertools.chain((position[v] for v in piece.uniques), [-1]),
+                                  dtype=np.intp, count=len(piece.uniques) + 1)  # -1 stays -1
             codes.append(mapping[piece.codes[::step]])
-        return pd.Categorical.from_codes(np.concatenate(codes), categories=categories)
+        return pd.Categorical.from_codes(np.concatenate(codes),
+                                         categories=pd.Index(categories))
     if isinstance(first, np.ndarray):
         return np.concatenate([piece[::step] for piece in pieces])
     return type(first)._concat_same_type([piece[::step] for piece in pieces])

@@ -99,6 +99,8 @@ def test_frame_columns_dtypes_and_na(store):
         assert isinstance(df[name].dtype, pd.CategoricalDtype), name
     assert df["cost_unit"].tolist()[2] == "credits" and df["cost_source"].tolist()[2] == "prices"
     assert df["cost_unit"].isna().tolist() == [True, True, False]
+    for name in ("provider", "status", "kind", "cost_unit", "cost_source", "user", "host"):
+        assert df[name].cat.categories.dtype == df["prompt"].dtype, name  # labels are text
     assert df["remote_id"].isna().tolist() == [True, True, False]
     assert df["action"].tolist()[1] == "U1"
     assert df["parent_id"].isna().tolist() == [True, False, True]
