@@ -538,8 +538,8 @@ def _join(pieces: list[Any], step: int) -> Any:
         position = {value: code for code, value in enumerate(categories)}
         codes = []
         for piece in pieces:
-            mapping = np.fromiter(itertools.chain((position[v] for v in piece.uniques), [-1]),
-                                  dtype=np.intp, count=len(piece.uniques) + 1)  # -1 stays -1
+            mapping = np.array([*(position[v] for v in piece.uniques), -1],  # -1 stays -1
+                               dtype=np.intp)
             codes.append(mapping[piece.codes[::step]])
         return pd.Categorical.from_codes(np.concatenate(codes),
                                          categories=pd.Index(categories))
