@@ -242,6 +242,22 @@ async def test_pending_lifecycle_on_the_simulated_clock(prompt, expected):
             "processing"
 
 
+async def test_a_run_ending_after_the_requests_settle_still_answers_its_image(monkeypatch):
+    """The clock runs on between a request's ``settle()`` and its answer (at speed 1000 one real
+    millisecond is a simulated second): a run that ends in between is settled by the view itself,
+    never answered ``success`` without ``outputImage``."""
+    async with sandbox() as box:
+        box.emu.synchronous = False
+        gen = await box.create()
+        box.state.clock.advance(10)
+        monkeypatch.setattr(box.emu, "settle", lambda: None)  # as if settled a moment earlier
+        polled = (await box.call("GET", f"/generations/{gen['id']}"))["data"]
+        assert polled["status"] == "success"
+        assert polled["outputImage"]["id"] == polled["outputImageId"]
+        picture = await box.picture(polled["outputImage"]["storageUrl"])
+        assert picture.size == (polled["outputImage"]["width"], polled["outputImage"]["height"])
+
+
 async def test_banned_words_fail_the_generation():
     async with sandbox() as box:
         gen = await box.create(prompt="a gore scene")

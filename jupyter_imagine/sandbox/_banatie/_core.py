@@ -180,9 +180,16 @@ class BanatieCore:
             return
         now = self.now()
         for gen_id in sorted(self._unsettled, key=lambda g: self.generations[g].seq):
-            gen = self.generations[gen_id]
-            if gen.status(now, self.pending_seconds) in ("success", "failed"):
-                self._materialise(gen)
+            self.status_of(self.generations[gen_id], now)
+
+    def status_of(self, gen: Generation, now: float | None = None) -> str:
+        """``gen``'s status at ``now`` (default: the clock's now). A run that has ended since
+        the request's :meth:`settle` is settled here first, so no answer shows ``success``
+        without its output image."""
+        status = gen.status(self.now() if now is None else now, self.pending_seconds)
+        if status in ("success", "failed") and gen.id in self._unsettled:
+            self._materialise(gen)
+        return status
 
     def _materialise(self, gen: Generation) -> None:
         self._unsettled.discard(gen.id)
@@ -268,7 +275,7 @@ class BanatieCore:
         out = [
             g for g in self.generations.values()
             if g.deleted is None and (flow_id is None or g.flow_id == flow_id)
-            and g.status(now, self.pending_seconds) == "success"
+            and self.status_of(g, now) == "success"
             and g.output_image_id in self.images
         ]
         return sorted(out, key=lambda g: g.seq)
@@ -364,7 +371,7 @@ class BanatieCore:
         }
 
     def generation_view(self, request: Request, gen: Generation) -> dict[str, Any]:
-        status = gen.status(self.now(), self.pending_seconds)
+        status = self.status_of(gen)
         image = self.images.get(gen.output_image_id or "") if status == "success" else None
         final = status in ("success", "failed")
         refs = [self.images[i] for i in gen.reference_ids if i in self.images]

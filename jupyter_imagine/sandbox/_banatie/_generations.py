@@ -109,7 +109,7 @@ class Generations(BanatieCore):
             g for g in self.generations.values()
             if (include_deleted or g.deleted is None)
             and (flow_id is None or g.flow_id == flow_id)
-            and (status is None or g.status(now, self.pending_seconds) == status)
+            and (status is None or self.status_of(g, now) == status)
         ]
         return self._page(request, gens, lambda g: self.generation_view(request, g))
 
@@ -118,7 +118,7 @@ class Generations(BanatieCore):
         return ok(self.generation_view(request, gen))
 
     def _regenerate(self, gen: Generation) -> None:
-        if gen.status(self.now(), self.pending_seconds) not in ("success", "failed"):
+        if self.status_of(gen) not in ("success", "failed"):
             raise ApiError(409, "GENERATION_IN_PROGRESS",
                            "Generation is still running; wait for it to finish")
         gen.version += 1
@@ -141,8 +141,7 @@ class Generations(BanatieCore):
             if value is not None and (not isinstance(value, str) or not UUID_RE.match(value)):
                 raise bad_request("flowId must be a UUID or null")
             flow_id = value
-        if regenerate and gen.status(self.now(), self.pending_seconds) not in ("success",
-                                                                               "failed"):
+        if regenerate and self.status_of(gen) not in ("success", "failed"):
             raise ApiError(409, "GENERATION_IN_PROGRESS",
                            "Generation is still running; wait for it to finish")
         if flow_id is not ...:
