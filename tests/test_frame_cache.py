@@ -57,7 +57,7 @@ def plans(monkeypatch):
 def fresh(store: Store, **kw) -> pd.DataFrame:
     """The frame read from scratch (another store, nothing kept)."""
     with Store(store.home) as other:
-        other._FRAME_CACHE = False
+        other._frame_cache = None
         return other.frame(**kw)
 
 
@@ -181,7 +181,7 @@ def test_a_journal_that_went_back_reads_everything_again(tmp_path, small_blocks,
 def test_the_team_store_reads_the_whole_history_every_time(backend_store, plans):
     backend_store.save(make_job(1).to_record())
     held = [backend_store.frame(), backend_store.frame()]
-    assert plans == ([[0], []] if backend_store._FRAME_CACHE else [])
+    assert plans == ([[0], []] if backend_store._frame_cache is not None else [])
     assert isinstance(backend_store, Store) and len(held[-1]) == 1
 
 

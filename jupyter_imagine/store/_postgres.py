@@ -51,7 +51,6 @@ from psycopg.pq import TransactionStatus
 from .. import _frame
 from .._secrets import get_logger
 from ..errors import StorageError
-from ._frame_cache import FrameCache
 from ._sqlite import (
     JOB_INDEXES,
     RESERVATION_INDEX,
@@ -258,7 +257,6 @@ class PostgresStore(Store):
     )
     _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
     _META = "jupyter_imagine_meta"
-    _FRAME_CACHE = False  # no change journal here: see _schema_v6
 
     @staticmethod
     def _cursor(conn: Any, sql: str, args: list[Any]) -> Iterator[Sequence[Any]]:
@@ -283,7 +281,7 @@ class PostgresStore(Store):
         except self._DB_ERRORS as exc:
             raise self._storage_error(exc) from None
         self._conn = conn  # type: ignore[assignment]
-        self._frame_cache = FrameCache()  # stays empty: no change journal here (_FRAME_CACHE)
+        self._frame_cache = None  # no change journal here: see _schema_v6
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_lock = threading.Lock()
         self._init_provenance()

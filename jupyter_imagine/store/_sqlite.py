@@ -805,9 +805,6 @@ class Store:
     _CLAIM_LOCK = ""
     #: The key/value table holding the salt.
     _META = META_TABLE
-    #: Whether whole-history frames keep their parts and read only the changed blocks next time
-    #: (:mod:`._frame_cache`; needs the change journal of schema 6).
-    _FRAME_CACHE = True
 
     def __init__(
         self, home: str | os.PathLike[str] | None = None, *, images: str | None = None
@@ -825,7 +822,9 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(exc, self.path) from None
         self._conn: sqlite3.Connection | None = conn
-        self._frame_cache = FrameCache()
+        #: The parts whole-history frames keep, so the next read reads only the changed blocks
+        #: (:mod:`._frame_cache`; needs schema 6's change journal); ``None``: read whole each time.
+        self._frame_cache: FrameCache | None = FrameCache()
         self._init_provenance()
 
     def _init_provenance(self) -> None:
@@ -898,7 +897,8 @@ class Store:
         """Close the database (idempotent). The image files stay."""
         with self._lock:
             conn, self._conn = self._conn, None
-            self._frame_cache.clear()
+            if self._frame_cache is not None:
+                self._frame_cache.clear()
             if conn is not None:
                 conn.close()
 
@@ -1425,8 +1425,8 @@ class Store:
         where, args = self._where(
             provider=provider, status=status, since=since, until=until, query=query, user=user
         )
-        if self._FRAME_CACHE and not where and limit is None and not include_raw:
-            return self._whole_frame(keys_as_columns)
+        if self._frame_cache is not None and not where and limit is None and not include_raw:
+            return self._whole_frame(self._frame_cache, keys_as_columns)
         order, bounds = "", []
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -1445,9 +1445,9 @@ class Store:
                 include_raw=include_raw, keys_as_columns=keys_as_columns,
             )
 
-    def _whole_frame(self, keys_as_columns: bool) -> pd.DataFrame:
-        """The whole history's frame from the kept parts and the blocks that changed since
-        (:class:`._frame_cache.FrameCache`), read ahead in one read transaction."""
+    def _whole_frame(self, cache: FrameCache, keys_as_columns: bool) -> pd.DataFrame:
+        """The whole history's frame from the parts ``cache`` kept and the blocks that changed
+        since, read ahead in one read transaction."""
         plans: list[Plan] = []
 
         def rows() -> Iterator[Sequence[Any]]:
@@ -1455,7 +1455,7 @@ class Store:
                 conn = self._db()
                 conn.execute("BEGIN")  # one snapshot for the plan and the blocks
                 try:
-                    plans.append(self._frame_cache.plan(conn))
+                    plans.append(cache.plan(conn))
                     if plans[0].read:
                         sql, args = _frame.select_blocks(plans[0].read, plans[0].size)
                         yield from self._cursor(conn, sql, args)
@@ -1468,7 +1468,7 @@ class Store:
             parts = {**plans[0].reuse, **read}
             frame = _frame.assemble(parts, ordered=False, storage_order=True,
                                     keys_as_columns=keys_as_columns)
-        self._frame_cache.keep(frame, plans[0], parts)
+        cache.keep(frame, plans[0], parts)
         return frame
 
     def _frame_rows(self, sql: str, args: list[Any], bounds: list[int]) -> Iterable[Sequence[Any]]:
