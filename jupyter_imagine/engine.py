@@ -788,11 +788,13 @@ class Engine:
     ) -> tuple[list[Image], Image | None, str | None]:
         """Download every image once into the cache; returns images, grid, error note. An image
         that could not be fetched comes back with ``missing`` saying why; unless it expired,
-        :meth:`_refetch` tries it again in the background (see :mod:`._downloads`)."""
+        :meth:`_refetch` tries it again in the background (see :mod:`._downloads`). The note is
+        the missing images' if any, else the provider's own (``update.error``: a success that
+        came without the image it promised)."""
         wanted = list(update.images or []) + ([update.grid] if update.grid else [])
         done = await self._fetch_all(job, provider, wanted)
         grid = done.pop() if update.grid else None
-        return done, grid, _missing_error([*done, *([grid] if grid else [])])
+        return done, grid, _missing_error([*done, *([grid] if grid else [])]) or update.error
 
     async def _fetch_all(self, job: Job, provider: Provider, images: list[Image]) -> list[Image]:
         """``images`` each fetched into the cache or marked missing

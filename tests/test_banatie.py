@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from datetime import datetime, timezone
 
 import httpx
@@ -561,6 +562,26 @@ def test_remote_history_follows_pagination():
     in_process(flow)
 
 
+def test_a_success_whose_image_was_deleted_says_so_instead_of_failing_silently():
+    """Deleting an image clears it from its generation: a later poll answers ``success`` with
+    ``outputImage: null``, which must not read as a finished job with nothing to say."""
+    async def flow(h):
+        h.emu.synchronous = False
+        job, _ = await h.submit("generation", "a paper boat")
+        h.state.clock.advance(10)
+        done = await h.api.poll(job)
+        assert done.status is Status.SUCCEEDED and len(done.images) == 1 and done.error is None
+        await h.api.delete_image(done.extras["image_id"])
+        after = await h.api.poll(job)
+        assert after.status is Status.SUCCEEDED and after.images == []
+        assert after.error == (
+            "Banatie reports the generation succeeded but has no output image (was it deleted?); "
+            "run it again with job.act('Regenerate')"
+        )
+
+    in_process(flow, speed=0)
+
+
 # ------------------------------------------------------------------ through the engine
 def test_imagine_through_the_engine_with_regenerate(engine, sandbox):
     job = ji.imagine("a lighthouse at dusk", provider="banatie", aspect_ratio="16:9")
@@ -597,6 +618,27 @@ def test_pending_generation_is_polled_by_the_engine(engine, sandbox):
     polls = sum(n for (m, p), n in sandbox.requests.items()
                 if m == "GET" and p.endswith("/generations/" + job.remote_id))
     assert polls >= 1
+
+
+def test_a_success_without_its_image_keeps_the_providers_note(engine, sandbox):
+    """A poll that answers ``success`` with no image (it was deleted while the engine could not
+    poll) leaves the job succeeded with Banatie's note, not silent; regenerating it works."""
+    sandbox.providers["banatie"].synchronous = False
+    sandbox.faults.add("/banatie/api/v1/generations/*", method="GET", status=503, count=None)
+    job = ji.imagine("a paper boat", provider="banatie")
+    api = ji.client("banatie")
+    deadline = time.monotonic() + 30
+    while not (made := [i for i in api.images(source="generated")
+                        if i["generationId"] == job.remote_id]):
+        assert time.monotonic() < deadline, "the generation made no image"
+        time.sleep(0.05)
+    api.delete_image(made[0]["id"])
+    sandbox.faults.clear()
+    job.wait(60)
+    assert job.status is Status.SUCCEEDED and job.images == []
+    assert job.error.startswith("Banatie reports the generation succeeded but has no output")
+    again = job.act(REGENERATE).wait(60)
+    assert again.error is None and len(again.images) == 1 and again.images[0].path
 
 
 def test_failed_and_moderated_generations_through_the_engine(engine):

@@ -11,7 +11,9 @@ Wire facts this module relies on (``providers.md`` §5):
   :class:`ServiceUnavailable`, ``FORBIDDEN`` → :class:`PermissionDenied`.
 - A generation is ``pending → processing → success | failed``. The create usually answers
   ``success`` with ``outputImage`` (a finished job, no poll); when it answers ``pending`` the job
-  is polled with ``GET /api/v1/generations/{id}``.
+  is polled with ``GET /api/v1/generations/{id}``. A ``success`` with no ``outputImage`` (deleting
+  an image clears it from its generation) is a succeeded job with no image and a note in
+  ``job.error`` saying so, never a silent empty success.
 - Live URLs (``{cdn}/{org}/{project}/live/{scope}?prompt=…``) are public GETs answering raw bytes
   with ``X-Cache-Status: HIT|MISS``; the key is never sent to the CDN.
 
@@ -106,6 +108,12 @@ MAX_REFERENCES = 3
 DEFAULT_CDN = "https://cdn.banatie.app"
 SANDBOX_CDN_PREFIX = "/banatie-cdn"
 NO_FLOW = "none"
+#: The job's error note when Banatie answers ``success`` with no ``outputImage``: the image was
+#: deleted (``DELETE /api/v1/images/:id`` clears it from its generation) before it was fetched.
+_NO_OUTPUT_IMAGE = (
+    "Banatie reports the generation succeeded but has no output image (was it deleted?); "
+    f"run it again with job.act({REGENERATE!r})"
+)
 
 _ALIAS = re.compile(r"^@[A-Za-z0-9_-]{1,100}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -677,6 +685,7 @@ class Banatie(Provider):
                 extras["image_id"] = output.get("id") or extras.get("image_id")
             else:
                 update.images = []
+                update.error = _NO_OUTPUT_IMAGE
         elif status is Status.FAILED:
             update.error = str(data.get("errorMessage") or data.get("error")
                                or "Banatie reported the generation as failed without a reason")
