@@ -119,6 +119,9 @@ def main() -> None:
                         help="a postgresql:// URL of an empty database, 'auto' (default: a "
                              "throwaway local server if PostgreSQL is installed) or 'none'")
     args = parser.parse_args()
+    if args.postgres not in ("auto", "none") and not args.postgres.startswith(
+            ("postgresql://", "postgres://")):
+        parser.error(f"--postgres {args.postgres!r}: give a postgresql:// URL, 'auto' or 'none'")
     records = make_records(args.jobs)
     with tempfile.TemporaryDirectory(prefix="ji-frame-") as home:
         store = Store(home)
