@@ -747,6 +747,8 @@ def test_store_config_moves_the_session_to_another_history(shell, magics, tmp_pa
         assert "ImagineMagics.store" in caplog.text and "cannot be reached" in caplog.text
         assert "pw" not in caplog.text.split("ImagineMagics.store", 1)[1].split("\n")[0]
         assert api.get_engine() is team  # refused: the session keeps its store
+        shell.run_line_magic("config", 'ImagineMagics.store = "postgresql+psycopg://ann@db/x"')
+        assert "drop '+psycopg'" in caplog.text and api.get_engine() is team
         settings = ji.configure(store=str(tmp_path / "elsewhere"))
         assert settings["store"] == str(tmp_path / "elsewhere" / "history.sqlite")
         assert ji.history().empty  # a fresh personal history there

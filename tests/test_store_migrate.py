@@ -100,10 +100,10 @@ def test_no_history_at_the_source_is_one_line(tmp_path, pg_url):
         migrate(tmp_path / "nothing-here", team)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "jupyter_imagine.store", *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
 
 
 def test_the_command_line(tmp_path, pg_url):
@@ -117,3 +117,8 @@ def test_the_command_line(tmp_path, pg_url):
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "pw-secret" not in bad.stderr
     assert bad.stderr.startswith("error: the team store at postgresql://ann@127.0.0.1:9/x")
+    sqlalchemy = _cli("migrate", "--to", "postgresql+psycopg2://ann:pw-secret@db/x",
+                      "--from", str(tmp_path / "laptop"), cwd=tmp_path)
+    assert sqlalchemy.returncode == 1 and sqlalchemy.stderr.count("\n") == 1
+    assert "drop '+psycopg2'" in sqlalchemy.stderr and "pw-secret" not in sqlalchemy.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["laptop"]  # nothing copied locally

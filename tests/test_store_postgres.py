@@ -157,6 +157,21 @@ def test_the_environment_selects_the_team_store(pg_url, tmp_path, monkeypatch):
         open_store(home=tmp_path)
 
 
+@pytest.mark.parametrize("url, words", [
+    ("postgresql+psycopg://ann:pw-secret@db/imagine", "drop '+psycopg' (SQLAlchemy's"),
+    ("PostgreSQL://ann:pw-secret@db/imagine", "write the scheme in lower case"),
+    ("mysql://ann:pw-secret@db/imagine", "a store given as a mysql:// URL is not supported"),
+    ("file:///tmp/pw-secret/history", "a folder path opens a personal SQLite history"),
+])
+def test_another_kind_of_url_is_refused_not_made_a_folder(url, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        open_store(url, home=tmp_path / "home")
+    message = str(info.value)
+    assert words in message and "pw-secret" not in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # no SQLite history in a folder named like the URL
+
+
 def test_a_write_wakes_a_follower_at_once(pg_url, tmp_path):
     import asyncio
     import threading

@@ -19,11 +19,17 @@ team store.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..errors import ConfigurationError
 from ._images import ImageCache
 from ._sqlite import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store, storage_error, to_utc
+
+#: The URL schemes of the team store (libpq's two spellings).
+_TEAM_SCHEMES = ("postgresql://", "postgres://")
+#: Anything that starts like a URL (``scheme://``), for :func:`_refuse_other_urls`.
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 __all__ = [
     "FRAME_COLUMNS",
@@ -43,8 +49,8 @@ def open_store(
     home: str | os.PathLike[str] | None = None,
     images: str | None = None,
 ) -> Any:
-    """The store for ``target``: a ``postgresql://`` URL opens the team store, anything else
-    (a folder, default ``None``) the SQLite history there.
+    """The store for ``target``: a ``postgresql://`` URL opens the team store, a folder (default
+    ``None``) the SQLite history there; any other URL is refused.
 
     Args:
         target: a URL or a folder; default ``None``: ``JUPYTER_IMAGINE_STORE`` if set, else the
@@ -55,15 +61,16 @@ def open_store(
             ``JUPYTER_IMAGINE_IMAGES`` if set, else the local image cache only.
 
     Raises:
-        ConfigurationError: a PostgreSQL URL, but psycopg is not installed; a shared image
-            store, but fsspec (or its backend for the URL) is not installed.
+        ConfigurationError: a PostgreSQL URL, but psycopg is not installed; a URL of another
+            kind (``mysql://``, ``file://``, SQLAlchemy's ``postgresql+psycopg://``); a shared
+            image store, but fsspec (or its backend for the URL) is not installed.
         StorageError: the store cannot be opened (one line: what and how to fix it).
     """
     if target is None:
         from .._config import store_url
 
         target = store_url()
-    if target is not None and str(target).startswith(("postgresql://", "postgres://")):
+    if target is not None and str(target).startswith(_TEAM_SCHEMES):
         try:
             from ._postgres import PostgresStore
         except ImportError:
@@ -73,4 +80,25 @@ def open_store(
                 "SQLite history)"
             ) from None
         return PostgresStore(str(target), home=home, images=images)
+    if target is not None:
+        _refuse_other_urls(str(target))
     return Store(target if target is not None else home, images=images)
+
+
+def _refuse_other_urls(target: str) -> None:
+    """Raise :class:`ConfigurationError` if ``target`` is a URL of another kind than the team
+    store's, so it never becomes a SQLite history in a folder named like the URL. The message
+    names only the URL's scheme (a URL may carry a password)."""
+    found = _URL_SCHEME.match(target)
+    if found is None:
+        return
+    scheme = found.group(1)
+    base, _, driver = scheme.lower().partition("+")
+    hint = ""
+    if base in ("postgresql", "postgres"):
+        hint = (f"drop '+{driver}' (SQLAlchemy's driver suffix): " if driver
+                else "write the scheme in lower case: ")
+    raise ConfigurationError(
+        f"a store given as a {scheme}:// URL is not supported; {hint}the team store takes a "
+        "postgresql://user@host/db URL, and a folder path opens a personal SQLite history"
+    )
