@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._secrets import register
 from .errors import ConfigurationError
@@ -73,6 +74,30 @@ def _env(name: str) -> str | None:
     return value or None
 
 
+def _http_url(name: str) -> str | None:
+    """Environment variable ``name``, an ``http(s)://host…`` URL, or ``None`` if unset.
+
+    Raises:
+        ConfigurationError: it is set but not such a URL (shown without any ``user:password@``).
+    """
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+        shown = value if "@" not in value else (
+            value.split("://", 1)[0] + "://…@" + value.rsplit("@", 1)[-1])
+        raise ConfigurationError(
+            f"{name} must be an http:// or https:// URL with a host, not {shown!r}; fix it, "
+            "or unset it"
+        )
+    return value
+
+
 def provider_settings(
     name: str, *, env_key: str, default_base_url: str, sandbox_prefix: str,
     extra_keys: tuple[str, ...] = (),
@@ -87,7 +112,7 @@ def provider_settings(
     has_credentials = (
         all(k in present for k in extra_keys[:2]) if extra_keys else key is not None
     )
-    sandbox_url = _env("JUPYTER_IMAGINE_SANDBOX_URL")
+    sandbox_url = _http_url("JUPYTER_IMAGINE_SANDBOX_URL")
     forced = (_env("JUPYTER_IMAGINE_SANDBOX") or "auto").lower()
     if forced not in {"auto", "0", "1", "true", "false", "yes", "no"}:
         raise ConfigurationError(
@@ -97,7 +122,7 @@ def provider_settings(
         return ProviderSettings(sandbox_url.rstrip("/") + sandbox_prefix, SANDBOX_KEY, True, False)
     if forced in {"1", "true", "yes"}:
         return ProviderSettings(IN_PROCESS_ROOT + sandbox_prefix, SANDBOX_KEY, True, True)
-    base_url = _env(f"{upper}_BASE_URL")
+    base_url = _http_url(f"{upper}_BASE_URL")
     if has_credentials:
         return ProviderSettings(base_url or default_base_url, key, False, False, extra)
     if forced in {"0", "false", "no"} or base_url:

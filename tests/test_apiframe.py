@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 
 from jupyter_imagine.errors import (
     AuthenticationError,
+    ConfigurationError,
     InvalidRequest,
     ModeratedPrompt,
     NotFound,
@@ -270,6 +271,24 @@ def test_connection_refused_is_marked_as_never_reaching_the_server():
             with pytest.raises(ServiceUnavailable) as info:
                 await api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
             assert info.value.reached_server is False
+
+    run(flow())
+
+
+def test_a_url_httpx_cannot_send_is_a_configuration_error_not_a_maybe_sent_submit():
+    """A base URL with a scheme httpx does not speak never leaves the machine: the submit must
+    not be reported as possibly running at the provider."""
+    async def flow():
+        async with httpx.AsyncClient() as client:
+            api = Apiframe(client=client, base_url="htps://x", api_key="k", sandbox=False)
+            with pytest.raises(ConfigurationError) as info:
+                await api.submit(Job(provider="apiframe", kind="imagine", prompt="x"), None)
+            assert str(info.value).startswith("cannot send a request to APIFRAME (")
+            assert str(info.value).endswith("; check APIFRAME_BASE_URL")
+            api = Apiframe(client=client, base_url="http://127.0.0.1:9", api_key="k",
+                           sandbox=False)
+            with pytest.raises(ConfigurationError, match=r"\(Invalid port.*came from APIFRAME$"):
+                await api.download("http://[::1/grid.png")  # httpx.InvalidURL: no TransportError
 
     run(flow())
 

@@ -57,6 +57,23 @@ def test_bad_settings(monkeypatch):
         _config.sandbox_speed()
 
 
+@pytest.mark.parametrize("name, value, shown", [
+    ("APIFRAME_BASE_URL", "htps://api.apiframe.pro", "'htps://api.apiframe.pro'"),
+    ("APIFRAME_BASE_URL", "api.apiframe.pro", "'api.apiframe.pro'"),
+    ("APIFRAME_BASE_URL", "https://ann:pw-secret@/v1", "'https://…@/v1'"),
+    ("APIFRAME_BASE_URL", "http://[::1", "'http://[::1'"),
+    ("JUPYTER_IMAGINE_SANDBOX_URL", "localhost:8765", "'localhost:8765'"),
+])
+def test_a_url_setting_that_is_no_http_url_is_refused_by_name(monkeypatch, name, value, shown):
+    monkeypatch.setenv("APIFRAME_API_KEY", "real-key-1234567")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        _config.provider_settings("apiframe", **ARGS)
+    assert str(info.value) == (
+        f"{name} must be an http:// or https:// URL with a host, not {shown}; fix it, or unset it"
+    )
+
+
 def test_home(monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTER_IMAGINE_HOME", str(tmp_path))
     assert _config.home() == tmp_path

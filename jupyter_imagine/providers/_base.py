@@ -22,6 +22,7 @@ from .._config import ProviderSettings, price_overrides, provider_settings, regi
 from .._secrets import get_logger, scrub
 from ..errors import (
     AuthenticationError,
+    ConfigurationError,
     ImagineError,
     InvalidRequest,
     NotFound,
@@ -446,7 +447,11 @@ class Provider:
         authorized: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One HTTP request, with transport errors and error answers mapped to typed exceptions."""
+        """One HTTP request, with transport errors and error answers mapped to typed exceptions:
+        a URL httpx cannot send (unsupported scheme, malformed) is a
+        :class:`~jupyter_imagine.errors.ConfigurationError` (never sent, not worth retrying); no
+        connection is a :class:`~jupyter_imagine.errors.ServiceUnavailable` with
+        ``reached_server=False``; any other transport error one that may have reached it."""
         if not url.startswith(("http://", "https://")):
             url = self.base_url + url
         headers = dict(kwargs.pop("headers", None) or {})
@@ -454,6 +459,12 @@ class Provider:
             headers.update(self.auth_headers())
         try:
             response = await self.client.request(method, url, headers=headers, **kwargs)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            hint = f"check {self.name.upper()}_BASE_URL" if url.startswith(self.base_url) else (
+                f"the URL came from {self.label}")
+            raise ConfigurationError(
+                f"cannot send a request to {self.label} ({exc}); {hint}", provider=self.name
+            ) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ServiceUnavailable(
                 f"could not connect to {self.label} ({type(exc).__name__}); check your network "
