@@ -160,10 +160,17 @@ def make_matcher(
             logger.debug("no job ids to complete: %s", exc)
             return []
 
+    def safe_default() -> str:
+        try:
+            return default_provider()
+        except Exception as exc:  # a bad JUPYTER_IMAGINE_PROVIDER: say it when the magic runs
+            logger.debug("no default provider to complete for: %s", exc)
+            return ""
+
     @context_matcher(identifier=MATCHER_ID)
     def imagine_matcher(context: CompletionContext) -> dict[str, Any]:
         found = candidates(
-            context.text_until_cursor, default_provider=default_provider(), job_ids=safe_ids
+            context.text_until_cursor, default_provider=safe_default(), job_ids=safe_ids
         )
         if found is None:
             return {"completions": [], "suppress": False}

@@ -63,8 +63,20 @@ def _set_engine(engine: Engine | None) -> Engine | None:
 
 
 def default_provider() -> str:
-    """``JUPYTER_IMAGINE_PROVIDER`` or :data:`DEFAULT_PROVIDER`."""
-    return os.environ.get("JUPYTER_IMAGINE_PROVIDER", "").strip() or DEFAULT_PROVIDER
+    """``JUPYTER_IMAGINE_PROVIDER`` (any case) or :data:`DEFAULT_PROVIDER`.
+
+    Raises:
+        ConfigurationError: the variable is set but names no provider.
+    """
+    value = os.environ.get("JUPYTER_IMAGINE_PROVIDER", "").strip()
+    if not value:
+        return DEFAULT_PROVIDER
+    if value.lower() not in PROVIDERS:
+        raise ConfigurationError(
+            f"JUPYTER_IMAGINE_PROVIDER is {value!r}, which is no provider; set it to one of: "
+            f"{', '.join(PROVIDERS)}, or unset it for {DEFAULT_PROVIDER}"
+        )
+    return value.lower()
 
 
 def imagine(

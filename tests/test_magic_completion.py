@@ -125,6 +125,12 @@ def test_shell_completer_follows_the_configured_default_provider(shell):
         shell.config.pop("ImagineMagics", None)
 
 
+def test_shell_completer_survives_a_bad_default_provider(shell, monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_PROVIDER", "midjourney")  # the magic says so when run
+    assert completions(shell, "%imagine -p bl") == ["blockade"]
+    assert "--wait" in completions(shell, "%imagine --w")
+
+
 def test_load_registers_the_matcher_once_and_unload_removes_it(engine):
     from IPython.core.interactiveshell import InteractiveShell
 

@@ -440,6 +440,21 @@ def test_run_cell_shows_an_imagine_error_as_one_line_of_its_own_type(shell, caps
     assert "unknown provider 'nope'" in text and "Traceback" not in text
 
 
+def test_a_default_provider_from_the_environment_is_checked_by_name(shell, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setenv("JUPYTER_IMAGINE_PROVIDER", "Midjourney")
+    result = shell.run_cell("%imagine a cat")
+    assert type(result.error_in_exec) is ji.ConfigurationError
+    shown = capsys.readouterr()
+    assert "Traceback" not in shown.out + shown.err
+    assert str(result.error_in_exec) == (
+        "JUPYTER_IMAGINE_PROVIDER is 'Midjourney', which is no provider; set it to one of: "
+        f"{', '.join(PROVIDERS)}, or unset it for apiframe"
+    )
+    monkeypatch.setenv("JUPYTER_IMAGINE_PROVIDER", " BANATIE ")
+    assert ji.imagine("a cat").wait(60).provider == "banatie"
+
+
 def test_an_imagine_error_from_plain_python_keeps_its_traceback(shell, capsys):
     result = shell.run_cell("import jupyter_imagine\njupyter_imagine.job('nosuchjob')")
     assert isinstance(result.error_in_exec, ji.NotFound)
