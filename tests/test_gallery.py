@@ -39,8 +39,20 @@ def test_any_frame_slice_or_list_of_jobs(jobs):
     assert [r["id"] for r in failed.rows] == [jobs[2].id]
     assert [r["id"] for r in Gallery(jobs[:2]).rows] == [jobs[1].id, jobs[0].id]
     assert ji.gallery(frame.head(1)).total == 1  # the package-level shortcut
-    with pytest.raises(ji.ImagineError, match="'id' column"):
+    assert [r["id"] for r in gallery(jobs[0]).rows] == [jobs[0].id]  # one job
+    with pytest.raises(ji.InvalidRequest, match="'id' column"):
         gallery(pd.DataFrame({"prompt": ["x"]}))
+
+
+@pytest.mark.parametrize("source, words", [
+    ("a cat", "takes a frame from history(), a list of jobs or nothing, not str"),
+    (5, "takes a frame from history(), a list of jobs or nothing, not int"),
+    (["3f2a9c"], "takes jobs, but one item is a str; jupyter_imagine.job(id) gives the job"),
+])
+def test_anything_else_is_one_line_naming_what_it_takes(engine, source, words):
+    with pytest.raises(ji.InvalidRequest) as info:
+        gallery(source)
+    assert words in str(info.value)
 
 
 def test_thumbnails_load_on_request_as_buffers(jobs, monkeypatch):

@@ -16,7 +16,7 @@ import pandas as pd
 import traitlets as t
 
 from .._secrets import get_logger
-from ..errors import ImagineError
+from ..errors import ImagineError, InvalidRequest
 from ..models import Job
 from . import _images
 from ._bundle import display_bundle
@@ -53,11 +53,37 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _rows(source: Any) -> list[dict[str, Any]]:
+    """The rows of ``source``: a frame, one job or an iterable of jobs (see :class:`Gallery`).
+
+    Raises:
+        InvalidRequest: anything else (a prompt, an id, a number …), named.
+    """
+    if isinstance(source, pd.DataFrame):
+        return _rows_from_frame(source)
+    if isinstance(source, Job):
+        source = [source]
+    if isinstance(source, (str, bytes)) or not isinstance(source, Iterable):
+        raise InvalidRequest(
+            "gallery() takes a frame from history(), a list of jobs or nothing, not "
+            f"{type(source).__name__}"
+        )
+    jobs = list(source)
+    wrong = next((item for item in jobs if not isinstance(item, Job)), None)
+    if wrong is not None:
+        raise InvalidRequest(
+            f"gallery() takes jobs, but one item is a {type(wrong).__name__}; "
+            "jupyter_imagine.job(id) gives the job of an id"
+        )
+    return [_row_from_job(job) for job in jobs]
+
+
 def _rows_from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
     if "id" not in frame.columns and "id" in (frame.index.names or ()):
         frame = frame.reset_index()
     if "id" not in frame.columns:
-        raise ImagineError("gallery() needs a frame with an 'id' column, like history() returns")
+        raise InvalidRequest(
+            "gallery() needs a frame with an 'id' column, like history() returns")
     rows = []
     for rec in frame.to_dict("records"):
         row = {k: _clean(rec.get(k))
@@ -95,8 +121,9 @@ class Gallery(SharedCodeWidget):
     """A filterable grid of past jobs; clicking one opens its job view beneath.
 
     Args:
-        source: a frame from :func:`jupyter_imagine.history` (any subset of its rows), an
-            iterable of jobs, or ``None`` (default): the newest :data:`DEFAULT_LIMIT` jobs.
+        source: a frame from :func:`jupyter_imagine.history` (any subset of its rows), one job
+            or an iterable of jobs, or ``None`` (default): the newest :data:`DEFAULT_LIMIT` jobs.
+            Anything else is an :class:`~jupyter_imagine.errors.InvalidRequest`.
 
     Attributes:
         box: the ``VBox`` to display: the grid, then the opened job's view.
@@ -115,10 +142,7 @@ class Gallery(SharedCodeWidget):
             from ..api import history
 
             source = history(limit=DEFAULT_LIMIT)
-        if isinstance(source, pd.DataFrame):
-            rows = _rows_from_frame(source)
-        else:
-            rows = [_row_from_job(job) for job in source]
+        rows = _rows(source)
         rows.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
         super().__init__(rows=rows[:MAX_ROWS], total=len(rows), **kwargs)
         self._slot = ipywidgets.VBox([])
