@@ -116,7 +116,9 @@ def _frame_of(data: Any, prompt: str) -> pd.DataFrame:
         raise InvalidRequest("batch() takes many prompts: a DataFrame or a list, not one string")
     elif isinstance(data, Iterable):
         items = list(data)
-        if all(isinstance(item, Mapping) for item in items):
+        if not items:  # nothing to submit: the same empty result as an empty frame
+            frame = pd.DataFrame({prompt: pd.Series([], dtype=object)})
+        elif all(isinstance(item, Mapping) for item in items):
             frame = pd.DataFrame(items)
         elif all(isinstance(item, str) for item in items):
             frame = pd.DataFrame({prompt: items})

@@ -84,6 +84,13 @@ def test_invalid_rows_submit_nothing(engine, sandbox):
     assert imagine_posts(sandbox) == 0 and engine.store.records() == []
 
 
+def test_an_empty_list_is_an_empty_result_like_an_empty_frame(engine):
+    empty = ji.batch([], progress=False)
+    assert empty.empty and list(empty.columns) == list(
+        ji.batch(pd.DataFrame({"prompt": []}), progress=False).columns)
+    assert "prompt" in empty.columns and engine.store.records() == []
+
+
 def test_max_concurrency_bounds_the_batch_in_flight(engine):
     in_flight: set[str] = set()
     peak = []
