@@ -205,7 +205,7 @@ def _build(
         if opt.metavar is None:
             parser.add_argument(*names, dest=opt.long, action="store_true")
         else:
-            kind = float if opt.long == "timeout" else str
+            kind = _seconds if opt.long == "timeout" else str
             parser.add_argument(*names, dest=opt.long, metavar=opt.metavar, type=kind)
     for name, text in params:
         spellings = dict.fromkeys((f"--{name}", f"--{name.replace('_', '-')}"))
@@ -291,6 +291,16 @@ def split_options(line: str, options: Sequence[Option] = IMAGINE_OPTIONS) -> tup
 
 
 # ====================================================================== parsing
+def _seconds(text: str) -> float:
+    """``-t/--timeout``'s value as seconds; anything but a number is said the way
+    :func:`check_timeout` says a number out of range."""
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(
+            f"-t/--timeout must be a positive number of seconds, not {text!r}") from None
+
+
 def check_timeout(timeout: float | None) -> float | None:
     """``timeout`` if it is ``None`` or a positive finite number of seconds."""
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
