@@ -356,7 +356,12 @@ def test_every_upscale_action_through_the_engine(upscaled):
 def test_custom_zoom_and_bad_arguments(upscaled):
     import jupyter_imagine as ji
 
-    _, up = upscaled
+    grid, up = upscaled
+    for label in ("U1", "V2"):  # /upscale-1x and /variations send no prompt: never dropped
+        with pytest.raises(ji.InvalidRequest, match=f"^{label} takes no prompt argument$"):
+            grid.act(label, prompt="a sunflower field")
+    with pytest.raises(ji.InvalidRequest, match="^the new prompt must be text, not int$"):
+        grid.act("🔄", prompt=42)
     assert up.act("Zoom Out 2x", zoom_ratio=1.2).wait(60).params["zoom_ratio"] == 1.2
     with pytest.raises(ji.InvalidRequest, match="zoom_ratio must be between 1 and 2"):
         up.act("Zoom Out 2x", zoom_ratio=3)

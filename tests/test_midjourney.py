@@ -9,22 +9,13 @@ from PIL import Image as PILImage
 
 from jupyter_imagine.errors import InvalidMask, InvalidRequest
 from jupyter_imagine.models import Image, Job, Status
-from jupyter_imagine.providers._midjourney import new_prompt, no_extra, vary_region_mask
+from jupyter_imagine.providers._midjourney import no_extra, vary_region_mask
 
 
 def test_no_extra_refuses_what_is_left_and_ignores_none():
     no_extra("U1", {"prompt": None})
     with pytest.raises(InvalidRequest, match="U1 takes no mask, seed argument"):
         no_extra("U1", {"seed": 3, "mask": b"x", "prompt": None})
-
-
-def test_new_prompt_pops_it_and_refuses_an_empty_one():
-    kwargs = {"prompt": "a lighthouse at dawn", "seed": 1}
-    assert new_prompt(kwargs) == "a lighthouse at dawn" and kwargs == {"seed": 1}
-    assert new_prompt({}) is None
-    for bad in ("", "   ", 42):
-        with pytest.raises(InvalidRequest, match="the new prompt is empty"):
-            new_prompt({"prompt": bad})
 
 
 def _mask(size) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,12 +38,29 @@ logger = get_logger(__name__)
 #: The provider contract's types: what a provider module builds on, re-exported by
 #: :mod:`jupyter_imagine.providers`.
 CONTRACT = ("ChildSpec", "ParamSpec", "Provider", "RemoteJob", "Submission", "Update")
-__all__ = ["COST_FIELDS", *CONTRACT, "idempotent"]
+__all__ = ["COST_FIELDS", *CONTRACT, "idempotent", "new_prompt"]
 
 
 #: Payload fields that state what a job cost, in credits (none of the five documents one; read
 #: in case a payload carries it: a stated figure beats a table).
 COST_FIELDS = ("credits", "cost", "credits_used", "creditsUsed", "credit_cost", "creditCost")
+
+
+def new_prompt(kwargs: MutableMapping[str, Any]) -> str | None:
+    """Pop an action's ``prompt`` from ``kwargs``: ``None`` when not given (or ``None``), else
+    the text as given.
+
+    Raises:
+        InvalidRequest: it is not text, or it is empty.
+    """
+    prompt = kwargs.pop("prompt", None)
+    if prompt is None:
+        return None
+    if not isinstance(prompt, str):
+        raise InvalidRequest(f"the new prompt must be text, not {type(prompt).__name__}")
+    if not prompt.strip():
+        raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
+    return prompt
 
 
 def idempotent(fn: Any) -> Any:

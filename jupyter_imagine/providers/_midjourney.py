@@ -1,6 +1,6 @@
 """Action-argument rules the two Midjourney proxies (APIFRAME, TheNextLeg) share: a button takes
-no stray arguments, a new prompt must have text, and Vary (Region) needs a mask sized to the
-image it redraws."""
+no stray arguments, and Vary (Region) needs a mask sized to the image it redraws (a new prompt's
+rule is every provider's: :func:`._base.new_prompt`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import InvalidMask, InvalidRequest
 from ..models import Job
 
-__all__ = ["new_prompt", "no_extra", "vary_region_mask"]
+__all__ = ["no_extra", "vary_region_mask"]
 
 
 def no_extra(label: str, kwargs: Mapping[str, Any]) -> None:
@@ -18,14 +18,6 @@ def no_extra(label: str, kwargs: Mapping[str, Any]) -> None:
     extra = {k for k, v in kwargs.items() if v is not None}
     if extra:
         raise InvalidRequest(f"{label} takes no {', '.join(sorted(extra))} argument")
-
-
-def new_prompt(kwargs: MutableMapping[str, Any]) -> str | None:
-    """Pop ``prompt`` from ``kwargs``: ``None`` when not given, refused when it is empty."""
-    prompt = kwargs.pop("prompt", None)
-    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-        raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
-    return prompt
 
 
 def vary_region_mask(

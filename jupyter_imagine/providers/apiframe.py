@@ -40,8 +40,16 @@ from ..models import (
     Status,
     utcnow,
 )
-from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
-from ._midjourney import new_prompt, no_extra, vary_region_mask
+from ._base import (
+    ChildSpec,
+    ParamSpec,
+    Provider,
+    Submission,
+    Update,
+    idempotent,
+    new_prompt,
+)
+from ._midjourney import no_extra, vary_region_mask
 
 __all__ = ["Apiframe"]
 
@@ -272,7 +280,7 @@ class Apiframe(Provider):
                      if job.params.get(k)}
         prompt = new_prompt(kwargs)
         if label in GRID_ACTIONS and label != REROLL:
-            no_extra(label, kwargs)
+            no_extra(label, {**kwargs, "prompt": prompt})  # /upscale-1x, /variations: none
             kind = "upscale" if label[0] == "U" else "variation"
             return ChildSpec(kind, job.prompt, {"index": int(label[1]), **inherited})
         if label == REROLL:

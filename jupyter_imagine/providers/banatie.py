@@ -83,6 +83,7 @@ from ._base import (
     Submission,
     Update,
     idempotent,
+    new_prompt,
     retry_after,
 )
 from ._timestamps import parse_when
@@ -566,28 +567,26 @@ class Banatie(Provider):
     def child(self, job: Job, label: str, **kwargs: Any) -> ChildSpec:
         if label != REGENERATE:
             raise InvalidRequest(f"Banatie has no action {label!r}; it has: {REGENERATE}")
-        prompt = kwargs.pop("prompt", None)
+        prompt = new_prompt(kwargs)
         aspect = kwargs.pop("aspect_ratio", None)
         extra = sorted(k for k, v in kwargs.items() if v is not None)
         if extra:
             raise InvalidRequest(f"{REGENERATE} takes prompt= and aspect_ratio=, not {extra}")
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-            raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
         if not job.remote_id:
             raise InvalidRequest(f"job {job.id} has no Banatie generation id yet")
         generation_id = _generation_id(job)
         current = job.params.get("aspect_ratio") or job.extras.get("aspect_ratio")
         if aspect is not None:
             aspect = self.params["aspect_ratio"].coerce(aspect, self.name)
-        new_prompt = prompt.strip() if prompt else job.prompt
-        changed = new_prompt != job.prompt or (aspect is not None and aspect != (current or "1:1"))
+        text = prompt.strip() if prompt else job.prompt
+        changed = text != job.prompt or (aspect is not None and aspect != (current or "1:1"))
         params: dict[str, Any] = {
             "generation_id": generation_id,
             "method": "update" if changed else "regenerate",
         }
         if aspect or current:
             params["aspect_ratio"] = aspect or current
-        return ChildSpec("regenerate", new_prompt, params)
+        return ChildSpec("regenerate", text, params)
 
     # --------------------------------------------------------------- jobs
     async def submit(self, job: Job, parent: Job | None) -> Submission:

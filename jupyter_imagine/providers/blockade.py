@@ -53,7 +53,16 @@ from ..errors import (
     QuotaExceeded,
 )
 from ..models import Cost, Image, Job, Status
-from ._base import ChildSpec, ParamSpec, Provider, RemoteJob, Submission, Update, idempotent
+from ._base import (
+    ChildSpec,
+    ParamSpec,
+    Provider,
+    RemoteJob,
+    Submission,
+    Update,
+    idempotent,
+    new_prompt,
+)
 from ._timestamps import parse_when
 
 __all__ = ["EXPORT_TYPES", "STATUS_MAP", "Blockade"]
@@ -426,9 +435,7 @@ class Blockade(Provider):
         or ``type_id=`` 1–9; default JPG)."""
         inherited = {k: job.params[k] for k in ("webhook_url",) if job.params.get(k)}
         if label == REMIX:
-            prompt = kwargs.pop("prompt", None)
-            if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-                raise InvalidRequest("the new prompt is empty; give it some text or leave it out")
+            prompt = new_prompt(kwargs)
             allowed = ("negative_text", "seed", "enhance_prompt", "skybox_style_id",
                        "return_depth_hq", "webhook_url")
             _no_extra(label, kwargs, allowed)

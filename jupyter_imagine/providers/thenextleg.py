@@ -74,8 +74,16 @@ from ..errors import (
     ServiceUnavailable,
 )
 from ..models import ACTION_LABELS, REROLL, VARY_REGION, Balance, Image, Job, Status, utcnow
-from ._base import ChildSpec, ParamSpec, Provider, Submission, Update, idempotent
-from ._midjourney import new_prompt, no_extra, vary_region_mask
+from ._base import (
+    ChildSpec,
+    ParamSpec,
+    Provider,
+    Submission,
+    Update,
+    idempotent,
+    new_prompt,
+)
+from ._midjourney import no_extra, vary_region_mask
 
 __all__ = [
     "CODES",
