@@ -7,6 +7,7 @@ The APIFRAME emulation itself is tested in ``test_sandbox_apiframe.py``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -204,6 +205,23 @@ async def test_request_counter():
 
 
 # ----------------------------------------------------------------------------- webhook sink
+@pytest.mark.anyio
+async def test_a_webhook_url_that_fails_is_warned_about_once_not_per_update(caplog):
+    from jupyter_imagine.sandbox._state import deliver_webhook
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"  # nothing listens there
+    caplog.set_level(logging.DEBUG, logger="jupyter_imagine.sandbox._state")
+    state = SandboxState()
+    for progress in (10, 50, 100):
+        assert await deliver_webhook(state, url, {"percentage": progress}, timeout=5) is False
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if url in r.getMessage()]
+    assert [level for level, _ in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert said[0][1].startswith(f"sandbox webhook to {url} failed: ")
+    assert said[0][1].endswith("(later failures to it are logged at DEBUG)")
+
+
 @pytest.mark.anyio
 async def test_webhook_sink_records_and_clears():
     async with _client() as (client, state):

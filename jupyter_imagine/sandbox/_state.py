@@ -141,6 +141,9 @@ class SandboxState:
     app: Any = None
     persistence: Any = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    #: Webhook URLs a delivery to has failed: each is warned about once (see
+    #: :func:`deliver_webhook`), not once per progress update.
+    _failed_webhooks: set[str] = field(default_factory=set, repr=False)
 
     # ------------------------------------------------------------------ checks
     def key_accepted(self, key: str | None) -> bool:
@@ -233,7 +236,8 @@ async def deliver_webhook(
     origin: str | None = None,
     timeout: float = 10.0,
 ) -> bool:
-    """POST ``payload`` as JSON to ``url``; ``True`` on a 2xx. Failures are logged, not raised."""
+    """POST ``payload`` as JSON to ``url``; ``True`` on a 2xx. Failures are logged, not raised:
+    the first for a URL as a warning, the rest at DEBUG (a job posts every progress update)."""
     transport = state.webhook_transport(url, origin)
     try:
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
@@ -241,12 +245,21 @@ async def deliver_webhook(
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a webhook must never take the sandbox down
-        logger.warning("sandbox webhook to %s failed: %s", url, exc)
+        _webhook_failed(state, url, f"failed: {exc}")
         return False
     if response.is_success:
         return True
-    logger.warning("sandbox webhook to %s answered %s", url, response.status_code)
+    _webhook_failed(state, url, f"answered {response.status_code}")
     return False
+
+
+def _webhook_failed(state: SandboxState, url: str, what: str) -> None:
+    if url in state._failed_webhooks:
+        logger.debug("sandbox webhook to %s %s", url, what)
+        return
+    state._failed_webhooks.add(url)
+    logger.warning("sandbox webhook to %s %s (later failures to it are logged at DEBUG)",
+                   url, what)
 
 
 async def nap_until(state: SandboxState, change: float | None, longest: float) -> None:
