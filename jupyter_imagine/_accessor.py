@@ -24,9 +24,10 @@ A row is chosen by position (``0`` is the first row, negative counts from the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ import pandas as pd
 from ._display import Progress
 from ._schema import check_frame
 from ._secrets import get_logger, scrub
-from .errors import InvalidRequest
+from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Job
@@ -229,15 +230,17 @@ class ImagineAccessor:
         if sidecar not in ("csv", "parquet"):
             raise InvalidRequest(f"sidecar must be 'csv' or 'parquet', not {sidecar!r}")
         target = Path(folder).expanduser()
-        target.mkdir(parents=True, exist_ok=True)
+        with _export_errors(target):
+            target.mkdir(parents=True, exist_ok=True)
         frame = self._frame
         paths = self._column("image_paths") if "image_paths" in frame.columns else None
         written: list[Path] = []
         files_per_row: list[list[str]] = []
         keys = self._keys()
         missing = 0
-        with Progress(f"export of {len(keys)} job{'' if len(keys) == 1 else 's'}", len(keys),
-                      enabled=progress) as bar:
+        with _export_errors(target), Progress(
+                f"export of {len(keys)} job{'' if len(keys) == 1 else 's'}", len(keys),
+                enabled=progress) as bar:
             for pos, (provider, job_id) in enumerate(keys):
                 sources = list(paths[pos]) if paths is not None and _is_list(paths[pos]) else None
                 if sources is None:  # a frame without image_paths: ask the store
@@ -342,6 +345,21 @@ def _write_image(
         exif[_EXIF_USER_COMMENT] = b"UNICODE\x00" + meta.get("parameters", "").encode("utf-16-be")
         img.save(out, format=pil_format, exif=exif, quality=95)
     return out
+
+
+@contextlib.contextmanager
+def _export_errors(target: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while exporting to ``target`` into one line saying what and how to fix
+    it (:class:`~jupyter_imagine.errors.StorageError`)."""
+    try:
+        yield
+    except OSError as exc:
+        why = "it is a file, not a folder" if target.is_file() else (
+            exc.strerror or type(exc).__name__)
+        raise StorageError(
+            f"cannot export to {target}: {why}; give a folder you can write to, with room for "
+            "the images", path=str(target),
+        ) from None
 
 
 def _write_sidecar(

@@ -20,8 +20,9 @@ line that names what was wrong and how to fix it::
     │   └── JobCancelled          … or that was cancelled
     ├── JobTimeout                the job's deadline or the wait's timeout passed
     ├── BudgetExceeded            a job would pass a spending budget; it was never sent
-    └── StorageError              the history or image cache cannot be read or written (disk
-                                  full, read-only, locked too long, corrupt); ``.path`` names it
+    └── StorageError              the history, image cache or an export folder cannot be read
+                                  or written (disk full, read-only, locked too long, corrupt);
+                                  ``.path`` names it
 
 Messages go through :func:`jupyter_imagine._secrets.redact`, so no registered secret (API key,
 token, webhook secret) can appear in one.
@@ -190,9 +191,9 @@ class BudgetExceeded(ImagineError):
 
 
 class StorageError(ImagineError):
-    """The history database or the image cache cannot be used: the message says which path,
-    what is wrong with it (disk full, read-only, locked for too long, not a database) and how
-    to fix it.
+    """The history database, the image cache or an export folder cannot be used: the message
+    says which path, what is wrong with it (disk full, read-only, locked for too long, not a
+    database) and how to fix it.
 
     Args:
         path: the file or folder concerned (default ``None``).

@@ -119,6 +119,20 @@ def test_export_jpg_of_a_slice_and_original_bytes(history, tmp_path):
         one.imagine.export(tmp_path, fmt="bmp")
 
 
+def test_export_to_somewhere_it_cannot_write_is_one_line(history, tmp_path):
+    df = history["df"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ji.StorageError) as info:
+        df.imagine.export(a_file, progress=False)
+    assert str(info.value) == (f"cannot export to {a_file}: it is a file, not a folder; give a "
+                               "folder you can write to, with room for the images")
+    assert info.value.path == str(a_file)
+    with pytest.raises(ji.StorageError, match="^cannot export to .*notes.txt/sub: Not a dir"):
+        df.imagine.export(a_file / "sub", progress=False)
+    assert a_file.read_text() == "not a folder"
+
+
 def test_export_skips_images_that_were_never_downloaded(engine, tmp_path, capfd):
     job = ji.imagine("a slow tower sandbox:hang")
     df = ji.history()
