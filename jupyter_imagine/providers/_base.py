@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import email.utils
 import math
+import numbers
+import os
 import time
 from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +72,13 @@ def idempotent(fn: Any) -> Any:
     return fn
 
 
+#: What a parameter of each type accepts before conversion (anything else is refused); numbers
+#: include numpy's, as a batch's DataFrame cells are.
+_PLAIN: dict[type, tuple[type, ...]] = {
+    str: (str, numbers.Real, os.PathLike), int: (numbers.Real, str), float: (numbers.Real, str),
+}
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter a provider accepts for a new job.
@@ -97,6 +106,9 @@ class ParamSpec:
         :attr:`minimum`; an ``int`` parameter refuses a fraction instead of truncating it."""
         given = value
         try:
+            if not isinstance(value, _PLAIN.get(self.type, object)) or (
+                    isinstance(value, bool) and self.type is not bool):
+                raise TypeError(value)  # a list, a dict, an object … is never str()-ed
             if self.type is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             if self.type is bool and isinstance(value, str):
