@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .engine import Engine
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidRequest
 from .models import Job
 from .providers import PROVIDERS, provider_class
 from .store import open_store
@@ -476,10 +476,11 @@ class ProviderClient:
         return self._start("faceswap", wait, target_image_url=_image_url(target, "faceswap"),
                            swap_image_url=_image_url(swap, "faceswap"))
 
-    def seed(self, job: Job, *, timeout: float | None = None) -> str:
-        """The Midjourney seed of ``job`` (a string), fetched with a ``seed`` job and also kept
-        in ``job.extras["seed"]``. Blocks until the provider answers (default timeout: the
-        provider's)."""
+    def seed(self, job: Job | str, *, timeout: float | None = None) -> str:
+        """The Midjourney seed of ``job`` (this provider's job, or its id; a string), fetched
+        with a ``seed`` job and also kept in ``job.extras["seed"]``. Blocks until the provider
+        answers (default timeout: the provider's)."""
+        job = self._own_job(job, "seed")
         if job.extras.get("seed"):
             return str(job.extras["seed"])
         engine = get_engine()
@@ -493,6 +494,19 @@ class ProviderClient:
         ``/upscale-highres`` from an ``image_url``; ``wait`` (default ``False``) blocks."""
         return self._start("upscale", wait, image_url=_image_url(image, "upscale"),
                            type=f"{factor}x")
+
+    def _own_job(self, value: Job | str, verb: str) -> Job:
+        """``value`` (a job or a job id) as one of this provider's jobs, else a one-line
+        :class:`~jupyter_imagine.errors.InvalidRequest`."""
+        found = job(value) if isinstance(value, str) else value
+        if not isinstance(found, Job):
+            raise InvalidRequest(f"{verb}() takes a job or a job id, not {type(value).__name__}")
+        if found.provider != self._cls.name:
+            raise InvalidRequest(
+                f"{verb}() of {self._cls.label} takes one of its own jobs; job {found.id[:8]} "
+                f"is {found.provider}'s (use jupyter_imagine.client({found.provider!r}))"
+            )
+        return found
 
     def __repr__(self) -> str:
         return f"<ProviderClient {self._cls.name}: {', '.join(self._calls())}>"

@@ -384,6 +384,11 @@ def test_python_api_functions(engine, upscaled):
     assert blended.images[0].width > blended.images[0].height
     value = mj.seed(grid)
     assert value.isdigit() and grid.extras["seed"] == value
+    assert mj.seed(grid.id) == value  # by id too
+    with pytest.raises(ji.InvalidRequest, match="^seed\\(\\) takes a job or a job id, not int$"):
+        mj.seed(42)
+    with pytest.raises(ji.InvalidRequest, match=r"^seed\(\) of TheNextLeg takes one of its own"):
+        ji.client("thenextleg").seed(grid)
     assert engine.store.get(grid.id)["extras"]["seed"] == value  # stored, not just shown
     swapped = mj.faceswap(grid.images[1], grid.images[2], wait=True)
     assert swapped.kind == "faceswap" and len(swapped.images) == 1
