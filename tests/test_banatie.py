@@ -334,6 +334,19 @@ def test_errors_map_to_typed_exceptions():
     in_process(flow)
 
 
+def test_an_empty_or_missing_id_is_refused_before_any_request():
+    async def flow(h):
+        calls = [lambda: h.api.image(None), lambda: h.api.generation(""),
+                 lambda: h.api.delete_image("  "), lambda: h.api.flow(None)]
+        for call in calls:
+            with pytest.raises(InvalidRequest,
+                               match="^Banatie needs an id, @alias or slug here, not "):
+                await call()
+        assert sum(h.state.requests.values()) == 0
+
+    in_process(flow)
+
+
 @pytest.mark.parametrize("key", [None, "invalid-key"])
 def test_rejected_key_names_the_variable_not_the_key(key):
     async def flow(h):

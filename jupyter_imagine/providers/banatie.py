@@ -636,7 +636,7 @@ class Banatie(Provider):
         return Submission(remote_id=str(data["id"]), raw=data, update=self.parse(data))
 
     async def _regenerate(self, gen_id: str, job: Job) -> Any:
-        path = f"/api/v1/generations/{quote(gen_id, safe='')}"
+        path = f"/api/v1/generations/{_part(gen_id)}"
         if job.params.get("method") == "update":
             body: dict[str, Any] = {"prompt": job.prompt}
             if job.params.get("aspect_ratio"):
@@ -655,7 +655,7 @@ class Banatie(Provider):
         if job.kind == "live":
             return (await self._submit_live(job)).update or Update(Status.RUNNING)
         gen_id = _generation_id(job)
-        data = await self._json("GET", f"/api/v1/generations/{quote(gen_id, safe='')}")
+        data = await self._json("GET", f"/api/v1/generations/{_part(gen_id)}")
         return self.parse(data)
 
     def parse(self, data: Mapping[str, Any]) -> Update:
@@ -751,7 +751,7 @@ class Banatie(Provider):
         if params.get("template"):
             query["template"] = str(params["template"])
         scope = params.get("scope") or "default"
-        return (f"{self.cdn_base}/{quote(org, safe='')}/{quote(project, safe='')}/live/"
+        return (f"{self.cdn_base}/{_part(org)}/{_part(project)}/live/"
                 f"{quote(str(scope), safe='')}?{urlencode(query)}")
 
     async def _submit_live(self, job: Job) -> Submission:
@@ -852,7 +852,7 @@ class Banatie(Provider):
     @idempotent
     async def generation(self, generation_id: str) -> dict[str, Any]:
         """``GET /api/v1/generations/{id}``: one generation object."""
-        return await self._json("GET", f"/api/v1/generations/{quote(generation_id, safe='')}")
+        return await self._json("GET", f"/api/v1/generations/{_part(generation_id)}")
 
     async def update_generation(
         self,
@@ -877,18 +877,18 @@ class Banatie(Provider):
         if meta is not None:
             body["meta"] = self.params["meta"].coerce(meta, self.name)
         return await self._json(
-            "PUT", f"/api/v1/generations/{quote(generation_id, safe='')}", json=body
+            "PUT", f"/api/v1/generations/{_part(generation_id)}", json=body
         )
 
     async def regenerate_generation(self, generation_id: str) -> dict[str, Any]:
         """``POST /api/v1/generations/{id}/regenerate``: the same parameters, a new image."""
         return await self._json(
-            "POST", f"/api/v1/generations/{quote(generation_id, safe='')}/regenerate", json={}
+            "POST", f"/api/v1/generations/{_part(generation_id)}/regenerate", json={}
         )
 
     async def delete_generation(self, generation_id: str) -> dict[str, Any]:
         """``DELETE /api/v1/generations/{id}`` (its output image too, unless it has an alias)."""
-        return await self._json("DELETE", f"/api/v1/generations/{quote(generation_id, safe='')}")
+        return await self._json("DELETE", f"/api/v1/generations/{_part(generation_id)}")
 
     # --------------------------------------------------------------- flows
     @idempotent
@@ -899,7 +899,7 @@ class Banatie(Provider):
     @idempotent
     async def flow(self, flow_id: str) -> dict[str, Any]:
         """``GET /api/v1/flows/{id}``: aliases, generation and image counts."""
-        return await self._json("GET", f"/api/v1/flows/{quote(flow_id, safe='')}")
+        return await self._json("GET", f"/api/v1/flows/{_part(flow_id)}")
 
     async def create_flow(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """``POST /api/v1/flows`` (flows are also created implicitly by generations)."""
@@ -923,31 +923,31 @@ class Banatie(Provider):
     async def _flow_page(
         self, flow_id: str, what: str, limit: int | None, offset: int | None
     ) -> Page:
-        path = f"/api/v1/flows/{quote(flow_id, safe='')}/{what}"
+        path = f"/api/v1/flows/{_part(flow_id)}/{what}"
         return await self._page(path, _window(limit, offset))
 
     async def set_flow_aliases(self, flow_id: str, aliases: Mapping[str, str]) -> dict[str, Any]:
         """``PUT /api/v1/flows/{id}/aliases``: merge ``{"@alias": image_id}`` into the flow's."""
         for alias in aliases:
             _check_alias(alias, "flow alias", self.name)
-        return await self._json("PUT", f"/api/v1/flows/{quote(flow_id, safe='')}/aliases",
+        return await self._json("PUT", f"/api/v1/flows/{_part(flow_id)}/aliases",
                                 json={"aliases": dict(aliases)})
 
     async def delete_flow_alias(self, flow_id: str, alias: str) -> dict[str, Any]:
         """``DELETE /api/v1/flows/{id}/aliases/{alias}``."""
         _check_alias(alias, "flow alias", self.name)
         return await self._json(
-            "DELETE", f"/api/v1/flows/{quote(flow_id, safe='')}/aliases/{quote(alias, safe='@')}"
+            "DELETE", f"/api/v1/flows/{_part(flow_id)}/aliases/{_part(alias, '@')}"
         )
 
     async def regenerate_flow(self, flow_id: str) -> dict[str, Any]:
         """``POST /api/v1/flows/{id}/regenerate``: regenerate the flow's newest generation."""
-        return await self._json("POST", f"/api/v1/flows/{quote(flow_id, safe='')}/regenerate",
+        return await self._json("POST", f"/api/v1/flows/{_part(flow_id)}/regenerate",
                                 json={})
 
     async def delete_flow(self, flow_id: str) -> dict[str, Any]:
         """``DELETE /api/v1/flows/{id}``: its generations and un-aliased images go too."""
-        return await self._json("DELETE", f"/api/v1/flows/{quote(flow_id, safe='')}")
+        return await self._json("DELETE", f"/api/v1/flows/{_part(flow_id)}")
 
     # --------------------------------------------------------------- images
     async def upload_image(
@@ -989,7 +989,7 @@ class Banatie(Provider):
         """``GET /api/v1/images/{id|@alias}``; an alias resolves technical → ``flow_id``'s →
         project (default ``flow_id=None``: technical aliases over the whole project)."""
         query = {"flowId": flow_id} if flow_id else {}
-        return await self._json("GET", f"/api/v1/images/{quote(id_or_alias, safe='@')}",
+        return await self._json("GET", f"/api/v1/images/{_part(id_or_alias, '@')}",
                                 params=query)
 
     @idempotent
@@ -998,7 +998,7 @@ class Banatie(Provider):
         scope says which rule matched (technical, flow, project)."""
         _check_alias(alias, "alias", self.name, technical=True)
         query = {"flowId": flow_id} if flow_id else {}
-        return await self._json("GET", f"/api/v1/images/resolve/{quote(alias, safe='@')}",
+        return await self._json("GET", f"/api/v1/images/resolve/{_part(alias, '@')}",
                                 params=query)
 
     async def update_image(
@@ -1023,24 +1023,24 @@ class Banatie(Provider):
             body["focalPoint"] = point
         if meta is not None:
             body["meta"] = self.params["meta"].coerce(meta, self.name)
-        return await self._json("PUT", f"/api/v1/images/{quote(image_id, safe='@')}", json=body)
+        return await self._json("PUT", f"/api/v1/images/{_part(image_id, '@')}", json=body)
 
     async def set_alias(self, image_id: str, alias: str | None) -> dict[str, Any]:
         """``PUT /api/v1/images/{id}/alias``: assign ``alias`` (409 ``ALIAS_CONFLICT`` →
         :class:`InvalidRequest` when another image holds it), or remove it with ``None``."""
         if alias is not None:
             _check_alias(alias, "alias", self.name)
-        return await self._json("PUT", f"/api/v1/images/{quote(image_id, safe='')}/alias",
+        return await self._json("PUT", f"/api/v1/images/{_part(image_id)}/alias",
                                 json={"alias": alias})
 
     async def delete_image(self, image_id: str) -> dict[str, Any]:
         """``DELETE /api/v1/images/{id}`` (hard delete; aliases and references to it go)."""
-        return await self._json("DELETE", f"/api/v1/images/{quote(image_id, safe='')}")
+        return await self._json("DELETE", f"/api/v1/images/{_part(image_id)}")
 
     async def cdn_url(self, id_or_alias: str) -> str:
         """The public CDN URL of an image id or project ``@alias``."""
         org, project = await self._project_slugs({})
-        return f"{self.cdn_base}/{org}/{project}/img/{quote(id_or_alias, safe='@')}"
+        return f"{self.cdn_base}/{org}/{project}/img/{_part(id_or_alias, '@')}"
 
     # --------------------------------------------------------------- live scopes
     @idempotent
@@ -1055,7 +1055,7 @@ class Banatie(Provider):
     @idempotent
     async def live_scope(self, slug: str) -> dict[str, Any]:
         """``GET /api/v1/live/scopes/{slug}``."""
-        return await self._json("GET", f"/api/v1/live/scopes/{quote(slug, safe='')}")
+        return await self._json("GET", f"/api/v1/live/scopes/{_part(slug)}")
 
     async def create_live_scope(
         self,
@@ -1080,11 +1080,11 @@ class Banatie(Provider):
     ) -> dict[str, Any]:
         """``PUT /api/v1/live/scopes/{slug}`` (``None`` fields unchanged)."""
         body = _scope_body(allow_new_generations, new_generations_limit, meta)
-        return await self._json("PUT", f"/api/v1/live/scopes/{quote(slug, safe='')}", json=body)
+        return await self._json("PUT", f"/api/v1/live/scopes/{_part(slug)}", json=body)
 
     async def delete_live_scope(self, slug: str) -> dict[str, Any]:
         """``DELETE /api/v1/live/scopes/{slug}``."""
-        return await self._json("DELETE", f"/api/v1/live/scopes/{quote(slug, safe='')}")
+        return await self._json("DELETE", f"/api/v1/live/scopes/{_part(slug)}")
 
     async def regenerate_live_scope(
         self, slug: str, image_id: str | None = None
@@ -1093,7 +1093,7 @@ class Banatie(Provider):
         or all of them (default)."""
         body = {"imageId": image_id} if image_id else {}
         return await self._json(
-            "POST", f"/api/v1/live/scopes/{quote(slug, safe='')}/regenerate", json=body
+            "POST", f"/api/v1/live/scopes/{_part(slug)}/regenerate", json=body
         )
 
     # --------------------------------------------------------------- spend
@@ -1141,6 +1141,14 @@ def _scope_body(allow: bool | None, limit: int | None, meta: dict[str, Any] | No
     if meta is not None:
         body["meta"] = meta
     return body
+
+
+def _part(value: Any, safe: str = "") -> str:
+    """``value`` quoted as one path segment (``safe``: characters kept as they are); an empty
+    value, or one that is no text (``None`` from a job without that extra), is refused."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"Banatie needs an id, @alias or slug here, not {value!r}")
+    return quote(value.strip(), safe=safe)
 
 
 def _generation_id(job: Job) -> str:
