@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -365,7 +365,8 @@ def configure(*, budget: Any = _UNSET, prices: Any = _UNSET,
             next. Same as ``%config ImagineMagics.store``.
 
     Raises:
-        ConfigurationError: an unknown provider, a negative amount, an unknown period.
+        ConfigurationError: an unknown provider, a negative amount, an unknown period, a
+            budget ``unit`` other than the one the provider prices in (it would never bind).
         StorageError: the store cannot be opened (the session keeps its current one).
     """
     from . import _config
@@ -373,9 +374,7 @@ def configure(*, budget: Any = _UNSET, prices: Any = _UNSET,
     if store is not _UNSET:
         _switch_store(store)
     if budget is not _UNSET:
-        rules = _config.parse_budget(budget)
-        for name in rules:
-            provider_class(name)  # an unknown provider raises
+        _check_budget(_config.parse_budget(budget))
         _config.set_budget(budget)
     if prices is not _UNSET:
         for name in dict(prices or {}):
@@ -385,6 +384,19 @@ def configure(*, budget: Any = _UNSET, prices: Any = _UNSET,
         where = str(_engine.store.path) if _engine is not None else None
     return {"budget": {n: (r.amount, r.period) for n, r in _config.budget_rules().items()},
             "prices": _config.price_overrides(), "store": where}
+
+
+def _check_budget(rules: Mapping[str, Any]) -> None:
+    """Refuse a budget for an unknown provider, or one in a unit its prices are not in (it
+    would never be held against anything)."""
+    for name, rule in rules.items():
+        cls = provider_class(name)
+        if rule.unit is not None and rule.unit != cls.PRICE_UNIT:
+            raise ConfigurationError(
+                f"the budget of {name} is in {rule.unit!r}, but {cls.label} prices its jobs in "
+                f"{cls.PRICE_UNIT}, so it would never bind; give it in {cls.PRICE_UNIT} or "
+                "leave unit out"
+            )
 
 
 def _switch_store(target: str | os.PathLike[str] | None) -> None:

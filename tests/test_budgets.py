@@ -56,6 +56,17 @@ def test_a_job_that_would_pass_the_session_budget_is_never_sent(engine, sandbox)
     assert ledger(engine) == {first.id: ("settled", 4.0, 4.0), second.id: ("settled", 4.0, 4.0)}
 
 
+def test_a_budget_in_a_unit_the_provider_does_not_price_in_is_refused(engine):
+    ji.configure(budget={"banatie": {"amount": 3, "unit": "requests"}})  # its own unit: kept
+    with pytest.raises(ji.ConfigurationError) as info:
+        ji.configure(budget={"apiframe": {"amount": 5, "unit": "usd"}})
+    assert str(info.value) == (
+        "the budget of apiframe is in 'usd', but APIFRAME prices its jobs in credits, so it "
+        "would never bind; give it in credits or leave unit out"
+    )
+    assert ji.configure()["budget"] == {"banatie": (3.0, "day")}  # the refused one is not set
+
+
 def test_an_upscale_still_fits_where_an_imagine_does_not(engine, sandbox):
     ji.configure(budget={"apiframe": (6, "week")})
     job = ji.imagine("a harbour").wait(30)
