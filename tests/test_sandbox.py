@@ -333,6 +333,7 @@ def test_served_over_loopback_end_to_end(served):
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--speed", "-1"], "--speed must be >= 0"),
+    (["--port", "99999"], "--port must be from 0 to 65535, not 99999"),
     (["--drawing", "fast"], "argument --drawing: invalid choice: 'fast' (choose from 'full', "
                             "'quick')"),
 ])

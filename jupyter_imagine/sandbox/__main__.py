@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.speed < 0:
         parser.error("--speed must be >= 0")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be from 0 to 65535, not {args.port}")
     if args.max_body < 1:
         parser.error("--max-body must be >= 1")
     control = control_policy(args.host, args.control_token, args.allow_remote_control)
