@@ -132,22 +132,10 @@ class ImagineAccessor:
         With 🔄 among the job's actions (Midjourney providers) that button is pressed, with
         ``prompt`` instead of the original if given. Otherwise a new job of the same provider
         starts with the row's prompt (or ``prompt``) and its parameters (``params`` override
-        them), linked to the row's job as its parent so the lineage shows the reroll.
+        them), linked to the row's job as its parent so the lineage shows the reroll
+        (:meth:`~jupyter_imagine.models.Job.reroll`).
         """
-        from .api import get_engine
-        from .models import REROLL
-        from .providers import provider_class
-
-        job = self._job(i)
-        if REROLL in job.actions:
-            return job.reroll(prompt=prompt, **params)
-        cls = provider_class(job.provider)
-        kept = {k: v for k, v in job.params.items() if k in cls.params and v is not None}
-        kind = "imagine" if "imagine" in cls.kinds else cls.kinds[0]
-        return get_engine().imagine(
-            prompt if prompt is not None else job.prompt,
-            provider=job.provider, kind=kind, parent=job, **{**kept, **params},
-        )
+        return self._job(i).reroll(prompt=prompt, **params)
 
     def gallery(self) -> Any:
         """The gallery widget over these rows (:func:`jupyter_imagine.gallery`)."""

@@ -146,13 +146,14 @@ def imagine_help(provider: str | None = None) -> MagicHelp:
 
 
 _REROLL_INTRO = """\
-Reroll (🔄) a job with the cell body as the new prompt; returns the child Job.
+Reroll a job with the cell body as the new prompt; returns the new Job.
 
 JOB_ID is any id jupyter_imagine.job() accepts (local id, provider id, unique prefix of 6+
 characters). Without it: the last job started with %imagine or %%reroll in this session, else
 the newest job in the history. The body is stripped, {{name}} / {{name.attr}} are interpolated,
-and it must not be empty. A job that offers no 🔄 (an upscale, a job still running) is an
-error."""
+and it must not be empty. A job that offers 🔄 (a finished Midjourney grid) presses it; any
+other (an upscale, a job still running, Banatie, Blockade, neuroflash) starts a new job of the
+same provider with its parameters, linked to it."""
 
 _REROLL_EXAMPLES = (
     "%%reroll 3f2a9c",

@@ -445,7 +445,7 @@ class Engine:
             batch_row=batch_row,
             timeout=float(timeout) if timeout else cls.default_timeout,
         )
-        self._bind_secrets(job, cls)
+        self._bind_secrets(job, cls, source=parent)
         if limit is not None:
             self._call_budgets[job.id] = _budgets.CallBudget(limit, batch_id)
         return self._launch(job)
@@ -470,6 +470,16 @@ class Engine:
         )
         self._bind_secrets(child, type(instance), source=job)
         return self._launch(child)
+
+    def rerun(self, job: Job, prompt: str | None = None, **params: Any) -> Job:
+        """A new job of ``job``'s provider with ``prompt`` (default: ``job``'s) and its
+        parameters (``params`` override them; ``timeout=`` too), linked to ``job`` as its
+        parent: what :meth:`Job.reroll` starts where the provider offers no 🔄."""
+        cls = provider_class(job.provider)
+        kept = {k: v for k, v in job.params.items() if k in cls.params and v is not None}
+        kind = "imagine" if "imagine" in cls.kinds else cls.kinds[0]
+        return self.imagine(prompt if prompt is not None else job.prompt, provider=job.provider,
+                            kind=kind, parent=job, **{**kept, **params})
 
     def _bind_secrets(self, job: Job, cls: type[Provider], source: Job | None = None) -> None:
         """Keep the secret parameters of ``job`` (``ParamSpec.secret``) out of its params —

@@ -42,7 +42,7 @@ from ._magic_parser import (
 )
 from ._secrets import get_logger
 from .errors import ImagineError, NotFound
-from .models import REROLL, Job
+from .models import Job
 from .providers import PROVIDERS, ParamSpec, provider_class
 
 logger = get_logger(__name__)
@@ -263,8 +263,6 @@ class ImagineMagics(Magics):
     def _reroll(self, command: RerollCommand, prompt: str, namespace: Mapping[str, Any]) -> Job:
         timeout = command.timeout if command.timeout is not None else self.timeout
         parent = self._reroll_target(command.job_id, namespace)
-        if REROLL not in parent.actions:
-            raise UsageError(_no_reroll(parent))
         extra = {"timeout": timeout} if timeout is not None else {}
         child = parent.reroll(prompt=prompt, **extra)
         self.last_job = child
@@ -294,20 +292,6 @@ ImagineMagics.reroll.__doc__ = repr(reroll_help())
 
 def _provider_params(name: str) -> Mapping[str, ParamSpec]:
     return provider_class(name).params
-
-
-def _no_reroll(job: Job) -> str:
-    """The one-line reason ``job`` cannot be rerolled."""
-    if not job.status.final:
-        return (
-            f"{job.provider} {job.kind} job {job.id} is still {job.status.value}: it offers no "
-            f"{REROLL} until it has succeeded (wait for it, e.g. %imagine --wait)"
-        )
-    offers = ", ".join(job.actions) or "nothing"
-    return (
-        f"{job.provider} {job.kind} job {job.id} ({job.status.value}) offers no {REROLL}; "
-        f"it offers: {offers}"
-    )
 
 
 _REROLL_HELP = re.compile(r"%%reroll\s(?:.*\s)?(?:-h|--help)\s*$")

@@ -306,6 +306,8 @@ class JobHost(Protocol):
 
     def act(self, job: Job, label: str, **kwargs: Any) -> Job: ...
 
+    def rerun(self, job: Job, prompt: str | None = None, **params: Any) -> Job: ...
+
     def cancel(self, job: Job) -> None: ...
 
     def get(self, job_id: str) -> Job: ...
@@ -715,8 +717,12 @@ class Job:
         return self.act(f"V{_index(index)}", **kwargs)
 
     def reroll(self, prompt: str | None = None, **kwargs: Any) -> Job:
-        """Run the job again (🔄), with ``prompt`` instead of the original if given."""
-        return self.act(REROLL, prompt=prompt, **kwargs)
+        """Run the job again, with ``prompt`` instead of the original if given: its 🔄 where
+        it offers one (the Midjourney providers, once succeeded), else a new job of the same
+        provider with its parameters (``kwargs`` override them), linked to it as its parent."""
+        if REROLL in self.actions:
+            return self.act(REROLL, prompt=prompt, **kwargs)
+        return self._require_host().rerun(self, prompt, **kwargs)
 
     def vary_region(self, mask: Any = None, prompt: str | None = None, **kwargs: Any) -> Any:
         """Redraw the white part of ``mask`` (PIL image, numpy array, PNG bytes or a path).

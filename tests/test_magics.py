@@ -338,27 +338,30 @@ def test_reroll_without_an_id_or_magic_job_takes_the_newest_in_the_history(shell
     child.wait(60)
 
 
-def test_reroll_of_a_job_without_reroll_is_one_line(shell, engine):
-    parent = shell.run_line_magic("imagine", "-w a lighthouse")
+def test_reroll_of_a_job_without_the_button_reruns_it_as_a_new_linked_job(shell, engine):
+    """Where there is no 🔄 (an upscale, a running job, Banatie's generations), %%reroll starts
+    a new job of the same provider with the cell's prompt and the job's parameters, linked to
+    it, as df.imagine.reroll does."""
+    parent = shell.run_line_magic("imagine", "-w --aspect_ratio 3:2 a lighthouse")
     upscale = parent.upscale(1).wait(60)
-    before = rows(engine)
-    message = one_line_usage_error(
-        lambda: shell.run_cell_magic("reroll", upscale.id, "a new prompt"),
-        upscale.id, "upscale", f"offers no {REROLL}", "Vary (Region)",
-    )
-    assert "it offers:" in message
-    assert rows(engine) == before
+    assert REROLL not in upscale.actions
+    again = shell.run_cell_magic("reroll", f"{upscale.id} --wait", "a lighthouse in fog")
+    assert (again.kind, again.action, again.parent_id) == ("imagine", None, upscale.id)
+    assert again.prompt == "a lighthouse in fog" and again.status is Status.SUCCEEDED
+    generation = ji.imagine("a paper boat", provider="banatie", aspect_ratio="16:9").wait(60)
+    boat = shell.run_cell_magic("reroll", f"{generation.id} --wait", "a paper plane")
+    assert (boat.provider, boat.kind, boat.parent_id) == ("banatie", "generation", generation.id)
+    assert boat.params["aspect_ratio"] == "16:9" and len(boat.images) == 1
+    assert boat.remote_id != generation.remote_id  # a new generation, the parent's untouched
 
 
-def test_reroll_of_a_running_job_is_one_line(shell, engine):
+def test_reroll_of_a_running_job_starts_a_new_one_beside_it(shell, engine):
     running = shell.run_line_magic("imagine", "a lighthouse sandbox:hang")
-    before = rows(engine)
-    one_line_usage_error(
-        lambda: shell.run_cell_magic("reroll", "", "a new prompt"),
-        running.id, f"no {REROLL}", "still",
-    )
-    assert rows(engine) == before
-    running.cancel()
+    again = shell.run_cell_magic("reroll", "", "a lighthouse, again")
+    assert again.parent_id == running.id and again.kind == "imagine"
+    assert not running.status.final  # left to run
+    for job in (running, again):
+        job.cancel()
 
 
 def test_reroll_errors_are_one_line_and_start_nothing(shell, engine):
