@@ -691,22 +691,28 @@ class Job:
         Raises:
             ActionNotAvailable: the job does not offer ``label`` now.
         """
-        self.require_action(label)
+        label = self.require_action(label)
         return self._require_host().act(self, label, **kwargs)
 
-    def require_action(self, label: str) -> None:
-        """Check that this job offers the action ``label`` now (one of :attr:`actions`).
+    def require_action(self, label: str) -> str:
+        """The action of :attr:`actions` that ``label`` names now: itself, or the one it spells
+        in another case or with spaces around (``"u1"`` → ``"U1"``).
 
         Raises:
-            ActionNotAvailable: it does not; the message lists what it offers.
+            ActionNotAvailable: the job does not offer it; the message lists what it offers.
         """
-        if label not in self.actions:
-            offered = ", ".join(self.actions) or "none until it has succeeded"
-            raise ActionNotAvailable(
-                f"{self.kind} job {self.id} does not offer {label!r} (status {self.status.value}); "
-                f"it offers: {offered}",
-                provider=self.provider,
-            )
+        if label in self.actions:
+            return label
+        folded = str(label).strip().casefold()
+        matches = [action for action in self.actions if action.casefold() == folded]
+        if len(matches) == 1:
+            return matches[0]
+        offered = ", ".join(self.actions) or "none until it has succeeded"
+        raise ActionNotAvailable(
+            f"{self.kind} job {self.id} does not offer {label!r} (status {self.status.value}); "
+            f"it offers: {offered}",
+            provider=self.provider,
+        )
 
     def upscale(self, index: int) -> Job:
         """Upscale image ``index`` (1–4) of a grid: the ``U<index>`` action."""

@@ -357,6 +357,7 @@ def test_custom_zoom_and_bad_arguments(upscaled):
     import jupyter_imagine as ji
 
     grid, up = upscaled
+    assert grid.act(" u2 ").action == "U2"  # a label as typed: any case, spaces around
     for label in ("U1", "V2"):  # /upscale-1x and /variations send no prompt: never dropped
         with pytest.raises(ji.InvalidRequest, match=f"^{label} takes no prompt argument$"):
             grid.act(label, prompt="a sunflower field")

@@ -225,7 +225,8 @@ def test_act_refuses_labels_not_offered():
 
 def test_require_action_passes_an_offered_label_and_refuses_others():
     job = make_job(status=Status.SUCCEEDED, actions=GRID_ACTIONS)
-    job.require_action("U1")  # offered: no error, and no engine needed to check
+    assert job.require_action("U1") == "U1"  # offered: no engine needed to check
+    assert job.require_action(" u1 ") == "U1" and job.require_action("v4") == "V4"  # as typed
     with pytest.raises(ActionNotAvailable, match="'U5'.*offers: U1"):
         job.require_action("U5")
     with pytest.raises(ActionNotAvailable, match="none until it has succeeded"):

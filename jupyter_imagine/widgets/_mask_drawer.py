@@ -88,7 +88,7 @@ class MaskDrawer(SharedCodeWidget):
 
     def __init__(self, job: Job, prompt: str | None = None, *, action: str = VARY_REGION,
                  origin: DrawerHost | None = None, **kwargs: Any) -> None:
-        job.require_action(action)
+        action = job.require_action(action)
         images = _images.shown(job)
         if not images:
             raise InvalidRequest(f"job {job.id} has no image to draw a mask on")
