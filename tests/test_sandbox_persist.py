@@ -44,7 +44,10 @@ def _start_frozen(store_home, state_dir):
         time.sleep(0.01)
     first.close()
     assert _submitted(jobs)
-    done = [(j.provider, j.kind) for j in jobs if j.status is Status.SUCCEEDED]
+    # neuroflash has no lifecycle to freeze: its submit answers with the images, so its job may
+    # finish here if the engine's downloads beat close() (seen under load). The others must not.
+    done = [(j.provider, j.kind) for j in jobs
+            if j.status is Status.SUCCEEDED and j.provider != "neuroflash"]
     assert not done, f"finished on a frozen clock: {done}"  # nothing left to resume otherwise
     return app, [j.id for j in jobs]
 
