@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout
+from jupyter_imagine._config import TEAM_STORE_SCHEMES
 from jupyter_imagine.models import Image, Job, Status
 from jupyter_imagine.store import Store, open_store
 
@@ -120,7 +121,7 @@ def main() -> None:
                              "throwaway local server if PostgreSQL is installed) or 'none'")
     args = parser.parse_args()
     if args.postgres not in ("auto", "none") and not args.postgres.startswith(
-            ("postgresql://", "postgres://")):
+            TEAM_STORE_SCHEMES):
         parser.error(f"--postgres {args.postgres!r}: give a postgresql:// URL, 'auto' or 'none'")
     records = make_records(args.jobs)
     with tempfile.TemporaryDirectory(prefix="ji-frame-") as home:

@@ -29,6 +29,7 @@ from ._secrets import register
 from .errors import ConfigurationError
 
 __all__ = [
+    "TEAM_STORE_SCHEMES",
     "ProviderSettings",
     "home",
     "identity",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 SANDBOX_KEY = "sandbox-key"
+#: How a team store's URL starts (libpq's two spellings); anything else is no team store.
+TEAM_STORE_SCHEMES = ("postgresql://", "postgres://")
 #: The base URL of the in-process sandbox (reached through httpx.ASGITransport, no socket).
 IN_PROCESS_ROOT = "http://sandbox.jupyter-imagine"
 
@@ -191,7 +194,7 @@ def store_url() -> str | None:
     value = _env("JUPYTER_IMAGINE_STORE")
     if not value:
         return None
-    if not value.startswith(("postgresql://", "postgres://")):
+    if not value.startswith(TEAM_STORE_SCHEMES):
         raise ConfigurationError(
             "JUPYTER_IMAGINE_STORE must be a postgresql://user@host/db URL (unset it for the "
             "personal SQLite history under JUPYTER_IMAGINE_HOME)"

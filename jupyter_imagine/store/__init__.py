@@ -22,12 +22,11 @@ import os
 import re
 from typing import Any
 
+from .._config import TEAM_STORE_SCHEMES, store_url
 from ..errors import ConfigurationError
 from ._images import ImageCache
 from ._sqlite import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store, storage_error, to_utc
 
-#: The URL schemes of the team store (libpq's two spellings).
-_TEAM_SCHEMES = ("postgresql://", "postgres://")
 #: Anything that starts like a URL (``scheme://``), for :func:`_refuse_other_urls`.
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -67,10 +66,8 @@ def open_store(
         StorageError: the store cannot be opened (one line: what and how to fix it).
     """
     if target is None:
-        from .._config import store_url
-
         target = store_url()
-    if target is not None and str(target).startswith(_TEAM_SCHEMES):
+    if target is not None and str(target).startswith(TEAM_STORE_SCHEMES):
         try:
             from ._postgres import PostgresStore
         except ImportError:
