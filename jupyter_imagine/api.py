@@ -71,12 +71,13 @@ def default_provider() -> str:
     value = os.environ.get("JUPYTER_IMAGINE_PROVIDER", "").strip()
     if not value:
         return DEFAULT_PROVIDER
-    if value.lower() not in PROVIDERS:
+    try:
+        return provider_class(value).name
+    except ConfigurationError:  # said again naming the variable: the call named no provider
         raise ConfigurationError(
             f"JUPYTER_IMAGINE_PROVIDER is {value!r}, which is no provider; set it to one of: "
             f"{', '.join(PROVIDERS)}, or unset it for {DEFAULT_PROVIDER}"
-        )
-    return value.lower()
+        ) from None
 
 
 def imagine(
