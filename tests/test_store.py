@@ -646,6 +646,59 @@ def test_corrupt_and_truncated_databases_are_storage_errors(tmp_path, damage):
     assert f"move {path} aside" in message
 
 
+@contextlib.contextmanager
+def write_locked(path: Path):
+    """Another program holding the history's write lock (as an open edit in a database
+    browser does) until the block ends."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode = WAL")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch):
+    from jupyter_imagine.store import _sqlite
+
+    monkeypatch.setattr(_sqlite, "BUSY_TIMEOUT_MS", 300)
+
+
+def test_a_history_another_program_is_writing_still_opens_and_reads(tmp_path,
+                                                                      short_busy_timeout):
+    job = make_job(1)
+    with Store(tmp_path) as s:
+        s.save(job.to_record())
+    with write_locked(tmp_path / "history.sqlite"), Store(tmp_path) as s:
+        assert [r["id"] for r in s.records()] == [job.id]
+        assert len(s.frame()) == 1
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_one_storage_error(tmp_path, monkeypatch,
+                                                                        short_busy_timeout):
+    from jupyter_imagine.errors import StorageError
+
+    path = tmp_path / "history.sqlite"
+    opens = []
+    real_open = Store._open
+    monkeypatch.setattr(Store, "_open", lambda self: opens.append(1) or real_open(self))
+    with write_locked(path):  # a fresh file: opening it must migrate, which needs the lock
+        with pytest.raises(StorageError) as info:
+            Store(tmp_path)
+    assert "held it locked for more than 0.3 s" in str(info.value)
+    assert "close the other kernel or program" in str(info.value)
+    assert len(opens) == 1  # waited once, not once per retry
+    with Store(tmp_path) as s:  # released: it opens, and saving works again
+        saved = make_job(2)
+        s.save(saved.to_record())
+        with write_locked(path), pytest.raises(StorageError, match="held it locked"):
+            s.save(make_job(3).to_record())
+        assert [r["id"] for r in s.records()] == [saved.id]
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs (needs root: skipped elsewhere); unmounted afterwards."""

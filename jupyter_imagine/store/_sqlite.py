@@ -522,9 +522,26 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema to :data:`SCHEMA_VERSION` in one ``BEGIN IMMEDIATE`` transaction.
 
-    The version is read inside the transaction, so two kernels opening one fresh home at once
-    migrate it once: the second waits for the first's write lock, then finds nothing to do.
+    A history already at (or past) this version is not locked at all, so a kernel opens and
+    reads it while another program holds a long write transaction (WAL readers never wait).
+    Otherwise the version is read again inside the transaction, so two kernels opening one
+    fresh home at once migrate it once: the second waits for the first's write lock, then
+    finds nothing to do.
     """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < SCHEMA_VERSION:
+        version = _migrate_locked(conn)
+    if version > SCHEMA_VERSION:
+        log.warning(
+            "history schema version %d is newer than this jupyter_imagine (%d); "
+            "upgrade jupyter_imagine if anything looks wrong",
+            version,
+            SCHEMA_VERSION,
+        )
+
+
+def _migrate_locked(conn: sqlite3.Connection) -> int:
+    """The migrations still due, in one ``BEGIN IMMEDIATE`` transaction; the version found."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -537,13 +554,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    if version > SCHEMA_VERSION:
-        log.warning(
-            "history schema version %d is newer than this jupyter_imagine (%d); "
-            "upgrade jupyter_imagine if anything looks wrong",
-            version,
-            SCHEMA_VERSION,
-        )
+    return int(version)
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -841,13 +852,17 @@ class Store:
 
         Kernels opening one fresh home together race to switch it to WAL and migrate it; SQLite
         answers such a lock upgrade with ``SQLITE_BUSY`` without waiting (waiting could
-        deadlock), so the busy timeout does not cover it. A short back-off does.
+        deadlock), so the busy timeout does not cover it. A short back-off does. A "locked"
+        that came after the busy timeout was waited out is not tried again: another program
+        holds the write lock, and the caller hears so once, not after ``attempts`` timeouts.
         """
         for attempt in range(attempts):
+            started = time.monotonic()
             try:
                 return self._open()
             except sqlite3.OperationalError as exc:
-                if attempt == attempts - 1 or "locked" not in str(exc).lower():
+                waited = time.monotonic() - started >= BUSY_TIMEOUT_MS / 2000
+                if attempt == attempts - 1 or waited or "locked" not in str(exc).lower():
                     raise
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
