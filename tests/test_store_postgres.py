@@ -123,6 +123,29 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
     assert "cannot be reached" in message and "JUPYTER_IMAGINE_STORE" in message
 
 
+def _end_store_connections(url: str) -> int:
+    """End every jupyter_imagine connection to ``url``'s database, as a server restart, a
+    failover or an idle-connection timeout does; how many."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'jupyter_imagine'"
+        ).fetchone()[0]
+    time.sleep(0.2)  # the goodbye reaches the idle connection's socket
+    return ended
+
+
+def test_a_connection_the_server_ended_is_opened_again_on_the_next_call(pg_url, tmp_path):
+    first, second = (Job(provider="banatie", kind="generation", prompt=p) for p in "ab")
+    with PostgresStore(pg_url, home=tmp_path) as store:
+        store.save(first.to_record())
+        assert _end_store_connections(pg_url) == 1
+        store.save(second.to_record())  # no "the connection is closed" from here on
+        assert {r["id"] for r in store.records()} == {first.id, second.id}
+        assert _end_store_connections(pg_url) == 1
+        assert len(store.frame()) == 2
+
+
 def test_a_missing_database_says_so(pg_server, tmp_path):
     url = pg_server.url.rsplit("/", 1)[0] + "/no_such_db"
     with pytest.raises(StorageError, match="the database does not exist; create it"):

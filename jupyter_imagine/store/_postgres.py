@@ -37,7 +37,9 @@ The URL's password never reaches a message, a log or ``repr``: :func:`safe_url` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import selectors
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -290,6 +292,21 @@ class PostgresStore(Store):
         state = "" if self._conn is not None else " closed"
         return f"<PostgresStore {self.url!r}{state}>"
 
+    def _db(self) -> _Connection:  # type: ignore[override]
+        """The connection; a new one first when the server ended the last while it sat idle
+        (a restart, a failover, an idle-connection timeout: :func:`_ended`), so the next call
+        works instead of failing on it. Call with the lock held."""
+        conn: _Connection = super()._db()  # type: ignore[assignment]
+        if _ended(conn.raw):
+            fresh = self._connect()  # the server still down: its OperationalError, one line
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            self._conn = fresh  # type: ignore[assignment]
+            log.info("the team store at %s had ended the connection; connected again",
+                     self.url)
+            conn = fresh
+        return conn
+
     def _storage_error(self, exc: BaseException) -> StorageError:
         if isinstance(exc, psycopg.Error):
             return storage_error(exc, self._url)
@@ -356,6 +373,24 @@ class PostgresStore(Store):
         """Close the connections (idempotent); the image files stay."""
         self._close_listener()
         super().close()
+
+
+def _ended(raw: psycopg.Connection[Any]) -> bool:
+    """Whether the server ended ``raw``: it is closed or broken, or it sits idle between two
+    calls with something to read. psycopg learns that the server said goodbye only on the
+    next statement, which then fails; an idle connection of the store (autocommit, no
+    ``LISTEN``: the listener has its own) is sent nothing else but a rare parameter report,
+    for which a new connection is a harmless price."""
+    if raw.closed or raw.broken:
+        return True
+    if raw.info.transaction_status != TransactionStatus.IDLE:
+        return False  # inside a transaction: never swapped under it
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(raw.fileno(), selectors.EVENT_READ)
+            return bool(selector.select(timeout=0))
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 def _migrate(conn: _Connection) -> None:
