@@ -40,7 +40,9 @@ it. :meth:`Engine.close` releases the leases (another kernel may take
 over at once) and closes the store. A job whose submit was in flight when its kernel died is not
 sent again (it may have reached the provider): it fails with a reason saying so. If the store
 cannot be written, the job fails in memory with the :class:`~jupyter_imagine.errors.StorageError`
-and ``wait()`` raises it.
+and ``wait()`` raises it; once the store answers again, the heartbeat takes a job that had
+reached its provider back and drives it to its end (a new :class:`Job`, which
+``jupyter_imagine.job(id)`` returns), while one never sent is left for another engine.
 
 What other modules use (``_batch``, the remote pull, the magics, the widgets):
 :meth:`Engine.provider` (the configured instance of a provider), :meth:`Engine.run` (a coroutine
@@ -310,12 +312,13 @@ class Engine:
                 continue
             self.store.fingerprint(cls.name, _credentials(settings, self.store.home))
 
-    def _claim(self, job_id: str | None = None) -> list[Job]:
-        """Claim the unfinished jobs nobody holds (only ``job_id`` if given) and drive them;
-        a job this engine followed becomes its own. Returns the jobs claimed."""
+    def _claim(self, job_id: str | None = None, *, own: bool = False) -> list[Job]:
+        """Claim the unfinished jobs nobody holds (only ``job_id`` if given; with ``own``,
+        this engine's released ones too) and drive them; a job this engine followed becomes
+        its own. Returns the jobs claimed."""
         claimed = []
         for record in self.store.claim(self.owner, self.lease_seconds, time.time(),
-                                       job_id=job_id):
+                                       job_id=job_id, own=own):
             with self._lock:
                 job = self._jobs.get(record["id"])
                 self._following.pop(record["id"], None)
@@ -336,8 +339,7 @@ class Engine:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 if self._abandoned:
-                    self.store.release(self.owner, sorted(self._abandoned))
-                    self._abandoned.clear()
+                    self._take_back()
             except ImagineError as exc:
                 logger.warning("heartbeat of %s: %s", self.owner, exc)
             try:
@@ -345,6 +347,21 @@ class Engine:
                 self._claim()
             except ImagineError as exc:
                 logger.warning("heartbeat of %s: %s", self.owner, exc)
+
+    def _take_back(self) -> None:
+        """The jobs a storage failure dropped (:meth:`_abandon`), once the store answers
+        again: their leases are released, and each that may have reached its provider (sent,
+        or being sent) is claimed back and driven here at once, as a new :class:`Job` (the
+        dropped one stays failed). A job never sent stays released: it is not sent behind the
+        back of a user who saw it fail; another engine resumes it (as a dead kernel's)."""
+        ids = sorted(self._abandoned)
+        self.store.release(self.owner, ids)
+        for job_id in ids:
+            record = self.store.current(job_id)
+            if record is not None and record.get("submit_state") in ("sent", "sending"):
+                self._claim(job_id, own=True)
+            with self._lock:
+                self._abandoned.discard(job_id)
 
     def _follow(self, job: Job) -> None:
         """Watch ``job``'s stored row (another engine drives it) until it is final."""
@@ -1270,7 +1287,12 @@ class Engine:
         logger.error("job %s: %s", job.id, error)
         if not job.status.final:
             now = utcnow()
-            job._apply({"status": Status.FAILED, "error": error.message,
+            message = error.message
+            if job.submit_state == "sent":
+                message += (f"; the job goes on at {job.provider}, and this kernel takes it up "
+                            "again once the history can be written: "
+                            f"jupyter_imagine.job({job.id!r})")
+            job._apply({"status": Status.FAILED, "error": message,
                         "error_type": StorageError.__name__, "completed_at": now,
                         "updated_at": now})
         with self._lock:

@@ -66,11 +66,20 @@ class Server:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its port (again, after :meth:`pause`: the data is kept)."""
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
                    f"-c unix_socket_directories={self.root} -c max_connections=200")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-t", "60",
                   "-l", str(self.root / "server.log"), "start")
-        return self
+
+    def pause(self) -> None:
+        """Shut the server down as an administrator's restart does (its clients' connections
+        are ended); :meth:`resume` starts it again with the same data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     @property
     def url(self) -> str:

@@ -459,13 +459,16 @@ def test_a_closed_engine_never_starts_again_on_its_closed_store(tmp_path):
 
 # ------------------------------------------------------------------ storage failures
 class _FullDisk:
-    """The store's connection, refusing every job transition once armed, as a full disk does."""
+    """The store's connection, refusing every job transition once armed (with
+    ``every_write``, every write: leases and claims too), as a full disk does."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, every_write: bool = False) -> None:
         self._conn, self.armed = conn, False
+        self._refused = ("UPDATE", "INSERT", "DELETE") if every_write else (
+            "UPDATE jobs SET provider",)
 
     def execute(self, sql, *args):
-        if self.armed and sql.startswith("UPDATE jobs SET provider"):
+        if self.armed and sql.lstrip().startswith(self._refused):
             import sqlite3
 
             raise sqlite3.OperationalError("database or disk is full")
@@ -499,6 +502,57 @@ async def _awaited(job: Job) -> Job:
     return await job
 
 
+def _until(predicate, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not so within {seconds:g} s")
+        time.sleep(0.02)
+
+
+def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_path):
+    app = create_app(speed=20)
+    clock = app.state.sandbox.clock
+    clock.speed = 0  # the job waits at the provider until the disk is full
+    with Engine(Store(tmp_path / "home"), sandbox_app=app, lease_seconds=1.0,
+                **{**FAST, "sandbox_speed": 20}) as eng:
+        job = eng.imagine("a kiln at night", provider="apiframe")
+        _until(lambda: job.submit_state == "sent")
+        disk = eng.store._conn = _FullDisk(eng.store._conn, every_write=True)
+        disk.armed = True
+        clock.speed = 20
+        with pytest.raises(ji.StorageError, match="the disk is full") as info:
+            job.wait(30)
+        assert f"the job goes on at apiframe, and this kernel takes it up again once the " \
+               f"history can be written: jupyter_imagine.job({job.id!r})" in str(info.value)
+        time.sleep(1.0)  # three heartbeats on a full disk: nothing is taken back yet
+        assert eng.get(job.id) is job
+        disk.armed = False
+        _until(lambda: eng.get(job.id) is not job)  # the next heartbeat took it back
+        done = eng.get(job.id).wait(30)
+        assert done.status is Status.SUCCEEDED and len(done.images) == 4
+        assert eng.store.get(job.id)["status"] == "succeeded"
+        assert job.status is Status.FAILED  # what the user was told stays as it was
+    assert imagine_count(app.state.sandbox) == 1  # polled to its end, never sent again
+
+
+def test_a_job_never_sent_is_not_taken_back_behind_the_users_back(tmp_path):
+    app = create_app(speed=20)
+    with Engine(Store(tmp_path / "home"), sandbox_app=app, lease_seconds=1.0,
+                **{**FAST, "sandbox_speed": 20}) as eng:
+        disk = eng.store._conn = _FullDisk(eng.store._conn)
+        disk.armed = True  # the job is stored, but not its "sending": nothing goes out
+        job = eng.imagine("a kiln at dawn", provider="apiframe")
+        with pytest.raises(ji.StorageError, match="the disk is full") as info:
+            job.wait(30)
+        assert "takes it up again" not in str(info.value)
+        disk.armed = False
+        time.sleep(1.5)  # four heartbeats with a working store
+        assert eng.get(job.id) is job and job.status is Status.FAILED
+        assert eng.store.current(job.id)["lease_until"] == 0  # another engine may resume it
+    assert imagine_count(app.state.sandbox) == 0
+
+
 def test_a_dead_kernels_jobs_wait_for_a_kernel_with_the_same_credentials(tmp_path, monkeypatch):
     from _live_sandbox import LiveSandbox
 
@@ -525,6 +579,31 @@ def test_a_dead_kernels_jobs_wait_for_a_kernel_with_the_same_credentials(tmp_pat
     finally:
         served.stop()
     assert imagine_count(served.state) == 2  # each submitted once
+
+
+def test_a_team_store_outage_mid_job_ends_with_the_job_done_in_the_store(tmp_path):
+    from _postgres import Server
+
+    from jupyter_imagine.store import open_store
+
+    app = create_app(speed=20)
+    clock = app.state.sandbox.clock
+    with Server() as server:
+        url = server.create_database("outage")
+        with Engine(open_store(url, home=tmp_path / "home"), sandbox_app=app,
+                    lease_seconds=1.0, **{**FAST, "sandbox_speed": 20}) as eng:
+            clock.speed = 0  # the job waits at the provider while the server is down
+            job = eng.imagine("a kiln in the fog", provider="apiframe")
+            _until(lambda: job.submit_state == "sent")
+            server.pause()
+            clock.speed = 20
+            with pytest.raises(ji.StorageError, match="cannot be reached"):
+                job.wait(30)
+            server.resume()
+            _until(lambda: eng.get(job.id) is not job, 30)  # reconnected, and taken back
+            assert eng.get(job.id).wait(30).status is Status.SUCCEEDED
+            assert eng.store.get(job.id)["status"] == "succeeded"
+    assert imagine_count(app.state.sandbox) == 1
 
 
 def test_on_the_team_store_two_machines_share_jobs_live(tmp_path, pg_url):

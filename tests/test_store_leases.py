@@ -132,6 +132,19 @@ def test_claim_takes_unowned_and_expired_rows_never_live_or_own_ones(store):
     assert stored(store, live.id)[2] == "alive"
 
 
+def test_an_owner_takes_back_its_own_released_job_only_when_it_asks(store):
+    now = time.time()
+    mine, held = new_job(1), new_job(2)
+    store.save(mine.to_record(), owner="me", lease_until=now + 30)
+    store.save(held.to_record(), owner="other", lease_until=now + 30)
+    assert store.claim("me", 10.0, now, own=True) == []  # a live lease, mine or not
+    store.release("me", [mine.id])
+    assert store.claim("me", 10.0, now) == []
+    got = store.claim("me", 10.0, now, own=True)
+    assert [(r["id"], r["owner"], r["version"]) for r in got] == [(mine.id, "me", 2)]
+    assert stored(store, held.id)[2] == "other"
+
+
 def test_a_claim_refuses_the_former_owners_next_transition(store):
     now = time.time()
     job = new_job()

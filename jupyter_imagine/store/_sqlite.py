@@ -1096,15 +1096,18 @@ class Store:
         limit: int | None = None,
         *,
         job_id: str | None = None,
+        own: bool = False,
     ) -> list[dict[str, Any]]:
         """Take, atomically, the unfinished jobs nobody holds: no owner, or a lease that ended
-        before ``now`` (epoch seconds); never ``owner``'s own. They become ``owner``'s until
-        ``now + lease_s`` and their version is bumped (a late former owner's next
-        :meth:`transition` is refused).
+        before ``now`` (epoch seconds); never ``owner``'s own unless ``own``. They become
+        ``owner``'s until ``now + lease_s`` and their version is bumped (a late former owner's
+        next :meth:`transition` is refused).
 
         Args:
             limit: at most this many, the oldest first (default ``None``: all).
             job_id: only this job (default ``None``: any).
+            own: also ``owner``'s own jobs whose lease ended (:meth:`release`), default
+                ``False``: an engine takes other engines' jobs over, its own it drives already.
 
         Only jobs made with credentials this store has a :meth:`fingerprint` of (or with
         unknown ones: jobs stored before fingerprints) are taken: a teammate's job waits for a
@@ -1114,7 +1117,8 @@ class Store:
         ``lease_until``. Two engines claiming at once never both get a row.
         """
         credentials, known = self._credentials_sql()
-        sql, args = self._CLAIMABLE + credentials, [now, owner, *known]
+        # The claimable rows are those whose owner is not this one: "" is nobody's name.
+        sql, args = self._CLAIMABLE + credentials, [now, "" if own else owner, *known]
         if job_id is not None:
             sql, args = sql + " AND id = ?", [*args, str(job_id)]
         sql += " ORDER BY created_at"
