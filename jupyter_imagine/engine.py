@@ -334,19 +334,36 @@ class Engine:
 
     async def _beat(self) -> None:
         """The heartbeat: every third of the lease, renew this engine's leases (one UPDATE)
-        and claim the jobs whose owner's lease ran out (a dead kernel's)."""
+        and claim the jobs whose owner's lease ran out (a dead kernel's). While the store
+        fails, that is said once (a warning), and once more when it answers again."""
+        failing = False
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                if self._abandoned:
-                    self._take_back()
-            except ImagineError as exc:
-                logger.warning("heartbeat of %s: %s", self.owner, exc)
-            try:
-                self.store.renew(self.owner, time.time() + self.lease_seconds)
-                self._claim()
-            except ImagineError as exc:
-                logger.warning("heartbeat of %s: %s", self.owner, exc)
+            errors = []
+            for step in (self._take_back, self._renew_and_claim):
+                try:
+                    step()
+                except ImagineError as exc:
+                    errors.append(exc)
+            failing = self._log_beat(errors, failing)
+
+    def _renew_and_claim(self) -> None:
+        self.store.renew(self.owner, time.time() + self.lease_seconds)
+        self._claim()
+
+    def _log_beat(self, errors: list[ImagineError], failing: bool) -> bool:
+        """Log one heartbeat's ``errors``: the first while the store fails as a warning, the
+        rest at DEBUG, then its return; whether it fails now."""
+        for exc in errors:
+            if failing:
+                logger.debug("heartbeat of %s: %s", self.owner, exc)
+            else:
+                logger.warning("heartbeat of %s: %s; trying again every %.3g s",
+                               self.owner, exc, self.lease_seconds / 3)
+                failing = True
+        if failing and not errors:
+            logger.warning("heartbeat of %s: the history answers again", self.owner)
+        return bool(errors)
 
     def _take_back(self) -> None:
         """The jobs a storage failure dropped (:meth:`_abandon`), once the store answers
@@ -354,6 +371,8 @@ class Engine:
         or being sent) is claimed back and driven here at once, as a new :class:`Job` (the
         dropped one stays failed). A job never sent stays released: it is not sent behind the
         back of a user who saw it fail; another engine resumes it (as a dead kernel's)."""
+        if not self._abandoned:
+            return
         ids = sorted(self._abandoned)
         self.store.release(self.owner, ids)
         for job_id in ids:

@@ -510,7 +510,8 @@ def _until(predicate, seconds: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_path):
+def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="jupyter_imagine.engine")
     app = create_app(speed=20)
     clock = app.state.sandbox.clock
     clock.speed = 0  # the job waits at the provider until the disk is full
@@ -534,6 +535,10 @@ def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_p
         assert eng.store.get(job.id)["status"] == "succeeded"
         assert job.status is Status.FAILED  # what the user was told stays as it was
     assert imagine_count(app.state.sandbox) == 1  # polled to its end, never sent again
+    beats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("heartbeat")]
+    assert len(beats) == 2, beats  # one outage: said once, then its end
+    assert "the disk is full" in beats[0] and "trying again every 0.333 s" in beats[0]
+    assert beats[1].endswith("the history answers again")
 
 
 def test_a_job_never_sent_is_not_taken_back_behind_the_users_back(tmp_path):
