@@ -42,7 +42,7 @@ sent again (it may have reached the provider): it fails with a reason saying so.
 cannot be written, the job fails in memory with the :class:`~jupyter_imagine.errors.StorageError`
 and ``wait()`` raises it; once the store answers again, the heartbeat takes a job that had
 reached its provider back and drives it to its end (a new :class:`Job`, which
-``jupyter_imagine.job(id)`` returns), while one never sent is left for another engine.
+``jupyter_imagine.job(id)`` returns), and stores one never sent as failed, as its user was told.
 
 What other modules use (``_batch``, the remote pull, the magics, the widgets):
 :meth:`Engine.provider` (the configured instance of a provider), :meth:`Engine.run` (a coroutine
@@ -367,10 +367,10 @@ class Engine:
 
     def _take_back(self) -> None:
         """The jobs a storage failure dropped (:meth:`_abandon`), once the store answers
-        again: their leases are released, and each that may have reached its provider (sent,
-        or being sent) is claimed back and driven here at once, as a new :class:`Job` (the
-        dropped one stays failed). A job never sent stays released: it is not sent behind the
-        back of a user who saw it fail; another engine resumes it (as a dead kernel's)."""
+        again. Each that may have reached its provider (sent, or being sent) is released and
+        claimed back, and driven here at once as a new :class:`Job` (the dropped one stays
+        failed). One never sent is stored failed, as its user was told: no engine may send
+        it later behind the back of someone who has perhaps run it again."""
         if not self._abandoned:
             return
         ids = sorted(self._abandoned)
@@ -379,6 +379,11 @@ class Engine:
             record = self.store.current(job_id)
             if record is not None and record.get("submit_state") in ("sent", "sending"):
                 self._claim(job_id, own=True)
+            elif record is not None:
+                with self._lock:
+                    dropped = self._jobs.get(job_id)
+                if dropped is not None and dropped.status.final:
+                    self.store.transition(job_id, record["version"], dropped.to_record())
             with self._lock:
                 self._abandoned.discard(job_id)
 
@@ -1311,6 +1316,9 @@ class Engine:
                 message += (f"; the job goes on at {job.provider}, and this kernel takes it up "
                             "again once the history can be written: "
                             f"jupyter_imagine.job({job.id!r})")
+            elif job.submit_state == "pending":
+                message += (f"; nothing was sent to {job.provider}: run it again once the "
+                            "history can be written")
             job._apply({"status": Status.FAILED, "error": message,
                         "error_type": StorageError.__name__, "completed_at": now,
                         "updated_at": now})
