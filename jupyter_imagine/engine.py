@@ -1307,7 +1307,7 @@ class Engine:
 
     def _abandon(self, job: Job, error: StorageError) -> None:
         """The store cannot take ``job``'s next state: fail it in memory (``wait()`` raises
-        the StorageError) and give its lease up so it can be resumed once storage works."""
+        the StorageError); the heartbeat settles it once the store answers (:meth:`_take_back`)."""
         logger.error("job %s: %s", job.id, error)
         if not job.status.final:
             now = utcnow()
