@@ -108,7 +108,7 @@ def test_claims_across_processes_never_share_a_row(pg_url, tmp_path):
     assert len(every) == len(set(every)) == 200  # each row once, all of them taken
 
 
-def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
+def test_an_unreachable_server_is_one_line_without_the_password(tmp_path, monkeypatch):
     import socket
 
     with socket.socket() as sock:
@@ -116,11 +116,17 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
         port = sock.getsockname()[1]  # nothing listens here
     url = f"postgresql://ann:hunter2-secret@127.0.0.1:{port}/team"
     with pytest.raises(StorageError) as info:
-        open_store(url, home=tmp_path)
+        open_store(url, home=tmp_path)  # as configure(store=) and migrate --to open it
     message = str(info.value)
     assert "\n" not in message and "hunter2-secret" not in message
     assert f"postgresql://ann@127.0.0.1:{port}/team" in message
-    assert "cannot be reached" in message and "JUPYTER_IMAGINE_STORE" in message
+    assert "the server cannot be reached (" in message
+    assert message.endswith("); check that PostgreSQL runs there and the URL's host and port")
+    monkeypatch.setenv("JUPYTER_IMAGINE_STORE", url)
+    with pytest.raises(StorageError) as info:
+        open_store(home=tmp_path)  # from the environment: unsetting it is the way out
+    assert str(info.value) == message + (", or unset JUPYTER_IMAGINE_STORE for the personal "
+                                         "SQLite history")
 
 
 def _end_store_connections(url: str) -> int:

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from .._config import TEAM_STORE_SCHEMES, store_url
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StorageError
 from ._images import ImageCache
 from ._sqlite import FRAME_COLUMNS, SCHEMA_VERSION, STATUS_ORDER, Store, storage_error, to_utc
 
@@ -65,6 +65,7 @@ def open_store(
             image store, but fsspec (or its backend for the URL) is not installed.
         StorageError: the store cannot be opened (one line: what and how to fix it).
     """
+    from_env = target is None
     if target is None:
         target = store_url()
     if target is not None and str(target).startswith(TEAM_STORE_SCHEMES):
@@ -73,13 +74,21 @@ def open_store(
         except ImportError:
             raise ConfigurationError(
                 "the team store on PostgreSQL needs psycopg: pip install "
-                "'jupyter_imagine[postgres]' (or unset JUPYTER_IMAGINE_STORE for the personal "
-                "SQLite history)"
+                f"'jupyter_imagine[postgres]'{_FROM_ENV if from_env else ''}"
             ) from None
-        return PostgresStore(str(target), home=home, images=images)
+        try:
+            return PostgresStore(str(target), home=home, images=images)
+        except StorageError as exc:
+            if not from_env:
+                raise
+            raise StorageError(exc.message + _FROM_ENV, path=exc.path) from None
     if target is not None:
         _refuse_other_urls(str(target))
     return Store(target if target is not None else home, images=images)
+
+
+#: What a team store from ``JUPYTER_IMAGINE_STORE`` that cannot be used may do instead.
+_FROM_ENV = ", or unset JUPYTER_IMAGINE_STORE for the personal SQLite history"
 
 
 def _refuse_other_urls(target: str) -> None:

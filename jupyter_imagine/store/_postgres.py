@@ -217,13 +217,12 @@ def storage_error(exc: BaseException, url: str) -> StorageError:
     low = text.lower()
     if "password authentication failed" in low or "no password supplied" in low:
         what, fix = "the server refused the user or password", (
-            "check the user in JUPYTER_IMAGINE_STORE and its password (~/.pgpass or PGPASSWORD)")
+            "check the URL's user and its password (~/.pgpass or PGPASSWORD)")
     elif "does not exist" in low and "database" in low:
         what, fix = "the database does not exist", "create it (createdb) or fix the URL"
     elif isinstance(exc, psycopg.OperationalError):
         what, fix = f"the server cannot be reached ({text})", (
-            "check that PostgreSQL runs there and the URL's host and port, or unset "
-            "JUPYTER_IMAGINE_STORE for the personal SQLite history")
+            "check that PostgreSQL runs there and the URL's host and port")
     else:
         what, fix = f"{type(exc).__name__}: {text}", "check the server's log"
     from .._secrets import redact
