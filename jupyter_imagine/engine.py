@@ -71,6 +71,7 @@ import httpx
 
 from . import _budgets, _config
 from ._downloads import fetch_many, png_text, retry_delay
+from ._outage import Outage
 from ._polling import PollBatcher, RetryPolicy, jittered, next_interval
 from ._secrets import MASK, get_logger, redact, scrub, split_secrets
 from ._transport import pooled
@@ -336,34 +337,23 @@ class Engine:
         """The heartbeat: every third of the lease, renew this engine's leases (one UPDATE)
         and claim the jobs whose owner's lease ran out (a dead kernel's). While the store
         fails, that is said once (a warning), and once more when it answers again."""
-        failing = False
+        outage = Outage(logger, f"heartbeat of {self.owner}")
+        every = f"trying again every {self.lease_seconds / 3:.3g} s"
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            errors = []
+            worked = True
             for step in (self._take_back, self._renew_and_claim):
                 try:
                     step()
                 except ImagineError as exc:
-                    errors.append(exc)
-            failing = self._log_beat(errors, failing)
+                    outage.failed(exc, every)
+                    worked = False
+            if worked:
+                outage.worked("the history answers again")
 
     def _renew_and_claim(self) -> None:
         self.store.renew(self.owner, time.time() + self.lease_seconds)
         self._claim()
-
-    def _log_beat(self, errors: list[ImagineError], failing: bool) -> bool:
-        """Log one heartbeat's ``errors``: the first while the store fails as a warning, the
-        rest at DEBUG, then its return; whether it fails now."""
-        for exc in errors:
-            if failing:
-                logger.debug("heartbeat of %s: %s", self.owner, exc)
-            else:
-                logger.warning("heartbeat of %s: %s; trying again every %.3g s",
-                               self.owner, exc, self.lease_seconds / 3)
-                failing = True
-        if failing and not errors:
-            logger.warning("heartbeat of %s: the history answers again", self.owner)
-        return bool(errors)
 
     def _take_back(self) -> None:
         """The jobs a storage failure dropped (:meth:`_abandon`), once the store answers
@@ -407,25 +397,33 @@ class Engine:
         """Every :data:`FOLLOW_INTERVAL` s — at once on the team store, which notifies every
         write — one cheap query of the followed jobs' versions; the full row only of those that
         moved, applied to the job (never a provider call)."""
+        outage = Outage(logger, f"following jobs in {self.store.path}")
         while True:
             with self._lock:
                 following = dict(self._following)
             if not following:
                 return
             try:
-                versions = self.store.versions(following)
-                for job_id, job in following.items():
-                    if versions.get(job_id, job.version) == job.version:
-                        continue
-                    record = self.store.current(job_id)
-                    if record is not None:
-                        self._sync(job, record)
-                    if record is None or job.status.final:
-                        with self._lock:
-                            self._following.pop(job_id, None)
+                self._catch_up(following)
             except ImagineError as exc:
-                logger.warning("could not follow jobs in %s: %s", self.store.path, exc)
+                outage.failed(exc, f"trying again every {FOLLOW_INTERVAL:g} s")
+            else:
+                outage.worked("the history answers again")
             await self.store.wait_for_change(FOLLOW_INTERVAL)
+
+    def _catch_up(self, following: Mapping[str, Job]) -> None:
+        """Bring the ``following`` jobs whose stored version moved up to their rows; stop
+        following those that ended or were deleted."""
+        versions = self.store.versions(following)
+        for job_id, job in following.items():
+            if versions.get(job_id, job.version) == job.version:
+                continue
+            record = self.store.current(job_id)
+            if record is not None:
+                self._sync(job, record)
+            if record is None or job.status.final:
+                with self._lock:
+                    self._following.pop(job_id, None)
 
     def _sync(self, job: Job, record: Mapping[str, Any]) -> None:
         """Bring ``job`` to the stored ``record`` (with its version); a final state is kept."""

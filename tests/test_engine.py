@@ -615,6 +615,38 @@ def test_a_team_store_outage_mid_job_ends_with_the_job_done_in_the_store(tmp_pat
     assert imagine_count(app.state.sandbox) == 1
 
 
+def test_a_team_store_outage_is_said_once_by_a_kernel_following_the_job(tmp_path, caplog):
+    from _postgres import Server
+
+    from jupyter_imagine.store import open_store
+
+    caplog.set_level(logging.WARNING)
+    app = create_app(speed=20)
+    clock = app.state.sandbox.clock
+    fast = {**FAST, "sandbox_speed": 20}
+    with Server() as server:
+        url = server.create_database("outage")
+        first = Engine(open_store(url, home=tmp_path / "laptop"), sandbox_app=app,
+                       lease_seconds=1.0, **fast)
+        other = Engine(open_store(url, home=tmp_path / "hub"), sandbox_app=app,
+                       lease_seconds=1.0, **fast)
+        with first, other:
+            clock.speed = 0
+            job = first.imagine("a kiln by the sea", provider="apiframe")
+            _until(lambda: job.submit_state == "sent")
+            other.get(job.id)  # followed: live updates, and a version query every 0.5 s
+            server.pause()
+            clock.speed = 20
+            time.sleep(2.5)  # five follower tries, seven heartbeats of each engine
+            server.resume()
+            _until(lambda: first.store.get(job.id)["status"] == "succeeded", 30)
+    assert imagine_count(app.state.sandbox) == 1  # whichever engine took it up, sent once
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_imagine")]
+    for step in ("heartbeat of", "following jobs in", "live updates from"):
+        lines = [m for m in said if m.startswith(step)]
+        assert len(lines) <= 2 * (2 if step == "heartbeat of" else 1), lines  # down, back
+
+
 def test_on_the_team_store_two_machines_share_jobs_live(tmp_path, pg_url):
     from jupyter_imagine.store import open_store
 

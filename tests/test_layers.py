@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jupyter_imagine"
 #: is a prefix (``_magic_`` covers ``_magic_parser``).
 RANKS: tuple[tuple[str, float], ...] = (
     ("_secrets", 0),
+    ("_outage", 0),  # one warning per outage of a repeated step: logging only
     ("errors", 1),
     ("imaging", 2),
     ("_config", 2),

@@ -51,6 +51,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from .. import _frame
+from .._outage import Outage
 from .._secrets import get_logger
 from ..errors import StorageError
 from ._sqlite import (
@@ -285,6 +286,7 @@ class PostgresStore(Store):
         self._frame_cache = None  # no change journal here: see _schema_v6
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_lock = threading.Lock()
+        self._live = Outage(log, f"live updates from {self.url}")
         self._init_provenance()
 
     def __repr__(self) -> str:
@@ -343,13 +345,15 @@ class PostgresStore(Store):
         ``True`` if one came. The listening connection is opened on first use; if it fails,
         this sleeps like the SQLite store (the follower polls) and tries again next time."""
         try:
-            return await asyncio.to_thread(self._notified, timeout)
+            got = await asyncio.to_thread(self._notified, timeout)
         except psycopg.Error as exc:
-            log.warning("live updates from %s stopped (%s); following by polling",
-                        self.url, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            self._live.failed(first_line, "following by polling")
             self._close_listener()
             await asyncio.sleep(timeout)
             return False
+        self._live.worked("working again")
+        return got
 
     def _notified(self, timeout: float) -> bool:
         with self._listen_lock:
