@@ -361,9 +361,10 @@ def configure(*, budget: Any = _UNSET, prices: Any = _UNSET,
             (source ``prices``); ``None`` clears them. Same as ``%config ImagineMagics.prices``.
         store: the history to use from now on: a ``postgresql://`` URL (the team store), a
             folder (a SQLite history there), or ``None`` (``JUPYTER_IMAGINE_STORE``, else the
-            personal history under ``JUPYTER_IMAGINE_HOME``). The session's engine is closed
-            first: its unfinished jobs are released to whichever kernel opens that history
-            next. Same as ``%config ImagineMagics.store``.
+            personal history under ``JUPYTER_IMAGINE_HOME``). New jobs go there; jobs still
+            running go on to their end in the history they started in (and children started
+            from them too), then the session lets that history go. Same as ``%config
+            ImagineMagics.store``.
 
     Raises:
         ConfigurationError: an unknown provider, a negative amount, an unknown period, a
@@ -405,7 +406,7 @@ def _switch_store(target: str | os.PathLike[str] | None) -> None:
     engine = Engine(open_store(None if target is None else str(target)))
     old = _set_engine(engine)
     if old is not None:
-        old.close()
+        old.retire()  # its running jobs end where they started, then it closes
 
 
 def provider_status() -> pd.DataFrame:

@@ -209,6 +209,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False  # close() ran: its store is closed, so it never starts again
+        self._retiring = False  # retire() ran: it claims no more jobs, and closes when idle
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._sandbox_app: Any = sandbox_app
         #: when this engine was made: the start of budgets over the ``session`` period
@@ -233,11 +234,7 @@ class Engine:
             if self.running:
                 return self
             if self._closed:
-                raise ImagineError(
-                    f"the engine {self.owner} was closed, and its history store with it; make a "
-                    "new Engine, or call jupyter_imagine.configure(store=…) for a new session "
-                    "engine"
-                )
+                raise self._closed_error()
             loop = asyncio.new_event_loop()
             ready = threading.Event()
 
@@ -252,7 +249,8 @@ class Engine:
             ready.wait()
             self._heartbeat = asyncio.run_coroutine_threadsafe(self._beat(), loop)
         self._register_credentials()
-        self._claim()
+        if not self._retiring:
+            self._claim()
         self._resume_downloads()
         return self
 
@@ -294,6 +292,41 @@ class Engine:
         except ImagineError as exc:
             logger.warning("could not release the leases of %s: %s", self.owner, exc)
         self.store.close()
+
+    def _closed_error(self) -> ImagineError:
+        """What starting this closed engine again (for a job of its) raises."""
+        if self._retiring:  # the session moved to another history (retire)
+            where = getattr(self.store, "url", None) or str(self.store.home)
+            return ImagineError(
+                f"this job's history, {self.store.path}, was left for another "
+                "(jupyter_imagine.configure(store=…)); to act on its jobs, switch back with "
+                f"jupyter_imagine.configure(store={where!r}) and load the job again with "
+                "jupyter_imagine.job(its id)"
+            )
+        return ImagineError(
+            f"the engine {self.owner} was closed, and its history store with it; make a new "
+            "Engine, or call jupyter_imagine.configure(store=…) for a new session engine"
+        )
+
+    def retire(self) -> None:
+        """Close this engine once every job it drives or follows has ended (at once if none);
+        what :func:`jupyter_imagine.configure` does with the session's engine when the session
+        moves to another history. Meanwhile it takes no other engine's jobs over, while its own
+        (and children started from them) go on to their end in the history they started in:
+        nobody is left waiting on a job that no engine drives."""
+        self._retiring = True
+
+        def close_when_done() -> None:
+            while True:
+                with self._lock:
+                    pending = [job.future for job in self._jobs.values() if not job.done]
+                if not pending:
+                    break
+                concurrent.futures.wait(pending)
+            self.close()
+
+        threading.Thread(target=close_when_done, name="jupyter_imagine-retire",
+                         daemon=True).start()
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -353,7 +386,8 @@ class Engine:
 
     def _renew_and_claim(self) -> None:
         self.store.renew(self.owner, time.time() + self.lease_seconds)
-        self._claim()
+        if not self._retiring:
+            self._claim()
 
     def _take_back(self) -> None:
         """The jobs a storage failure dropped (:meth:`_abandon`), once the store answers

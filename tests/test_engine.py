@@ -590,6 +590,51 @@ def test_a_dead_kernels_jobs_wait_for_a_kernel_with_the_same_credentials(tmp_pat
     assert imagine_count(served.state) == 2  # each submitted once
 
 
+def test_switching_histories_lets_running_jobs_end_where_they_started(tmp_path, monkeypatch):
+    from jupyter_imagine import api
+
+    monkeypatch.setenv("JUPYTER_IMAGINE_SANDBOX_SPEED", "20")
+    before = api._set_engine(Engine(Store(tmp_path / "mine")))
+    try:
+        job = ji.imagine("a kiln in the snow", provider="apiframe")
+        old = api.get_engine()
+        ji.configure(store=str(tmp_path / "team"))
+        assert api.get_engine() is not old and not job.done
+        assert job.wait(30).status is Status.SUCCEEDED  # driven to its end: no one hangs
+        _until(lambda: not old.running)  # then the old engine let its history go
+        with Store(tmp_path / "mine") as mine:
+            assert mine.get(job.id)["status"] == "succeeded"
+        assert ji.history().empty  # the new history has only what starts there
+        with pytest.raises(ImagineError) as info:
+            job.upscale(1)
+        assert str(info.value) == (
+            f"this job's history, {tmp_path / 'mine' / 'history.sqlite'}, was left for another "
+            "(jupyter_imagine.configure(store=…)); to act on its jobs, switch back with "
+            f"jupyter_imagine.configure(store={str(tmp_path / 'mine')!r}) and load the job "
+            "again with jupyter_imagine.job(its id)")
+        ji.configure(store=str(tmp_path / "mine"))
+        assert ji.job(job.id).upscale(1).wait(30).status is Status.SUCCEEDED
+    finally:
+        api._set_engine(before).close()
+
+
+def test_a_retiring_engine_takes_no_other_engines_jobs_over(tmp_path):
+    app = create_app(speed=20)
+    app.state.sandbox.clock.speed = 0  # its own job waits at the provider
+    eng = Engine(Store(tmp_path / "home"), sandbox_app=app, lease_seconds=0.3,
+                 **{**FAST, "sandbox_speed": 20}).start()
+    own = eng.imagine("a weir at dusk", provider="apiframe")
+    eng.retire()
+    dead = Job(provider="apiframe", kind="imagine", prompt="a weir at dawn")
+    with Store(tmp_path / "home") as other:  # a dead kernel's job, its lease long over
+        other.save(dead.to_record(), owner="dead", lease_until=1.0)
+        time.sleep(0.5)  # five heartbeats
+        assert other.current(dead.id)["owner"] == "dead" and eng.running
+    app.state.sandbox.clock.speed = 20
+    assert own.wait(30).status is Status.SUCCEEDED
+    _until(lambda: not eng.running)  # its last job ended: it closed
+
+
 def test_a_team_store_outage_mid_job_ends_with_the_job_done_in_the_store(tmp_path):
     from _postgres import Server
 
