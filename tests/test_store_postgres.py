@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import multiprocessing
+import os
 import time
 
 import psycopg
@@ -150,6 +151,31 @@ def test_a_connection_the_server_ended_is_opened_again_on_the_next_call(pg_url, 
         assert {r["id"] for r in store.records()} == {first.id, second.id}
         assert _end_store_connections(pg_url) == 1
         assert len(store.frame()) == 2
+
+
+def _tcp_options(fd: int) -> tuple[int, int, int, int, int]:
+    import socket
+
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+    finally:
+        sock.close()
+
+
+def test_a_server_gone_without_a_word_is_found_out_in_about_a_minute(pg_url, tmp_path):
+    import asyncio
+
+    with PostgresStore(pg_url, home=tmp_path) as store:
+        assert _tcp_options(store._conn.raw.fileno()) == (1, 30, 10, 3, 60_000)
+        asyncio.run(store.wait_for_change(0.01))  # opens the listening connection
+        assert _tcp_options(store._listener.fileno()) == (1, 30, 10, 3, 60_000)
+    with PostgresStore(f"{pg_url}?keepalives_idle=5", home=tmp_path) as store:
+        assert _tcp_options(store._conn.raw.fileno())[:2] == (1, 5)  # the URL's own wins
 
 
 def test_a_missing_database_says_so(pg_server, tmp_path):
