@@ -795,6 +795,7 @@ class Engine:
         interval = first
         batcher = self._batcher(provider)
         misses = 0  # polls in a row whose retries ran out
+        outage = Outage(logger, f"{provider.name}: polling job {job.id}")
         while not job.status.final:
             if time.time() >= deadline:
                 await self._time_out(job, provider)
@@ -806,11 +807,12 @@ class Engine:
                 # The provider may well still be running it: keep asking until the deadline.
                 delay = min(self.backoff_cap, self.retry_policy.delay(misses) + interval * scale)
                 misses += 1
-                logger.warning("%s: polling job %s failed (%s); polling again in %.1f s, until "
-                               "its deadline", provider.name, job.id, exc, delay)
+                outage.failed(f"failed ({exc})", f"polling again in {delay:.1f} s, backing off "
+                              "until its deadline")
                 await asyncio.sleep(max(0.0, min(delay, deadline - time.time())))
                 continue
             misses = 0
+            outage.worked("answers again")
             if job.id in self._cancelled:
                 return
             await self._apply_update(job, provider, update)

@@ -149,7 +149,9 @@ def test_backoff_on_5xx_and_429_with_retry_after(engine, sandbox, caplog):
     assert imagine_count(sandbox) == 1 and tasks_created(sandbox) == 1
 
 
-def test_polls_failing_longer_than_their_retry_budget_do_not_fail_a_running_job(tmp_path):
+def test_polls_failing_longer_than_their_retry_budget_do_not_fail_a_running_job(tmp_path,
+                                                                                caplog):
+    caplog.set_level(logging.WARNING, logger="jupyter_imagine.engine")
     app = create_app(speed=1000.0)
     # 40 failed polls: far more than the old budget of six retries, and more than this
     # engine's retry_for of 0.1 s covers, but well within the job's deadline.
@@ -160,6 +162,10 @@ def test_polls_failing_longer_than_their_retry_budget_do_not_fail_a_running_job(
         assert job.wait(30).status is Status.SUCCEEDED
     assert not state.faults.pending()  # every injected failure was met
     assert imagine_count(state) == 1
+    said = [r.getMessage() for r in caplog.records if "polling job" in r.getMessage()]
+    assert len(said) == 2, said  # the outage, then its end: not a line per failed poll
+    assert said[0].startswith(f"apiframe: polling job {job.id}: failed (")
+    assert said[1] == f"apiframe: polling job {job.id}: answers again"
 
 
 def test_submit_is_not_retried_after_a_5xx(engine, sandbox):
