@@ -693,6 +693,7 @@ def test_a_team_store_outage_is_said_once_by_a_kernel_following_the_job(tmp_path
             _until(lambda: first.store.get(job.id)["status"] == "succeeded", 30)
     assert imagine_count(app.state.sandbox) == 1  # whichever engine took it up, sent once
     said = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_imagine")]
+    assert any(m.startswith("heartbeat of") and "cannot be reached" in m for m in said)
     for step in ("heartbeat of", "following jobs in", "live updates from"):
         lines = [m for m in said if m.startswith(step)]
         assert len(lines) <= 2 * (2 if step == "heartbeat of" else 1), lines  # down, back
