@@ -2,9 +2,10 @@
 its polls of a job, the team store's live updates.
 
 Each try of such a step may fail the same way for minutes (the team store's server is down,
-the disk is full, the provider answers 503). :class:`Outage` says the first failure as a warning and the repeats at
-DEBUG, then the first success after them as a warning that it works again, so an outage is two
-lines in the notebook instead of one per try into whatever cell ran last.
+the disk is full, the provider answers 503). :class:`Outage` says the first failure as a
+warning and the repeats at DEBUG, then the first success after them as a warning that it works
+again, so an outage is two lines in the notebook instead of one per try into whatever cell ran
+last.
 """
 
 from __future__ import annotations
