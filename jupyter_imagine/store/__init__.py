@@ -101,7 +101,7 @@ def _refuse_other_urls(target: str) -> None:
     scheme = found.group(1)
     base, _, driver = scheme.lower().partition("+")
     hint = ""
-    if base in ("postgresql", "postgres"):
+    if f"{base}://" in TEAM_STORE_SCHEMES:
         hint = (f"drop '+{driver}' (SQLAlchemy's driver suffix): " if driver
                 else "write the scheme in lower case: ")
     raise ConfigurationError(
