@@ -291,20 +291,23 @@ def split_options(line: str, options: Sequence[Option] = IMAGINE_OPTIONS) -> tup
 
 
 # ====================================================================== parsing
+#: What a bad ``-t/--timeout`` is told, the value shown after it.
+_BAD_TIMEOUT = "-t/--timeout must be a positive number of seconds, not "
+
+
 def _seconds(text: str) -> float:
     """``-t/--timeout``'s value as seconds; anything but a number is said the way
     :func:`check_timeout` says a number out of range."""
     try:
         return float(text)
     except ValueError:
-        raise UsageError(
-            f"-t/--timeout must be a positive number of seconds, not {text!r}") from None
+        raise UsageError(f"{_BAD_TIMEOUT}{text!r}") from None
 
 
 def check_timeout(timeout: float | None) -> float | None:
     """``timeout`` if it is ``None`` or a positive finite number of seconds."""
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise UsageError(f"-t/--timeout must be a positive number of seconds, not {timeout:g}")
+        raise UsageError(f"{_BAD_TIMEOUT}{timeout:g}")
     return timeout
 
 
