@@ -1,4 +1,4 @@
-"""Shared helpers for the widget tests (not a test module)."""
+"""Shared helpers for the widget, engine and download tests (not a test module)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from PIL import Image as PILImage
 
 
 def until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
-    """Wait until ``predicate()`` is true (the engine thread writes the widgets' traits); the
-    timeout is an upper bound for a loaded machine (two test workers beside JupyterLab)."""
+    """Wait until ``predicate()`` is true (the engine thread writes the widgets' traits, a job's
+    state, the store); the timeout is an upper bound for a loaded machine (two test workers
+    beside JupyterLab)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

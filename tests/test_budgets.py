@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
+from _widgets_util import until
 
 import jupyter_imagine as ji
 from jupyter_imagine import _budgets, _config
@@ -186,13 +187,8 @@ def test_a_job_resumed_by_another_engine_settles_the_reservation_made_before(tmp
     with Engine(Store(home), sandbox_app=app, **fast) as second:
         resumed = second.get(job.id).wait(60)
         assert resumed.status is Status.SUCCEEDED
-        until(lambda: ledger(second).get(job.id, ("",))[0] == "settled")
+        until(lambda: ledger(second).get(job.id, ("",))[0] == "settled", 10)
         assert ledger(second)[job.id] == ("settled", 4.0, 4.0)
         assert second.store.reserved("apiframe", "credits") == 0.0
 
 
-def until(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

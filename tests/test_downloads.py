@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _widgets_util import until
 
 from jupyter_imagine._downloads import expired, fetch_many, missing_note, retry_delay
 from jupyter_imagine.engine import Engine
@@ -21,11 +22,6 @@ FAST = {"sandbox_speed": 1000.0, "backoff_base": 0.01, "backoff_cap": 0.02, "ret
 CDN = "/apiframe/cdn/*"
 
 
-def _wait_for(predicate, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------ the rules
@@ -84,7 +80,7 @@ def test_a_failed_download_is_retried_in_the_background_and_the_job_stays_succee
     with Engine(Store(tmp_path), sandbox_app=app, **FAST) as eng:
         job = eng.imagine("a lighthouse", provider="apiframe").wait(30)
         assert job.status is Status.SUCCEEDED
-        _wait_for(lambda: job.missing_images == 0)
+        until(lambda: job.missing_images == 0, 20)
         assert all(i.path and Path(i.path).is_file() for i in job.images)
         record = eng.store.get(job.id)
         assert record["status"] == "succeeded" and record["missing_images"] == 0
@@ -124,7 +120,7 @@ def test_missing_images_are_fetched_after_a_restart(tmp_path):
     state.faults.clear()
     with Engine(Store(tmp_path), sandbox_app=app, **FAST) as eng:
         again = eng.get(job.id)
-        _wait_for(lambda: again.missing_images == 0)
+        until(lambda: again.missing_images == 0, 20)
         assert eng.store.get(job.id)["missing_images"] == 0
         assert again.grid is not None and Path(again.grid.path).is_file()
 
@@ -153,10 +149,10 @@ def test_reading_path_of_a_missing_image_retries_it_in_the_background(tmp_path, 
     with Engine(Store(tmp_path), **slow) as eng:
         job = eng.imagine("a lighthouse", provider="apiframe").wait(30)
         assert job.missing_images == 5
-        _wait_for(lambda: job.id in eng._refetching and eng._refetching[job.id] is not None)
+        until(lambda: job.id in eng._refetching and eng._refetching[job.id] is not None, 20)
         state.faults.clear()
         assert job.images[2].path is None  # the current value; the retry starts now
-        _wait_for(lambda: job.missing_images == 0, limit=10)
+        until(lambda: job.missing_images == 0, 10)
         assert all(Path(i.path).is_file() for i in job.images)
 
 

@@ -10,6 +10,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from _widgets_util import until
 from PIL import Image as PILImage
 
 import jupyter_imagine as ji
@@ -508,14 +509,6 @@ async def _awaited(job: Job) -> Job:
     return await job
 
 
-def _until(predicate, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not so within {seconds:g} s")
-        time.sleep(0.02)
-
-
 def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="jupyter_imagine.engine")
     app = create_app(speed=20)
@@ -524,7 +517,7 @@ def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_p
     with Engine(Store(tmp_path / "home"), sandbox_app=app, lease_seconds=1.0,
                 **{**FAST, "sandbox_speed": 20}) as eng:
         job = eng.imagine("a kiln at night", provider="apiframe")
-        _until(lambda: job.submit_state == "sent")
+        until(lambda: job.submit_state == "sent", 20)
         disk = eng.store._conn = _FullDisk(eng.store._conn, every_write=True)
         disk.armed = True
         clock.speed = 20
@@ -535,7 +528,7 @@ def test_a_sent_job_the_store_dropped_is_taken_back_once_it_can_be_written(tmp_p
         time.sleep(1.0)  # three heartbeats on a full disk: nothing is taken back yet
         assert eng.get(job.id) is job
         disk.armed = False
-        _until(lambda: eng.get(job.id) is not job)  # the next heartbeat took it back
+        until(lambda: eng.get(job.id) is not job, 20)  # the next heartbeat took it back
         done = eng.get(job.id).wait(30)
         assert done.status is Status.SUCCEEDED and len(done.images) == 4
         assert eng.store.get(job.id)["status"] == "succeeded"
@@ -559,7 +552,7 @@ def test_a_job_never_sent_is_not_taken_back_behind_the_users_back(tmp_path):
         assert str(info.value).endswith(
             "; nothing was sent to apiframe: run it again once the history can be written")
         disk.armed = False
-        _until(lambda: eng.store.get(job.id)["status"] == "failed")  # as the user was told
+        until(lambda: eng.store.get(job.id)["status"] == "failed", 20)  # as the user was told
         assert eng.get(job.id) is job and job.status is Status.FAILED
         assert eng.store.get(job.id)["error"] == job.error
     with Engine(Store(tmp_path / "home"), sandbox_app=app, lease_seconds=1.0,
@@ -607,7 +600,7 @@ def test_switching_histories_lets_running_jobs_end_where_they_started(tmp_path, 
         ji.configure(store=str(tmp_path / "team"))
         assert api.get_engine() is not old and not job.done
         assert job.wait(30).status is Status.SUCCEEDED  # driven to its end: no one hangs
-        _until(lambda: not old.running)  # then the old engine let its history go
+        until(lambda: not old.running, 20)  # then the old engine let its history go
         with Store(tmp_path / "mine") as mine:
             assert mine.get(job.id)["status"] == "succeeded"
         assert ji.history().empty  # the new history has only what starts there
@@ -638,7 +631,7 @@ def test_a_retiring_engine_takes_no_other_engines_jobs_over(tmp_path):
         assert other.current(dead.id)["owner"] == "dead" and eng.running
     app.state.sandbox.clock.speed = 20
     assert own.wait(30).status is Status.SUCCEEDED
-    _until(lambda: not eng.running)  # its last job ended: it closed
+    until(lambda: not eng.running, 20)  # its last job ended: it closed
 
 
 def test_a_team_store_outage_mid_job_ends_with_the_job_done_in_the_store(tmp_path):
@@ -654,13 +647,13 @@ def test_a_team_store_outage_mid_job_ends_with_the_job_done_in_the_store(tmp_pat
                     lease_seconds=1.0, **{**FAST, "sandbox_speed": 20}) as eng:
             clock.speed = 0  # the job waits at the provider while the server is down
             job = eng.imagine("a kiln in the fog", provider="apiframe")
-            _until(lambda: job.submit_state == "sent")
+            until(lambda: job.submit_state == "sent", 20)
             server.pause()
             clock.speed = 20
             with pytest.raises(ji.StorageError, match="cannot be reached"):
                 job.wait(30)
             server.resume()
-            _until(lambda: eng.get(job.id) is not job, 30)  # reconnected, and taken back
+            until(lambda: eng.get(job.id) is not job, 30)  # reconnected, and taken back
             assert eng.get(job.id).wait(30).status is Status.SUCCEEDED
             assert eng.store.get(job.id)["status"] == "succeeded"
     assert imagine_count(app.state.sandbox) == 1
@@ -684,13 +677,13 @@ def test_a_team_store_outage_is_said_once_by_a_kernel_following_the_job(tmp_path
         with first, other:
             clock.speed = 0
             job = first.imagine("a kiln by the sea", provider="apiframe")
-            _until(lambda: job.submit_state == "sent")
+            until(lambda: job.submit_state == "sent", 20)
             other.get(job.id)  # followed: live updates, and a version query every 0.5 s
             server.pause()
             clock.speed = 20
             time.sleep(2.5)  # five follower tries, seven heartbeats of each engine
             server.resume()
-            _until(lambda: first.store.get(job.id)["status"] == "succeeded", 30)
+            until(lambda: first.store.get(job.id)["status"] == "succeeded", 30)
     assert imagine_count(app.state.sandbox) == 1  # whichever engine took it up, sent once
     said = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_imagine")]
     assert any(m.startswith("heartbeat of") and "cannot be reached" in m for m in said)
